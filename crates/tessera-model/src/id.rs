@@ -1,0 +1,348 @@
+//! Typed Azure Resource Manager resource identifiers.
+//!
+//! An ARM id such as
+//! `/subscriptions/S/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/hub/subnets/a`
+//! is parsed once into a [`ResourceId`]. ARM compares ids case-insensitively, so equality,
+//! ordering and hashing use a lower-cased key while the original spelling is kept for display.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The resource types Tessera knows, with their ARM type strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `Microsoft.Network/virtualNetworks`
+    VirtualNetwork,
+    /// `Microsoft.Network/virtualNetworks/subnets`
+    Subnet,
+    /// `Microsoft.Network/virtualNetworks/virtualNetworkPeerings`
+    Peering,
+    /// `Microsoft.ClassicNetwork/virtualNetworks`
+    ClassicVirtualNetwork,
+    /// `Microsoft.Network/networkSecurityGroups`
+    NetworkSecurityGroup,
+    /// `Microsoft.Network/networkSecurityGroups/securityRules`
+    SecurityRule,
+    /// `Microsoft.Network/routeTables`
+    RouteTable,
+    /// `Microsoft.Network/routeTables/routes`
+    Route,
+    /// `Microsoft.Network/networkInterfaces`
+    NetworkInterface,
+    /// `Microsoft.Network/networkInterfaces/ipConfigurations`
+    IpConfiguration,
+    /// `Microsoft.Compute/virtualMachines`
+    VirtualMachine,
+    /// `Microsoft.Network/virtualNetworkGateways`
+    VirtualNetworkGateway,
+    /// `Microsoft.Network/localNetworkGateways`
+    LocalNetworkGateway,
+    /// `Microsoft.Network/connections`
+    Connection,
+    /// `Microsoft.Network/loadBalancers`
+    LoadBalancer,
+    /// `Microsoft.Network/loadBalancers/frontendIPConfigurations`
+    FrontendIpConfiguration,
+    /// `Microsoft.Network/loadBalancers/backendAddressPools`
+    BackendAddressPool,
+    /// `Microsoft.Network/loadBalancers/loadBalancingRules`
+    LoadBalancingRule,
+    /// `Microsoft.Network/loadBalancers/probes`
+    Probe,
+    /// `Microsoft.Network/networkWatchers`
+    NetworkWatcher,
+    /// Any other type: kept verbatim, never interpreted.
+    Other,
+}
+
+const KINDS: &[(Kind, &str)] = &[
+    (Kind::VirtualNetwork, "Microsoft.Network/virtualNetworks"),
+    (Kind::Subnet, "Microsoft.Network/virtualNetworks/subnets"),
+    (
+        Kind::Peering,
+        "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+    ),
+    (
+        Kind::ClassicVirtualNetwork,
+        "Microsoft.ClassicNetwork/virtualNetworks",
+    ),
+    (
+        Kind::NetworkSecurityGroup,
+        "Microsoft.Network/networkSecurityGroups",
+    ),
+    (
+        Kind::SecurityRule,
+        "Microsoft.Network/networkSecurityGroups/securityRules",
+    ),
+    (Kind::RouteTable, "Microsoft.Network/routeTables"),
+    (Kind::Route, "Microsoft.Network/routeTables/routes"),
+    (
+        Kind::NetworkInterface,
+        "Microsoft.Network/networkInterfaces",
+    ),
+    (
+        Kind::IpConfiguration,
+        "Microsoft.Network/networkInterfaces/ipConfigurations",
+    ),
+    (Kind::VirtualMachine, "Microsoft.Compute/virtualMachines"),
+    (
+        Kind::VirtualNetworkGateway,
+        "Microsoft.Network/virtualNetworkGateways",
+    ),
+    (
+        Kind::LocalNetworkGateway,
+        "Microsoft.Network/localNetworkGateways",
+    ),
+    (Kind::Connection, "Microsoft.Network/connections"),
+    (Kind::LoadBalancer, "Microsoft.Network/loadBalancers"),
+    (
+        Kind::FrontendIpConfiguration,
+        "Microsoft.Network/loadBalancers/frontendIPConfigurations",
+    ),
+    (
+        Kind::BackendAddressPool,
+        "Microsoft.Network/loadBalancers/backendAddressPools",
+    ),
+    (
+        Kind::LoadBalancingRule,
+        "Microsoft.Network/loadBalancers/loadBalancingRules",
+    ),
+    (Kind::Probe, "Microsoft.Network/loadBalancers/probes"),
+    (Kind::NetworkWatcher, "Microsoft.Network/networkWatchers"),
+];
+
+impl Kind {
+    /// The ARM `type` string, e.g. `Microsoft.Network/virtualNetworks`.
+    pub fn arm_type(self) -> &'static str {
+        KINDS
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("", |(_, t)| t)
+    }
+
+    /// Looks a type string up, case-insensitively.
+    pub fn from_arm_type(s: &str) -> Kind {
+        KINDS
+            .iter()
+            .find(|(_, t)| t.eq_ignore_ascii_case(s))
+            .map_or(Kind::Other, |(k, _)| *k)
+    }
+}
+
+/// Why a string is not a resource id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{id}' is not a valid resource id: {reason}")]
+pub struct IdError {
+    /// The text that failed to parse.
+    pub id: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// A parsed ARM resource id, compared case-insensitively.
+#[derive(Clone)]
+pub struct ResourceId {
+    text: String,
+    key: String,
+    subscription: String,
+    resource_group: String,
+    namespace: String,
+    /// (type segment, name) pairs after the namespace: `[("virtualNetworks","hub"),("subnets","a")]`.
+    segments: Vec<(String, String)>,
+    kind: Kind,
+}
+
+impl ResourceId {
+    /// Parses an id of a resource in a resource group.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError {
+            id: s.to_string(),
+            reason,
+        };
+        let trimmed = s.trim_end_matches('/');
+        let parts: Vec<&str> = trimmed.split('/').collect();
+        if parts.len() < 9 || !parts[0].is_empty() {
+            return Err(err(
+                "expected /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}",
+            ));
+        }
+        if !parts[1].eq_ignore_ascii_case("subscriptions")
+            || !parts[3].eq_ignore_ascii_case("resourceGroups")
+            || !parts[5].eq_ignore_ascii_case("providers")
+        {
+            return Err(err(
+                "expected /subscriptions/{sub}/resourceGroups/{rg}/providers/...",
+            ));
+        }
+        if parts.iter().skip(1).any(|p| p.is_empty()) {
+            return Err(err("empty segment"));
+        }
+        let rest = &parts[7..];
+        if rest.len() % 2 != 0 {
+            return Err(err("a resource type without a name"));
+        }
+        let segments: Vec<(String, String)> = rest
+            .chunks(2)
+            .map(|c| (c[0].to_string(), c[1].to_string()))
+            .collect();
+        let type_string = std::iter::once(parts[6])
+            .chain(segments.iter().map(|(t, _)| t.as_str()))
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(ResourceId {
+            key: trimmed.to_ascii_lowercase(),
+            text: trimmed.to_string(),
+            subscription: parts[2].to_string(),
+            resource_group: parts[4].to_string(),
+            namespace: parts[6].to_string(),
+            kind: Kind::from_arm_type(&type_string),
+            segments,
+        })
+    }
+
+    /// Builds the id of a top-level resource.
+    pub fn top(subscription: &str, resource_group: &str, kind: Kind, name: &str) -> Self {
+        let text = format!(
+            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{}/{name}",
+            kind.arm_type()
+        );
+        Self::parse(&text).unwrap_or_else(|_| panic!("built an invalid id: {text}"))
+    }
+
+    /// The id of a child: `self/{type_segment}/{name}`.
+    pub fn child(&self, type_segment: &str, name: &str) -> Self {
+        let text = format!("{}/{type_segment}/{name}", self.text);
+        Self::parse(&text).unwrap_or_else(|_| panic!("built an invalid id: {text}"))
+    }
+
+    /// The parent resource of a child id (`None` for a top-level resource).
+    pub fn parent(&self) -> Option<Self> {
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let cut = self.text.rfind('/')?;
+        let cut = self.text[..cut].rfind('/')?;
+        Self::parse(&self.text[..cut]).ok()
+    }
+
+    /// The resource kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// The last name segment.
+    pub fn name(&self) -> &str {
+        self.segments.last().map_or("", |(_, n)| n.as_str())
+    }
+    /// The subscription id segment.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+    /// The resource group segment.
+    pub fn resource_group(&self) -> &str {
+        &self.resource_group
+    }
+    /// The provider namespace, e.g. `Microsoft.Network`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The id as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// The lower-cased comparison key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// `Microsoft.Network/virtualNetworks/hub` style short form used in ARM messages.
+    pub fn type_and_name(&self) -> String {
+        format!("{}/{}", self.kind.arm_type(), self.name())
+    }
+}
+
+impl PartialEq for ResourceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for ResourceId {}
+impl Hash for ResourceId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+impl PartialOrd for ResourceId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ResourceId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+impl fmt::Debug for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ResourceId({})", self.text)
+    }
+}
+impl std::str::FromStr for ResourceId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+impl Serialize for ResourceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+impl<'de> Deserialize<'de> for ResourceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ResourceId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_child_ids_and_compares_case_insensitively() {
+        let a = ResourceId::parse(
+            "/subscriptions/S1/resourceGroups/RG/providers/Microsoft.Network/virtualNetworks/Hub/subnets/Default",
+        )
+        .expect("valid id");
+        let b = ResourceId::parse(
+            "/SUBSCRIPTIONS/s1/resourcegroups/rg/PROVIDERS/microsoft.network/VIRTUALNETWORKS/hub/SUBNETS/default",
+        )
+        .expect("valid id");
+        assert_eq!(a, b);
+        assert_eq!(a.kind(), Kind::Subnet);
+        assert_eq!(a.name(), "Default");
+        assert_eq!(a.parent().expect("parent").name(), "Hub");
+        assert_eq!(a.parent().expect("parent").kind(), Kind::VirtualNetwork);
+        assert_eq!(a.to_string(), a.as_str());
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        for bad in [
+            "",
+            "/subscriptions/s",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks",
+            "subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/x",
+            "/subscriptions//resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/x",
+        ] {
+            assert!(ResourceId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Internal load balancers (spec §2.3).
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Child, ProvisioningState, SubResource, Tracked};
+
+/// `Microsoft.Network/loadBalancers`, with its SKU beside `properties`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// The resource.
+    #[serde(flatten)]
+    pub resource: Tracked<LoadBalancerProperties>,
+    /// `Basic` or `Standard` (default Basic, as ARM does).
+    #[serde(default)]
+    pub sku: LbSku,
+}
+
+crate::arm_enum! {
+    /// Load balancer SKU names.
+    LbSkuName { Basic = "Basic", Standard = "Standard", Gateway = "Gateway" }
+}
+
+/// `{"name": "Standard"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbSku {
+    /// SKU name.
+    pub name: LbSkuName,
+}
+
+impl Default for LbSku {
+    fn default() -> Self {
+        LbSku {
+            name: LbSkuName::Basic,
+        }
+    }
+}
+
+/// A frontend IP configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendProperties {
+    /// The frontend address.
+    #[serde(
+        rename = "privateIPAddress",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub private_ip_address: Option<String>,
+    /// The subnet of the frontend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<SubResource>,
+}
+
+/// A backend pool (members are NIC IP configurations that name it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendPoolProperties {
+    /// Read-only: member IP configurations.
+    #[serde(
+        rename = "backendIPConfigurations",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub backend_ip_configurations: Vec<SubResource>,
+}
+
+crate::arm_enum! {
+    /// Load-balancing rule protocol.
+    LbProtocol { Tcp = "Tcp", Udp = "Udp", All = "All" }
+}
+
+/// A load-balancing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbRuleProperties {
+    /// The frontend.
+    #[serde(rename = "frontendIPConfiguration")]
+    pub frontend_ip_configuration: SubResource,
+    /// The backend pool.
+    pub backend_address_pool: SubResource,
+    /// The probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<SubResource>,
+    /// Protocol.
+    pub protocol: LbProtocol,
+    /// Frontend port (0 with `All` = HA ports).
+    pub frontend_port: u16,
+    /// Backend port.
+    pub backend_port: u16,
+}
+
+/// A health probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeProperties {
+    /// `Tcp`, `Http` or `Https`.
+    pub protocol: String,
+    /// Port probed.
+    pub port: u16,
+}
+
+/// Properties of a load balancer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerProperties {
+    /// Frontends.
+    #[serde(rename = "frontendIPConfigurations", default)]
+    pub frontend_ip_configurations: Vec<Child<FrontendProperties>>,
+    /// Backend pools.
+    #[serde(default)]
+    pub backend_address_pools: Vec<Child<BackendPoolProperties>>,
+    /// Rules.
+    #[serde(default)]
+    pub load_balancing_rules: Vec<Child<LbRuleProperties>>,
+    /// Probes.
+    #[serde(default)]
+    pub probes: Vec<Child<ProbeProperties>>,
+    /// Read-only provisioning state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<ProvisioningState>,
+}

@@ -1,0 +1,24 @@
+//! Tessera's network model: Azure Resource Manager resource types in their ARM JSON shapes,
+//! typed case-insensitive resource ids, prefixes, regions, the ARM error type, and the two
+//! topology file formats (ARM JSON and concise YAML). No I/O.
+
+pub mod account;
+mod arm_enum;
+pub mod compute;
+pub mod envelope;
+pub mod error;
+pub mod gateway;
+pub mod id;
+pub mod lb;
+pub mod location;
+pub mod network;
+pub mod prefix;
+pub mod resource;
+pub mod routing;
+pub mod security;
+pub mod yaml;
+
+pub use error::{ArmError, ArmResult};
+pub use id::{Kind, ResourceId};
+pub use prefix::IpNet;
+pub use resource::Resource;

@@ -1,0 +1,167 @@
+//! One enum over every resource a topology can hold, and loading ARM JSON into it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::account::Subscription;
+use crate::compute::{NetworkInterface, VirtualMachine};
+use crate::error::ArmError;
+use crate::gateway::{Connection, LocalNetworkGateway, VirtualNetworkGateway};
+use crate::id::{Kind, ResourceId};
+use crate::lb::LoadBalancer;
+use crate::network::{ClassicVirtualNetwork, Peering, Subnet, VirtualNetwork};
+use crate::routing::RouteTable;
+use crate::security::NetworkSecurityGroup;
+
+/// Any resource Tessera models.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum Resource {
+    /// A subscription and its tenant.
+    Subscription(Subscription),
+    /// A virtual network (its embedded peerings are ignored; peerings are their own resources).
+    VirtualNetwork(VirtualNetwork),
+    /// A subnet (id required).
+    Subnet(Subnet),
+    /// A peering link (id required).
+    Peering(Peering),
+    /// A classic virtual network.
+    ClassicVirtualNetwork(ClassicVirtualNetwork),
+    /// An NSG.
+    NetworkSecurityGroup(NetworkSecurityGroup),
+    /// A route table.
+    RouteTable(RouteTable),
+    /// A NIC.
+    NetworkInterface(NetworkInterface),
+    /// A VM.
+    VirtualMachine(VirtualMachine),
+    /// A virtual network gateway.
+    VirtualNetworkGateway(VirtualNetworkGateway),
+    /// A local network gateway.
+    LocalNetworkGateway(LocalNetworkGateway),
+    /// A gateway connection.
+    Connection(Connection),
+    /// A load balancer.
+    LoadBalancer(LoadBalancer),
+}
+
+impl Resource {
+    /// The resource id (subscriptions have none in the resource-group form).
+    pub fn id(&self) -> Option<&ResourceId> {
+        match self {
+            Resource::Subscription(_) => None,
+            Resource::VirtualNetwork(r) => Some(&r.id),
+            Resource::Subnet(r) => r.id.as_ref(),
+            Resource::Peering(r) => r.id.as_ref(),
+            Resource::ClassicVirtualNetwork(r) => Some(&r.id),
+            Resource::NetworkSecurityGroup(r) => Some(&r.id),
+            Resource::RouteTable(r) => Some(&r.id),
+            Resource::NetworkInterface(r) => Some(&r.id),
+            Resource::VirtualMachine(r) => Some(&r.id),
+            Resource::VirtualNetworkGateway(r) => Some(&r.id),
+            Resource::LocalNetworkGateway(r) => Some(&r.id),
+            Resource::Connection(r) => Some(&r.id),
+            Resource::LoadBalancer(r) => Some(&r.resource.id),
+        }
+    }
+
+    /// Order in which a topology is applied so that references resolve: subscriptions, NSGs,
+    /// route tables and sites first, then VNets, gateways, NICs, VMs, peerings and connections.
+    pub fn apply_rank(&self) -> u8 {
+        match self {
+            Resource::Subscription(_) => 0,
+            Resource::NetworkSecurityGroup(_)
+            | Resource::RouteTable(_)
+            | Resource::LocalNetworkGateway(_) => 1,
+            Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 2,
+            Resource::Subnet(_) => 3,
+            Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 4,
+            Resource::NetworkInterface(_) => 5,
+            Resource::VirtualMachine(_) => 6,
+            Resource::Peering(_) => 7,
+            Resource::Connection(_) => 8,
+        }
+    }
+}
+
+fn invalid(msg: String) -> ArmError {
+    ArmError::bad_request("InvalidRequestContent", msg)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ArmError> {
+    serde_json::from_value(value).map_err(|e| invalid(format!("{what}: {e}")))
+}
+
+/// Parses one resource from its ARM JSON (as `GET` returns it). A virtual network yields itself
+/// plus one [`Resource::Peering`] per embedded peering.
+pub fn from_arm_json(value: Value) -> Result<Vec<Resource>, ArmError> {
+    let id_text = value
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if value.get("subscriptionId").is_some() && id_text.matches('/').count() <= 2 {
+        return Ok(vec![Resource::Subscription(typed(value, "subscription")?)]);
+    }
+    let id = ResourceId::parse(&id_text).map_err(|e| invalid(e.to_string()))?;
+    let what = id.to_string();
+    let one = |r: Resource| Ok(vec![r]);
+    match id.kind() {
+        Kind::VirtualNetwork => {
+            let mut vnet: VirtualNetwork = typed(value, &what)?;
+            let mut out = Vec::new();
+            for mut p in std::mem::take(&mut vnet.properties.virtual_network_peerings) {
+                if p.id.is_none() {
+                    p.id = Some(vnet.id.child("virtualNetworkPeerings", &p.name));
+                }
+                out.push(Resource::Peering(p));
+            }
+            out.insert(0, Resource::VirtualNetwork(vnet));
+            Ok(out)
+        }
+        Kind::Subnet => one(Resource::Subnet(typed(value, &what)?)),
+        Kind::Peering => one(Resource::Peering(typed(value, &what)?)),
+        Kind::ClassicVirtualNetwork => one(Resource::ClassicVirtualNetwork(typed(value, &what)?)),
+        Kind::NetworkSecurityGroup => one(Resource::NetworkSecurityGroup(typed(value, &what)?)),
+        Kind::RouteTable => one(Resource::RouteTable(typed(value, &what)?)),
+        Kind::NetworkInterface => one(Resource::NetworkInterface(typed(value, &what)?)),
+        Kind::VirtualMachine => one(Resource::VirtualMachine(typed(value, &what)?)),
+        Kind::VirtualNetworkGateway => one(Resource::VirtualNetworkGateway(typed(value, &what)?)),
+        Kind::LocalNetworkGateway => one(Resource::LocalNetworkGateway(typed(value, &what)?)),
+        Kind::Connection => one(Resource::Connection(typed(value, &what)?)),
+        Kind::LoadBalancer => one(Resource::LoadBalancer(typed(value, &what)?)),
+        _ => Err(ArmError::bad_request(
+            "NoRegisteredProviderFound",
+            format!("Resource type of '{what}' is not supported by Tessera."),
+        )),
+    }
+}
+
+/// Parses a topology in ARM JSON: an array of resources, or `{"resources": [...]}`, or
+/// `{"value": [...]}` as list calls return.
+pub fn from_arm_document(text: &str) -> Result<Vec<Resource>, ArmError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        ArmError::bad_request(
+            "InvalidRequestFormat",
+            format!("Cannot parse the JSON document: {e}"),
+        )
+    })?;
+    let items = match doc {
+        Value::Array(items) => items,
+        Value::Object(mut map) => match map.remove("resources").or_else(|| map.remove("value")) {
+            Some(Value::Array(items)) => items,
+            _ => vec![Value::Object(map)],
+        },
+        _ => {
+            return Err(invalid(
+                "a topology is an array of resources or {\"resources\": [...]}".into(),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        out.extend(from_arm_json(item)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,258 @@
+//! Compilation of the desired state into one program per NIC (DESIGN.md, "the one idea").
+//!
+//! A subnet program holds the subnet's effective routes and its NSG compiled with the subnet's
+//! tag expansions; a NIC program adds the NIC's NSG and addresses. Programs are shared through
+//! `Arc`, so the NICs of one subnet share their routes. A change recompiles only the VNets it
+//! touches.
+
+pub mod lpm;
+pub mod routes;
+pub mod security;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tessera_model::network::{Subnet, VirtualNetwork};
+use tessera_model::prefix::IpNet;
+use tessera_model::{Kind, ResourceId};
+
+use crate::lifecycle::is_connected;
+use crate::state::{State, ip_of, remote_of};
+use routes::{RouteProgram, gateway_prefixes, gateway_vnet_for};
+use security::{AZURE_HOST, CompiledNsg, TagContext};
+
+/// The compiled program of one subnet.
+#[derive(Debug, Clone)]
+pub struct SubnetProgram {
+    /// The subnet.
+    pub subnet: ResourceId,
+    /// Its VNet.
+    pub vnet: ResourceId,
+    /// Its region.
+    pub location: String,
+    /// The subnet's prefixes.
+    pub prefixes: Vec<IpNet>,
+    /// Effective routes.
+    pub routes: RouteProgram,
+    /// The subnet NSG.
+    pub nsg: Option<Arc<CompiledNsg>>,
+    /// Tag expansions of this subnet.
+    pub tags: TagContext,
+}
+
+/// The compiled program of one NIC port.
+#[derive(Debug, Clone)]
+pub struct NicProgram {
+    /// The NIC.
+    pub nic: ResourceId,
+    /// The VM using it.
+    pub vm: Option<ResourceId>,
+    /// Subnet program (routes, subnet NSG).
+    pub subnet: Arc<SubnetProgram>,
+    /// The NIC NSG.
+    pub nsg: Option<Arc<CompiledNsg>>,
+    /// The NIC's private addresses (primary first).
+    pub addresses: Vec<IpAddr>,
+    /// Whether it forwards traffic not addressed to it.
+    pub ip_forwarding: bool,
+}
+
+/// Every program.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// Subnet programs.
+    pub subnets: HashMap<ResourceId, Arc<SubnetProgram>>,
+    /// NIC programs.
+    pub nics: HashMap<ResourceId, Arc<NicProgram>>,
+    by_vnet: HashMap<ResourceId, (Vec<ResourceId>, Vec<ResourceId>)>,
+}
+
+impl Compiled {
+    /// Rebuilds the programs of the given VNets (and drops those of VNets that no longer exist).
+    pub fn recompile(&mut self, st: &State, vnets: &BTreeSet<ResourceId>) {
+        for v in vnets {
+            if let Some((subnets, nics)) = self.by_vnet.remove(v) {
+                for s in subnets {
+                    self.subnets.remove(&s);
+                }
+                for n in nics {
+                    self.nics.remove(&n);
+                }
+            }
+            if let Some(vnet) = st.vnets.get(v) {
+                self.compile_vnet(st, vnet);
+            }
+        }
+    }
+
+    /// Compiles everything.
+    pub fn full(st: &State) -> Self {
+        let mut c = Compiled::default();
+        for vnet in st.vnets.values() {
+            c.compile_vnet(st, vnet);
+        }
+        c
+    }
+
+    fn compile_vnet(&mut self, st: &State, vnet: &VirtualNetwork) {
+        let mut nsg_cache: HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>> = HashMap::new();
+        let base_tag = vnet_tag(st, vnet);
+        let mut subnet_ids = Vec::new();
+        for s in &vnet.properties.subnets {
+            let sid = vnet.id.child("subnets", &s.name);
+            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &mut nsg_cache));
+            self.subnets.insert(sid.clone(), program);
+            subnet_ids.push(sid);
+        }
+        let mut nic_ids = Vec::new();
+        for nic_id in st.nics_in(&vnet.id) {
+            let Some(nic) = st.nics.get(nic_id) else {
+                continue;
+            };
+            let Some(primary) = State::primary_ip_config(nic) else {
+                continue;
+            };
+            let Some(sid) = primary.properties.subnet.as_ref().map(|s| s.id.clone()) else {
+                continue;
+            };
+            let Some(subnet) = self.subnets.get(&sid).cloned() else {
+                continue;
+            };
+            let nsg = nic
+                .properties
+                .network_security_group
+                .as_ref()
+                .and_then(|n| {
+                    let key = (n.id.clone(), sid.clone());
+                    if let Some(c) = nsg_cache.get(&key) {
+                        return Some(c.clone());
+                    }
+                    let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &subnet.tags));
+                    nsg_cache.insert(key, c.clone());
+                    Some(c)
+                });
+            let mut addresses: Vec<IpAddr> = vec![];
+            addresses.extend(ip_of(&primary.properties.private_ip_address));
+            for c in &nic.properties.ip_configurations {
+                if let Some(ip) = ip_of(&c.properties.private_ip_address) {
+                    if !addresses.contains(&ip) {
+                        addresses.push(ip);
+                    }
+                }
+            }
+            let program = NicProgram {
+                nic: nic.id.clone(),
+                vm: nic
+                    .properties
+                    .virtual_machine
+                    .as_ref()
+                    .map(|v| v.id.clone()),
+                subnet,
+                nsg,
+                addresses,
+                ip_forwarding: nic.properties.enable_ip_forwarding,
+            };
+            self.nics.insert(nic.id.clone(), Arc::new(program));
+            nic_ids.push(nic.id.clone());
+        }
+        self.by_vnet.insert(vnet.id.clone(), (subnet_ids, nic_ids));
+    }
+}
+
+fn compile_subnet(
+    st: &State,
+    vnet: &VirtualNetwork,
+    s: &Subnet,
+    sid: &ResourceId,
+    base_tag: &[IpNet],
+    nsg_cache: &mut HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>>,
+) -> SubnetProgram {
+    let routes = routes::subnet_routes(st, vnet, s);
+    let mut tag = base_tag.to_vec();
+    // N6: every UDR prefix joins the VirtualNetwork tag.
+    for r in routes
+        .iter()
+        .filter(|r| r.source == routes::RouteSource::User)
+    {
+        push_unique(&mut tag, r.prefix);
+    }
+    let tags = TagContext {
+        virtual_network: tag,
+    };
+    let nsg = s.properties.network_security_group.as_ref().and_then(|n| {
+        let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &tags));
+        nsg_cache.insert((n.id.clone(), sid.clone()), c.clone());
+        Some(c)
+    });
+    SubnetProgram {
+        subnet: sid.clone(),
+        vnet: vnet.id.clone(),
+        location: vnet.location.clone(),
+        prefixes: s.properties.prefixes(),
+        routes: RouteProgram::new(routes),
+        nsg,
+        tags,
+    }
+}
+
+fn push_unique(v: &mut Vec<IpNet>, p: IpNet) {
+    if !v.contains(&p) {
+        v.push(p);
+    }
+}
+
+/// The `VirtualNetwork` tag of a VNet before UDR prefixes (N6): its space, peered spaces whose
+/// local link allows VNet access, gateway-connected spaces, and the Azure host.
+pub fn vnet_tag(st: &State, vnet: &VirtualNetwork) -> Vec<IpNet> {
+    let mut tag: Vec<IpNet> = Vec::new();
+    for p in &vnet.properties.address_space.address_prefixes {
+        push_unique(&mut tag, *p);
+    }
+    for link in &vnet.properties.virtual_network_peerings {
+        if is_connected(link)
+            && link.properties.allow_virtual_network_access
+            && remote_of(link).is_some()
+        {
+            for p in link
+                .properties
+                .remote_address_space
+                .iter()
+                .flat_map(|a| a.address_prefixes.iter())
+            {
+                push_unique(&mut tag, *p);
+            }
+        }
+    }
+    if let Some(g) = gateway_vnet_for(st, vnet) {
+        for (p, _) in gateway_prefixes(st, &g) {
+            push_unique(&mut tag, p);
+        }
+    }
+    if let Ok(host) = AZURE_HOST.parse() {
+        push_unique(&mut tag, host);
+    }
+    tag
+}
+
+/// What holds an address of a VNet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A NIC (by NIC id).
+    Nic(ResourceId),
+    /// A load balancer frontend (by frontend id).
+    LoadBalancerFrontend(ResourceId),
+    /// A virtual network gateway (by gateway id).
+    Gateway(ResourceId),
+}
+
+/// The endpoint that holds `ip` in `vnet`.
+pub fn endpoint(st: &State, vnet: &ResourceId, ip: IpAddr) -> Option<Endpoint> {
+    let owner = st.address_owner(vnet, ip)?;
+    let parent = owner.holder.parent()?;
+    Some(match owner.holder.kind() {
+        Kind::IpConfiguration => Endpoint::Nic(parent),
+        Kind::FrontendIpConfiguration => Endpoint::LoadBalancerFrontend(owner.holder.clone()),
+        _ => Endpoint::Gateway(parent),
+    })
+}

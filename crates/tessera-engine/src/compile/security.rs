@@ -1,0 +1,288 @@
+//! Compiled NSGs (spec §4): rules sorted by priority, service tags expanded (N6), evaluation by
+//! first match (N2, N3).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use tessera_model::ResourceId;
+use tessera_model::prefix::IpNet;
+use tessera_model::security::{
+    Access, Direction, NetworkSecurityGroup, RuleProtocol, SecurityRule,
+};
+
+use crate::ops::{parse_address, parse_port_range};
+
+/// The Azure host address (DHCP, DNS, health probes).
+pub const AZURE_HOST: &str = "168.63.129.16/32";
+
+/// Transport protocol of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+}
+
+impl Protocol {
+    /// Parses `tcp`, `UDP`, `icmp`, ….
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" | "http" | "https" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "icmp" => Some(Protocol::Icmp),
+            _ => None,
+        }
+    }
+}
+
+/// One side's addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddressMatch {
+    /// `*`.
+    Any,
+    /// The listed prefixes (tags already expanded).
+    Prefixes(Vec<IpNet>),
+}
+
+impl AddressMatch {
+    fn matches(&self, ip: IpAddr) -> bool {
+        match self {
+            AddressMatch::Any => true,
+            AddressMatch::Prefixes(p) => p.iter().any(|n| n.contains(&ip)),
+        }
+    }
+}
+
+/// A rule ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// `securityRules/<name>` or `defaultSecurityRules/<name>`.
+    pub name: String,
+    /// Priority.
+    pub priority: u32,
+    /// Direction.
+    pub direction: Direction,
+    /// Access.
+    pub access: Access,
+    /// Protocol.
+    pub protocol: RuleProtocol,
+    /// Sources.
+    pub src: AddressMatch,
+    /// Destinations.
+    pub dst: AddressMatch,
+    /// Source ports.
+    pub src_ports: Vec<(u16, u16)>,
+    /// Destination ports.
+    pub dst_ports: Vec<(u16, u16)>,
+    /// The rule as written.
+    pub rule: SecurityRule,
+    /// Whether it is one of the six default rules.
+    pub default: bool,
+}
+
+impl CompiledRule {
+    /// Whether the rule matches a flow.
+    pub fn matches(
+        &self,
+        proto: Protocol,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+    ) -> bool {
+        let proto_ok = match self.protocol {
+            RuleProtocol::Any => true,
+            RuleProtocol::Tcp => proto == Protocol::Tcp,
+            RuleProtocol::Udp => proto == Protocol::Udp,
+            RuleProtocol::Icmp => proto == Protocol::Icmp,
+            RuleProtocol::Esp | RuleProtocol::Ah => false,
+        };
+        let ports = |ranges: &[(u16, u16)], p: u16| {
+            proto == Protocol::Icmp || ranges.iter().any(|(a, b)| (*a..=*b).contains(&p))
+        };
+        proto_ok
+            && self.src.matches(src)
+            && self.dst.matches(dst)
+            && ports(&self.src_ports, sport)
+            && ports(&self.dst_ports, dport)
+    }
+}
+
+/// Tag expansions in force for one subnet.
+#[derive(Debug, Clone, Default)]
+pub struct TagContext {
+    /// `VirtualNetwork` (N6).
+    pub virtual_network: Vec<IpNet>,
+}
+
+impl TagContext {
+    /// The prefixes a tag stands for; `None` for `*` (any).
+    pub fn expand(&self, tag: &str) -> Option<Vec<IpNet>> {
+        if tag == "*" {
+            return None;
+        }
+        if tag.eq_ignore_ascii_case("VirtualNetwork") {
+            return Some(self.virtual_network.clone());
+        }
+        if tag.eq_ignore_ascii_case("AzureLoadBalancer") {
+            return Some(AZURE_HOST.parse().into_iter().collect());
+        }
+        if tag.eq_ignore_ascii_case("Internet") {
+            return Some(internet());
+        }
+        parse_address(tag).map(|n| vec![n])
+    }
+
+    /// The tag map of an effective NSG.
+    pub fn tag_map(&self) -> BTreeMap<String, Vec<IpNet>> {
+        let mut m = BTreeMap::new();
+        m.insert("VirtualNetwork".to_string(), self.virtual_network.clone());
+        m.insert(
+            "AzureLoadBalancer".to_string(),
+            AZURE_HOST.parse().into_iter().collect(),
+        );
+        m.insert("Internet".to_string(), internet());
+        m
+    }
+}
+
+/// Public, routable IPv4 space: everything outside private, shared, loopback, link-local,
+/// multicast and reserved ranges.
+pub fn internet() -> Vec<IpNet> {
+    let excluded: Vec<IpNet> = [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/3",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect();
+    let mut out = Vec::new();
+    split(IpNet::V4(Default::default()), &excluded, &mut out);
+    out
+}
+
+fn split(net: IpNet, excluded: &[IpNet], out: &mut Vec<IpNet>) {
+    if excluded.iter().any(|e| e.contains(&net)) {
+        return;
+    }
+    if !excluded.iter().any(|e| net.contains(e)) {
+        out.push(net);
+        return;
+    }
+    if let Ok(halves) = net.subnets(net.prefix_len() + 1) {
+        for h in halves {
+            split(h, excluded, out);
+        }
+    }
+}
+
+/// An NSG compiled for one subnet's tag context.
+#[derive(Debug, Clone)]
+pub struct CompiledNsg {
+    /// The NSG.
+    pub id: ResourceId,
+    /// Inbound rules by priority.
+    pub inbound: Vec<CompiledRule>,
+    /// Outbound rules by priority.
+    pub outbound: Vec<CompiledRule>,
+    /// Expansions used.
+    pub tags: TagContext,
+}
+
+impl CompiledNsg {
+    /// Compiles an NSG with the tags of a subnet.
+    pub fn new(nsg: &NetworkSecurityGroup, tags: &TagContext) -> Self {
+        let mut inbound = Vec::new();
+        let mut outbound = Vec::new();
+        let all = nsg
+            .properties
+            .security_rules
+            .iter()
+            .map(|r| (r, false))
+            .chain(
+                nsg.properties
+                    .default_security_rules
+                    .iter()
+                    .map(|r| (r, true)),
+            );
+        for (r, default) in all {
+            let p = &r.properties;
+            let side = |list: Vec<String>| -> AddressMatch {
+                let mut out = Vec::new();
+                for a in &list {
+                    match tags.expand(a) {
+                        None => return AddressMatch::Any,
+                        Some(v) => out.extend(v),
+                    }
+                }
+                AddressMatch::Prefixes(out)
+            };
+            let ports = |list: Vec<String>| {
+                list.iter()
+                    .filter_map(|s| parse_port_range(s))
+                    .collect::<Vec<_>>()
+            };
+            let c = CompiledRule {
+                name: format!(
+                    "{}/{}",
+                    if default {
+                        "defaultSecurityRules"
+                    } else {
+                        "securityRules"
+                    },
+                    r.name
+                ),
+                priority: p.priority,
+                direction: p.direction,
+                access: p.access,
+                protocol: p.protocol,
+                src: side(p.sources()),
+                dst: side(p.destinations()),
+                src_ports: ports(p.source_ports()),
+                dst_ports: ports(p.destination_ports()),
+                rule: r.clone(),
+                default,
+            };
+            match p.direction {
+                Direction::Inbound => inbound.push(c),
+                Direction::Outbound => outbound.push(c),
+            }
+        }
+        inbound.sort_by_key(|r| r.priority);
+        outbound.sort_by_key(|r| r.priority);
+        CompiledNsg {
+            id: nsg.id.clone(),
+            inbound,
+            outbound,
+            tags: tags.clone(),
+        }
+    }
+
+    /// The first rule matching a flow (N2: there is always one, the DenyAll rule).
+    pub fn evaluate(
+        &self,
+        direction: Direction,
+        proto: Protocol,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+    ) -> Option<&CompiledRule> {
+        let rules = match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        };
+        rules
+            .iter()
+            .find(|r| r.matches(proto, src, sport, dst, dport))
+    }
+}

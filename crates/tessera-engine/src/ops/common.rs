@@ -1,0 +1,116 @@
+//! Checks shared by every resource type: names, regions, subscriptions, references.
+
+use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
+
+use crate::state::State;
+
+/// ARM resource names: 1–80 characters, word characters, `.` and `-`; begins with a word
+/// character and ends with a word character or `_`.
+pub(crate) fn check_name(id: &ResourceId, max: usize) -> ArmResult<()> {
+    let name = id.name();
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name.chars().all(|c| word(c) || c == '.' || c == '-')
+        && name.chars().next().is_some_and(word)
+        && name.chars().last().is_some_and(word);
+    if ok {
+        return Ok(());
+    }
+    Err(ArmError::bad_request(
+        "InvalidResourceName",
+        format!(
+            "Resource name {name} is invalid. The name can be up to {max} characters long. It must begin with a word \
+             character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'."
+        ),
+    )
+    .target(id.as_str()))
+}
+
+/// The region must be known.
+pub(crate) fn check_location(location: &str, id: &ResourceId) -> ArmResult<String> {
+    let loc = tessera_model::location::require(location, id.as_str())?;
+    Ok(loc.name.to_string())
+}
+
+/// The subscription must exist.
+pub(crate) fn check_subscription(st: &State, id: &ResourceId) -> ArmResult<()> {
+    if st
+        .subscriptions
+        .contains_key(&id.subscription().to_ascii_lowercase())
+    {
+        return Ok(());
+    }
+    Err(ArmError::with_status(
+        404,
+        "SubscriptionNotFound",
+        format!(
+            "The subscription '{}' could not be found.",
+            id.subscription()
+        ),
+    ))
+}
+
+/// A reference from `from` to a resource that must exist.
+pub(crate) fn missing_reference(target: &ResourceId, from: &ResourceId) -> ArmError {
+    ArmError::bad_request(
+        "InvalidResourceReference",
+        format!("Resource {target} referenced by resource {from} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."),
+    )
+    .target(from.as_str())
+}
+
+/// The reference must name a resource of the expected kind.
+pub(crate) fn check_kind(target: &ResourceId, kind: Kind, from: &ResourceId) -> ArmResult<()> {
+    if target.kind() == kind {
+        return Ok(());
+    }
+    Err(ArmError::bad_request(
+        "InvalidResourceReference",
+        format!(
+            "Resource {target} referenced by resource {from} is not a {}.",
+            kind.arm_type()
+        ),
+    )
+    .target(from.as_str()))
+}
+
+/// A limit was reached.
+pub(crate) fn limit(code: &str, message: String, id: &ResourceId) -> ArmError {
+    ArmError::bad_request(code, message).target(id.as_str())
+}
+
+/// Deterministic GUIDs: the engine takes no randomness, so GUIDs are a hash of the id and a
+/// sequence number (a VNet recreated under the same name gets a new GUID, P5).
+pub(crate) fn guid(seed: &str, seq: u64) -> String {
+    let h = |salt: u64| {
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+        for b in seed.bytes().chain(seq.to_le_bytes()) {
+            x ^= u64::from(b);
+            x = x.wrapping_mul(0x0100_0000_01b3);
+        }
+        x
+    };
+    let (a, b) = (h(0x9e37_79b9_7f4a_7c15), h(0x2545_f491_4f6c_dd1d));
+    let v = (u128::from(a) << 64 | u128::from(b)) & !(0xF000u128 << 64) | (0x4000u128 << 64);
+    let v = v & !(0xC000_0000_0000_0000u128) | 0x8000_0000_0000_0000u128;
+    fmt_guid(v)
+}
+
+/// Formats 128 bits as a GUID.
+pub(crate) fn fmt_guid(v: u128) -> String {
+    let s = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
+}
+
+/// Parses a GUID to 128 bits.
+pub(crate) fn parse_guid(g: &str) -> Option<u128> {
+    u128::from_str_radix(&g.replace('-', ""), 16).ok()
+}

@@ -1,0 +1,388 @@
+//! Virtual network gateways, local network gateways and connections (GWY1, GWY4, G2, limits).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use tessera_model::envelope::ProvisioningState;
+use tessera_model::gateway::{
+    Connection, ConnectionType, GatewayType, LocalNetworkGateway, VirtualNetworkGateway, VpnType,
+};
+use tessera_model::prefix;
+use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
+
+use super::address::{allocate, check_static};
+use super::common::{
+    check_kind, check_location, check_name, check_subscription, limit, missing_reference,
+};
+use super::vnet::{GATEWAY_SUBNET, peers_of};
+use crate::limits::Limits;
+use crate::state::{State, gateway_vnet};
+
+/// Validates and stores a virtual network gateway.
+pub(crate) fn put(
+    st: &mut State,
+    limits: &Limits,
+    mut gw: VirtualNetworkGateway,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    let id = gw.id.clone();
+    check_name(&id, 80)?;
+    check_subscription(st, &id)?;
+    gw.location = check_location(&gw.location, &id)?;
+    gw.name = id.name().to_string();
+    gw.kind = Kind::VirtualNetworkGateway.arm_type().to_string();
+    let p = &mut gw.properties;
+    if p.gateway_type == GatewayType::LocalGateway {
+        return Err(ArmError::bad_request(
+            "InvalidGatewayType",
+            format!("Gateway {id}: gatewayType LocalGateway is not a virtual network gateway."),
+        ));
+    }
+    if p.gateway_type == GatewayType::Vpn
+        && p.vpn_type == Some(VpnType::PolicyBased)
+        && !p.sku.name.eq_ignore_ascii_case("Basic")
+    {
+        return Err(ArmError::bad_request(
+            "PolicyBasedVpnGatewayRequiresBasicSku",
+            format!(
+                "Gateway {id}: a PolicyBased VPN gateway is available only with the Basic SKU."
+            ),
+        ));
+    }
+    if p.gateway_type == GatewayType::Vpn && p.vpn_type.is_none() {
+        p.vpn_type = Some(VpnType::RouteBased);
+    }
+    if p.ip_configurations.is_empty() || p.ip_configurations.len() > 2 {
+        return Err(ArmError::bad_request(
+            "InvalidGatewayIpConfigurations",
+            format!("Gateway {id} needs one IP configuration (two when active-active)."),
+        ));
+    }
+    let mut vnet: Option<ResourceId> = None;
+    let mut taken: Vec<IpAddr> = Vec::new();
+    for (i, c) in p.ip_configurations.iter_mut().enumerate() {
+        if c.name.is_empty() {
+            c.name = format!("ipconfig{}", i + 1);
+        }
+        let cid = id.child("ipConfigurations", &c.name);
+        c.id = Some(cid.clone());
+        let sid = c
+            .properties
+            .subnet
+            .as_ref()
+            .map(|s| s.id.clone())
+            .ok_or_else(|| gateway_subnet_error(&id))?;
+        check_kind(&sid, Kind::Subnet, &cid)?;
+        if !sid.name().eq_ignore_ascii_case(GATEWAY_SUBNET) {
+            return Err(gateway_subnet_error(&id));
+        }
+        let (v, subnet) = st
+            .subnet(&sid)
+            .ok_or_else(|| missing_reference(&sid, &cid))?;
+        if vnet.as_ref().is_some_and(|x| *x != v.id) {
+            return Err(gateway_subnet_error(&id));
+        }
+        vnet = Some(v.id.clone());
+        let prefixes = subnet.properties.prefixes();
+        let ip = match c.properties.private_ip_address.as_deref() {
+            Some(text) => {
+                let ip: IpAddr = text.parse().map_err(|_| {
+                    ArmError::bad_request(
+                        "InvalidPrivateIPAddress",
+                        format!("{text} is not an IP address."),
+                    )
+                })?;
+                check_static(st, &sid, &prefixes, ip, &cid, &id)?;
+                ip
+            }
+            None => allocate(st, &sid, &prefixes, &id, &taken)?,
+        };
+        taken.push(ip);
+        c.properties.private_ip_address = Some(ip.to_string());
+    }
+    let vnet = vnet.ok_or_else(|| gateway_subnet_error(&id))?;
+    let same_type = st
+        .gateways_in(&vnet)
+        .filter(|g| g.id != id && g.properties.gateway_type == p.gateway_type)
+        .count();
+    let max = if p.gateway_type == GatewayType::Vpn {
+        limits.vpn_gateways_per_vnet
+    } else {
+        limits.expressroute_gateways_per_vnet
+    };
+    if same_type >= max {
+        return Err(limit(
+            "GatewayCountLimitReached",
+            format!(
+                "Virtual network {vnet} already has {same_type} {} gateway(s), the most allowed.",
+                p.gateway_type
+            ),
+            &id,
+        ));
+    }
+    // G2, other direction: a VNet that uses a remote gateway cannot have its own.
+    if let Some(v) = st.vnets.get(&vnet) {
+        if let Some(link) = v
+            .properties
+            .virtual_network_peerings
+            .iter()
+            .find(|l| l.properties.use_remote_gateways)
+        {
+            return Err(ArmError::bad_request(
+                "VnetUsingRemoteGatewaysCannotHaveGateway",
+                format!(
+                    "Gateway {id} cannot be created in {vnet} because its peering {} uses remote gateways.",
+                    link.name
+                ),
+            ));
+        }
+    }
+    p.provisioning_state = Some(ProvisioningState::Succeeded);
+    if let Some(old) = st.gateways.get(&id).cloned() {
+        st.index_gateway(&old, false);
+    }
+    st.index_gateway(&gw, true);
+    let mut dirty = st.vnets.get(&vnet).map(peers_of).unwrap_or_default();
+    dirty.insert(vnet);
+    dirty.extend(v2v_partners(st, &id));
+    st.gateways.insert(id, gw);
+    Ok(dirty)
+}
+
+fn gateway_subnet_error(id: &ResourceId) -> ArmError {
+    ArmError::bad_request(
+        "GatewaySubnetRequired",
+        format!(
+            "Virtual network gateway {id} can only be created in subnet with name 'GatewaySubnet'."
+        ),
+    )
+}
+
+/// VNets joined to a gateway by VNet-to-VNet connections.
+fn v2v_partners(st: &State, gw: &ResourceId) -> BTreeSet<ResourceId> {
+    st.connections
+        .values()
+        .filter_map(|c| {
+            let p = &c.properties;
+            let other = if p.virtual_network_gateway1.id == *gw {
+                p.virtual_network_gateway2.as_ref()?.id.clone()
+            } else if p
+                .virtual_network_gateway2
+                .as_ref()
+                .is_some_and(|g| g.id == *gw)
+            {
+                p.virtual_network_gateway1.id.clone()
+            } else {
+                return None;
+            };
+            st.gateways.get(&other).and_then(gateway_vnet)
+        })
+        .collect()
+}
+
+/// Deletes a gateway that no connection uses.
+pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+    let gw = st
+        .gateways
+        .get(id)
+        .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?
+        .clone();
+    if let Some(c) = st.connections.values().find(|c| {
+        c.properties.virtual_network_gateway1.id == *id
+            || c.properties
+                .virtual_network_gateway2
+                .as_ref()
+                .is_some_and(|g| g.id == *id)
+    }) {
+        return Err(ArmError::bad_request(
+            "InUseVirtualNetworkGatewayCannotBeDeleted",
+            format!(
+                "Virtual network gateway {id} is used by connection {} and cannot be deleted.",
+                c.id
+            ),
+        ));
+    }
+    st.index_gateway(&gw, false);
+    st.gateways.remove(id);
+    let vnet = gateway_vnet(&gw);
+    let mut dirty = vnet
+        .as_ref()
+        .and_then(|v| st.vnets.get(v))
+        .map(peers_of)
+        .unwrap_or_default();
+    dirty.extend(vnet);
+    Ok(dirty)
+}
+
+/// Validates and stores a local network gateway (an on-premises site).
+pub(crate) fn put_local(
+    st: &mut State,
+    mut lng: LocalNetworkGateway,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    let id = lng.id.clone();
+    check_name(&id, 80)?;
+    check_subscription(st, &id)?;
+    lng.location = check_location(&lng.location, &id)?;
+    lng.name = id.name().to_string();
+    lng.kind = Kind::LocalNetworkGateway.arm_type().to_string();
+    for p in &lng.properties.local_network_address_space.address_prefixes {
+        prefix::check_canonical(*p, id.as_str())?;
+    }
+    lng.properties.provisioning_state = Some(ProvisioningState::Succeeded);
+    let dirty = connected_vnets(st, |c| {
+        c.properties
+            .local_network_gateway2
+            .as_ref()
+            .is_some_and(|l| l.id == id)
+    });
+    st.local_gateways.insert(id, lng);
+    Ok(dirty)
+}
+
+/// Deletes a site that no connection uses.
+pub(crate) fn delete_local(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+    if !st.local_gateways.contains_key(id) {
+        return Err(ArmError::resource_not_found(
+            &id.type_and_name(),
+            id.resource_group(),
+        ));
+    }
+    if let Some(c) = st.connections.values().find(|c| {
+        c.properties
+            .local_network_gateway2
+            .as_ref()
+            .is_some_and(|l| l.id == *id)
+    }) {
+        return Err(ArmError::bad_request(
+            "InUseLocalNetworkGatewayCannotBeDeleted",
+            format!(
+                "Local network gateway {id} is used by connection {} and cannot be deleted.",
+                c.id
+            ),
+        ));
+    }
+    st.local_gateways.remove(id);
+    Ok(BTreeSet::new())
+}
+
+/// The VNets (with their peers) of the gateways of matching connections.
+fn connected_vnets(st: &State, pick: impl Fn(&Connection) -> bool) -> BTreeSet<ResourceId> {
+    let mut out = BTreeSet::new();
+    for c in st.connections.values().filter(|c| pick(c)) {
+        let gws = std::iter::once(&c.properties.virtual_network_gateway1)
+            .chain(c.properties.virtual_network_gateway2.as_ref());
+        for g in gws {
+            if let Some(v) = st.gateways.get(&g.id).and_then(gateway_vnet) {
+                out.extend(st.vnets.get(&v).map(peers_of).unwrap_or_default());
+                out.insert(v);
+            }
+        }
+    }
+    out
+}
+
+/// Validates and stores a connection.
+pub(crate) fn put_connection(
+    st: &mut State,
+    mut conn: Connection,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    let id = conn.id.clone();
+    check_name(&id, 80)?;
+    check_subscription(st, &id)?;
+    conn.location = check_location(&conn.location, &id)?;
+    conn.name = id.name().to_string();
+    conn.kind = Kind::Connection.arm_type().to_string();
+    let p = &mut conn.properties;
+    let gw1 = st
+        .gateways
+        .get(&p.virtual_network_gateway1.id)
+        .ok_or_else(|| missing_reference(&p.virtual_network_gateway1.id, &id))?;
+    for pfx in &p.bgp_learned_prefixes {
+        prefix::check_canonical(*pfx, id.as_str())?;
+    }
+    let mismatch = |why: &str| {
+        ArmError::bad_request(
+            "InvalidConnectionConfiguration",
+            format!("Connection {id}: {why}"),
+        )
+    };
+    match p.connection_type {
+        ConnectionType::IPsec => {
+            let site = p
+                .local_network_gateway2
+                .as_ref()
+                .ok_or_else(|| mismatch("an IPsec connection needs localNetworkGateway2"))?;
+            if !st.local_gateways.contains_key(&site.id) {
+                return Err(missing_reference(&site.id, &id));
+            }
+            if gw1.properties.gateway_type != GatewayType::Vpn {
+                return Err(mismatch("an IPsec connection needs a VPN gateway"));
+            }
+        }
+        ConnectionType::Vnet2Vnet => {
+            let other = p
+                .virtual_network_gateway2
+                .as_ref()
+                .ok_or_else(|| mismatch("a Vnet2Vnet connection needs virtualNetworkGateway2"))?;
+            let gw2 = st
+                .gateways
+                .get(&other.id)
+                .ok_or_else(|| missing_reference(&other.id, &id))?;
+            // GWY4: RouteBased VPN gateways, spaces that do not overlap.
+            for g in [gw1, gw2] {
+                if g.properties.gateway_type != GatewayType::Vpn
+                    || g.properties.vpn_type != Some(VpnType::RouteBased)
+                {
+                    return Err(mismatch(
+                        "VNet-to-VNet connections need RouteBased VPN gateways on both sides",
+                    ));
+                }
+            }
+            let (a, b) = (gateway_vnet(gw1), gateway_vnet(gw2));
+            if let (Some(a), Some(b)) = (a, b) {
+                let clash = prefix::overlapping(
+                    st.address_space(&a).unwrap_or(&[]),
+                    st.address_space(&b).unwrap_or(&[]),
+                );
+                if !clash.is_empty() {
+                    let list: Vec<String> = clash.iter().map(ToString::to_string).collect();
+                    return Err(ArmError::bad_request(
+                        "Vnet2VnetAddressSpacesOverlap",
+                        format!(
+                            "Connection {id} joins {a} and {b}, whose address spaces overlap: {}",
+                            list.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        ConnectionType::ExpressRoute => {
+            if gw1.properties.gateway_type != GatewayType::ExpressRoute {
+                return Err(mismatch(
+                    "an ExpressRoute connection needs an ExpressRoute gateway",
+                ));
+            }
+        }
+        ConnectionType::VPNClient => {
+            return Err(mismatch("point-to-site connections are not modelled"));
+        }
+    }
+    p.provisioning_state = Some(ProvisioningState::Succeeded);
+    st.connections.insert(id.clone(), conn);
+    Ok(connected_vnets(st, |c| c.id == id))
+}
+
+/// Deletes a connection.
+pub(crate) fn delete_connection(
+    st: &mut State,
+    id: &ResourceId,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    if !st.connections.contains_key(id) {
+        return Err(ArmError::resource_not_found(
+            &id.type_and_name(),
+            id.resource_group(),
+        ));
+    }
+    let dirty = connected_vnets(st, |c| c.id == *id);
+    st.connections.remove(id);
+    Ok(dirty)
+}

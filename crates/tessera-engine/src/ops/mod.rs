@@ -1,0 +1,99 @@
+//! Changes to the desired state. Each operation validates against the whole state first and
+//! mutates only when every check passed, so a refusal leaves the state exactly as it was.
+
+mod address;
+pub(crate) mod common;
+mod gateway;
+mod lb;
+mod nic;
+mod nsg;
+mod peering;
+pub(crate) mod vnet;
+
+use std::collections::BTreeSet;
+
+use tessera_model::{ArmError, ArmResult, Kind, Resource, ResourceId};
+
+pub use nsg::{SERVICE_TAGS, is_tag, parse_address, parse_port_range};
+pub use vnet::GATEWAY_SUBNET;
+
+use crate::limits::Limits;
+use crate::state::State;
+
+/// One change to the desired state.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Create or replace a resource.
+    Put(Resource),
+    /// Delete a resource by id.
+    Delete(ResourceId),
+    /// `PUT …/virtualNetworkPeerings/{name}?syncRemoteAddressSpace=true` (S4).
+    SyncPeering(ResourceId),
+    /// Delete a link and its partner in one action (the portal's behaviour, P3).
+    DeletePeeringPair(ResourceId),
+}
+
+/// Applies one change; returns the VNets whose compiled programs must be rebuilt.
+pub(crate) fn apply(
+    st: &mut State,
+    limits: &Limits,
+    change: Change,
+    seq: u64,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    match change {
+        Change::Put(r) => put(st, limits, r, seq),
+        Change::Delete(id) => delete(st, &id),
+        Change::SyncPeering(id) => peering::sync(st, &id),
+        Change::DeletePeeringPair(id) => peering::delete_pair(st, &id),
+    }
+}
+
+fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
+    match r {
+        Resource::Subscription(mut s) => {
+            if s.subscription_id.trim().is_empty() {
+                return Err(ArmError::bad_request(
+                    "InvalidSubscriptionId",
+                    "A subscription needs a subscriptionId.",
+                ));
+            }
+            s.id = format!("/subscriptions/{}", s.subscription_id);
+            st.subscriptions
+                .insert(s.subscription_id.to_ascii_lowercase(), s);
+            Ok(BTreeSet::new())
+        }
+        Resource::VirtualNetwork(v) => vnet::put(st, limits, v, seq),
+        Resource::Subnet(s) => vnet::put_subnet(st, limits, s),
+        Resource::Peering(p) => peering::put(st, limits, p),
+        Resource::ClassicVirtualNetwork(v) => vnet::put_classic(st, v),
+        Resource::NetworkSecurityGroup(n) => nsg::put(st, limits, n, seq),
+        Resource::RouteTable(t) => nsg::put_route_table(st, limits, t),
+        Resource::NetworkInterface(n) => nic::put(st, limits, n),
+        Resource::VirtualMachine(v) => nic::put_vm(st, v),
+        Resource::VirtualNetworkGateway(g) => gateway::put(st, limits, g),
+        Resource::LocalNetworkGateway(l) => gateway::put_local(st, l),
+        Resource::Connection(c) => gateway::put_connection(st, c),
+        Resource::LoadBalancer(l) => lb::put(st, l),
+    }
+}
+
+fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+    match id.kind() {
+        Kind::VirtualNetwork => vnet::delete(st, id),
+        Kind::Subnet => vnet::delete_subnet(st, id),
+        Kind::Peering => peering::delete(st, id),
+        Kind::ClassicVirtualNetwork => vnet::delete_classic(st, id),
+        Kind::NetworkSecurityGroup => nsg::delete(st, id),
+        Kind::RouteTable => nsg::delete_route_table(st, id),
+        Kind::NetworkInterface => nic::delete(st, id),
+        Kind::VirtualMachine => nic::delete_vm(st, id),
+        Kind::VirtualNetworkGateway => gateway::delete(st, id),
+        Kind::LocalNetworkGateway => gateway::delete_local(st, id),
+        Kind::Connection => gateway::delete_connection(st, id),
+        Kind::LoadBalancer => lb::delete(st, id),
+        _ => Err(ArmError::bad_request(
+            "UnsupportedResourceType",
+            format!("Tessera cannot delete {id}."),
+        )),
+    }
+}

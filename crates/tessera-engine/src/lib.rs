@@ -33,10 +33,7 @@ pub struct Engine {
 impl Engine {
     /// An empty engine with the given limits.
     pub fn new(limits: Limits) -> Self {
-        Engine {
-            limits,
-            ..Default::default()
-        }
+        Engine { limits, ..Default::default() }
     }
 
     /// The desired state.

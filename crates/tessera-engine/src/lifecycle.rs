@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 
 use tessera_model::ResourceId;
 use tessera_model::envelope::SubResource;
-use tessera_model::network::{
-    AddressSpace, Peering, PeeringState, PeeringSyncLevel, VirtualNetwork,
-};
+use tessera_model::network::{AddressSpace, Peering, PeeringState, PeeringSyncLevel, VirtualNetwork};
 use tessera_model::prefix::IpNet;
 
 use crate::ops::common::{fmt_guid, parse_guid};
@@ -30,12 +28,7 @@ pub(crate) fn disconnect_links_to(st: &mut State, remote: &ResourceId) -> BTreeS
 /// The prefixes a link peers on its local side now: the whole VNet space, or the named subnets
 /// (subnet peering, SP1), optionally IPv6 only.
 pub fn peered_local_space(vnet: &VirtualNetwork, link: &Peering) -> Vec<IpNet> {
-    select_space(
-        vnet,
-        link.properties.peer_complete_vnets,
-        &link.properties.local_subnet_names,
-        only_v6(link),
-    )
+    select_space(vnet, link.properties.peer_complete_vnets, &link.properties.local_subnet_names, only_v6(link))
 }
 
 /// The prefixes a link peers on the remote side now (for a classic remote, its whole space).
@@ -44,16 +37,10 @@ pub fn peered_remote_space(st: &State, link: &Peering) -> Vec<IpNet> {
         return Vec::new();
     };
     match st.vnets.get(remote) {
-        Some(r) => select_space(
-            r,
-            link.properties.peer_complete_vnets,
-            &link.properties.remote_subnet_names,
-            only_v6(link),
-        ),
-        None => st
-            .address_space(remote)
-            .map(<[IpNet]>::to_vec)
-            .unwrap_or_default(),
+        Some(r) => {
+            select_space(r, link.properties.peer_complete_vnets, &link.properties.remote_subnet_names, only_v6(link))
+        }
+        None => st.address_space(remote).map(<[IpNet]>::to_vec).unwrap_or_default(),
     }
 }
 
@@ -61,12 +48,7 @@ fn only_v6(link: &Peering) -> bool {
     link.properties.enable_only_i_pv6_peering == Some(true)
 }
 
-fn select_space(
-    vnet: &VirtualNetwork,
-    complete: bool,
-    subnets: &[String],
-    v6_only: bool,
-) -> Vec<IpNet> {
+fn select_space(vnet: &VirtualNetwork, complete: bool, subnets: &[String], v6_only: bool) -> Vec<IpNet> {
     let all: Vec<IpNet> = if complete {
         vnet.properties.address_space.address_prefixes.clone()
     } else {
@@ -77,9 +59,7 @@ fn select_space(
             .flat_map(|s| s.properties.prefixes())
             .collect()
     };
-    all.into_iter()
-        .filter(|p| !v6_only || matches!(p, IpNet::V6(_)))
-        .collect()
+    all.into_iter().filter(|p| !v6_only || matches!(p, IpNet::V6(_))).collect()
 }
 
 fn same_set(a: &[IpNet], b: &[IpNet]) -> bool {
@@ -110,24 +90,16 @@ fn derive(st: &State, vnet: &VirtualNetwork, link: &mut Peering) {
     let local_now = peered_local_space(vnet, link);
     let partner = st.link_to(&remote, &vnet.id);
     let classic = st.classic_vnets.contains_key(&remote);
-    let synced_here = link
-        .properties
-        .remote_address_space
-        .as_ref()
-        .map(|a| a.address_prefixes.as_slice())
-        .unwrap_or(&[]);
+    let synced_here =
+        link.properties.remote_address_space.as_ref().map(|a| a.address_prefixes.as_slice()).unwrap_or(&[]);
     let local_stale = !same_set(synced_here, &remote_now);
     let remote_stale = if classic {
         false
     } else {
         match partner {
             Some(p) => {
-                let theirs = p
-                    .properties
-                    .remote_address_space
-                    .as_ref()
-                    .map(|a| a.address_prefixes.as_slice())
-                    .unwrap_or(&[]);
+                let theirs =
+                    p.properties.remote_address_space.as_ref().map(|a| a.address_prefixes.as_slice()).unwrap_or(&[]);
                 !same_set(theirs, &local_now)
             }
             None => true,
@@ -151,20 +123,14 @@ fn derive(st: &State, vnet: &VirtualNetwork, link: &mut Peering) {
         link.properties.local_virtual_network_address_space = None;
     }
     link.properties.remote_gateways = if link.properties.use_remote_gateways {
-        st.gateways_in(&remote)
-            .map(|g| SubResource::new(g.id.clone()))
-            .collect()
+        st.gateways_in(&remote).map(|g| SubResource::new(g.id.clone())).collect()
     } else {
         Vec::new()
     };
     if let Some(r) = st.vnets.get(&remote) {
         link.properties.remote_virtual_network_encryption = r.properties.encryption.clone();
         link.properties.remote_bgp_communities = r.properties.bgp_communities.clone();
-        let a = vnet
-            .properties
-            .resource_guid
-            .as_deref()
-            .and_then(parse_guid);
+        let a = vnet.properties.resource_guid.as_deref().and_then(parse_guid);
         let b = r.properties.resource_guid.as_deref().and_then(parse_guid);
         if let (Some(a), Some(b)) = (a, b) {
             link.properties.resource_guid = Some(fmt_guid(a ^ b));

@@ -21,11 +21,7 @@ impl Format {
     /// Guesses the format from a file name and its first character.
     pub fn detect(name: &str, text: &str) -> Format {
         let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".json") || text.trim_start().starts_with(['[', '{']) {
-            Format::Json
-        } else {
-            Format::Yaml
-        }
+        if lower.ends_with(".json") || text.trim_start().starts_with(['[', '{']) { Format::Json } else { Format::Yaml }
     }
 }
 
@@ -47,17 +43,10 @@ pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, Arm
             _ => None,
         })
         .collect();
-    let used: BTreeSet<String> = resources
-        .iter()
-        .filter_map(|r| r.id())
-        .map(|id| id.subscription().to_ascii_lowercase())
-        .collect();
+    let used: BTreeSet<String> =
+        resources.iter().filter_map(|r| r.id()).map(|id| id.subscription().to_ascii_lowercase()).collect();
     for s in used.difference(&declared) {
-        resources.push(Resource::Subscription(Subscription::new(
-            s,
-            DEFAULT_TENANT,
-            s,
-        )));
+        resources.push(Resource::Subscription(Subscription::new(s, DEFAULT_TENANT, s)));
     }
     resources.sort_by_key(Resource::apply_rank);
     let mut engine = Engine::new(limits);

@@ -62,31 +62,19 @@ impl State {
     /// A subnet and its VNet.
     pub fn subnet(&self, id: &ResourceId) -> Option<(&VirtualNetwork, &Subnet)> {
         let vnet = self.vnets.get(&id.parent()?)?;
-        let s = vnet
-            .properties
-            .subnets
-            .iter()
-            .find(|s| s.name.eq_ignore_ascii_case(id.name()))?;
+        let s = vnet.properties.subnets.iter().find(|s| s.name.eq_ignore_ascii_case(id.name()))?;
         Some((vnet, s))
     }
 
     /// A peering link by id.
     pub fn peering(&self, id: &ResourceId) -> Option<&Peering> {
         let vnet = self.vnets.get(&id.parent()?)?;
-        vnet.properties
-            .virtual_network_peerings
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(id.name()))
+        vnet.properties.virtual_network_peerings.iter().find(|p| p.name.eq_ignore_ascii_case(id.name()))
     }
 
     /// The link of `vnet` that points at `remote`, if any.
     pub fn link_to(&self, vnet: &ResourceId, remote: &ResourceId) -> Option<&Peering> {
-        self.vnets
-            .get(vnet)?
-            .properties
-            .virtual_network_peerings
-            .iter()
-            .find(|p| remote_of(p) == Some(remote))
+        self.vnets.get(vnet)?.properties.virtual_network_peerings.iter().find(|p| remote_of(p) == Some(remote))
     }
 
     /// The address space of a VNet, Resource Manager or classic.
@@ -94,9 +82,7 @@ impl State {
         if let Some(v) = self.vnets.get(id) {
             return Some(&v.properties.address_space.address_prefixes);
         }
-        self.classic_vnets
-            .get(id)
-            .map(|v| v.properties.address_space.address_prefixes.as_slice())
+        self.classic_vnets.get(id).map(|v| v.properties.address_space.address_prefixes.as_slice())
     }
 
     /// The region of a VNet (RM or classic).
@@ -113,20 +99,14 @@ impl State {
     }
 
     /// The gateways deployed in a VNet.
-    pub fn gateways_in(
-        &self,
-        vnet: &ResourceId,
-    ) -> impl Iterator<Item = &VirtualNetworkGateway> + '_ {
+    pub fn gateways_in(&self, vnet: &ResourceId) -> impl Iterator<Item = &VirtualNetworkGateway> + '_ {
         let vnet = vnet.clone();
-        self.gateways
-            .values()
-            .filter(move |g| gateway_vnet(g).as_ref() == Some(&vnet))
+        self.gateways.values().filter(move |g| gateway_vnet(g).as_ref() == Some(&vnet))
     }
 
     /// Whether a VNet has a gateway of the given type (or any, with `None`).
     pub fn has_gateway(&self, vnet: &ResourceId, kind: Option<GatewayType>) -> bool {
-        self.gateways_in(vnet)
-            .any(|g| kind.is_none_or(|k| g.properties.gateway_type == k))
+        self.gateways_in(vnet).any(|g| kind.is_none_or(|k| g.properties.gateway_type == k))
     }
 
     /// The NICs with an address in a VNet.
@@ -147,54 +127,37 @@ impl State {
     /// The primary IP configuration of a NIC.
     pub fn primary_ip_config(nic: &NetworkInterface) -> Option<&IpConfiguration> {
         let configs = &nic.properties.ip_configurations;
-        configs
-            .iter()
-            .find(|c| c.properties.primary == Some(true))
-            .or_else(|| configs.first())
+        configs.iter().find(|c| c.properties.primary == Some(true)).or_else(|| configs.first())
     }
 
     /// The primary NIC of a VM.
     pub fn primary_nic_of(&self, vm: &VirtualMachine) -> Option<&NetworkInterface> {
         let refs = &vm.properties.network_profile.network_interfaces;
-        let chosen = refs
-            .iter()
-            .find(|r| r.properties.as_ref().is_some_and(|p| p.primary))
-            .or_else(|| refs.first())?;
+        let chosen = refs.iter().find(|r| r.properties.as_ref().is_some_and(|p| p.primary)).or_else(|| refs.first())?;
         self.nics.get(&chosen.id)
     }
 
     pub(crate) fn index_nic(&mut self, nic: &NetworkInterface) {
         for c in &nic.properties.ip_configurations {
-            let (Some(ip), Some(subnet), Some(id)) = (
-                ip_of(&c.properties.private_ip_address),
-                &c.properties.subnet,
-                &c.id,
-            ) else {
+            let (Some(ip), Some(subnet), Some(id)) =
+                (ip_of(&c.properties.private_ip_address), &c.properties.subnet, &c.id)
+            else {
                 continue;
             };
             let Some(vnet) = subnet.id.parent() else {
                 continue;
             };
-            self.vnet_nics
-                .entry(vnet.clone())
+            self.vnet_nics.entry(vnet.clone()).or_default().insert(nic.id.clone());
+            self.addresses
+                .entry(vnet)
                 .or_default()
-                .insert(nic.id.clone());
-            self.addresses.entry(vnet).or_default().insert(
-                ip,
-                AddressOwner {
-                    holder: id.clone(),
-                    subnet: subnet.id.clone(),
-                },
-            );
+                .insert(ip, AddressOwner { holder: id.clone(), subnet: subnet.id.clone() });
         }
     }
 
     pub(crate) fn unindex_nic(&mut self, nic: &NetworkInterface) {
         for c in &nic.properties.ip_configurations {
-            let (Some(ip), Some(subnet)) = (
-                ip_of(&c.properties.private_ip_address),
-                &c.properties.subnet,
-            ) else {
+            let (Some(ip), Some(subnet)) = (ip_of(&c.properties.private_ip_address), &c.properties.subnet) else {
                 continue;
             };
             let Some(vnet) = subnet.id.parent() else {
@@ -209,47 +172,27 @@ impl State {
 
     pub(crate) fn index_gateway(&mut self, g: &VirtualNetworkGateway, add: bool) {
         for c in &g.properties.ip_configurations {
-            let (Some(ip), Some(subnet)) = (
-                ip_of(&c.properties.private_ip_address),
-                &c.properties.subnet,
-            ) else {
+            let (Some(ip), Some(subnet)) = (ip_of(&c.properties.private_ip_address), &c.properties.subnet) else {
                 continue;
             };
             let Some(vnet) = subnet.id.parent() else {
                 continue;
             };
             let holder = c.id.clone().unwrap_or_else(|| g.id.clone());
-            self.set_address(
-                vnet,
-                ip,
-                add.then(|| AddressOwner {
-                    holder,
-                    subnet: subnet.id.clone(),
-                }),
-            );
+            self.set_address(vnet, ip, add.then(|| AddressOwner { holder, subnet: subnet.id.clone() }));
         }
     }
 
     pub(crate) fn index_lb(&mut self, lb: &LoadBalancer, add: bool) {
         for f in &lb.resource.properties.frontend_ip_configurations {
-            let (Some(ip), Some(subnet)) = (
-                ip_of(&f.properties.private_ip_address),
-                &f.properties.subnet,
-            ) else {
+            let (Some(ip), Some(subnet)) = (ip_of(&f.properties.private_ip_address), &f.properties.subnet) else {
                 continue;
             };
             let Some(vnet) = subnet.id.parent() else {
                 continue;
             };
             let holder = f.id.clone().unwrap_or_else(|| lb.resource.id.clone());
-            self.set_address(
-                vnet,
-                ip,
-                add.then(|| AddressOwner {
-                    holder,
-                    subnet: subnet.id.clone(),
-                }),
-            );
+            self.set_address(vnet, ip, add.then(|| AddressOwner { holder, subnet: subnet.id.clone() }));
         }
     }
 
@@ -293,10 +236,7 @@ pub fn remote_of(p: &Peering) -> Option<&ResourceId> {
 
 /// The VNet a gateway is deployed in (through its GatewaySubnet).
 pub fn gateway_vnet(g: &VirtualNetworkGateway) -> Option<ResourceId> {
-    g.properties
-        .ip_configurations
-        .iter()
-        .find_map(|c| c.properties.subnet.as_ref()?.id.parent())
+    g.properties.ip_configurations.iter().find_map(|c| c.properties.subnet.as_ref()?.id.parent())
 }
 
 /// Parses an optional address string.

@@ -26,25 +26,13 @@ crate::arm_enum! {
 #[serde(rename_all = "camelCase")]
 pub struct IpConfigurationProperties {
     /// The private address; assigned by the engine when `Dynamic` and absent.
-    #[serde(
-        rename = "privateIPAddress",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIPAddress", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
     /// Static or Dynamic.
-    #[serde(
-        rename = "privateIPAllocationMethod",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIPAllocationMethod", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_allocation_method: Option<AllocationMethod>,
     /// IPv4 or IPv6.
-    #[serde(
-        rename = "privateIPAddressVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIPAddressVersion", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address_version: Option<IpVersion>,
     /// The subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]

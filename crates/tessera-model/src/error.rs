@@ -33,13 +33,7 @@ impl ArmError {
 
     /// An error with any status.
     pub fn with_status(status: u16, code: &str, message: impl Into<String>) -> Self {
-        ArmError {
-            code: code.to_string(),
-            message: message.into(),
-            target: None,
-            details: Vec::new(),
-            status,
-        }
+        ArmError { code: code.to_string(), message: message.into(), target: None, details: Vec::new(), status }
     }
 
     /// 404 for a missing child resource of the Network resource provider (`NotFound`).

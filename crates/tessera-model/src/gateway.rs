@@ -48,11 +48,7 @@ pub struct GatewayIpConfigurationProperties {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<SubResource>,
     /// The gateway's private address in GatewaySubnet; the engine assigns one when absent.
-    #[serde(
-        rename = "privateIPAddress",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIPAddress", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
 }
 

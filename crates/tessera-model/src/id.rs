@@ -61,55 +61,22 @@ pub enum Kind {
 const KINDS: &[(Kind, &str)] = &[
     (Kind::VirtualNetwork, "Microsoft.Network/virtualNetworks"),
     (Kind::Subnet, "Microsoft.Network/virtualNetworks/subnets"),
-    (
-        Kind::Peering,
-        "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
-    ),
-    (
-        Kind::ClassicVirtualNetwork,
-        "Microsoft.ClassicNetwork/virtualNetworks",
-    ),
-    (
-        Kind::NetworkSecurityGroup,
-        "Microsoft.Network/networkSecurityGroups",
-    ),
-    (
-        Kind::SecurityRule,
-        "Microsoft.Network/networkSecurityGroups/securityRules",
-    ),
+    (Kind::Peering, "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"),
+    (Kind::ClassicVirtualNetwork, "Microsoft.ClassicNetwork/virtualNetworks"),
+    (Kind::NetworkSecurityGroup, "Microsoft.Network/networkSecurityGroups"),
+    (Kind::SecurityRule, "Microsoft.Network/networkSecurityGroups/securityRules"),
     (Kind::RouteTable, "Microsoft.Network/routeTables"),
     (Kind::Route, "Microsoft.Network/routeTables/routes"),
-    (
-        Kind::NetworkInterface,
-        "Microsoft.Network/networkInterfaces",
-    ),
-    (
-        Kind::IpConfiguration,
-        "Microsoft.Network/networkInterfaces/ipConfigurations",
-    ),
+    (Kind::NetworkInterface, "Microsoft.Network/networkInterfaces"),
+    (Kind::IpConfiguration, "Microsoft.Network/networkInterfaces/ipConfigurations"),
     (Kind::VirtualMachine, "Microsoft.Compute/virtualMachines"),
-    (
-        Kind::VirtualNetworkGateway,
-        "Microsoft.Network/virtualNetworkGateways",
-    ),
-    (
-        Kind::LocalNetworkGateway,
-        "Microsoft.Network/localNetworkGateways",
-    ),
+    (Kind::VirtualNetworkGateway, "Microsoft.Network/virtualNetworkGateways"),
+    (Kind::LocalNetworkGateway, "Microsoft.Network/localNetworkGateways"),
     (Kind::Connection, "Microsoft.Network/connections"),
     (Kind::LoadBalancer, "Microsoft.Network/loadBalancers"),
-    (
-        Kind::FrontendIpConfiguration,
-        "Microsoft.Network/loadBalancers/frontendIPConfigurations",
-    ),
-    (
-        Kind::BackendAddressPool,
-        "Microsoft.Network/loadBalancers/backendAddressPools",
-    ),
-    (
-        Kind::LoadBalancingRule,
-        "Microsoft.Network/loadBalancers/loadBalancingRules",
-    ),
+    (Kind::FrontendIpConfiguration, "Microsoft.Network/loadBalancers/frontendIPConfigurations"),
+    (Kind::BackendAddressPool, "Microsoft.Network/loadBalancers/backendAddressPools"),
+    (Kind::LoadBalancingRule, "Microsoft.Network/loadBalancers/loadBalancingRules"),
     (Kind::Probe, "Microsoft.Network/loadBalancers/probes"),
     (Kind::NetworkWatcher, "Microsoft.Network/networkWatchers"),
 ];
@@ -117,18 +84,12 @@ const KINDS: &[(Kind, &str)] = &[
 impl Kind {
     /// The ARM `type` string, e.g. `Microsoft.Network/virtualNetworks`.
     pub fn arm_type(self) -> &'static str {
-        KINDS
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map_or("", |(_, t)| t)
+        KINDS.iter().find(|(k, _)| *k == self).map_or("", |(_, t)| t)
     }
 
     /// Looks a type string up, case-insensitively.
     pub fn from_arm_type(s: &str) -> Kind {
-        KINDS
-            .iter()
-            .find(|(_, t)| t.eq_ignore_ascii_case(s))
-            .map_or(Kind::Other, |(k, _)| *k)
+        KINDS.iter().find(|(_, t)| t.eq_ignore_ascii_case(s)).map_or(Kind::Other, |(k, _)| *k)
     }
 }
 
@@ -158,24 +119,17 @@ pub struct ResourceId {
 impl ResourceId {
     /// Parses an id of a resource in a resource group.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError {
-            id: s.to_string(),
-            reason,
-        };
+        let err = |reason| IdError { id: s.to_string(), reason };
         let trimmed = s.trim_end_matches('/');
         let parts: Vec<&str> = trimmed.split('/').collect();
         if parts.len() < 9 || !parts[0].is_empty() {
-            return Err(err(
-                "expected /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}",
-            ));
+            return Err(err("expected /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}"));
         }
         if !parts[1].eq_ignore_ascii_case("subscriptions")
             || !parts[3].eq_ignore_ascii_case("resourceGroups")
             || !parts[5].eq_ignore_ascii_case("providers")
         {
-            return Err(err(
-                "expected /subscriptions/{sub}/resourceGroups/{rg}/providers/...",
-            ));
+            return Err(err("expected /subscriptions/{sub}/resourceGroups/{rg}/providers/..."));
         }
         if parts.iter().skip(1).any(|p| p.is_empty()) {
             return Err(err("empty segment"));
@@ -184,14 +138,9 @@ impl ResourceId {
         if rest.len() % 2 != 0 {
             return Err(err("a resource type without a name"));
         }
-        let segments: Vec<(String, String)> = rest
-            .chunks(2)
-            .map(|c| (c[0].to_string(), c[1].to_string()))
-            .collect();
-        let type_string = std::iter::once(parts[6])
-            .chain(segments.iter().map(|(t, _)| t.as_str()))
-            .collect::<Vec<_>>()
-            .join("/");
+        let segments: Vec<(String, String)> = rest.chunks(2).map(|c| (c[0].to_string(), c[1].to_string())).collect();
+        let type_string =
+            std::iter::once(parts[6]).chain(segments.iter().map(|(t, _)| t.as_str())).collect::<Vec<_>>().join("/");
         Ok(ResourceId {
             key: trimmed.to_ascii_lowercase(),
             text: trimmed.to_string(),

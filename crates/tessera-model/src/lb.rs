@@ -30,9 +30,7 @@ pub struct LbSku {
 
 impl Default for LbSku {
     fn default() -> Self {
-        LbSku {
-            name: LbSkuName::Basic,
-        }
+        LbSku { name: LbSkuName::Basic }
     }
 }
 
@@ -41,11 +39,7 @@ impl Default for LbSku {
 #[serde(rename_all = "camelCase")]
 pub struct FrontendProperties {
     /// The frontend address.
-    #[serde(
-        rename = "privateIPAddress",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIPAddress", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
     /// The subnet of the frontend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,11 +51,7 @@ pub struct FrontendProperties {
 #[serde(rename_all = "camelCase")]
 pub struct BackendPoolProperties {
     /// Read-only: member IP configurations.
-    #[serde(
-        rename = "backendIPConfigurations",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "backendIPConfigurations", default, skip_serializing_if = "Vec::is_empty")]
     pub backend_ip_configurations: Vec<SubResource>,
 }
 

@@ -47,18 +47,8 @@ pub struct Location {
 use BillingZone::*;
 use Cloud::*;
 
-const fn loc(
-    name: &'static str,
-    display_name: &'static str,
-    cloud: Cloud,
-    zone: BillingZone,
-) -> Location {
-    Location {
-        name,
-        display_name,
-        cloud,
-        zone,
-    }
+const fn loc(name: &'static str, display_name: &'static str, cloud: Cloud, zone: BillingZone) -> Location {
+    Location { name, display_name, cloud, zone }
 }
 
 /// The regions Tessera knows.
@@ -79,31 +69,16 @@ pub const LOCATIONS: &[Location] = &[
     loc("uksouth", "UK South", AzureCloud, Zone1),
     loc("ukwest", "UK West", AzureCloud, Zone1),
     loc("francecentral", "France Central", AzureCloud, Zone1),
-    loc(
-        "germanywestcentral",
-        "Germany West Central",
-        AzureCloud,
-        Zone1,
-    ),
+    loc("germanywestcentral", "Germany West Central", AzureCloud, Zone1),
     loc("swedencentral", "Sweden Central", AzureCloud, Zone1),
     loc("switzerlandnorth", "Switzerland North", AzureCloud, Zone1),
     loc("norwayeast", "Norway East", AzureCloud, Zone1),
     loc("polandcentral", "Poland Central", AzureCloud, Zone1),
     loc("italynorth", "Italy North", AzureCloud, Zone1),
     loc("australiacentral", "Australia Central", AzureCloud, Zone1),
-    loc(
-        "australiacentral2",
-        "Australia Central 2",
-        AzureCloud,
-        Zone1,
-    ),
+    loc("australiacentral2", "Australia Central 2", AzureCloud, Zone1),
     loc("australiaeast", "Australia East", AzureCloud, Zone2),
-    loc(
-        "australiasoutheast",
-        "Australia Southeast",
-        AzureCloud,
-        Zone2,
-    ),
+    loc("australiasoutheast", "Australia Southeast", AzureCloud, Zone2),
     loc("japaneast", "Japan East", AzureCloud, Zone2),
     loc("japanwest", "Japan West", AzureCloud, Zone2),
     loc("koreacentral", "Korea Central", AzureCloud, Zone2),
@@ -128,11 +103,7 @@ pub const LOCATIONS: &[Location] = &[
 
 /// Normalises `West Europe` / `westeurope` / `WestEurope` to the ARM name and finds the region.
 pub fn find(name: &str) -> Option<&'static Location> {
-    let norm: String = name
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let norm: String = name.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
     LOCATIONS.iter().find(|l| l.name == norm)
 }
 

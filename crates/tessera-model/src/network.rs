@@ -26,9 +26,7 @@ pub struct AddressSpace {
 impl AddressSpace {
     /// An address space of the given prefixes.
     pub fn of(prefixes: Vec<IpNet>) -> Self {
-        AddressSpace {
-            address_prefixes: prefixes,
-        }
+        AddressSpace { address_prefixes: prefixes }
     }
 }
 

@@ -71,9 +71,7 @@ impl Resource {
     pub fn apply_rank(&self) -> u8 {
         match self {
             Resource::Subscription(_) => 0,
-            Resource::NetworkSecurityGroup(_)
-            | Resource::RouteTable(_)
-            | Resource::LocalNetworkGateway(_) => 1,
+            Resource::NetworkSecurityGroup(_) | Resource::RouteTable(_) | Resource::LocalNetworkGateway(_) => 1,
             Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 2,
             Resource::Subnet(_) => 3,
             Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 4,
@@ -96,11 +94,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, 
 /// Parses one resource from its ARM JSON (as `GET` returns it). A virtual network yields itself
 /// plus one [`Resource::Peering`] per embedded peering.
 pub fn from_arm_json(value: Value) -> Result<Vec<Resource>, ArmError> {
-    let id_text = value
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let id_text = value.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if value.get("subscriptionId").is_some() && id_text.matches('/').count() <= 2 {
         return Ok(vec![Resource::Subscription(typed(value, "subscription")?)]);
     }
@@ -141,12 +135,8 @@ pub fn from_arm_json(value: Value) -> Result<Vec<Resource>, ArmError> {
 /// Parses a topology in ARM JSON: an array of resources, or `{"resources": [...]}`, or
 /// `{"value": [...]}` as list calls return.
 pub fn from_arm_document(text: &str) -> Result<Vec<Resource>, ArmError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        ArmError::bad_request(
-            "InvalidRequestFormat",
-            format!("Cannot parse the JSON document: {e}"),
-        )
-    })?;
+    let doc: Value = serde_json::from_str(text)
+        .map_err(|e| ArmError::bad_request("InvalidRequestFormat", format!("Cannot parse the JSON document: {e}")))?;
     let items = match doc {
         Value::Array(items) => items,
         Value::Object(mut map) => match map.remove("resources").or_else(|| map.remove("value")) {
@@ -154,9 +144,7 @@ pub fn from_arm_document(text: &str) -> Result<Vec<Resource>, ArmError> {
             _ => vec![Value::Object(map)],
         },
         _ => {
-            return Err(invalid(
-                "a topology is an array of resources or {\"resources\": [...]}".into(),
-            ));
+            return Err(invalid("a topology is an array of resources or {\"resources\": [...]}".into()));
         }
     };
     let mut out = Vec::new();

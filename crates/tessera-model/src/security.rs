@@ -96,10 +96,7 @@ impl SecurityRuleProperties {
     }
     /// Destination address prefixes as written.
     pub fn destinations(&self) -> Vec<String> {
-        merge(
-            &self.destination_address_prefix,
-            &self.destination_address_prefixes,
-        )
+        merge(&self.destination_address_prefix, &self.destination_address_prefixes)
     }
 }
 
@@ -152,15 +149,7 @@ pub const DEFAULT_RULES: &[(&str, u32, Direction, &str, &str, Access, &str)] = &
         Access::Allow,
         "Allow inbound traffic from azure load balancer",
     ),
-    (
-        "DenyAllInBound",
-        65500,
-        Direction::Inbound,
-        "*",
-        "*",
-        Access::Deny,
-        "Deny all inbound traffic",
-    ),
+    ("DenyAllInBound", 65500, Direction::Inbound, "*", "*", Access::Deny, "Deny all inbound traffic"),
     (
         "AllowVnetOutBound",
         65000,
@@ -179,44 +168,34 @@ pub const DEFAULT_RULES: &[(&str, u32, Direction, &str, &str, Access, &str)] = &
         Access::Allow,
         "Allow outbound traffic from all VMs to Internet",
     ),
-    (
-        "DenyAllOutBound",
-        65500,
-        Direction::Outbound,
-        "*",
-        "*",
-        Access::Deny,
-        "Deny all outbound traffic",
-    ),
+    ("DenyAllOutBound", 65500, Direction::Outbound, "*", "*", Access::Deny, "Deny all outbound traffic"),
 ];
 
 /// Builds the default rules of an NSG as ARM child resources.
 pub fn default_rules(nsg: &crate::id::ResourceId) -> Vec<SecurityRule> {
     DEFAULT_RULES
         .iter()
-        .map(
-            |(name, priority, direction, src, dst, access, description)| SecurityRule {
-                id: Some(nsg.child("defaultSecurityRules", name)),
-                name: (*name).to_string(),
-                kind: Some("Microsoft.Network/networkSecurityGroups/defaultSecurityRules".into()),
-                etag: None,
-                properties: SecurityRuleProperties {
-                    description: Some((*description).to_string()),
-                    protocol: RuleProtocol::Any,
-                    source_port_range: Some("*".into()),
-                    source_port_ranges: Vec::new(),
-                    destination_port_range: Some("*".into()),
-                    destination_port_ranges: Vec::new(),
-                    source_address_prefix: Some((*src).to_string()),
-                    source_address_prefixes: Vec::new(),
-                    destination_address_prefix: Some((*dst).to_string()),
-                    destination_address_prefixes: Vec::new(),
-                    access: *access,
-                    priority: *priority,
-                    direction: *direction,
-                    provisioning_state: Some(ProvisioningState::Succeeded),
-                },
+        .map(|(name, priority, direction, src, dst, access, description)| SecurityRule {
+            id: Some(nsg.child("defaultSecurityRules", name)),
+            name: (*name).to_string(),
+            kind: Some("Microsoft.Network/networkSecurityGroups/defaultSecurityRules".into()),
+            etag: None,
+            properties: SecurityRuleProperties {
+                description: Some((*description).to_string()),
+                protocol: RuleProtocol::Any,
+                source_port_range: Some("*".into()),
+                source_port_ranges: Vec::new(),
+                destination_port_range: Some("*".into()),
+                destination_port_ranges: Vec::new(),
+                source_address_prefix: Some((*src).to_string()),
+                source_address_prefixes: Vec::new(),
+                destination_address_prefix: Some((*dst).to_string()),
+                destination_address_prefixes: Vec::new(),
+                access: *access,
+                priority: *priority,
+                direction: *direction,
+                provisioning_state: Some(ProvisioningState::Succeeded),
             },
-        )
+        })
         .collect()
 }

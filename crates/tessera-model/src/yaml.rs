@@ -9,31 +9,28 @@ use serde::Deserialize;
 
 use crate::account::{self, Subscription};
 use crate::compute::{
-    AllocationMethod, IpConfiguration, IpConfigurationProperties, NetworkInterface, NetworkProfile,
-    NicProperties, VirtualMachine, VmNicReference, VmNicReferenceProperties, VmProperties,
+    AllocationMethod, IpConfiguration, IpConfigurationProperties, NetworkInterface, NetworkProfile, NicProperties,
+    VirtualMachine, VmNicReference, VmNicReferenceProperties, VmProperties,
 };
 use crate::envelope::{Child, SubResource, Tracked};
 use crate::error::ArmError;
 use crate::gateway::{
-    BgpSettings, Connection, ConnectionProperties, ConnectionType,
-    GatewayIpConfigurationProperties, GatewayProperties, GatewayType, LocalGatewayProperties,
-    LocalNetworkGateway, Sku, VirtualNetworkGateway, VpnType,
+    BgpSettings, Connection, ConnectionProperties, ConnectionType, GatewayIpConfigurationProperties, GatewayProperties,
+    GatewayType, LocalGatewayProperties, LocalNetworkGateway, Sku, VirtualNetworkGateway, VpnType,
 };
 use crate::id::{Kind, ResourceId};
 use crate::lb::{
-    BackendPoolProperties, FrontendProperties, LbProtocol, LbRuleProperties, LbSku, LbSkuName,
-    LoadBalancer, LoadBalancerProperties, ProbeProperties,
+    BackendPoolProperties, FrontendProperties, LbProtocol, LbRuleProperties, LbSku, LbSkuName, LoadBalancer,
+    LoadBalancerProperties, ProbeProperties,
 };
 use crate::network::{
-    AddressSpace, ClassicSubnet, ClassicVirtualNetworkProperties, Peering, PeeringProperties,
-    SubnetProperties, VirtualNetworkProperties,
+    AddressSpace, ClassicSubnet, ClassicVirtualNetworkProperties, Peering, PeeringProperties, SubnetProperties,
+    VirtualNetworkProperties,
 };
 use crate::prefix::IpNet;
 use crate::resource::Resource;
 use crate::routing::{Route, RouteNextHopType, RouteProperties, RouteTable, RouteTableProperties};
-use crate::security::{
-    Access, Direction, NsgProperties, RuleProtocol, SecurityRule, SecurityRuleProperties,
-};
+use crate::security::{Access, Direction, NsgProperties, RuleProtocol, SecurityRule, SecurityRuleProperties};
 
 /// One string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
@@ -346,12 +343,8 @@ struct Names {
 impl Names {
     fn place(&self, at: &Placement) -> (String, String, String) {
         (
-            at.subscription
-                .clone()
-                .unwrap_or_else(|| self.subscription.clone()),
-            at.resource_group
-                .clone()
-                .unwrap_or_else(|| self.resource_group.clone()),
+            at.subscription.clone().unwrap_or_else(|| self.subscription.clone()),
+            at.resource_group.clone().unwrap_or_else(|| self.resource_group.clone()),
             at.location.clone().unwrap_or_else(|| self.location.clone()),
         )
     }
@@ -362,40 +355,26 @@ impl Names {
     }
 
     fn declare(&mut self, kind: Kind, id: &ResourceId) {
-        self.declared
-            .entry((kind, id.name().to_ascii_lowercase()))
-            .or_default()
-            .push(id.clone());
+        self.declared.entry((kind, id.name().to_ascii_lowercase())).or_default().push(id.clone());
     }
 
     fn resolve(&self, kind: Kind, name: &str) -> Result<ResourceId, ArmError> {
         if name.starts_with('/') {
             return ResourceId::parse(name).map_err(|e| bad(e.to_string()));
         }
-        match self
-            .declared
-            .get(&(kind, name.to_ascii_lowercase()))
-            .map(Vec::as_slice)
-        {
+        match self.declared.get(&(kind, name.to_ascii_lowercase())).map(Vec::as_slice) {
             Some([one]) => Ok(one.clone()),
             Some([]) | None => {
                 if kind == Kind::VirtualNetwork {
-                    if let Some([one]) = self
-                        .declared
-                        .get(&(Kind::ClassicVirtualNetwork, name.to_ascii_lowercase()))
-                        .map(Vec::as_slice)
+                    if let Some([one]) =
+                        self.declared.get(&(Kind::ClassicVirtualNetwork, name.to_ascii_lowercase())).map(Vec::as_slice)
                     {
                         return Ok(one.clone());
                     }
                 }
-                Err(bad(format!(
-                    "{} '{name}' is not declared in this file",
-                    kind.arm_type()
-                )))
+                Err(bad(format!("{} '{name}' is not declared in this file", kind.arm_type())))
             }
-            Some(_) => Err(bad(format!(
-                "the name '{name}' is ambiguous; use the full resource id"
-            ))),
+            Some(_) => Err(bad(format!("the name '{name}' is ambiguous; use the full resource id"))),
         }
     }
 
@@ -404,12 +383,9 @@ impl Names {
         if path.starts_with('/') {
             return ResourceId::parse(path).map_err(|e| bad(e.to_string()));
         }
-        let (vnet, subnet) = path
-            .split_once('/')
-            .ok_or_else(|| bad(format!("subnet '{path}' must be written as vnet/subnet")))?;
-        Ok(self
-            .resolve(Kind::VirtualNetwork, vnet)?
-            .child("subnets", subnet))
+        let (vnet, subnet) =
+            path.split_once('/').ok_or_else(|| bad(format!("subnet '{path}' must be written as vnet/subnet")))?;
+        Ok(self.resolve(Kind::VirtualNetwork, vnet)?.child("subnets", subnet))
     }
 
     /// `lb/child` to a child id of a load balancer.
@@ -417,11 +393,8 @@ impl Names {
         if path.starts_with('/') {
             return ResourceId::parse(path).map_err(|e| bad(e.to_string()));
         }
-        let (lb, child) = path.split_once('/').ok_or_else(|| {
-            bad(format!(
-                "'{path}' must be written as loadBalancer/{segment}"
-            ))
-        })?;
+        let (lb, child) =
+            path.split_once('/').ok_or_else(|| bad(format!("'{path}' must be written as loadBalancer/{segment}")))?;
         Ok(self.resolve(Kind::LoadBalancer, lb)?.child(segment, child))
     }
 }
@@ -439,41 +412,21 @@ fn tracked<P>(id: ResourceId, location: String, properties: P) -> Tracked<P> {
 }
 
 fn child<P>(id: ResourceId, properties: P) -> Child<P> {
-    Child {
-        name: id.name().to_string(),
-        kind: None,
-        id: Some(id),
-        etag: None,
-        properties,
-    }
+    Child { name: id.name().to_string(), kind: None, id: Some(id), etag: None, properties }
 }
 
 /// Parses the YAML topology format into resources (not yet validated).
 pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
-    let doc: Document =
-        serde_yaml_ng::from_str(text).map_err(|e| bad(format!("cannot read the topology: {e}")))?;
+    let doc: Document = serde_yaml_ng::from_str(text).map_err(|e| bad(format!("cannot read the topology: {e}")))?;
     let mut names = Names {
-        subscription: doc
-            .subscription
-            .clone()
-            .unwrap_or_else(|| account::DEFAULT_SUBSCRIPTION.into()),
-        resource_group: doc
-            .resource_group
-            .clone()
-            .unwrap_or_else(|| account::DEFAULT_RESOURCE_GROUP.into()),
-        location: doc
-            .location
-            .clone()
-            .unwrap_or_else(|| account::DEFAULT_LOCATION.into()),
+        subscription: doc.subscription.clone().unwrap_or_else(|| account::DEFAULT_SUBSCRIPTION.into()),
+        resource_group: doc.resource_group.clone().unwrap_or_else(|| account::DEFAULT_RESOURCE_GROUP.into()),
+        location: doc.location.clone().unwrap_or_else(|| account::DEFAULT_LOCATION.into()),
         declared: BTreeMap::new(),
     };
     // Declare every name first so that references may point forward.
     for v in &doc.vnets {
-        let kind = if v.classic {
-            Kind::ClassicVirtualNetwork
-        } else {
-            Kind::VirtualNetwork
-        };
+        let kind = if v.classic { Kind::ClassicVirtualNetwork } else { Kind::VirtualNetwork };
         let id = names.id(&v.at, kind, &v.name);
         names.declare(kind, &id);
     }
@@ -509,11 +462,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         )));
     }
     if !subs.contains(&names.subscription.to_ascii_lowercase()) {
-        out.push(Resource::Subscription(Subscription::new(
-            &names.subscription,
-            account::DEFAULT_TENANT,
-            "default",
-        )));
+        out.push(Resource::Subscription(Subscription::new(&names.subscription, account::DEFAULT_TENANT, "default")));
     }
 
     for v in doc.vnets {
@@ -523,13 +472,8 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             let mut subnets = Vec::new();
             for s in v.subnets {
                 let prefix = s.prefix.into_vec().first().cloned().unwrap_or_default();
-                let address_prefix = prefix
-                    .parse()
-                    .map_err(|_| bad(format!("bad prefix '{prefix}' in {}", s.name)))?;
-                subnets.push(ClassicSubnet {
-                    name: s.name,
-                    address_prefix,
-                });
+                let address_prefix = prefix.parse().map_err(|_| bad(format!("bad prefix '{prefix}' in {}", s.name)))?;
+                subnets.push(ClassicSubnet { name: s.name, address_prefix });
             }
             out.push(Resource::ClassicVirtualNetwork(tracked(
                 id,
@@ -547,16 +491,10 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         for s in v.subnets {
             let mut prefixes = Vec::new();
             for p in s.prefix.into_vec() {
-                prefixes.push(
-                    p.parse::<IpNet>()
-                        .map_err(|_| bad(format!("bad prefix '{p}' in subnet {}", s.name)))?,
-                );
+                prefixes.push(p.parse::<IpNet>().map_err(|_| bad(format!("bad prefix '{p}' in subnet {}", s.name)))?);
             }
-            let (address_prefix, address_prefixes) = if prefixes.len() == 1 {
-                (prefixes.pop(), Vec::new())
-            } else {
-                (None, prefixes)
-            };
+            let (address_prefix, address_prefixes) =
+                if prefixes.len() == 1 { (prefixes.pop(), Vec::new()) } else { (None, prefixes) };
             subnets.push(child(
                 id.child("subnets", &s.name),
                 SubnetProperties {
@@ -564,11 +502,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                     address_prefixes,
                     network_security_group: s
                         .nsg
-                        .map(|n| {
-                            names
-                                .resolve(Kind::NetworkSecurityGroup, &n)
-                                .map(SubResource::new)
-                        })
+                        .map(|n| names.resolve(Kind::NetworkSecurityGroup, &n).map(SubResource::new))
                         .transpose()?,
                     route_table: s
                         .route_table
@@ -578,9 +512,8 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 },
             ));
         }
-        let dhcp_options = (!v.dns_servers.is_empty()).then(|| crate::network::DhcpOptions {
-            dns_servers: v.dns_servers.clone(),
-        });
+        let dhcp_options =
+            (!v.dns_servers.is_empty()).then(|| crate::network::DhcpOptions { dns_servers: v.dns_servers.clone() });
         out.push(Resource::VirtualNetwork(tracked(
             id,
             location,
@@ -603,20 +536,13 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 let star = || OneOrMany::One("*".into());
                 let split = |v: OneOrMany| {
                     let v = v.into_vec();
-                    if v.len() == 1 {
-                        (v.into_iter().next(), Vec::new())
-                    } else {
-                        (None, v)
-                    }
+                    if v.len() == 1 { (v.into_iter().next(), Vec::new()) } else { (None, v) }
                 };
-                let (source_address_prefix, source_address_prefixes) =
-                    split(r.source.unwrap_or_else(star));
+                let (source_address_prefix, source_address_prefixes) = split(r.source.unwrap_or_else(star));
                 let (destination_address_prefix, destination_address_prefixes) =
                     split(r.destination.unwrap_or_else(star));
-                let (source_port_range, source_port_ranges) =
-                    split(r.source_ports.unwrap_or_else(star));
-                let (destination_port_range, destination_port_ranges) =
-                    split(r.destination_ports.unwrap_or_else(star));
+                let (source_port_range, source_port_ranges) = split(r.source_ports.unwrap_or_else(star));
+                let (destination_port_range, destination_port_ranges) = split(r.destination_ports.unwrap_or_else(star));
                 child(
                     id.child("securityRules", &r.name),
                     SecurityRuleProperties {
@@ -641,10 +567,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         out.push(Resource::NetworkSecurityGroup(tracked(
             id,
             location,
-            NsgProperties {
-                security_rules: rules,
-                ..Default::default()
-            },
+            NsgProperties { security_rules: rules, ..Default::default() },
         )));
     }
 
@@ -687,10 +610,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             LocalGatewayProperties {
                 local_network_address_space: AddressSpace::of(s.address_space),
                 gateway_ip_address: s.gateway_ip,
-                bgp_settings: s.asn.map(|asn| BgpSettings {
-                    asn,
-                    bgp_peering_address: None,
-                }),
+                bgp_settings: s.asn.map(|asn| BgpSettings { asn, bgp_peering_address: None }),
                 provisioning_state: None,
             },
         );
@@ -702,24 +622,15 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         let id = names.id(&g.at, Kind::VirtualNetworkGateway, &g.name);
         let vnet = names.resolve(Kind::VirtualNetwork, &g.vnet)?;
         let gateway_type = g.r#type.unwrap_or(GatewayType::Vpn);
-        let sku = g.sku.unwrap_or_else(|| {
-            if gateway_type == GatewayType::Vpn {
-                "VpnGw1".into()
-            } else {
-                "Standard".into()
-            }
-        });
+        let sku =
+            g.sku.unwrap_or_else(|| if gateway_type == GatewayType::Vpn { "VpnGw1".into() } else { "Standard".into() });
         let gw: VirtualNetworkGateway = tracked(
             id.clone(),
             location,
             GatewayProperties {
                 gateway_type,
-                vpn_type: (gateway_type == GatewayType::Vpn)
-                    .then(|| g.vpn_type.unwrap_or(VpnType::RouteBased)),
-                sku: Sku {
-                    name: sku.clone(),
-                    tier: Some(sku),
-                },
+                vpn_type: (gateway_type == GatewayType::Vpn).then(|| g.vpn_type.unwrap_or(VpnType::RouteBased)),
+                sku: Sku { name: sku.clone(), tier: Some(sku) },
                 ip_configurations: vec![child(
                     id.child("ipConfigurations", "default"),
                     GatewayIpConfigurationProperties {
@@ -728,10 +639,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                     },
                 )],
                 enable_bgp: g.asn.is_some(),
-                bgp_settings: g.asn.map(|asn| BgpSettings {
-                    asn,
-                    bgp_peering_address: None,
-                }),
+                bgp_settings: g.asn.map(|asn| BgpSettings { asn, bgp_peering_address: None }),
                 provisioning_state: None,
             },
         );
@@ -752,30 +660,22 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             ));
         }
         for p in l.pools {
-            props.backend_address_pools.push(child(
-                id.child("backendAddressPools", &p),
-                BackendPoolProperties::default(),
-            ));
+            props
+                .backend_address_pools
+                .push(child(id.child("backendAddressPools", &p), BackendPoolProperties::default()));
         }
         for p in l.probes {
             props.probes.push(child(
                 id.child("probes", &p.name),
-                ProbeProperties {
-                    protocol: p.protocol.unwrap_or_else(|| "Tcp".into()),
-                    port: p.port,
-                },
+                ProbeProperties { protocol: p.protocol.unwrap_or_else(|| "Tcp".into()), port: p.port },
             ));
         }
         for r in l.rules {
             props.load_balancing_rules.push(child(
                 id.child("loadBalancingRules", &r.name),
                 LbRuleProperties {
-                    frontend_ip_configuration: SubResource::new(
-                        id.child("frontendIPConfigurations", &r.frontend),
-                    ),
-                    backend_address_pool: SubResource::new(
-                        id.child("backendAddressPools", &r.pool),
-                    ),
+                    frontend_ip_configuration: SubResource::new(id.child("frontendIPConfigurations", &r.frontend)),
+                    backend_address_pool: SubResource::new(id.child("backendAddressPools", &r.pool)),
                     probe: r.probe.map(|p| SubResource::new(id.child("probes", &p))),
                     protocol: r.protocol.unwrap_or(LbProtocol::Tcp),
                     frontend_port: r.frontend_port,
@@ -785,9 +685,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         }
         out.push(Resource::LoadBalancer(LoadBalancer {
             resource: tracked(id, location, props),
-            sku: LbSku {
-                name: l.sku.unwrap_or(LbSkuName::Standard),
-            },
+            sku: LbSku { name: l.sku.unwrap_or(LbSkuName::Standard) },
         }));
     }
 
@@ -798,11 +696,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         let pools = vm
             .backend_pools
             .iter()
-            .map(|p| {
-                names
-                    .lb_child(p, "backendAddressPools")
-                    .map(SubResource::new)
-            })
+            .map(|p| names.lb_child(p, "backendAddressPools").map(SubResource::new))
             .collect::<Result<Vec<_>, _>>()?;
         let ipconfig: IpConfiguration = child(
             nic_id.child("ipConfigurations", "ipconfig1"),
@@ -826,11 +720,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 ip_configurations: vec![ipconfig],
                 network_security_group: vm
                     .nsg
-                    .map(|n| {
-                        names
-                            .resolve(Kind::NetworkSecurityGroup, &n)
-                            .map(SubResource::new)
-                    })
+                    .map(|n| names.resolve(Kind::NetworkSecurityGroup, &n).map(SubResource::new))
                     .transpose()?,
                 enable_ip_forwarding: vm.ip_forwarding,
                 ..Default::default()
@@ -868,25 +758,16 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         let gw1 = names.resolve(Kind::VirtualNetworkGateway, &c.gateway)?;
         let (connection_type, gw2, site) = match (c.site, c.remote_gateway) {
             (Some(site), None) => (
-                if c.express_route {
-                    ConnectionType::ExpressRoute
-                } else {
-                    ConnectionType::IPsec
-                },
+                if c.express_route { ConnectionType::ExpressRoute } else { ConnectionType::IPsec },
                 None,
                 Some(names.resolve(Kind::LocalNetworkGateway, &site)?),
             ),
-            (None, Some(remote)) => (
-                ConnectionType::Vnet2Vnet,
-                Some(names.resolve(Kind::VirtualNetworkGateway, &remote)?),
-                None,
-            ),
+            (None, Some(remote)) => {
+                (ConnectionType::Vnet2Vnet, Some(names.resolve(Kind::VirtualNetworkGateway, &remote)?), None)
+            }
             (None, None) if c.express_route => (ConnectionType::ExpressRoute, None, None),
             _ => {
-                return Err(bad(format!(
-                    "connection '{}' needs exactly one of site or remoteGateway",
-                    c.name
-                )));
+                return Err(bad(format!("connection '{}' needs exactly one of site or remoteGateway", c.name)));
             }
         };
         let conn: Connection = tracked(
@@ -908,9 +789,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
 }
 
 fn peering(from: &ResourceId, to: &ResourceId, f: YFlags) -> Peering {
-    let name = f
-        .name
-        .unwrap_or_else(|| format!("{}-to-{}", from.name(), to.name()));
+    let name = f.name.unwrap_or_else(|| format!("{}-to-{}", from.name(), to.name()));
     let subnet_peering = !f.local_subnets.is_empty() || !f.remote_subnets.is_empty();
     child(
         from.child("virtualNetworkPeerings", &name),

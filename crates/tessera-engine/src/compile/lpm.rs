@@ -13,19 +13,11 @@ pub struct Lpm<T> {
 }
 
 fn mask4(a: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        a & (u32::MAX << (32 - u32::from(len)))
-    }
+    if len == 0 { 0 } else { a & (u32::MAX << (32 - u32::from(len))) }
 }
 
 fn mask6(a: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(len)))
-    }
+    if len == 0 { 0 } else { a & (u128::MAX << (128 - u32::from(len))) }
 }
 
 impl<T: Clone> Lpm<T> {
@@ -33,14 +25,8 @@ impl<T: Clone> Lpm<T> {
     pub fn insert(&mut self, net: IpNet, value: T) {
         let len = net.prefix_len();
         match net {
-            IpNet::V4(n) => slot(&mut self.v4, len)
-                .entry(mask4(u32::from(n.network()), len))
-                .or_default()
-                .push(value),
-            IpNet::V6(n) => slot(&mut self.v6, len)
-                .entry(mask6(u128::from(n.network()), len))
-                .or_default()
-                .push(value),
+            IpNet::V4(n) => slot(&mut self.v4, len).entry(mask4(u32::from(n.network()), len)).or_default().push(value),
+            IpNet::V6(n) => slot(&mut self.v6, len).entry(mask6(u128::from(n.network()), len)).or_default().push(value),
         }
     }
 
@@ -49,15 +35,11 @@ impl<T: Clone> Lpm<T> {
         match addr {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                self.v4
-                    .iter()
-                    .find_map(|(len, m)| m.get(&mask4(a, *len)).map(Vec::as_slice))
+                self.v4.iter().find_map(|(len, m)| m.get(&mask4(a, *len)).map(Vec::as_slice))
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                self.v6
-                    .iter()
-                    .find_map(|(len, m)| m.get(&mask6(a, *len)).map(Vec::as_slice))
+                self.v6.iter().find_map(|(len, m)| m.get(&mask6(a, *len)).map(Vec::as_slice))
             }
         }
     }

@@ -119,19 +119,15 @@ impl Compiled {
             let Some(subnet) = self.subnets.get(&sid).cloned() else {
                 continue;
             };
-            let nsg = nic
-                .properties
-                .network_security_group
-                .as_ref()
-                .and_then(|n| {
-                    let key = (n.id.clone(), sid.clone());
-                    if let Some(c) = nsg_cache.get(&key) {
-                        return Some(c.clone());
-                    }
-                    let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &subnet.tags));
-                    nsg_cache.insert(key, c.clone());
-                    Some(c)
-                });
+            let nsg = nic.properties.network_security_group.as_ref().and_then(|n| {
+                let key = (n.id.clone(), sid.clone());
+                if let Some(c) = nsg_cache.get(&key) {
+                    return Some(c.clone());
+                }
+                let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &subnet.tags));
+                nsg_cache.insert(key, c.clone());
+                Some(c)
+            });
             let mut addresses: Vec<IpAddr> = vec![];
             addresses.extend(ip_of(&primary.properties.private_ip_address));
             for c in &nic.properties.ip_configurations {
@@ -143,11 +139,7 @@ impl Compiled {
             }
             let program = NicProgram {
                 nic: nic.id.clone(),
-                vm: nic
-                    .properties
-                    .virtual_machine
-                    .as_ref()
-                    .map(|v| v.id.clone()),
+                vm: nic.properties.virtual_machine.as_ref().map(|v| v.id.clone()),
                 subnet,
                 nsg,
                 addresses,
@@ -171,15 +163,10 @@ fn compile_subnet(
     let routes = routes::subnet_routes(st, vnet, s);
     let mut tag = base_tag.to_vec();
     // N6: every UDR prefix joins the VirtualNetwork tag.
-    for r in routes
-        .iter()
-        .filter(|r| r.source == routes::RouteSource::User)
-    {
+    for r in routes.iter().filter(|r| r.source == routes::RouteSource::User) {
         push_unique(&mut tag, r.prefix);
     }
-    let tags = TagContext {
-        virtual_network: tag,
-    };
+    let tags = TagContext { virtual_network: tag };
     let nsg = s.properties.network_security_group.as_ref().and_then(|n| {
         let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &tags));
         nsg_cache.insert((n.id.clone(), sid.clone()), c.clone());
@@ -210,16 +197,8 @@ pub fn vnet_tag(st: &State, vnet: &VirtualNetwork) -> Vec<IpNet> {
         push_unique(&mut tag, *p);
     }
     for link in &vnet.properties.virtual_network_peerings {
-        if is_connected(link)
-            && link.properties.allow_virtual_network_access
-            && remote_of(link).is_some()
-        {
-            for p in link
-                .properties
-                .remote_address_space
-                .iter()
-                .flat_map(|a| a.address_prefixes.iter())
-            {
+        if is_connected(link) && link.properties.allow_virtual_network_access && remote_of(link).is_some() {
+            for p in link.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter()) {
                 push_unique(&mut tag, *p);
             }
         }

@@ -158,10 +158,7 @@ pub struct RouteProgram {
 impl RouteProgram {
     /// Builds the lookup tables over the Active routes.
     pub fn new(routes: Vec<EffectiveRoute>) -> Self {
-        let mut p = RouteProgram {
-            routes,
-            ..Default::default()
-        };
+        let mut p = RouteProgram { routes, ..Default::default() };
         for (i, r) in p.routes.iter().enumerate().filter(|(_, r)| r.active) {
             p.all.insert(r.prefix, i);
             if r.source != RouteSource::VirtualNetworkGateway {
@@ -177,16 +174,9 @@ impl RouteProgram {
     /// The route used for `dst` (SEL1–SEL3): longest prefix among Active routes, except that a
     /// matching VNet or peering system route excludes every gateway route.
     pub fn lookup(&self, dst: IpAddr) -> Option<&EffectiveRoute> {
-        let table = if self.protected.matches(dst) {
-            &self.without_gateway
-        } else {
-            &self.all
-        };
+        let table = if self.protected.matches(dst) { &self.without_gateway } else { &self.all };
         let hits = table.lookup(dst)?;
-        let best = hits
-            .iter()
-            .map(|i| &self.routes[*i])
-            .max_by_key(|r| r.rank())?;
+        let best = hits.iter().map(|i| &self.routes[*i]).max_by_key(|r| r.rank())?;
         Some(best)
     }
 }
@@ -215,12 +205,8 @@ pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpA
         }
     };
     for gw in st.gateways_in(gw_vnet) {
-        let ips: Vec<IpAddr> = gw
-            .properties
-            .ip_configurations
-            .iter()
-            .filter_map(|c| ip_of(&c.properties.private_ip_address))
-            .collect();
+        let ips: Vec<IpAddr> =
+            gw.properties.ip_configurations.iter().filter_map(|c| ip_of(&c.properties.private_ip_address)).collect();
         for c in st.connections.values() {
             let p = &c.properties;
             if p.virtual_network_gateway1.id != gw.id {
@@ -228,11 +214,7 @@ pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpA
             }
             match p.connection_type {
                 ConnectionType::IPsec => {
-                    if let Some(site) = p
-                        .local_network_gateway2
-                        .as_ref()
-                        .and_then(|l| st.local_gateways.get(&l.id))
-                    {
+                    if let Some(site) = p.local_network_gateway2.as_ref().and_then(|l| st.local_gateways.get(&l.id)) {
                         for pfx in &site.properties.local_network_address_space.address_prefixes {
                             add(*pfx, &ips);
                         }
@@ -244,10 +226,7 @@ pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpA
                     };
                     let back = st.connections.values().any(|b| {
                         b.properties.virtual_network_gateway1.id == other.id
-                            && b.properties
-                                .virtual_network_gateway2
-                                .as_ref()
-                                .is_some_and(|g| g.id == gw.id)
+                            && b.properties.virtual_network_gateway2.as_ref().is_some_and(|g| g.id == gw.id)
                     });
                     let far = st.gateways.get(&other.id).and_then(gateway_vnet);
                     if let (true, Some(far)) = (back, far) {
@@ -273,68 +252,28 @@ pub fn subnet_routes(st: &State, vnet: &VirtualNetwork, subnet: &Subnet) -> Vec<
     let mut routes: Vec<EffectiveRoute> = Vec::new();
     let local = &vnet.properties.address_space.address_prefixes;
     for p in local {
-        routes.push(EffectiveRoute::system(
-            *p,
-            NextHopType::VnetLocal,
-            Target::Vnet(vnet.id.clone()),
-        ));
+        routes.push(EffectiveRoute::system(*p, NextHopType::VnetLocal, Target::Vnet(vnet.id.clone())));
     }
     let mut peered: Vec<IpNet> = Vec::new();
-    for link in vnet
-        .properties
-        .virtual_network_peerings
-        .iter()
-        .filter(|l| is_connected(l))
-    {
+    for link in vnet.properties.virtual_network_peerings.iter().filter(|l| is_connected(l)) {
         let Some(remote) = remote_of(link) else {
             continue;
         };
-        let global = st
-            .location_of(remote)
-            .is_some_and(|l| !l.eq_ignore_ascii_case(&vnet.location));
-        let hop = if global {
-            NextHopType::VNetGlobalPeering
-        } else {
-            NextHopType::VNetPeering
-        };
-        for p in link
-            .properties
-            .remote_address_space
-            .iter()
-            .flat_map(|a| a.address_prefixes.iter())
-        {
-            routes.push(EffectiveRoute::system(
-                *p,
-                hop,
-                Target::Vnet(remote.clone()),
-            ));
+        let global = st.location_of(remote).is_some_and(|l| !l.eq_ignore_ascii_case(&vnet.location));
+        let hop = if global { NextHopType::VNetGlobalPeering } else { NextHopType::VNetPeering };
+        for p in link.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter()) {
+            routes.push(EffectiveRoute::system(*p, hop, Target::Vnet(remote.clone())));
             peered.push(*p);
         }
     }
-    let table = subnet
-        .properties
-        .route_table
-        .as_ref()
-        .and_then(|t| st.route_tables.get(&t.id));
+    let table = subnet.properties.route_table.as_ref().and_then(|t| st.route_tables.get(&t.id));
     let has_v6 = local.iter().any(|p| matches!(p, IpNet::V6(_)));
-    routes.push(EffectiveRoute::system(
-        IpNet::V4(Default::default()),
-        NextHopType::Internet,
-        Target::Nothing,
-    ));
+    routes.push(EffectiveRoute::system(IpNet::V4(Default::default()), NextHopType::Internet, Target::Nothing));
     if has_v6 {
-        routes.push(EffectiveRoute::system(
-            IpNet::V6(Default::default()),
-            NextHopType::Internet,
-            Target::Nothing,
-        ));
+        routes.push(EffectiveRoute::system(IpNet::V6(Default::default()), NextHopType::Internet, Target::Nothing));
     }
-    let udr_default = table.is_some_and(|t| {
-        t.properties
-            .routes
-            .iter()
-            .any(|r| r.properties.address_prefix.trim() == "0.0.0.0/0")
-    });
+    let udr_default =
+        table.is_some_and(|t| t.properties.routes.iter().any(|r| r.properties.address_prefix.trim() == "0.0.0.0/0"));
     if !udr_default {
         for text in RESERVED_NONE {
             let Ok(r) = text.parse::<IpNet>() else {
@@ -344,11 +283,7 @@ pub fn subnet_routes(st: &State, vnet: &VirtualNetwork, subnet: &Subnet) -> Vec<
             if local.iter().chain(peered.iter()).any(|p| p.contains(&r)) {
                 continue;
             }
-            routes.push(EffectiveRoute::system(
-                r,
-                NextHopType::None,
-                Target::Nothing,
-            ));
+            routes.push(EffectiveRoute::system(r, NextHopType::None, Target::Nothing));
         }
     }
     let gw_vnet = gateway_vnet_for(st, vnet);
@@ -373,15 +308,10 @@ pub fn subnet_routes(st: &State, vnet: &VirtualNetwork, subnet: &Subnet) -> Vec<
                 continue;
             };
             let (next_hop, ips, target, usable) = match r.properties.next_hop_type {
-                RouteNextHopType::VnetLocal => (
-                    NextHopType::VnetLocal,
-                    Vec::new(),
-                    Target::Vnet(vnet.id.clone()),
-                    true,
-                ),
-                RouteNextHopType::Internet => {
-                    (NextHopType::Internet, Vec::new(), Target::Nothing, true)
+                RouteNextHopType::VnetLocal => {
+                    (NextHopType::VnetLocal, Vec::new(), Target::Vnet(vnet.id.clone()), true)
                 }
+                RouteNextHopType::Internet => (NextHopType::Internet, Vec::new(), Target::Nothing, true),
                 RouteNextHopType::None => (NextHopType::None, Vec::new(), Target::Nothing, true),
                 RouteNextHopType::VirtualAppliance => {
                     let ip: Vec<IpAddr> = r
@@ -396,8 +326,7 @@ pub fn subnet_routes(st: &State, vnet: &VirtualNetwork, subnet: &Subnet) -> Vec<
                 RouteNextHopType::VirtualNetworkGateway => {
                     // U3: only towards a VPN gateway, and not where VPN and ExpressRoute coexist.
                     let usable = gw_vnet.as_ref().is_some_and(|g| {
-                        st.has_gateway(g, Some(GatewayType::Vpn))
-                            && !st.has_gateway(g, Some(GatewayType::ExpressRoute))
+                        st.has_gateway(g, Some(GatewayType::Vpn)) && !st.has_gateway(g, Some(GatewayType::ExpressRoute))
                     });
                     let ips = gw_vnet
                         .as_ref()

@@ -6,9 +6,7 @@ use std::net::IpAddr;
 
 use tessera_model::ResourceId;
 use tessera_model::prefix::IpNet;
-use tessera_model::security::{
-    Access, Direction, NetworkSecurityGroup, RuleProtocol, SecurityRule,
-};
+use tessera_model::security::{Access, Direction, NetworkSecurityGroup, RuleProtocol, SecurityRule};
 
 use crate::ops::{parse_address, parse_port_range};
 
@@ -85,13 +83,19 @@ pub struct CompiledRule {
 
 impl CompiledRule {
     /// Whether the rule matches a flow.
-    pub fn matches(
+    pub fn matches(&self, proto: Protocol, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> bool {
+        self.matches_spec(proto, src, Some(sport), dst, Some(dport))
+    }
+
+    /// Like [`CompiledRule::matches`]; a port of `None` ("any port", as `*` in ipFlowVerify)
+    /// matches only rules that cover every port.
+    pub fn matches_spec(
         &self,
         proto: Protocol,
         src: IpAddr,
-        sport: u16,
+        sport: Option<u16>,
         dst: IpAddr,
-        dport: u16,
+        dport: Option<u16>,
     ) -> bool {
         let proto_ok = match self.protocol {
             RuleProtocol::Any => true,
@@ -100,8 +104,12 @@ impl CompiledRule {
             RuleProtocol::Icmp => proto == Protocol::Icmp,
             RuleProtocol::Esp | RuleProtocol::Ah => false,
         };
-        let ports = |ranges: &[(u16, u16)], p: u16| {
-            proto == Protocol::Icmp || ranges.iter().any(|(a, b)| (*a..=*b).contains(&p))
+        let ports = |ranges: &[(u16, u16)], p: Option<u16>| {
+            proto == Protocol::Icmp
+                || match p {
+                    Some(p) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&p)),
+                    None => ranges.contains(&(0, 65535)),
+                }
         };
         proto_ok
             && self.src.matches(src)
@@ -140,10 +148,7 @@ impl TagContext {
     pub fn tag_map(&self) -> BTreeMap<String, Vec<IpNet>> {
         let mut m = BTreeMap::new();
         m.insert("VirtualNetwork".to_string(), self.virtual_network.clone());
-        m.insert(
-            "AzureLoadBalancer".to_string(),
-            AZURE_HOST.parse().into_iter().collect(),
-        );
+        m.insert("AzureLoadBalancer".to_string(), AZURE_HOST.parse().into_iter().collect());
         m.insert("Internet".to_string(), internet());
         m
     }
@@ -208,12 +213,7 @@ impl CompiledNsg {
             .security_rules
             .iter()
             .map(|r| (r, false))
-            .chain(
-                nsg.properties
-                    .default_security_rules
-                    .iter()
-                    .map(|r| (r, true)),
-            );
+            .chain(nsg.properties.default_security_rules.iter().map(|r| (r, true)));
         for (r, default) in all {
             let p = &r.properties;
             let side = |list: Vec<String>| -> AddressMatch {
@@ -226,21 +226,9 @@ impl CompiledNsg {
                 }
                 AddressMatch::Prefixes(out)
             };
-            let ports = |list: Vec<String>| {
-                list.iter()
-                    .filter_map(|s| parse_port_range(s))
-                    .collect::<Vec<_>>()
-            };
+            let ports = |list: Vec<String>| list.iter().filter_map(|s| parse_port_range(s)).collect::<Vec<_>>();
             let c = CompiledRule {
-                name: format!(
-                    "{}/{}",
-                    if default {
-                        "defaultSecurityRules"
-                    } else {
-                        "securityRules"
-                    },
-                    r.name
-                ),
+                name: format!("{}/{}", if default { "defaultSecurityRules" } else { "securityRules" }, r.name),
                 priority: p.priority,
                 direction: p.direction,
                 access: p.access,
@@ -259,12 +247,7 @@ impl CompiledNsg {
         }
         inbound.sort_by_key(|r| r.priority);
         outbound.sort_by_key(|r| r.priority);
-        CompiledNsg {
-            id: nsg.id.clone(),
-            inbound,
-            outbound,
-            tags: tags.clone(),
-        }
+        CompiledNsg { id: nsg.id.clone(), inbound, outbound, tags: tags.clone() }
     }
 
     /// The first rule matching a flow (N2: there is always one, the DenyAll rule).
@@ -277,12 +260,23 @@ impl CompiledNsg {
         dst: IpAddr,
         dport: u16,
     ) -> Option<&CompiledRule> {
+        self.evaluate_spec(direction, proto, src, Some(sport), dst, Some(dport))
+    }
+
+    /// [`CompiledNsg::evaluate`] with optional ports (see [`CompiledRule::matches_spec`]).
+    pub fn evaluate_spec(
+        &self,
+        direction: Direction,
+        proto: Protocol,
+        src: IpAddr,
+        sport: Option<u16>,
+        dst: IpAddr,
+        dport: Option<u16>,
+    ) -> Option<&CompiledRule> {
         let rules = match direction {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         };
-        rules
-            .iter()
-            .find(|r| r.matches(proto, src, sport, dst, dport))
+        rules.iter().find(|r| r.matches_spec(proto, src, sport, dst, dport))
     }
 }

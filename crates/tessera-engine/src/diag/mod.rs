@@ -1,1 +1,9 @@
-//! Diagnostics.
+//! Diagnostics evaluated on the compiled programs, answering with ARM response bodies:
+//! effective routes and security rules, next hop, IP flow verify, connectivity check, and the
+//! reachability matrix.
+
+pub mod effective;
+pub mod matrix;
+pub mod resolve;
+pub mod trace;
+pub mod watcher;

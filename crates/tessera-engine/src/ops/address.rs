@@ -18,10 +18,7 @@ pub(crate) fn check_static(
     owner: &ResourceId,
 ) -> ArmResult<()> {
     let Some(net) = prefixes.iter().find(|n| n.contains(&ip)) else {
-        let shown = prefixes
-            .first()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let shown = prefixes.first().map(ToString::to_string).unwrap_or_default();
         return Err(ArmError::bad_request(
             "PrivateIPAddressNotInSubnet",
             format!("Private static IP address {ip} does not belong to the range of subnet prefix {shown}."),
@@ -35,9 +32,7 @@ pub(crate) fn check_static(
         )
         .target(holder.as_str()));
     }
-    let vnet = subnet
-        .parent()
-        .ok_or_else(|| ArmError::not_found(subnet.as_str()))?;
+    let vnet = subnet.parent().ok_or_else(|| ArmError::not_found(subnet.as_str()))?;
     if let Some(o) = st.address_owner(&vnet, ip) {
         if !is_own(&o.holder, owner) {
             return Err(ArmError::bad_request(
@@ -64,9 +59,7 @@ pub(crate) fn allocate(
     owner: &ResourceId,
     taken: &[IpAddr],
 ) -> ArmResult<IpAddr> {
-    let vnet = subnet
-        .parent()
-        .ok_or_else(|| ArmError::not_found(subnet.as_str()))?;
+    let vnet = subnet.parent().ok_or_else(|| ArmError::not_found(subnet.as_str()))?;
     let used = st.addresses_in(&vnet);
     for net in prefixes {
         let size = prefix::size(net).min(1 << 20);
@@ -81,8 +74,5 @@ pub(crate) fn allocate(
             }
         }
     }
-    Err(ArmError::bad_request(
-        "SubnetIsFull",
-        format!("Subnet {subnet} has no free private IP address left."),
-    ))
+    Err(ArmError::bad_request("SubnetIsFull", format!("Subnet {subnet} has no free private IP address left.")))
 }

@@ -35,19 +35,13 @@ pub(crate) fn check_location(location: &str, id: &ResourceId) -> ArmResult<Strin
 
 /// The subscription must exist.
 pub(crate) fn check_subscription(st: &State, id: &ResourceId) -> ArmResult<()> {
-    if st
-        .subscriptions
-        .contains_key(&id.subscription().to_ascii_lowercase())
-    {
+    if st.subscriptions.contains_key(&id.subscription().to_ascii_lowercase()) {
         return Ok(());
     }
     Err(ArmError::with_status(
         404,
         "SubscriptionNotFound",
-        format!(
-            "The subscription '{}' could not be found.",
-            id.subscription()
-        ),
+        format!("The subscription '{}' could not be found.", id.subscription()),
     ))
 }
 
@@ -67,10 +61,7 @@ pub(crate) fn check_kind(target: &ResourceId, kind: Kind, from: &ResourceId) -> 
     }
     Err(ArmError::bad_request(
         "InvalidResourceReference",
-        format!(
-            "Resource {target} referenced by resource {from} is not a {}.",
-            kind.arm_type()
-        ),
+        format!("Resource {target} referenced by resource {from} is not a {}.", kind.arm_type()),
     )
     .target(from.as_str()))
 }
@@ -100,14 +91,7 @@ pub(crate) fn guid(seed: &str, seq: u64) -> String {
 /// Formats 128 bits as a GUID.
 pub(crate) fn fmt_guid(v: u128) -> String {
     let s = format!("{v:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[0..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &s[0..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
 }
 
 /// Parses a GUID to 128 bits.

@@ -11,19 +11,13 @@ use tessera_model::prefix;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_subscription, limit, missing_reference,
-};
+use super::common::{check_kind, check_location, check_name, check_subscription, limit, missing_reference};
 use super::vnet::{GATEWAY_SUBNET, peers_of};
 use crate::limits::Limits;
 use crate::state::{State, gateway_vnet};
 
 /// Validates and stores a virtual network gateway.
-pub(crate) fn put(
-    st: &mut State,
-    limits: &Limits,
-    mut gw: VirtualNetworkGateway,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway) -> ArmResult<BTreeSet<ResourceId>> {
     let id = gw.id.clone();
     check_name(&id, 80)?;
     check_subscription(st, &id)?;
@@ -43,9 +37,7 @@ pub(crate) fn put(
     {
         return Err(ArmError::bad_request(
             "PolicyBasedVpnGatewayRequiresBasicSku",
-            format!(
-                "Gateway {id}: a PolicyBased VPN gateway is available only with the Basic SKU."
-            ),
+            format!("Gateway {id}: a PolicyBased VPN gateway is available only with the Basic SKU."),
         ));
     }
     if p.gateway_type == GatewayType::Vpn && p.vpn_type.is_none() {
@@ -65,19 +57,12 @@ pub(crate) fn put(
         }
         let cid = id.child("ipConfigurations", &c.name);
         c.id = Some(cid.clone());
-        let sid = c
-            .properties
-            .subnet
-            .as_ref()
-            .map(|s| s.id.clone())
-            .ok_or_else(|| gateway_subnet_error(&id))?;
+        let sid = c.properties.subnet.as_ref().map(|s| s.id.clone()).ok_or_else(|| gateway_subnet_error(&id))?;
         check_kind(&sid, Kind::Subnet, &cid)?;
         if !sid.name().eq_ignore_ascii_case(GATEWAY_SUBNET) {
             return Err(gateway_subnet_error(&id));
         }
-        let (v, subnet) = st
-            .subnet(&sid)
-            .ok_or_else(|| missing_reference(&sid, &cid))?;
+        let (v, subnet) = st.subnet(&sid).ok_or_else(|| missing_reference(&sid, &cid))?;
         if vnet.as_ref().is_some_and(|x| *x != v.id) {
             return Err(gateway_subnet_error(&id));
         }
@@ -86,10 +71,7 @@ pub(crate) fn put(
         let ip = match c.properties.private_ip_address.as_deref() {
             Some(text) => {
                 let ip: IpAddr = text.parse().map_err(|_| {
-                    ArmError::bad_request(
-                        "InvalidPrivateIPAddress",
-                        format!("{text} is not an IP address."),
-                    )
+                    ArmError::bad_request("InvalidPrivateIPAddress", format!("{text} is not an IP address."))
                 })?;
                 check_static(st, &sid, &prefixes, ip, &cid, &id)?;
                 ip
@@ -100,10 +82,7 @@ pub(crate) fn put(
         c.properties.private_ip_address = Some(ip.to_string());
     }
     let vnet = vnet.ok_or_else(|| gateway_subnet_error(&id))?;
-    let same_type = st
-        .gateways_in(&vnet)
-        .filter(|g| g.id != id && g.properties.gateway_type == p.gateway_type)
-        .count();
+    let same_type = st.gateways_in(&vnet).filter(|g| g.id != id && g.properties.gateway_type == p.gateway_type).count();
     let max = if p.gateway_type == GatewayType::Vpn {
         limits.vpn_gateways_per_vnet
     } else {
@@ -112,21 +91,13 @@ pub(crate) fn put(
     if same_type >= max {
         return Err(limit(
             "GatewayCountLimitReached",
-            format!(
-                "Virtual network {vnet} already has {same_type} {} gateway(s), the most allowed.",
-                p.gateway_type
-            ),
+            format!("Virtual network {vnet} already has {same_type} {} gateway(s), the most allowed.", p.gateway_type),
             &id,
         ));
     }
     // G2, other direction: a VNet that uses a remote gateway cannot have its own.
     if let Some(v) = st.vnets.get(&vnet) {
-        if let Some(link) = v
-            .properties
-            .virtual_network_peerings
-            .iter()
-            .find(|l| l.properties.use_remote_gateways)
-        {
+        if let Some(link) = v.properties.virtual_network_peerings.iter().find(|l| l.properties.use_remote_gateways) {
             return Err(ArmError::bad_request(
                 "VnetUsingRemoteGatewaysCannotHaveGateway",
                 format!(
@@ -151,9 +122,7 @@ pub(crate) fn put(
 fn gateway_subnet_error(id: &ResourceId) -> ArmError {
     ArmError::bad_request(
         "GatewaySubnetRequired",
-        format!(
-            "Virtual network gateway {id} can only be created in subnet with name 'GatewaySubnet'."
-        ),
+        format!("Virtual network gateway {id} can only be created in subnet with name 'GatewaySubnet'."),
     )
 }
 
@@ -165,11 +134,7 @@ fn v2v_partners(st: &State, gw: &ResourceId) -> BTreeSet<ResourceId> {
             let p = &c.properties;
             let other = if p.virtual_network_gateway1.id == *gw {
                 p.virtual_network_gateway2.as_ref()?.id.clone()
-            } else if p
-                .virtual_network_gateway2
-                .as_ref()
-                .is_some_and(|g| g.id == *gw)
-            {
+            } else if p.virtual_network_gateway2.as_ref().is_some_and(|g| g.id == *gw) {
                 p.virtual_network_gateway1.id.clone()
             } else {
                 return None;
@@ -188,36 +153,23 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
         .clone();
     if let Some(c) = st.connections.values().find(|c| {
         c.properties.virtual_network_gateway1.id == *id
-            || c.properties
-                .virtual_network_gateway2
-                .as_ref()
-                .is_some_and(|g| g.id == *id)
+            || c.properties.virtual_network_gateway2.as_ref().is_some_and(|g| g.id == *id)
     }) {
         return Err(ArmError::bad_request(
             "InUseVirtualNetworkGatewayCannotBeDeleted",
-            format!(
-                "Virtual network gateway {id} is used by connection {} and cannot be deleted.",
-                c.id
-            ),
+            format!("Virtual network gateway {id} is used by connection {} and cannot be deleted.", c.id),
         ));
     }
     st.index_gateway(&gw, false);
     st.gateways.remove(id);
     let vnet = gateway_vnet(&gw);
-    let mut dirty = vnet
-        .as_ref()
-        .and_then(|v| st.vnets.get(v))
-        .map(peers_of)
-        .unwrap_or_default();
+    let mut dirty = vnet.as_ref().and_then(|v| st.vnets.get(v)).map(peers_of).unwrap_or_default();
     dirty.extend(vnet);
     Ok(dirty)
 }
 
 /// Validates and stores a local network gateway (an on-premises site).
-pub(crate) fn put_local(
-    st: &mut State,
-    mut lng: LocalNetworkGateway,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put_local(st: &mut State, mut lng: LocalNetworkGateway) -> ArmResult<BTreeSet<ResourceId>> {
     let id = lng.id.clone();
     check_name(&id, 80)?;
     check_subscription(st, &id)?;
@@ -228,12 +180,7 @@ pub(crate) fn put_local(
         prefix::check_canonical(*p, id.as_str())?;
     }
     lng.properties.provisioning_state = Some(ProvisioningState::Succeeded);
-    let dirty = connected_vnets(st, |c| {
-        c.properties
-            .local_network_gateway2
-            .as_ref()
-            .is_some_and(|l| l.id == id)
-    });
+    let dirty = connected_vnets(st, |c| c.properties.local_network_gateway2.as_ref().is_some_and(|l| l.id == id));
     st.local_gateways.insert(id, lng);
     Ok(dirty)
 }
@@ -241,23 +188,14 @@ pub(crate) fn put_local(
 /// Deletes a site that no connection uses.
 pub(crate) fn delete_local(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     if !st.local_gateways.contains_key(id) {
-        return Err(ArmError::resource_not_found(
-            &id.type_and_name(),
-            id.resource_group(),
-        ));
+        return Err(ArmError::resource_not_found(&id.type_and_name(), id.resource_group()));
     }
-    if let Some(c) = st.connections.values().find(|c| {
-        c.properties
-            .local_network_gateway2
-            .as_ref()
-            .is_some_and(|l| l.id == *id)
-    }) {
+    if let Some(c) =
+        st.connections.values().find(|c| c.properties.local_network_gateway2.as_ref().is_some_and(|l| l.id == *id))
+    {
         return Err(ArmError::bad_request(
             "InUseLocalNetworkGatewayCannotBeDeleted",
-            format!(
-                "Local network gateway {id} is used by connection {} and cannot be deleted.",
-                c.id
-            ),
+            format!("Local network gateway {id} is used by connection {} and cannot be deleted.", c.id),
         ));
     }
     st.local_gateways.remove(id);
@@ -281,10 +219,7 @@ fn connected_vnets(st: &State, pick: impl Fn(&Connection) -> bool) -> BTreeSet<R
 }
 
 /// Validates and stores a connection.
-pub(crate) fn put_connection(
-    st: &mut State,
-    mut conn: Connection,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put_connection(st: &mut State, mut conn: Connection) -> ArmResult<BTreeSet<ResourceId>> {
     let id = conn.id.clone();
     check_name(&id, 80)?;
     check_subscription(st, &id)?;
@@ -299,12 +234,8 @@ pub(crate) fn put_connection(
     for pfx in &p.bgp_learned_prefixes {
         prefix::check_canonical(*pfx, id.as_str())?;
     }
-    let mismatch = |why: &str| {
-        ArmError::bad_request(
-            "InvalidConnectionConfiguration",
-            format!("Connection {id}: {why}"),
-        )
-    };
+    let mismatch =
+        |why: &str| ArmError::bad_request("InvalidConnectionConfiguration", format!("Connection {id}: {why}"));
     match p.connection_type {
         ConnectionType::IPsec => {
             let site = p
@@ -323,43 +254,29 @@ pub(crate) fn put_connection(
                 .virtual_network_gateway2
                 .as_ref()
                 .ok_or_else(|| mismatch("a Vnet2Vnet connection needs virtualNetworkGateway2"))?;
-            let gw2 = st
-                .gateways
-                .get(&other.id)
-                .ok_or_else(|| missing_reference(&other.id, &id))?;
+            let gw2 = st.gateways.get(&other.id).ok_or_else(|| missing_reference(&other.id, &id))?;
             // GWY4: RouteBased VPN gateways, spaces that do not overlap.
             for g in [gw1, gw2] {
-                if g.properties.gateway_type != GatewayType::Vpn
-                    || g.properties.vpn_type != Some(VpnType::RouteBased)
-                {
-                    return Err(mismatch(
-                        "VNet-to-VNet connections need RouteBased VPN gateways on both sides",
-                    ));
+                if g.properties.gateway_type != GatewayType::Vpn || g.properties.vpn_type != Some(VpnType::RouteBased) {
+                    return Err(mismatch("VNet-to-VNet connections need RouteBased VPN gateways on both sides"));
                 }
             }
             let (a, b) = (gateway_vnet(gw1), gateway_vnet(gw2));
             if let (Some(a), Some(b)) = (a, b) {
-                let clash = prefix::overlapping(
-                    st.address_space(&a).unwrap_or(&[]),
-                    st.address_space(&b).unwrap_or(&[]),
-                );
+                let clash =
+                    prefix::overlapping(st.address_space(&a).unwrap_or(&[]), st.address_space(&b).unwrap_or(&[]));
                 if !clash.is_empty() {
                     let list: Vec<String> = clash.iter().map(ToString::to_string).collect();
                     return Err(ArmError::bad_request(
                         "Vnet2VnetAddressSpacesOverlap",
-                        format!(
-                            "Connection {id} joins {a} and {b}, whose address spaces overlap: {}",
-                            list.join(", ")
-                        ),
+                        format!("Connection {id} joins {a} and {b}, whose address spaces overlap: {}", list.join(", ")),
                     ));
                 }
             }
         }
         ConnectionType::ExpressRoute => {
             if gw1.properties.gateway_type != GatewayType::ExpressRoute {
-                return Err(mismatch(
-                    "an ExpressRoute connection needs an ExpressRoute gateway",
-                ));
+                return Err(mismatch("an ExpressRoute connection needs an ExpressRoute gateway"));
             }
         }
         ConnectionType::VPNClient => {
@@ -372,15 +289,9 @@ pub(crate) fn put_connection(
 }
 
 /// Deletes a connection.
-pub(crate) fn delete_connection(
-    st: &mut State,
-    id: &ResourceId,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn delete_connection(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     if !st.connections.contains_key(id) {
-        return Err(ArmError::resource_not_found(
-            &id.type_and_name(),
-            id.resource_group(),
-        ));
+        return Err(ArmError::resource_not_found(&id.type_and_name(), id.resource_group()));
     }
     let dirty = connected_vnets(st, |c| c.id == *id);
     st.connections.remove(id);

@@ -8,9 +8,7 @@ use tessera_model::lb::LoadBalancer;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_subscription, missing_reference,
-};
+use super::common::{check_kind, check_location, check_name, check_subscription, missing_reference};
 use crate::state::State;
 
 /// Validates and stores a load balancer.
@@ -35,31 +33,19 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
         let fid = id.child("frontendIPConfigurations", &f.name);
         check_name(&fid, 80)?;
         f.id = Some(fid.clone());
-        let sid = f
-            .properties
-            .subnet
-            .as_ref()
-            .map(|s| s.id.clone())
-            .ok_or_else(|| {
-                ArmError::bad_request(
-                    "SubnetRequired",
-                    format!(
-                        "Frontend {fid} of internal load balancer {id} must reference a subnet."
-                    ),
-                )
-            })?;
+        let sid = f.properties.subnet.as_ref().map(|s| s.id.clone()).ok_or_else(|| {
+            ArmError::bad_request(
+                "SubnetRequired",
+                format!("Frontend {fid} of internal load balancer {id} must reference a subnet."),
+            )
+        })?;
         check_kind(&sid, Kind::Subnet, &fid)?;
-        let (v, subnet) = st
-            .subnet(&sid)
-            .ok_or_else(|| missing_reference(&sid, &fid))?;
+        let (v, subnet) = st.subnet(&sid).ok_or_else(|| missing_reference(&sid, &fid))?;
         let prefixes = subnet.properties.prefixes();
         let ip = match f.properties.private_ip_address.as_deref() {
             Some(text) => {
                 let ip: IpAddr = text.parse().map_err(|_| {
-                    ArmError::bad_request(
-                        "InvalidPrivateIPAddress",
-                        format!("{text} is not an IP address."),
-                    )
+                    ArmError::bad_request("InvalidPrivateIPAddress", format!("{text} is not an IP address."))
                 })?;
                 check_static(st, &sid, &prefixes, ip, &fid, &id)?;
                 ip
@@ -76,23 +62,13 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
     for probe in &mut p.probes {
         probe.id = Some(id.child("probes", &probe.name));
     }
-    let names = |list: Vec<&str>, target: &ResourceId| {
-        list.iter().any(|n| n.eq_ignore_ascii_case(target.name()))
-    };
+    let names = |list: Vec<&str>, target: &ResourceId| list.iter().any(|n| n.eq_ignore_ascii_case(target.name()));
     for rule in &mut p.load_balancing_rules {
         let rid = id.child("loadBalancingRules", &rule.name);
         rule.id = Some(rid.clone());
         let rp = &rule.properties;
-        let fronts: Vec<&str> = p
-            .frontend_ip_configurations
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect();
-        let pools: Vec<&str> = p
-            .backend_address_pools
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect();
+        let fronts: Vec<&str> = p.frontend_ip_configurations.iter().map(|f| f.name.as_str()).collect();
+        let pools: Vec<&str> = p.backend_address_pools.iter().map(|f| f.name.as_str()).collect();
         let probes: Vec<&str> = p.probes.iter().map(|f| f.name.as_str()).collect();
         if !names(fronts, &rp.frontend_ip_configuration.id) {
             return Err(missing_reference(&rp.frontend_ip_configuration.id, &rid));
@@ -124,19 +100,13 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
         .clone();
     let member = st.nics.values().find(|n| {
         n.properties.ip_configurations.iter().any(|c| {
-            c.properties
-                .load_balancer_backend_address_pools
-                .iter()
-                .any(|p| p.id.parent().as_ref() == Some(id))
+            c.properties.load_balancer_backend_address_pools.iter().any(|p| p.id.parent().as_ref() == Some(id))
         })
     });
     if let Some(nic) = member {
         return Err(ArmError::bad_request(
             "InUseLoadBalancerCannotBeDeleted",
-            format!(
-                "Load balancer {id} has network interface {} in a backend pool and cannot be deleted.",
-                nic.id
-            ),
+            format!("Load balancer {id} has network interface {} in a backend pool and cannot be deleted.", nic.id),
         ));
     }
     st.index_lb(&lb, false);

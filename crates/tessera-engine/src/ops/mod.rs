@@ -34,12 +34,7 @@ pub enum Change {
 }
 
 /// Applies one change; returns the VNets whose compiled programs must be rebuilt.
-pub(crate) fn apply(
-    st: &mut State,
-    limits: &Limits,
-    change: Change,
-    seq: u64,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn apply(st: &mut State, limits: &Limits, change: Change, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
     match change {
         Change::Put(r) => put(st, limits, r, seq),
         Change::Delete(id) => delete(st, &id),
@@ -52,14 +47,10 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
     match r {
         Resource::Subscription(mut s) => {
             if s.subscription_id.trim().is_empty() {
-                return Err(ArmError::bad_request(
-                    "InvalidSubscriptionId",
-                    "A subscription needs a subscriptionId.",
-                ));
+                return Err(ArmError::bad_request("InvalidSubscriptionId", "A subscription needs a subscriptionId."));
             }
             s.id = format!("/subscriptions/{}", s.subscription_id);
-            st.subscriptions
-                .insert(s.subscription_id.to_ascii_lowercase(), s);
+            st.subscriptions.insert(s.subscription_id.to_ascii_lowercase(), s);
             Ok(BTreeSet::new())
         }
         Resource::VirtualNetwork(v) => vnet::put(st, limits, v, seq),
@@ -91,9 +82,6 @@ fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
         Kind::LocalNetworkGateway => gateway::delete_local(st, id),
         Kind::Connection => gateway::delete_connection(st, id),
         Kind::LoadBalancer => lb::delete(st, id),
-        _ => Err(ArmError::bad_request(
-            "UnsupportedResourceType",
-            format!("Tessera cannot delete {id}."),
-        )),
+        _ => Err(ArmError::bad_request("UnsupportedResourceType", format!("Tessera cannot delete {id}."))),
     }
 }

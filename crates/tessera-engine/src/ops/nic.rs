@@ -8,18 +8,12 @@ use tessera_model::envelope::{ProvisioningState, SubResource};
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_subscription, limit, missing_reference,
-};
+use super::common::{check_kind, check_location, check_name, check_subscription, limit, missing_reference};
 use crate::limits::Limits;
 use crate::state::State;
 
 /// Validates and stores a NIC.
-pub(crate) fn put(
-    st: &mut State,
-    limits: &Limits,
-    mut nic: NetworkInterface,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) -> ArmResult<BTreeSet<ResourceId>> {
     let id = nic.id.clone();
     check_name(&id, 80)?;
     check_subscription(st, &id)?;
@@ -34,10 +28,7 @@ pub(crate) fn put(
             format!("Network interface {id} must have at least one IP configuration."),
         ));
     }
-    let primaries = configs
-        .iter()
-        .filter(|c| c.properties.primary == Some(true))
-        .count();
+    let primaries = configs.iter().filter(|c| c.properties.primary == Some(true)).count();
     if configs.len() == 1 {
         configs[0].properties.primary = Some(true);
     } else if primaries != 1 {
@@ -53,10 +44,7 @@ pub(crate) fn put(
     let mut taken: Vec<IpAddr> = Vec::new();
     for i in 0..configs.len() {
         let name = configs[i].name.clone();
-        if configs[..i]
-            .iter()
-            .any(|c| c.name.eq_ignore_ascii_case(&name))
-        {
+        if configs[..i].iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
             return Err(ArmError::bad_request(
                 "DuplicateResourceName",
                 format!("Network interface {id} has two IP configurations named {name}."),
@@ -68,22 +56,12 @@ pub(crate) fn put(
         c.id = Some(cid.clone());
         c.kind = Some(Kind::IpConfiguration.arm_type().to_string());
         c.properties.provisioning_state = Some(ProvisioningState::Succeeded);
-        let sid = c
-            .properties
-            .subnet
-            .as_ref()
-            .map(|s| s.id.clone())
-            .ok_or_else(|| {
-                ArmError::bad_request(
-                    "SubnetRequired",
-                    format!("IP configuration {cid} must reference a subnet."),
-                )
+        let sid = c.properties.subnet.as_ref().map(|s| s.id.clone()).ok_or_else(|| {
+            ArmError::bad_request("SubnetRequired", format!("IP configuration {cid} must reference a subnet."))
                 .target(cid.as_str())
-            })?;
+        })?;
         check_kind(&sid, Kind::Subnet, &cid)?;
-        let (v, subnet) = st
-            .subnet(&sid)
-            .ok_or_else(|| missing_reference(&sid, &cid))?;
+        let (v, subnet) = st.subnet(&sid).ok_or_else(|| missing_reference(&sid, &cid))?;
         if v.location != nic.location {
             return Err(ArmError::bad_request(
                 "InvalidResourceReference",
@@ -107,23 +85,18 @@ pub(crate) fn put(
         }
         let prefixes = subnet.properties.prefixes();
         let want_v6 = c.properties.private_ip_address_version == Some(IpVersion::IPv6);
-        let family: Vec<_> = prefixes
-            .iter()
-            .copied()
-            .filter(|p| matches!(p, tessera_model::IpNet::V6(_)) == want_v6)
-            .collect();
-        let method = c.properties.private_ip_allocation_method.unwrap_or(
-            if c.properties.private_ip_address.is_some() {
+        let family: Vec<_> =
+            prefixes.iter().copied().filter(|p| matches!(p, tessera_model::IpNet::V6(_)) == want_v6).collect();
+        let method =
+            c.properties.private_ip_allocation_method.unwrap_or(if c.properties.private_ip_address.is_some() {
                 AllocationMethod::Static
             } else {
                 AllocationMethod::Dynamic
-            },
-        );
+            });
         c.properties.private_ip_allocation_method = Some(method);
         let kept = old.as_ref().and_then(|o| {
             o.properties.ip_configurations.iter().find(|oc| {
-                oc.name.eq_ignore_ascii_case(&name)
-                    && oc.properties.subnet.as_ref().map(|s| &s.id) == Some(&sid)
+                oc.name.eq_ignore_ascii_case(&name) && oc.properties.subnet.as_ref().map(|s| &s.id) == Some(&sid)
             })
         });
         // A given address is honoured whatever the method (documents exported from Azure carry
@@ -146,12 +119,10 @@ pub(crate) fn put(
                     format!("IP configuration {cid} is Static and must set privateIPAddress."),
                 ));
             }
-            None => {
-                match kept.and_then(|k| crate::state::ip_of(&k.properties.private_ip_address)) {
-                    Some(ip) => ip,
-                    None => allocate(st, &sid, &family, &id, &taken)?,
-                }
-            }
+            None => match kept.and_then(|k| crate::state::ip_of(&k.properties.private_ip_address)) {
+                Some(ip) => ip,
+                None => allocate(st, &sid, &family, &id, &taken)?,
+            },
         };
         if taken.contains(&ip) {
             return Err(ArmError::bad_request(
@@ -161,11 +132,7 @@ pub(crate) fn put(
         }
         taken.push(ip);
         c.properties.private_ip_address = Some(ip.to_string());
-        c.properties.private_ip_address_version = Some(if ip.is_ipv6() {
-            IpVersion::IPv6
-        } else {
-            IpVersion::IPv4
-        });
+        c.properties.private_ip_address_version = Some(if ip.is_ipv6() { IpVersion::IPv6 } else { IpVersion::IPv4 });
         for pool in &c.properties.load_balancer_backend_address_pools {
             check_kind(&pool.id, Kind::BackendAddressPool, &cid)?;
             let lb = pool
@@ -173,12 +140,7 @@ pub(crate) fn put(
                 .parent()
                 .and_then(|l| st.load_balancers.get(&l))
                 .ok_or_else(|| missing_reference(&pool.id, &cid))?;
-            if !lb
-                .resource
-                .properties
-                .backend_address_pools
-                .iter()
-                .any(|p| p.name.eq_ignore_ascii_case(pool.id.name()))
+            if !lb.resource.properties.backend_address_pools.iter().any(|p| p.name.eq_ignore_ascii_case(pool.id.name()))
             {
                 return Err(missing_reference(&pool.id, &cid));
             }
@@ -190,16 +152,10 @@ pub(crate) fn put(
             return Err(missing_reference(&nsg.id, &id));
         }
     }
-    let vnet = vnet.ok_or_else(|| {
-        ArmError::bad_request(
-            "SubnetRequired",
-            format!("Network interface {id} has no subnet."),
-        )
-    })?;
+    let vnet =
+        vnet.ok_or_else(|| ArmError::bad_request("SubnetRequired", format!("Network interface {id} has no subnet.")))?;
     let in_use = st.addresses_in(&vnet).map_or(0, |m| m.len());
-    let before = old
-        .as_ref()
-        .map_or(0, |o| o.properties.ip_configurations.len());
+    let before = old.as_ref().map_or(0, |o| o.properties.ip_configurations.len());
     if in_use + taken.len() > limits.private_ips_per_vnet + before {
         return Err(limit(
             "PrivateIpsPerVnetLimitReached",
@@ -211,9 +167,7 @@ pub(crate) fn put(
         ));
     }
     // Commit.
-    nic.properties.virtual_machine = old
-        .as_ref()
-        .and_then(|o| o.properties.virtual_machine.clone());
+    nic.properties.virtual_machine = old.as_ref().and_then(|o| o.properties.virtual_machine.clone());
     nic.properties.mac_address = Some(mac_of(&id));
     nic.properties.provisioning_state = Some(ProvisioningState::Succeeded);
     let mut dirty: BTreeSet<ResourceId> = BTreeSet::new();
@@ -228,12 +182,7 @@ pub(crate) fn put(
 }
 
 fn vnet_of(nic: &NetworkInterface) -> Option<ResourceId> {
-    State::primary_ip_config(nic)?
-        .properties
-        .subnet
-        .as_ref()?
-        .id
-        .parent()
+    State::primary_ip_config(nic)?.properties.subnet.as_ref()?.id.parent()
 }
 
 /// Azure's MAC prefix 00-0D-3A with three bytes from the id.
@@ -249,11 +198,8 @@ fn mac_of(id: &ResourceId) -> String {
 
 /// Deletes a NIC that no VM uses.
 pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let nic = st
-        .nics
-        .get(id)
-        .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?
-        .clone();
+    let nic =
+        st.nics.get(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?.clone();
     if let Some(vm) = &nic.properties.virtual_machine {
         return Err(ArmError::bad_request(
             "NicInUse",
@@ -284,36 +230,22 @@ pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeS
         ));
     }
     if refs.len() == 1 {
-        refs[0].properties =
-            Some(tessera_model::compute::VmNicReferenceProperties { primary: true });
-    } else if refs
-        .iter()
-        .filter(|r| r.properties.as_ref().is_some_and(|p| p.primary))
-        .count()
-        != 1
-    {
+        refs[0].properties = Some(tessera_model::compute::VmNicReferenceProperties { primary: true });
+    } else if refs.iter().filter(|r| r.properties.as_ref().is_some_and(|p| p.primary)).count() != 1 {
         return Err(ArmError::bad_request(
             "VirtualMachineMustHaveOnePrimaryNic",
-            format!(
-                "Virtual machine {id} has several network interfaces and must mark exactly one primary."
-            ),
+            format!("Virtual machine {id} has several network interfaces and must mark exactly one primary."),
         ));
     }
     let mut vnet: Option<ResourceId> = None;
     for r in refs.iter() {
         check_kind(&r.id, Kind::NetworkInterface, &id)?;
-        let nic = st
-            .nics
-            .get(&r.id)
-            .ok_or_else(|| missing_reference(&r.id, &id))?;
+        let nic = st.nics.get(&r.id).ok_or_else(|| missing_reference(&r.id, &id))?;
         if let Some(other) = &nic.properties.virtual_machine {
             if other.id != id {
                 return Err(ArmError::bad_request(
                     "NicInUse",
-                    format!(
-                        "Network interface {} is already used by virtual machine {}.",
-                        r.id, other.id
-                    ),
+                    format!("Network interface {} is already used by virtual machine {}.", r.id, other.id),
                 ));
             }
         }
@@ -322,9 +254,7 @@ pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeS
             (Some(a), Some(b)) if *a != b => {
                 return Err(ArmError::bad_request(
                     "NetworkInterfacesInDifferentVirtualNetworks",
-                    format!(
-                        "All network interfaces of virtual machine {id} must be in one virtual network."
-                    ),
+                    format!("All network interfaces of virtual machine {id} must be in one virtual network."),
                 ));
             }
             (None, v) => vnet = v,
@@ -354,10 +284,7 @@ fn detach(st: &mut State, vm: &VirtualMachine) {
 
 /// Deletes a VM; its NICs stay, detached.
 pub(crate) fn delete_vm(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let vm = st
-        .vms
-        .remove(id)
-        .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
+    let vm = st.vms.remove(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
     detach(st, &vm);
     Ok(BTreeSet::new())
 }

@@ -33,10 +33,7 @@ pub(crate) fn put(
         let n = st
             .nsgs
             .values()
-            .filter(|n| {
-                n.id.subscription().eq_ignore_ascii_case(id.subscription())
-                    && n.location == nsg.location
-            })
+            .filter(|n| n.id.subscription().eq_ignore_ascii_case(id.subscription()) && n.location == nsg.location)
             .count();
         if n >= limits.nsgs_per_subscription {
             return Err(limit(
@@ -52,10 +49,7 @@ pub(crate) fn put(
     if nsg.properties.security_rules.len() > limits.rules_per_nsg {
         return Err(limit(
             "SecurityRuleCountLimitReached",
-            format!(
-                "A security group cannot have more than {} security rules.",
-                limits.rules_per_nsg
-            ),
+            format!("A security group cannot have more than {} security rules.", limits.rules_per_nsg),
             &id,
         ));
     }
@@ -77,32 +71,19 @@ pub(crate) fn put(
 /// Deletes an NSG that nothing uses.
 pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     if !st.nsgs.contains_key(id) {
-        return Err(ArmError::resource_not_found(
-            &id.type_and_name(),
-            id.resource_group(),
-        ));
+        return Err(ArmError::resource_not_found(&id.type_and_name(), id.resource_group()));
     }
     let mut users: Vec<String> = st
         .vnets
         .values()
         .flat_map(|v| v.properties.subnets.iter())
-        .filter(|s| {
-            s.properties
-                .network_security_group
-                .as_ref()
-                .is_some_and(|n| n.id == *id)
-        })
+        .filter(|s| s.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id))
         .filter_map(|s| s.id.as_ref().map(ToString::to_string))
         .collect();
     users.extend(
         st.nics
             .values()
-            .filter(|n| {
-                n.properties
-                    .network_security_group
-                    .as_ref()
-                    .is_some_and(|n| n.id == *id)
-            })
+            .filter(|n| n.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id))
             .map(|n| n.id.to_string()),
     );
     if !users.is_empty() {
@@ -124,22 +105,15 @@ fn users_of_nsg(st: &State, id: &ResourceId) -> BTreeSet<ResourceId> {
         .vnets
         .values()
         .filter(|v| {
-            v.properties.subnets.iter().any(|s| {
-                s.properties
-                    .network_security_group
-                    .as_ref()
-                    .is_some_and(|n| n.id == *id)
-            })
+            v.properties
+                .subnets
+                .iter()
+                .any(|s| s.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id))
         })
         .map(|v| v.id.clone())
         .collect();
     for nic in st.nics.values() {
-        if nic
-            .properties
-            .network_security_group
-            .as_ref()
-            .is_some_and(|n| n.id == *id)
-        {
+        if nic.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id) {
             if let Some(v) = crate::state::State::primary_ip_config(nic)
                 .and_then(|c| c.properties.subnet.as_ref())
                 .and_then(|s| s.id.parent())
@@ -155,12 +129,7 @@ fn rule_error(code: &str, message: String, rule: &ResourceId) -> ArmError {
     ArmError::bad_request(code, message).target(rule.as_str())
 }
 
-fn check_rule(
-    nsg: &ResourceId,
-    rule: &mut SecurityRule,
-    before: &[SecurityRule],
-    limits: &Limits,
-) -> ArmResult<()> {
+fn check_rule(nsg: &ResourceId, rule: &mut SecurityRule, before: &[SecurityRule], limits: &Limits) -> ArmResult<()> {
     let rid = nsg.child("securityRules", &rule.name);
     check_name(&rid, 80)?;
     rule.id = Some(rid.clone());
@@ -170,10 +139,7 @@ fn check_rule(
     if !(100..=4096).contains(&p.priority) {
         return Err(rule_error(
             "SecurityRuleInvalidPriority",
-            format!(
-                "Security rule has invalid Priority. Value provided: {} Allowed range 100-4096.",
-                p.priority
-            ),
+            format!("Security rule has invalid Priority. Value provided: {} Allowed range 100-4096.", p.priority),
             &rid,
         ));
     }
@@ -181,17 +147,13 @@ fn check_rule(
         if d.chars().count() > 140 {
             return Err(rule_error(
                 "SecurityRuleDescriptionTooLong",
-                format!(
-                    "The description of security rule {} is longer than 140 characters.",
-                    rule.name
-                ),
+                format!("The description of security rule {} is longer than 140 characters.", rule.name),
                 &rid,
             ));
         }
     }
-    if let Some(other) = before
-        .iter()
-        .find(|o| o.properties.priority == p.priority && o.properties.direction == p.direction)
+    if let Some(other) =
+        before.iter().find(|o| o.properties.priority == p.priority && o.properties.direction == p.direction)
     {
         return Err(rule_error(
             "SecurityRuleConflict",
@@ -206,10 +168,7 @@ fn check_rule(
         (&p.source_port_range, &p.source_port_ranges),
         (&p.destination_port_range, &p.destination_port_ranges),
         (&p.source_address_prefix, &p.source_address_prefixes),
-        (
-            &p.destination_address_prefix,
-            &p.destination_address_prefixes,
-        ),
+        (&p.destination_address_prefix, &p.destination_address_prefixes),
     ] {
         if one.is_some() && !many.is_empty() {
             return Err(rule_error(
@@ -332,10 +291,7 @@ pub(crate) fn put_route_table(
         let n = st
             .route_tables
             .values()
-            .filter(|t| {
-                t.id.subscription().eq_ignore_ascii_case(id.subscription())
-                    && t.location == table.location
-            })
+            .filter(|t| t.id.subscription().eq_ignore_ascii_case(id.subscription()) && t.location == table.location)
             .count();
         if n >= limits.route_tables_per_subscription {
             return Err(limit(
@@ -351,10 +307,7 @@ pub(crate) fn put_route_table(
     if table.properties.routes.len() > limits.routes_per_table {
         return Err(limit(
             "RouteCountLimitReached",
-            format!(
-                "A route table cannot have more than {} routes.",
-                limits.routes_per_table
-            ),
+            format!("A route table cannot have more than {} routes.", limits.routes_per_table),
             &id,
         ));
     }
@@ -369,7 +322,10 @@ pub(crate) fn put_route_table(
         if !text.contains(['.', ':']) {
             return Err(ArmError::bad_request(
                 "ServiceTagRoutesNotSupported",
-                format!("Route {} uses service tag {text} as its address prefix; Tessera models CIDR prefixes only.", r.name),
+                format!(
+                    "Route {} uses service tag {text} as its address prefix; Tessera models CIDR prefixes only.",
+                    r.name
+                ),
             )
             .target(rid.as_str()));
         }
@@ -377,25 +333,20 @@ pub(crate) fn put_route_table(
         if let Some((other, _)) = seen.iter().find(|(_, n)| *n == net) {
             return Err(ArmError::bad_request(
                 "RouteConflict",
-                format!(
-                    "Route {} conflicts with route {other}: both have address prefix {net}.",
-                    r.name
-                ),
+                format!("Route {} conflicts with route {other}: both have address prefix {net}.", r.name),
             )
             .target(rid.as_str()));
         }
         seen.push((r.name.clone(), net));
-        let hop = r
-            .properties
-            .next_hop_ip_address
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        let hop = r.properties.next_hop_ip_address.as_deref().map(str::trim).filter(|s| !s.is_empty());
         match (r.properties.next_hop_type, hop) {
             (RouteNextHopType::VirtualAppliance, None) => {
                 return Err(ArmError::bad_request(
                     "InvalidNextHopIpAddress",
-                    format!("NextHopIpAddress cannot be Null or Empty in route {} when NextHopType is VirtualAppliance.", r.name),
+                    format!(
+                        "NextHopIpAddress cannot be Null or Empty in route {} when NextHopType is VirtualAppliance.",
+                        r.name
+                    ),
                 )
                 .target(rid.as_str()));
             }
@@ -403,10 +354,7 @@ pub(crate) fn put_route_table(
                 ip.parse::<std::net::IpAddr>().map_err(|_| {
                     ArmError::bad_request(
                         "InvalidNextHopIpAddress",
-                        format!(
-                            "Next hop IP address {ip} of route {} is not a valid IP address.",
-                            r.name
-                        ),
+                        format!("Next hop IP address {ip} of route {} is not a valid IP address.", r.name),
                     )
                     .target(rid.as_str())
                 })?;
@@ -414,7 +362,10 @@ pub(crate) fn put_route_table(
             (t, Some(_)) => {
                 return Err(ArmError::bad_request(
                     "NextHopIpAddressNotAllowed",
-                    format!("Route {} has next hop type {t}; a next hop IP address is allowed only with VirtualAppliance.", r.name),
+                    format!(
+                        "Route {} has next hop type {t}; a next hop IP address is allowed only with VirtualAppliance.",
+                        r.name
+                    ),
                 )
                 .target(rid.as_str()));
             }
@@ -425,10 +376,7 @@ pub(crate) fn put_route_table(
     for v in st.vnets.values() {
         for s in &v.properties.subnets {
             if s.name.eq_ignore_ascii_case(super::vnet::GATEWAY_SUBNET)
-                && s.properties
-                    .route_table
-                    .as_ref()
-                    .is_some_and(|t| t.id == id)
+                && s.properties.route_table.as_ref().is_some_and(|t| t.id == id)
             {
                 super::vnet::check_gateway_subnet_table(&table, &v.id.child("subnets", &s.name))?;
             }
@@ -438,14 +386,7 @@ pub(crate) fn put_route_table(
     let dirty: BTreeSet<ResourceId> = st
         .vnets
         .values()
-        .filter(|v| {
-            v.properties.subnets.iter().any(|s| {
-                s.properties
-                    .route_table
-                    .as_ref()
-                    .is_some_and(|t| t.id == id)
-            })
-        })
+        .filter(|v| v.properties.subnets.iter().any(|s| s.properties.route_table.as_ref().is_some_and(|t| t.id == id)))
         .map(|v| v.id.clone())
         .collect();
     st.route_tables.insert(id, table);
@@ -453,26 +394,15 @@ pub(crate) fn put_route_table(
 }
 
 /// Deletes a route table that no subnet uses.
-pub(crate) fn delete_route_table(
-    st: &mut State,
-    id: &ResourceId,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn delete_route_table(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     if !st.route_tables.contains_key(id) {
-        return Err(ArmError::resource_not_found(
-            &id.type_and_name(),
-            id.resource_group(),
-        ));
+        return Err(ArmError::resource_not_found(&id.type_and_name(), id.resource_group()));
     }
     let used = st
         .vnets
         .values()
         .flat_map(|v| v.properties.subnets.iter())
-        .any(|s| {
-            s.properties
-                .route_table
-                .as_ref()
-                .is_some_and(|t| t.id == *id)
-        });
+        .any(|s| s.properties.route_table.as_ref().is_some_and(|t| t.id == *id));
     if used {
         return Err(ArmError::bad_request(
             "InUseRouteTableCannotBeDeleted",

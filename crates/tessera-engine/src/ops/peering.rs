@@ -29,21 +29,12 @@ fn peering_name_error(id: &ResourceId) -> ArmError {
 }
 
 /// Creates or updates a link.
-pub(crate) fn put(
-    st: &mut State,
-    limits: &Limits,
-    mut link: Peering,
-) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = link
-        .id
-        .clone()
-        .ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "A peering needs an id."))?;
+pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResult<BTreeSet<ResourceId>> {
+    let id = link.id.clone().ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "A peering needs an id."))?;
     check_name(&id, 80).map_err(|_| peering_name_error(&id))?;
     let vid = id.parent().ok_or_else(|| peering_name_error(&id))?;
-    let vnet = st
-        .vnets
-        .get(&vid)
-        .ok_or_else(|| ArmError::resource_not_found(&vid.type_and_name(), vid.resource_group()))?;
+    let vnet =
+        st.vnets.get(&vid).ok_or_else(|| ArmError::resource_not_found(&vid.type_and_name(), vid.resource_group()))?;
     let remote = remote_of(&link).cloned().ok_or_else(|| {
         ArmError::bad_request(
             "InvalidRequestContent",
@@ -51,10 +42,7 @@ pub(crate) fn put(
         )
         .target(id.as_str())
     })?;
-    if !matches!(
-        remote.kind(),
-        Kind::VirtualNetwork | Kind::ClassicVirtualNetwork
-    ) {
+    if !matches!(remote.kind(), Kind::VirtualNetwork | Kind::ClassicVirtualNetwork) {
         return Err(ArmError::bad_request(
             "InvalidResourceReference",
             format!("remoteVirtualNetwork {remote} of peering {id} is not a virtual network."),
@@ -81,10 +69,7 @@ pub(crate) fn put(
     } else if vnet.properties.virtual_network_peerings.len() >= limits.peerings_per_vnet {
         return Err(limit(
             "PeeringsPerVirtualNetworkLimitReached",
-            format!(
-                "Virtual network {vid} already has {} peerings, the most allowed.",
-                limits.peerings_per_vnet
-            ),
+            format!("Virtual network {vid} already has {} peerings, the most allowed.", limits.peerings_per_vnet),
             &id,
         ));
     }
@@ -104,10 +89,7 @@ pub(crate) fn put(
     }
     let classic = st.classic_vnets.contains_key(&remote);
     // R4: never across clouds.
-    let (here, there) = (
-        location::find(&vnet.location),
-        st.location_of(&remote).and_then(location::find),
-    );
+    let (here, there) = (location::find(&vnet.location), st.location_of(&remote).and_then(location::find));
     if let (Some(h), Some(t)) = (here, there) {
         if h.cloud != t.cloud {
             return Err(ArmError::bad_request(
@@ -156,10 +138,7 @@ pub(crate) fn put(
     }
     // R1 (whole spaces, also for subnet peering: SP2) and R2.
     let local_space = vnet.properties.address_space.address_prefixes.clone();
-    let remote_space = st
-        .address_space(&remote)
-        .map(<[IpNet]>::to_vec)
-        .unwrap_or_default();
+    let remote_space = st.address_space(&remote).map(<[IpNet]>::to_vec).unwrap_or_default();
     let clash = prefix::overlapping(&local_space, &remote_space);
     if !clash.is_empty() {
         return Err(overlap_error(&id, &vid, &remote, &clash));
@@ -188,21 +167,11 @@ pub(crate) fn put(
     link.properties.peering_state = Some(state);
     link.properties.remote_address_space = remote_synced;
     link.properties.provisioning_state = Some(ProvisioningState::Succeeded);
-    if link.properties.enable_only_i_pv6_peering == Some(false)
-        && link.properties.peer_complete_vnets
-    {
+    if link.properties.enable_only_i_pv6_peering == Some(false) && link.properties.peer_complete_vnets {
         link.properties.enable_only_i_pv6_peering = None;
     }
-    let vnet = st
-        .vnets
-        .get_mut(&vid)
-        .ok_or_else(|| ArmError::not_found(vid.as_str()))?;
-    match vnet
-        .properties
-        .virtual_network_peerings
-        .iter_mut()
-        .find(|p| p.name.eq_ignore_ascii_case(id.name()))
-    {
+    let vnet = st.vnets.get_mut(&vid).ok_or_else(|| ArmError::not_found(vid.as_str()))?;
+    match vnet.properties.virtual_network_peerings.iter_mut().find(|p| p.name.eq_ignore_ascii_case(id.name())) {
         Some(slot) => *slot = link,
         None => vnet.properties.virtual_network_peerings.push(link),
     }
@@ -214,17 +183,11 @@ pub(crate) fn put(
 
 /// Deletes one link (P3: the partner becomes Disconnected).
 pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let link = st
-        .peering(id)
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
-    let vid = id
-        .parent()
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let link = st.peering(id).ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let vid = id.parent().ok_or_else(|| ArmError::not_found(id.as_str()))?;
     let remote = remote_of(link).cloned();
     if let Some(v) = st.vnets.get_mut(&vid) {
-        v.properties
-            .virtual_network_peerings
-            .retain(|p| !p.name.eq_ignore_ascii_case(id.name()));
+        v.properties.virtual_network_peerings.retain(|p| !p.name.eq_ignore_ascii_case(id.name()));
     }
     let mut dirty: BTreeSet<ResourceId> = [vid.clone()].into_iter().collect();
     if let Some(remote) = remote {
@@ -236,19 +199,13 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
 
 /// Deletes a link and its partner (the portal's one action, spec P3).
 pub(crate) fn delete_pair(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let link = st
-        .peering(id)
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
-    let vid = id
-        .parent()
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let link = st.peering(id).ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let vid = id.parent().ok_or_else(|| ArmError::not_found(id.as_str()))?;
     let remote = remote_of(link).cloned();
     let mut dirty = delete(st, id)?;
     if let Some(remote) = remote {
         if let Some(v) = st.vnets.get_mut(&remote) {
-            v.properties
-                .virtual_network_peerings
-                .retain(|p| remote_of(p) != Some(&vid));
+            v.properties.virtual_network_peerings.retain(|p| remote_of(p) != Some(&vid));
         }
         dirty.insert(remote);
     }
@@ -257,36 +214,21 @@ pub(crate) fn delete_pair(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet
 
 /// S4: takes the remote VNet's current space into `remoteAddressSpace`.
 pub(crate) fn sync(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let link = st
-        .peering(id)
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?
-        .clone();
-    let vid = id
-        .parent()
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
-    let remote = remote_of(&link)
-        .cloned()
-        .ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let link = st.peering(id).ok_or_else(|| ArmError::not_found(id.as_str()))?.clone();
+    let vid = id.parent().ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    let remote = remote_of(&link).cloned().ok_or_else(|| ArmError::not_found(id.as_str()))?;
     if link.properties.peering_state == Some(PeeringState::Disconnected) {
         return Err(ArmError::bad_request(
             "PeeringIsDisconnected",
-            format!(
-                "Peering {id} is Disconnected and cannot be synced. Delete it and create it again."
-            ),
+            format!("Peering {id} is Disconnected and cannot be synced. Delete it and create it again."),
         ));
     }
-    let remote_space = st
-        .address_space(&remote)
-        .map(<[IpNet]>::to_vec)
-        .unwrap_or_default();
+    let remote_space = st.address_space(&remote).map(<[IpNet]>::to_vec).unwrap_or_default();
     check_already_peered(st, id, &remote, &remote_space, &vid)?;
     let now = peered_remote_space(st, &link);
     if let Some(v) = st.vnets.get_mut(&vid) {
-        if let Some(l) = v
-            .properties
-            .virtual_network_peerings
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(id.name()))
+        if let Some(l) =
+            v.properties.virtual_network_peerings.iter_mut().find(|p| p.name.eq_ignore_ascii_case(id.name()))
         {
             l.properties.remote_address_space = Some(AddressSpace::of(now));
         }
@@ -345,10 +287,7 @@ fn check_use_remote_gateways(
     remote: &ResourceId,
     classic: bool,
 ) -> ArmResult<()> {
-    let vnet = st
-        .vnets
-        .get(vid)
-        .ok_or_else(|| ArmError::not_found(vid.as_str()))?;
+    let vnet = st.vnets.get(vid).ok_or_else(|| ArmError::not_found(vid.as_str()))?;
     // G1: one link per VNet.
     if let Some(other) = vnet
         .properties
@@ -374,11 +313,7 @@ fn check_use_remote_gateways(
         ));
     }
     // G3 / G4: the remote must have a (Resource Manager) gateway; doNotVerifyRemoteGateways does not bypass it.
-    let gateways: Vec<_> = if classic {
-        Vec::new()
-    } else {
-        st.gateways_in(remote).collect()
-    };
+    let gateways: Vec<_> = if classic { Vec::new() } else { st.gateways_in(remote).collect() };
     if gateways.is_empty() {
         return Err(ArmError::bad_request(
             "RemoteVnetHasNoGateways",
@@ -417,9 +352,7 @@ fn check_subnet_peering(
     if classic {
         return Err(ArmError::bad_request(
             "SubnetPeeringNotSupportedForClassicVnet",
-            format!(
-                "Peering {id}: subnet peering is not available with classic virtual network {remote}."
-            ),
+            format!("Peering {id}: subnet peering is not available with classic virtual network {remote}."),
         ));
     }
     if p.local_subnet_names.is_empty() || p.remote_subnet_names.is_empty() {
@@ -430,8 +363,7 @@ fn check_subnet_peering(
             ),
         ));
     }
-    if p.local_subnet_names.len() + p.remote_subnet_names.len() > limits.subnets_per_subnet_peering
-    {
+    if p.local_subnet_names.len() + p.remote_subnet_names.len() > limits.subnets_per_subnet_peering {
         return Err(limit(
             "SubnetPeeringSubnetLimitReached",
             format!(
@@ -441,10 +373,7 @@ fn check_subnet_peering(
             id,
         ));
     }
-    for (names, on) in [
-        (&p.local_subnet_names, vid),
-        (&p.remote_subnet_names, remote),
-    ] {
+    for (names, on) in [(&p.local_subnet_names, vid), (&p.remote_subnet_names, remote)] {
         for (i, n) in names.iter().enumerate() {
             if names[..i].iter().any(|m| m.eq_ignore_ascii_case(n)) {
                 return Err(ArmError::bad_request(
@@ -455,18 +384,12 @@ fn check_subnet_peering(
             if st.subnet(&on.child("subnets", n)).is_none() {
                 return Err(ArmError::bad_request(
                     "SubnetNotFoundForSubnetPeering",
-                    format!(
-                        "Subnet {n} named by peering {id} does not exist in virtual network {on}."
-                    ),
+                    format!("Subnet {n} named by peering {id} does not exist in virtual network {on}."),
                 ));
             }
         }
     }
-    let local = st
-        .vnets
-        .get(vid)
-        .map(|v| peered_local_space(v, link))
-        .unwrap_or_default();
+    let local = st.vnets.get(vid).map(|v| peered_local_space(v, link)).unwrap_or_default();
     let far = peered_remote_space(st, link);
     let clash = prefix::overlapping(&local, &far);
     if !clash.is_empty() {
@@ -488,11 +411,7 @@ fn check_peering_group_addresses(
     }
     let count = |v: &ResourceId| st.addresses_in(v).map_or(0, |m| m.len());
     for (a, b) in [(vid, remote), (remote, vid)] {
-        let mut members: BTreeSet<ResourceId> = st
-            .vnets
-            .get(a)
-            .map(super::vnet::peers_of)
-            .unwrap_or_default();
+        let mut members: BTreeSet<ResourceId> = st.vnets.get(a).map(super::vnet::peers_of).unwrap_or_default();
         members.insert(a.clone());
         members.insert(b.clone());
         let total: usize = members.iter().map(count).sum();

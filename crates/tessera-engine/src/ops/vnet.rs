@@ -8,9 +8,7 @@ use tessera_model::prefix::{self, IpNet};
 use tessera_model::routing::RouteNextHopType;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
-use super::common::{
-    check_kind, check_location, check_name, check_subscription, guid, limit, missing_reference,
-};
+use super::common::{check_kind, check_location, check_name, check_subscription, guid, limit, missing_reference};
 use crate::limits::Limits;
 use crate::state::{State, remote_of};
 
@@ -36,20 +34,14 @@ pub(crate) fn put(
         if old.location != vnet.location {
             return Err(ArmError::bad_request(
                 "LocationCannotBeChanged",
-                format!(
-                    "Changing the location of {id} from {} to {} is not allowed.",
-                    old.location, vnet.location
-                ),
+                format!("Changing the location of {id} from {} to {} is not allowed.", old.location, vnet.location),
             ));
         }
     } else {
         let same_place = st
             .vnets
             .values()
-            .filter(|v| {
-                v.id.subscription().eq_ignore_ascii_case(id.subscription())
-                    && v.location == vnet.location
-            })
+            .filter(|v| v.id.subscription().eq_ignore_ascii_case(id.subscription()) && v.location == vnet.location)
             .count();
         if same_place >= limits.vnets_per_subscription {
             return Err(limit(
@@ -68,10 +60,7 @@ pub(crate) fn put(
         if dns.dns_servers.len() > limits.dns_servers_per_vnet {
             return Err(limit(
                 "DnsServersLimitReached",
-                format!(
-                    "A virtual network can have at most {} DNS servers.",
-                    limits.dns_servers_per_vnet
-                ),
+                format!("A virtual network can have at most {} DNS servers.", limits.dns_servers_per_vnet),
                 &id,
             ));
         }
@@ -91,10 +80,7 @@ pub(crate) fn put(
     if subnets.len() > limits.subnets_per_vnet {
         return Err(limit(
             "SubnetCountLimitReached",
-            format!(
-                "A virtual network can have at most {} subnets.",
-                limits.subnets_per_vnet
-            ),
+            format!("A virtual network can have at most {} subnets.", limits.subnets_per_vnet),
             &id,
         ));
     }
@@ -103,9 +89,7 @@ pub(crate) fn put(
         // Subnets that disappear or shrink must not be in use.
         for os in &old.properties.subnets {
             let sid = id.child("subnets", &os.name);
-            let new = subnets
-                .iter()
-                .find(|s| s.name.eq_ignore_ascii_case(&os.name));
+            let new = subnets.iter().find(|s| s.name.eq_ignore_ascii_case(&os.name));
             check_subnet_change(st, &sid, new)?;
         }
         // S1: a peered VNet may change its space, but never into a peer's space.
@@ -116,21 +100,15 @@ pub(crate) fn put(
             if let Some(rspace) = st.address_space(remote) {
                 let clash = prefix::overlapping(&space, rspace);
                 if !clash.is_empty() {
-                    return Err(overlap_error(
-                        &link_id(&id, &link.name),
-                        &id,
-                        remote,
-                        &clash,
-                    ));
+                    return Err(overlap_error(&link_id(&id, &link.name), &id, remote, &clash));
                 }
             }
         }
     }
     // Commit.
     vnet.properties.subnets = subnets;
-    vnet.properties.virtual_network_peerings = old
-        .map(|o| o.properties.virtual_network_peerings.clone())
-        .unwrap_or_default();
+    vnet.properties.virtual_network_peerings =
+        old.map(|o| o.properties.virtual_network_peerings.clone()).unwrap_or_default();
     vnet.properties.resource_guid = Some(match old {
         Some(o) => o.properties.resource_guid.clone().unwrap_or_default(),
         None => guid(id.key(), seq),
@@ -143,60 +121,30 @@ pub(crate) fn put(
 }
 
 /// Validates and stores one subnet of an existing VNet.
-pub(crate) fn put_subnet(
-    st: &mut State,
-    limits: &Limits,
-    mut subnet: Subnet,
-) -> ArmResult<BTreeSet<ResourceId>> {
-    let sid = subnet
-        .id
-        .clone()
-        .ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "A subnet needs an id."))?;
-    let vid = sid.parent().ok_or_else(|| {
-        ArmError::bad_request("InvalidRequestContent", "A subnet id names its VNet.")
-    })?;
-    let vnet = st
-        .vnets
-        .get(&vid)
-        .ok_or_else(|| ArmError::resource_not_found(&vid.type_and_name(), vid.resource_group()))?;
+pub(crate) fn put_subnet(st: &mut State, limits: &Limits, mut subnet: Subnet) -> ArmResult<BTreeSet<ResourceId>> {
+    let sid =
+        subnet.id.clone().ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "A subnet needs an id."))?;
+    let vid =
+        sid.parent().ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "A subnet id names its VNet."))?;
+    let vnet =
+        st.vnets.get(&vid).ok_or_else(|| ArmError::resource_not_found(&vid.type_and_name(), vid.resource_group()))?;
     subnet.name = sid.name().to_string();
     normalize_subnet(&vid, &mut subnet)?;
-    let mut subnets: Vec<Subnet> = vnet
-        .properties
-        .subnets
-        .iter()
-        .filter(|s| !s.name.eq_ignore_ascii_case(&subnet.name))
-        .cloned()
-        .collect();
+    let mut subnets: Vec<Subnet> =
+        vnet.properties.subnets.iter().filter(|s| !s.name.eq_ignore_ascii_case(&subnet.name)).cloned().collect();
     let existed = subnets.len() != vnet.properties.subnets.len();
     if !existed && subnets.len() + 1 > limits.subnets_per_vnet {
         return Err(limit(
             "SubnetCountLimitReached",
-            format!(
-                "A virtual network can have at most {} subnets.",
-                limits.subnets_per_vnet
-            ),
+            format!("A virtual network can have at most {} subnets.", limits.subnets_per_vnet),
             &vid,
         ));
     }
     subnets.push(subnet.clone());
-    check_subnets(
-        st,
-        &vid,
-        &vnet.properties.address_space.address_prefixes,
-        &subnets,
-    )?;
+    check_subnets(st, &vid, &vnet.properties.address_space.address_prefixes, &subnets)?;
     check_subnet_change(st, &sid, Some(&subnet))?;
-    let vnet = st
-        .vnets
-        .get_mut(&vid)
-        .ok_or_else(|| ArmError::not_found(vid.as_str()))?;
-    match vnet
-        .properties
-        .subnets
-        .iter_mut()
-        .find(|s| s.name.eq_ignore_ascii_case(&subnet.name))
-    {
+    let vnet = st.vnets.get_mut(&vid).ok_or_else(|| ArmError::not_found(vid.as_str()))?;
+    match vnet.properties.subnets.iter_mut().find(|s| s.name.eq_ignore_ascii_case(&subnet.name)) {
         Some(slot) => *slot = subnet,
         None => vnet.properties.subnets.push(subnet),
     }
@@ -211,16 +159,9 @@ pub(crate) fn delete_subnet(st: &mut State, sid: &ResourceId) -> ArmResult<BTree
         return Err(ArmError::not_found(sid.as_str()));
     }
     check_subnet_change(st, sid, None)?;
-    let vid = sid
-        .parent()
-        .ok_or_else(|| ArmError::not_found(sid.as_str()))?;
-    let vnet = st
-        .vnets
-        .get_mut(&vid)
-        .ok_or_else(|| ArmError::not_found(sid.as_str()))?;
-    vnet.properties
-        .subnets
-        .retain(|s| !s.name.eq_ignore_ascii_case(sid.name()));
+    let vid = sid.parent().ok_or_else(|| ArmError::not_found(sid.as_str()))?;
+    let vnet = st.vnets.get_mut(&vid).ok_or_else(|| ArmError::not_found(sid.as_str()))?;
+    vnet.properties.subnets.retain(|s| !s.name.eq_ignore_ascii_case(sid.name()));
     let mut dirty = peers_of(vnet);
     dirty.insert(vid);
     Ok(dirty)
@@ -229,10 +170,8 @@ pub(crate) fn delete_subnet(st: &mut State, sid: &ResourceId) -> ArmResult<BTree
 /// Deletes a VNet whose subnets nothing uses. Its links go with it; the links pointing at it
 /// become Disconnected (P3, P5).
 pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
-    let vnet = st
-        .vnets
-        .get(id)
-        .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
+    let vnet =
+        st.vnets.get(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
     for s in &vnet.properties.subnets {
         check_subnet_change(st, &id.child("subnets", &s.name), None)?;
     }
@@ -244,10 +183,7 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
 }
 
 /// Validates and stores a classic VNet.
-pub(crate) fn put_classic(
-    st: &mut State,
-    mut vnet: ClassicVirtualNetwork,
-) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put_classic(st: &mut State, mut vnet: ClassicVirtualNetwork) -> ArmResult<BTreeSet<ResourceId>> {
     let id = vnet.id.clone();
     check_name(&id, 64)?;
     check_subscription(st, &id)?;
@@ -265,12 +201,7 @@ pub(crate) fn put_classic(
     let dirty: BTreeSet<ResourceId> = st
         .vnets
         .values()
-        .filter(|v| {
-            v.properties
-                .virtual_network_peerings
-                .iter()
-                .any(|p| remote_of(p) == Some(&id))
-        })
+        .filter(|v| v.properties.virtual_network_peerings.iter().any(|p| remote_of(p) == Some(&id)))
         .map(|v| v.id.clone())
         .collect();
     st.classic_vnets.insert(id, vnet);
@@ -280,22 +211,14 @@ pub(crate) fn put_classic(
 /// Deletes a classic VNet; Resource Manager links to it become Disconnected.
 pub(crate) fn delete_classic(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     if st.classic_vnets.remove(id).is_none() {
-        return Err(ArmError::resource_not_found(
-            &id.type_and_name(),
-            id.resource_group(),
-        ));
+        return Err(ArmError::resource_not_found(&id.type_and_name(), id.resource_group()));
     }
     Ok(crate::lifecycle::disconnect_links_to(st, id))
 }
 
 /// The VNets this VNet has links to.
 pub(crate) fn peers_of(vnet: &VirtualNetwork) -> BTreeSet<ResourceId> {
-    vnet.properties
-        .virtual_network_peerings
-        .iter()
-        .filter_map(remote_of)
-        .cloned()
-        .collect()
+    vnet.properties.virtual_network_peerings.iter().filter_map(remote_of).cloned().collect()
 }
 
 /// `vnet/virtualNetworkPeerings/name`.
@@ -304,12 +227,7 @@ pub(crate) fn link_id(vnet: &ResourceId, name: &str) -> ResourceId {
 }
 
 /// R1 / S1 refusal in Azure's words (azure-observed O7).
-pub(crate) fn overlap_error(
-    link: &ResourceId,
-    a: &ResourceId,
-    b: &ResourceId,
-    clash: &[IpNet],
-) -> ArmError {
+pub(crate) fn overlap_error(link: &ResourceId, a: &ResourceId, b: &ResourceId, clash: &[IpNet]) -> ArmError {
     let list: Vec<String> = clash.iter().map(ToString::to_string).collect();
     ArmError::bad_request(
         "VnetAddressSpacesOverlap",
@@ -325,9 +243,7 @@ fn check_space(id: &ResourceId, space: &[IpNet]) -> ArmResult<()> {
     if space.is_empty() {
         return Err(ArmError::bad_request(
             "AddressSpaceRequired",
-            format!(
-                "Virtual network {id} must have at least one address prefix in its address space."
-            ),
+            format!("Virtual network {id} must have at least one address prefix in its address space."),
         ));
     }
     for (i, p) in space.iter().enumerate() {
@@ -353,11 +269,7 @@ fn normalize_subnet(vnet: &ResourceId, s: &mut Subnet) -> ArmResult<()> {
     if s.properties.prefixes().is_empty() {
         return Err(ArmError::bad_request(
             "NetcfgInvalidSubnet",
-            format!(
-                "Subnet '{}' is not valid in virtual network '{}': it has no address prefix.",
-                s.name,
-                vnet.name()
-            ),
+            format!("Subnet '{}' is not valid in virtual network '{}': it has no address prefix.", s.name, vnet.name()),
         ));
     }
     for p in s.properties.prefixes() {
@@ -378,12 +290,7 @@ fn outside(subnet: &str, vnet: &ResourceId) -> ArmError {
 
 /// Subnet-level rules over the full list: unique names, inside the space, no overlaps, valid
 /// references, GatewaySubnet route-table rules (GWY2).
-fn check_subnets(
-    st: &State,
-    vid: &ResourceId,
-    space: &[IpNet],
-    subnets: &[Subnet],
-) -> ArmResult<()> {
+fn check_subnets(st: &State, vid: &ResourceId, space: &[IpNet], subnets: &[Subnet]) -> ArmResult<()> {
     let mut seen: Vec<(String, Vec<IpNet>)> = Vec::with_capacity(subnets.len());
     for s in subnets {
         let sid = vid.child("subnets", &s.name);
@@ -398,10 +305,7 @@ fn check_subnets(
             if !prefix::covered_by(space, p) {
                 return Err(outside(&s.name, vid));
             }
-            if seen
-                .iter()
-                .any(|(_, q)| q.iter().any(|q| prefix::overlaps(p, q)))
-            {
+            if seen.iter().any(|(_, q)| q.iter().any(|q| prefix::overlaps(p, q))) {
                 return Err(ArmError::bad_request(
                     "NetcfgSubnetRangesOverlap",
                     format!(
@@ -420,10 +324,7 @@ fn check_subnets(
         }
         if let Some(rt) = &s.properties.route_table {
             check_kind(&rt.id, Kind::RouteTable, &sid)?;
-            let table = st
-                .route_tables
-                .get(&rt.id)
-                .ok_or_else(|| missing_reference(&rt.id, &sid))?;
+            let table = st.route_tables.get(&rt.id).ok_or_else(|| missing_reference(&rt.id, &sid))?;
             if s.name.eq_ignore_ascii_case(GATEWAY_SUBNET) {
                 check_gateway_subnet_table(table, &sid)?;
             }
@@ -441,23 +342,16 @@ pub(crate) fn check_gateway_subnet_table(
     if table.properties.disable_bgp_route_propagation {
         return Err(ArmError::bad_request(
             "GatewaySubnetRouteTableCannotDisableBgpPropagation",
-            format!(
-                "Route table {} disables gateway route propagation and cannot be associated with {sid}.",
-                table.id
-            ),
+            format!("Route table {} disables gateway route propagation and cannot be associated with {sid}.", table.id),
         ));
     }
     let default_route = table.properties.routes.iter().any(|r| {
-        r.properties.address_prefix.trim() == "0.0.0.0/0"
-            && r.properties.next_hop_type != RouteNextHopType::Internet
+        r.properties.address_prefix.trim() == "0.0.0.0/0" && r.properties.next_hop_type != RouteNextHopType::Internet
     });
     if default_route {
         return Err(ArmError::bad_request(
             "GatewaySubnetRouteTableCannotHaveDefaultRoute",
-            format!(
-                "Route table {} has a 0.0.0.0/0 route and cannot be associated with {sid}.",
-                table.id
-            ),
+            format!("Route table {} has a 0.0.0.0/0 route and cannot be associated with {sid}.", table.id),
         ));
     }
     Ok(())
@@ -488,10 +382,7 @@ fn check_subnet_change(st: &State, sid: &ResourceId, new: Option<&Subnet>) -> Ar
         )),
         Some(s) => {
             let prefixes = s.properties.prefixes();
-            match users
-                .iter()
-                .find(|(ip, _)| !prefix::contains_addr(&prefixes, *ip))
-            {
+            match users.iter().find(|(ip, _)| !prefix::contains_addr(&prefixes, *ip)) {
                 Some((ip, holder)) => Err(ArmError::bad_request(
                     "InUseSubnetCannotBeUpdated",
                     format!(

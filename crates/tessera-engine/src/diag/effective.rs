@@ -1,0 +1,144 @@
+//! The NIC actions `effectiveRouteTable` (§3.5, O9) and `effectiveNetworkSecurityGroups` (N10, O9),
+//! answered with Azure's response bodies.
+
+use serde_json::{Value, json};
+use tessera_model::prefix::IpNet;
+use tessera_model::security::RuleProtocol;
+use tessera_model::{ArmError, ArmResult, ResourceId};
+
+use crate::Engine;
+use crate::compile::NicProgram;
+use crate::compile::routes::{EffectiveRoute, RouteSource};
+use crate::compile::security::{CompiledNsg, CompiledRule, TagContext};
+
+/// The compiled program of a NIC, or ARM's 404.
+pub fn nic_program(engine: &Engine, nic: &ResourceId) -> ArmResult<std::sync::Arc<NicProgram>> {
+    if !engine.state().nics.contains_key(nic) {
+        return Err(ArmError::resource_not_found(&nic.type_and_name(), nic.resource_group()));
+    }
+    engine.program(nic).ok_or_else(|| {
+        ArmError::bad_request(
+            "NetworkInterfaceNotAttachedToSubnet",
+            format!("Network interface {nic} has no usable subnet."),
+        )
+    })
+}
+
+fn route_json(r: &EffectiveRoute, disable_bgp: bool) -> Value {
+    let source = match r.source {
+        RouteSource::Default => "Default",
+        RouteSource::User => "User",
+        RouteSource::VirtualNetworkGateway => "VirtualNetworkGateway",
+    };
+    let mut v = json!({
+        "disableBgpRoutePropagation": disable_bgp,
+        "source": source,
+        "state": if r.active { "Active" } else { "Invalid" },
+        "hasBgpOverride": false,
+        "addressPrefix": [r.prefix.to_string()],
+        "nextHopType": r.next_hop.as_str(),
+        "nextHopIpAddress": r.next_hop_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "destinationServiceTags": [],
+        "tagMap": {},
+    });
+    if let (Some(name), Some(obj)) = (&r.name, v.as_object_mut()) {
+        obj.insert("name".into(), json!(name));
+    }
+    v
+}
+
+/// `POST …/networkInterfaces/{nic}/effectiveRouteTable` → `{"value": [...]}`.
+pub fn effective_route_table(engine: &Engine, nic: &ResourceId) -> ArmResult<Value> {
+    let p = nic_program(engine, nic)?;
+    let st = engine.state();
+    let disable_bgp = st
+        .subnet(&p.subnet.subnet)
+        .and_then(|(_, s)| s.properties.route_table.as_ref())
+        .and_then(|t| st.route_tables.get(&t.id))
+        .is_some_and(|t| t.properties.disable_bgp_route_propagation);
+    let value: Vec<Value> = p.subnet.routes.routes.iter().map(|r| route_json(r, disable_bgp)).collect();
+    Ok(json!({ "value": value }))
+}
+
+fn prefixes(v: &[IpNet]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
+}
+
+fn ports_json(ranges: &[(u16, u16)]) -> Vec<String> {
+    ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect()
+}
+
+/// One side of a rule: (singular, plural, expansion).
+fn side_json(written: &[String], tags: &TagContext) -> (Value, Value, Option<Vec<String>>) {
+    match written {
+        [one] if one == "*" => (json!("0.0.0.0/0"), json!(["0.0.0.0/0", "0.0.0.0/0"]), None),
+        [one] if crate::ops::is_tag(one) => {
+            let expanded = tags.expand(one).map(|v| prefixes(&v));
+            (json!(one), json!([one]), expanded)
+        }
+        [one] => (json!(one), json!([one]), None),
+        many => (Value::Null, json!(many), None),
+    }
+}
+
+fn rule_json(r: &CompiledRule, tags: &TagContext) -> Value {
+    let p = &r.rule.properties;
+    let protocol = match p.protocol {
+        RuleProtocol::Any => "All",
+        other => other.as_str(),
+    };
+    let (src, srcs, src_exp) = side_json(&p.sources(), tags);
+    let (dst, dsts, dst_exp) = side_json(&p.destinations(), tags);
+    let sports = ports_json(&r.src_ports);
+    let dports = ports_json(&r.dst_ports);
+    let mut v = json!({
+        "name": r.name,
+        "protocol": protocol,
+        "sourcePortRange": if sports.len() == 1 { json!(sports[0]) } else { Value::Null },
+        "destinationPortRange": if dports.len() == 1 { json!(dports[0]) } else { Value::Null },
+        "sourcePortRanges": sports,
+        "destinationPortRanges": dports,
+        "sourceAddressPrefix": src,
+        "destinationAddressPrefix": dst,
+        "sourceAddressPrefixes": srcs,
+        "destinationAddressPrefixes": dsts,
+        "access": p.access.as_str(),
+        "priority": p.priority,
+        "direction": p.direction.as_str(),
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(e) = src_exp {
+            obj.insert("expandedSourceAddressPrefix".into(), json!(e));
+        }
+        if let Some(e) = dst_exp {
+            obj.insert("expandedDestinationAddressPrefix".into(), json!(e));
+        }
+        obj.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+fn nsg_json(nsg: &CompiledNsg, association: Value) -> Value {
+    let rules: Vec<Value> = nsg.inbound.iter().chain(nsg.outbound.iter()).map(|r| rule_json(r, &nsg.tags)).collect();
+    let tag_map: serde_json::Map<String, Value> =
+        nsg.tags.tag_map().into_iter().map(|(k, v)| (k, json!(prefixes(&v)))).collect();
+    json!({
+        "networkSecurityGroup": { "id": nsg.id.to_string() },
+        "association": association,
+        "effectiveSecurityRules": rules,
+        "tagMap": tag_map,
+    })
+}
+
+/// `POST …/networkInterfaces/{nic}/effectiveNetworkSecurityGroups` → `{"value": [...]}`.
+pub fn effective_network_security_groups(engine: &Engine, nic: &ResourceId) -> ArmResult<Value> {
+    let p = nic_program(engine, nic)?;
+    let mut value = Vec::new();
+    if let Some(n) = &p.nsg {
+        value.push(nsg_json(n, json!({ "networkInterface": { "id": nic.to_string() } })));
+    }
+    if let Some(n) = &p.subnet.nsg {
+        value.push(nsg_json(n, json!({ "subnet": { "id": p.subnet.subnet.to_string() } })));
+    }
+    Ok(json!({ "value": value }))
+}

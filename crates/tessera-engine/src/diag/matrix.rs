@@ -1,0 +1,70 @@
+//! The reachability matrix: every VM to every other VM for one protocol and port, each failure
+//! with its reason.
+
+use serde::Serialize;
+use tessera_model::ResourceId;
+
+use super::trace::{Flow, trace};
+use crate::Engine;
+use crate::compile::security::Protocol;
+
+/// One cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cell {
+    /// Source VM name.
+    pub from: String,
+    /// Destination VM name.
+    pub to: String,
+    /// Whether the flow arrives.
+    pub reachable: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The whole matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Matrix {
+    /// `Tcp`, `Udp` or `Icmp`.
+    pub protocol: String,
+    /// Destination port.
+    pub port: u16,
+    /// VM names in row/column order.
+    pub vms: Vec<String>,
+    /// Cells, row by row (the diagonal left out).
+    pub cells: Vec<Cell>,
+}
+
+/// Computes the matrix over `vms` (all VMs when empty).
+pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -> Matrix {
+    let st = engine.state();
+    let chosen: Vec<ResourceId> = if vms.is_empty() { st.vms.keys().cloned().collect() } else { vms.to_vec() };
+    let programs: Vec<_> = chosen
+        .iter()
+        .filter_map(|vm| {
+            let machine = st.vms.get(vm)?;
+            let nic = st.primary_nic_of(machine)?;
+            let p = engine.program(&nic.id)?;
+            let ip = p.addresses.first().copied()?;
+            Some((vm.name().to_string(), p, ip))
+        })
+        .collect();
+    let mut cells = Vec::with_capacity(programs.len() * programs.len());
+    for (from, p, src) in &programs {
+        for (to, _, dst) in &programs {
+            if from == to {
+                continue;
+            }
+            let t = trace(engine, p, Flow { proto, src: *src, sport: 49152, dst: *dst, dport: port });
+            cells.push(Cell { from: from.clone(), to: to.clone(), reachable: t.reachable, reason: t.reason() });
+        }
+    }
+    let protocol = match proto {
+        Protocol::Tcp => "Tcp",
+        Protocol::Udp => "Udp",
+        Protocol::Icmp => "Icmp",
+    };
+    Matrix { protocol: protocol.into(), port, vms: programs.into_iter().map(|(n, _, _)| n).collect(), cells }
+}

@@ -15,7 +15,16 @@ pub type Connection = Tracked<ConnectionProperties>;
 
 crate::arm_enum! {
     /// `gatewayType`.
-    GatewayType { Vpn = "Vpn", ExpressRoute = "ExpressRoute", LocalGateway = "LocalGateway" }
+    #[derive(Default)]
+    GatewayType {
+        /// VPN (the default).
+        #[default]
+        Vpn = "Vpn",
+        /// ExpressRoute.
+        ExpressRoute = "ExpressRoute",
+        /// Not a virtual network gateway.
+        LocalGateway = "LocalGateway",
+    }
 }
 
 crate::arm_enum! {
@@ -89,12 +98,6 @@ pub struct GatewayProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
-}
-
-impl Default for GatewayType {
-    fn default() -> Self {
-        GatewayType::Vpn
-    }
 }
 
 fn default_gateway_type() -> GatewayType {

@@ -135,7 +135,7 @@ impl ResourceId {
             return Err(err("empty segment"));
         }
         let rest = &parts[7..];
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return Err(err("a resource type without a name"));
         }
         let segments: Vec<(String, String)> = rest.chunks(2).map(|c| (c[0].to_string(), c[1].to_string())).collect();

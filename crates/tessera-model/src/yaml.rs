@@ -365,12 +365,9 @@ impl Names {
         match self.declared.get(&(kind, name.to_ascii_lowercase())).map(Vec::as_slice) {
             Some([one]) => Ok(one.clone()),
             Some([]) | None => {
-                if kind == Kind::VirtualNetwork {
-                    if let Some([one]) =
-                        self.declared.get(&(Kind::ClassicVirtualNetwork, name.to_ascii_lowercase())).map(Vec::as_slice)
-                    {
-                        return Ok(one.clone());
-                    }
+                let classic = self.declared.get(&(Kind::ClassicVirtualNetwork, name.to_ascii_lowercase()));
+                if let (Kind::VirtualNetwork, Some([one])) = (kind, classic.map(Vec::as_slice)) {
+                    return Ok(one.clone());
                 }
                 Err(bad(format!("{} '{name}' is not declared in this file", kind.arm_type())))
             }

@@ -1,1 +1,331 @@
-fn main() {}
+//! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
+
+mod render;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use tessera_engine::compile::security::Protocol;
+use tessera_engine::diag::{effective, matrix, resolve, watcher};
+use tessera_engine::load::{self, Format};
+use tessera_engine::{Engine, Limits};
+use tessera_model::security::Direction;
+use tessera_model::{ArmError, Kind};
+
+/// Azure-style virtual networks and VNet peering on your own hosts.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Output {
+    /// Readable tables.
+    Table,
+    /// Exactly the ARM response body.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// Topology file: YAML (see README) or ARM JSON.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DirArg {
+    In,
+    Out,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FlowProto {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CheckProto {
+    Tcp,
+    Udp,
+    Icmp,
+    Http,
+    Https,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a topology against every documented rule; explain the first refusal.
+    Validate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Effective routes of a NIC (or of a VM's primary NIC).
+    Routes {
+        #[command(flatten)]
+        common: Common,
+        /// NIC or VM name, or a full resource id.
+        #[arg(long)]
+        nic: String,
+    },
+    /// Effective security rules of a NIC (or of a VM's primary NIC).
+    Rules {
+        #[command(flatten)]
+        common: Common,
+        /// NIC or VM name, or a full resource id.
+        #[arg(long)]
+        nic: String,
+    },
+    /// The next hop of a VM's traffic to an address.
+    NextHop {
+        #[command(flatten)]
+        common: Common,
+        /// VM name or id.
+        #[arg(long)]
+        vm: String,
+        /// Destination address.
+        #[arg(long)]
+        to: IpAddr,
+        /// Source address (default: the VM's primary address).
+        #[arg(long)]
+        from: Option<IpAddr>,
+    },
+    /// Whether NSGs allow a flow at a VM, and by which rule (IP flow verify).
+    Flow {
+        #[command(flatten)]
+        common: Common,
+        /// VM name or id.
+        #[arg(long)]
+        vm: String,
+        /// Direction as seen by the VM.
+        #[arg(long, value_enum)]
+        direction: DirArg,
+        /// Protocol.
+        #[arg(long, value_enum, default_value = "tcp")]
+        proto: FlowProto,
+        /// Local address and port of the VM, e.g. 10.1.0.4:22.
+        #[arg(long)]
+        local: SocketAddr,
+        /// Remote address and port.
+        #[arg(long)]
+        remote: SocketAddr,
+    },
+    /// Can a VM reach another VM or an address; if not, at which hop and why (connectivity check).
+    Check {
+        #[command(flatten)]
+        common: Common,
+        /// Source VM.
+        #[arg(long)]
+        from: String,
+        /// Destination VM, IP, VM:PORT or IP:PORT.
+        #[arg(long)]
+        to: String,
+        /// Protocol.
+        #[arg(long, value_enum, default_value = "tcp")]
+        proto: CheckProto,
+    },
+    /// Reachability of every VM pair for one protocol and port.
+    Matrix {
+        #[command(flatten)]
+        common: Common,
+        /// Destination port.
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// Protocol.
+        #[arg(long, value_enum, default_value = "tcp")]
+        proto: CheckProto,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(t) = &e.target {
+                eprintln!("  target: {t}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open(common: &Common) -> Result<Engine, ArmError> {
+    let text = std::fs::read_to_string(&common.file)
+        .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", common.file.display())))?;
+    let format = Format::detect(&common.file.to_string_lossy(), &text);
+    load::load(&text, format, Limits::default())
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
+    match p {
+        CheckProto::Tcp => (Protocol::Tcp, "Tcp", 0),
+        CheckProto::Udp => (Protocol::Udp, "Udp", 0),
+        CheckProto::Icmp => (Protocol::Icmp, "Icmp", 0),
+        CheckProto::Http => (Protocol::Tcp, "Http", 80),
+        CheckProto::Https => (Protocol::Tcp, "Https", 443),
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, ArmError> {
+    match command {
+        Command::Validate { common } => {
+            let text = std::fs::read_to_string(&common.file).map_err(|e| {
+                ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", common.file.display()))
+            })?;
+            let format = Format::detect(&common.file.to_string_lossy(), &text);
+            match load::load(&text, format, Limits::default()) {
+                Ok(engine) => {
+                    let summary = render::summary(&engine);
+                    match common.output {
+                        Output::Json => print_json(&summary),
+                        Output::Table => render::print_summary(&summary),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    match common.output {
+                        Output::Json => print_json(&e.to_body()),
+                        Output::Table => {
+                            println!("invalid: {}", e.code);
+                            println!("  {}", e.message);
+                            if let Some(t) = &e.target {
+                                println!("  target: {t}");
+                            }
+                        }
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Routes { common, nic } => {
+            let engine = open(&common)?;
+            let id = resolve::resolve_nic(&engine, &nic)?;
+            let body = effective::effective_route_table(&engine, &id)?;
+            match common.output {
+                Output::Json => print_json(&body),
+                Output::Table => render::routes(&body),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { common, nic } => {
+            let engine = open(&common)?;
+            let id = resolve::resolve_nic(&engine, &nic)?;
+            let body = effective::effective_network_security_groups(&engine, &id)?;
+            match common.output {
+                Output::Json => print_json(&body),
+                Output::Table => render::rules(&body),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NextHop { common, vm, to, from } => {
+            let engine = open(&common)?;
+            let vm = resolve::resolve(&engine, Kind::VirtualMachine, &vm)?;
+            let src = match from {
+                Some(ip) => ip,
+                None => watcher::vm_address(&engine, &vm)?,
+            };
+            let params = watcher::NextHopParameters {
+                target_resource_id: vm,
+                source_ip_address: src.to_string(),
+                destination_ip_address: to.to_string(),
+                target_nic_resource_id: None,
+            };
+            let body = watcher::next_hop(&engine, &params)?;
+            match common.output {
+                Output::Json => print_json(&body),
+                Output::Table => render::key_values(&body),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flow { common, vm, direction, proto, local, remote } => {
+            let engine = open(&common)?;
+            let vm = resolve::resolve(&engine, Kind::VirtualMachine, &vm)?;
+            let params = watcher::IpFlowParameters {
+                target_resource_id: vm,
+                direction: match direction {
+                    DirArg::In => Direction::Inbound,
+                    DirArg::Out => Direction::Outbound,
+                },
+                protocol: match proto {
+                    FlowProto::Tcp => "TCP".into(),
+                    FlowProto::Udp => "UDP".into(),
+                },
+                local_port: local.port().to_string(),
+                remote_port: remote.port().to_string(),
+                local_ip_address: local.ip().to_string(),
+                remote_ip_address: remote.ip().to_string(),
+                target_nic_resource_id: None,
+            };
+            let body = watcher::ip_flow_verify(&engine, &params)?;
+            match common.output {
+                Output::Json => print_json(&body),
+                Output::Table => render::key_values(&body),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { common, from, to, proto } => {
+            let engine = open(&common)?;
+            let source = resolve::resolve(&engine, Kind::VirtualMachine, &from)?;
+            let (_, proto_name, default_port) = proto_of(proto);
+            let (target, port) = split_port(&to);
+            let mut destination =
+                watcher::ConnectivityDestination { port: port.or(Some(default_port)), ..Default::default() };
+            match target.parse::<IpAddr>() {
+                Ok(ip) => destination.address = Some(ip.to_string()),
+                Err(_) => destination.resource_id = Some(resolve::resolve(&engine, Kind::VirtualMachine, target)?),
+            }
+            let params = watcher::ConnectivityParameters {
+                source: watcher::ConnectivitySource { resource_id: source, port: None },
+                destination,
+                protocol: Some(proto_name.into()),
+            };
+            let body = watcher::connectivity_check(&engine, &params)?;
+            match common.output {
+                Output::Json => print_json(&body),
+                Output::Table => render::connectivity(&body),
+            }
+            let ok = body.get("connectionStatus").and_then(Value::as_str) == Some("Reachable");
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Matrix { common, port, proto } => {
+            let engine = open(&common)?;
+            let (p, _, _) = proto_of(proto);
+            let m = matrix::matrix(&engine, p, port, &[]);
+            match common.output {
+                Output::Json => print_json(&serde_json::to_value(&m).unwrap_or_default()),
+                Output::Table => render::matrix(&m),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `name:port` or `ip:port` (IPv6 as `[addr]:port`).
+fn split_port(text: &str) -> (&str, Option<u16>) {
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        let host = text.rsplit_once(':').map_or(text, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        return (host, Some(sa.port()));
+    }
+    if text.parse::<IpAddr>().is_ok() {
+        return (text, None);
+    }
+    match text.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
+        _ => (text, None),
+    }
+}

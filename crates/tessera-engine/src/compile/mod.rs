@@ -131,10 +131,10 @@ impl Compiled {
             let mut addresses: Vec<IpAddr> = vec![];
             addresses.extend(ip_of(&primary.properties.private_ip_address));
             for c in &nic.properties.ip_configurations {
-                if let Some(ip) = ip_of(&c.properties.private_ip_address) {
-                    if !addresses.contains(&ip) {
-                        addresses.push(ip);
-                    }
+                if let Some(ip) = ip_of(&c.properties.private_ip_address)
+                    && !addresses.contains(&ip)
+                {
+                    addresses.push(ip);
                 }
             }
             let program = NicProgram {

@@ -171,15 +171,15 @@ impl Walk<'_> {
     fn nsg_out(&mut self, p: &NicProgram) -> bool {
         let f = self.flow;
         for nsg in [&p.nsg, &p.subnet.nsg].into_iter().flatten() {
-            if let Some(r) = nsg.evaluate(Direction::Outbound, f.proto, f.src, f.sport, f.dst, f.dport) {
-                if r.access == Access::Deny {
-                    let name = r.name.clone();
-                    return self.fail(issue(
-                        Origin::Outbound,
-                        IssueType::NetworkSecurityRule,
-                        &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
-                    ));
-                }
+            if let Some(r) = nsg.evaluate(Direction::Outbound, f.proto, f.src, f.sport, f.dst, f.dport)
+                && r.access == Access::Deny
+            {
+                let name = r.name.clone();
+                return self.fail(issue(
+                    Origin::Outbound,
+                    IssueType::NetworkSecurityRule,
+                    &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
+                ));
             }
         }
         true
@@ -189,15 +189,15 @@ impl Walk<'_> {
     fn nsg_in(&mut self, p: &NicProgram, dst: IpAddr, dport: u16) -> bool {
         let f = self.flow;
         for nsg in [&p.subnet.nsg, &p.nsg].into_iter().flatten() {
-            if let Some(r) = nsg.evaluate(Direction::Inbound, f.proto, f.src, f.sport, dst, dport) {
-                if r.access == Access::Deny {
-                    let name = r.name.clone();
-                    return self.fail(issue(
-                        Origin::Inbound,
-                        IssueType::NetworkSecurityRule,
-                        &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
-                    ));
-                }
+            if let Some(r) = nsg.evaluate(Direction::Inbound, f.proto, f.src, f.sport, dst, dport)
+                && r.access == Access::Deny
+            {
+                let name = r.name.clone();
+                return self.fail(issue(
+                    Origin::Inbound,
+                    IssueType::NetworkSecurityRule,
+                    &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
+                ));
             }
         }
         true
@@ -502,10 +502,10 @@ pub fn backends_of(st: &State, pool: &ResourceId) -> Vec<(ResourceId, IpAddr)> {
     let mut out = Vec::new();
     for nic in st.nics.values() {
         for c in &nic.properties.ip_configurations {
-            if c.properties.load_balancer_backend_address_pools.iter().any(|p| p.id == *pool) {
-                if let Some(ip) = ip_of(&c.properties.private_ip_address) {
-                    out.push((nic.id.clone(), ip));
-                }
+            if c.properties.load_balancer_backend_address_pools.iter().any(|p| p.id == *pool)
+                && let Some(ip) = ip_of(&c.properties.private_ip_address)
+            {
+                out.push((nic.id.clone(), ip));
             }
         }
     }

@@ -33,14 +33,14 @@ pub(crate) fn check_static(
         .target(holder.as_str()));
     }
     let vnet = subnet.parent().ok_or_else(|| ArmError::not_found(subnet.as_str()))?;
-    if let Some(o) = st.address_owner(&vnet, ip) {
-        if !is_own(&o.holder, owner) {
-            return Err(ArmError::bad_request(
+    if let Some(o) = st.address_owner(&vnet, ip)
+        && !is_own(&o.holder, owner)
+    {
+        return Err(ArmError::bad_request(
                 "PrivateIPAddressIsAllocated",
                 format!("IP configuration {holder} is using the private IP address {ip} which is already allocated to resource {}.", o.holder),
             )
             .target(holder.as_str()));
-        }
     }
     Ok(())
 }

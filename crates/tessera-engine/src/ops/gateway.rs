@@ -96,16 +96,13 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
         ));
     }
     // G2, other direction: a VNet that uses a remote gateway cannot have its own.
-    if let Some(v) = st.vnets.get(&vnet) {
-        if let Some(link) = v.properties.virtual_network_peerings.iter().find(|l| l.properties.use_remote_gateways) {
-            return Err(ArmError::bad_request(
-                "VnetUsingRemoteGatewaysCannotHaveGateway",
-                format!(
-                    "Gateway {id} cannot be created in {vnet} because its peering {} uses remote gateways.",
-                    link.name
-                ),
-            ));
-        }
+    if let Some(v) = st.vnets.get(&vnet)
+        && let Some(link) = v.properties.virtual_network_peerings.iter().find(|l| l.properties.use_remote_gateways)
+    {
+        return Err(ArmError::bad_request(
+            "VnetUsingRemoteGatewaysCannotHaveGateway",
+            format!("Gateway {id} cannot be created in {vnet} because its peering {} uses remote gateways.", link.name),
+        ));
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
     if let Some(old) = st.gateways.get(&id).cloned() {

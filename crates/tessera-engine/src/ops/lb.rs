@@ -76,10 +76,10 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
         if !names(pools, &rp.backend_address_pool.id) {
             return Err(missing_reference(&rp.backend_address_pool.id, &rid));
         }
-        if let Some(probe) = &rp.probe {
-            if !names(probes, &probe.id) {
-                return Err(missing_reference(&probe.id, &rid));
-            }
+        if let Some(probe) = &rp.probe
+            && !names(probes, &probe.id)
+        {
+            return Err(missing_reference(&probe.id, &rid));
         }
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);

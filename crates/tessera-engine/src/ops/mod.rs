@@ -22,6 +22,7 @@ use crate::state::State;
 
 /// One change to the desired state.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// Create or replace a resource.
     Put(Resource),

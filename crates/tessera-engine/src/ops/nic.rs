@@ -241,13 +241,13 @@ pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeS
     for r in refs.iter() {
         check_kind(&r.id, Kind::NetworkInterface, &id)?;
         let nic = st.nics.get(&r.id).ok_or_else(|| missing_reference(&r.id, &id))?;
-        if let Some(other) = &nic.properties.virtual_machine {
-            if other.id != id {
-                return Err(ArmError::bad_request(
-                    "NicInUse",
-                    format!("Network interface {} is already used by virtual machine {}.", r.id, other.id),
-                ));
-            }
+        if let Some(other) = &nic.properties.virtual_machine
+            && other.id != id
+        {
+            return Err(ArmError::bad_request(
+                "NicInUse",
+                format!("Network interface {} is already used by virtual machine {}.", r.id, other.id),
+            ));
         }
         let v = vnet_of(nic);
         match (&vnet, v) {

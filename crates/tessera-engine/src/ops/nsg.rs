@@ -113,13 +113,12 @@ fn users_of_nsg(st: &State, id: &ResourceId) -> BTreeSet<ResourceId> {
         .map(|v| v.id.clone())
         .collect();
     for nic in st.nics.values() {
-        if nic.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id) {
-            if let Some(v) = crate::state::State::primary_ip_config(nic)
+        if nic.properties.network_security_group.as_ref().is_some_and(|n| n.id == *id)
+            && let Some(v) = crate::state::State::primary_ip_config(nic)
                 .and_then(|c| c.properties.subnet.as_ref())
                 .and_then(|s| s.id.parent())
-            {
-                out.insert(v);
-            }
+        {
+            out.insert(v);
         }
     }
     out
@@ -143,14 +142,14 @@ fn check_rule(nsg: &ResourceId, rule: &mut SecurityRule, before: &[SecurityRule]
             &rid,
         ));
     }
-    if let Some(d) = &p.description {
-        if d.chars().count() > 140 {
-            return Err(rule_error(
-                "SecurityRuleDescriptionTooLong",
-                format!("The description of security rule {} is longer than 140 characters.", rule.name),
-                &rid,
-            ));
-        }
+    if let Some(d) = &p.description
+        && d.chars().count() > 140
+    {
+        return Err(rule_error(
+            "SecurityRuleDescriptionTooLong",
+            format!("The description of security rule {} is longer than 140 characters.", rule.name),
+            &rid,
+        ));
     }
     if let Some(other) =
         before.iter().find(|o| o.properties.priority == p.priority && o.properties.direction == p.direction)

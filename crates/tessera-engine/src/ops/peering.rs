@@ -90,16 +90,16 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResu
     let classic = st.classic_vnets.contains_key(&remote);
     // R4: never across clouds.
     let (here, there) = (location::find(&vnet.location), st.location_of(&remote).and_then(location::find));
-    if let (Some(h), Some(t)) = (here, there) {
-        if h.cloud != t.cloud {
-            return Err(ArmError::bad_request(
-                "GlobalPeeringAcrossCloudsNotSupported",
-                format!(
-                    "Virtual networks {vid} ({}) and {remote} ({}) are in different clouds and cannot be peered.",
-                    h.name, t.name
-                ),
-            ));
-        }
+    if let (Some(h), Some(t)) = (here, there)
+        && h.cloud != t.cloud
+    {
+        return Err(ArmError::bad_request(
+            "GlobalPeeringAcrossCloudsNotSupported",
+            format!(
+                "Virtual networks {vid} ({}) and {remote} ({}) are in different clouds and cannot be peered.",
+                h.name, t.name
+            ),
+        ));
     }
     // AnotherPeeringAlreadyReferencesRemoteVnet (O7), SP3: one link per remote VNet.
     if let Some(other) = vnet
@@ -117,17 +117,17 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResu
         ));
     }
     // P4: the partner link is Disconnected.
-    if let Some(partner) = st.link_to(&remote, &vid) {
-        if partner.properties.peering_state == Some(PeeringState::Disconnected) {
-            return Err(ArmError::bad_request(
-                "RemotePeeringIsDisconnected",
-                format!(
-                    "Cannot create or update peering {id} because remote peering {} referencing parent virtual network {vid} is in Disconnected state. \
+    if let Some(partner) = st.link_to(&remote, &vid)
+        && partner.properties.peering_state == Some(PeeringState::Disconnected)
+    {
+        return Err(ArmError::bad_request(
+            "RemotePeeringIsDisconnected",
+            format!(
+                "Cannot create or update peering {id} because remote peering {} referencing parent virtual network {vid} is in Disconnected state. \
                      Update or re-create the remote peering to get it back to Initiated state. Peering gets Disconnected when remote vnet or remote peering is deleted and re-created.",
-                    remote.child("virtualNetworkPeerings", &partner.name)
-                ),
-            ));
-        }
+                remote.child("virtualNetworkPeerings", &partner.name)
+            ),
+        ));
     }
     // SP1, SP2, SP4: subnet peering.
     if !link.properties.peer_complete_vnets {
@@ -226,12 +226,11 @@ pub(crate) fn sync(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Resour
     let remote_space = st.address_space(&remote).map(<[IpNet]>::to_vec).unwrap_or_default();
     check_already_peered(st, id, &remote, &remote_space, &vid)?;
     let now = peered_remote_space(st, &link);
-    if let Some(v) = st.vnets.get_mut(&vid) {
-        if let Some(l) =
+    if let Some(v) = st.vnets.get_mut(&vid)
+        && let Some(l) =
             v.properties.virtual_network_peerings.iter_mut().find(|p| p.name.eq_ignore_ascii_case(id.name()))
-        {
-            l.properties.remote_address_space = Some(AddressSpace::of(now));
-        }
+    {
+        l.properties.remote_address_space = Some(AddressSpace::of(now));
     }
     Ok([vid, remote].into_iter().collect())
 }

@@ -228,6 +228,14 @@ impl Walk<'_> {
                         address: Some(dst),
                         issues: Vec::new(),
                     });
+                    // Private and reserved addresses are not routed on the internet.
+                    if !crate::compile::security::internet().iter().any(|p| p.contains(&dst)) {
+                        return self.fail(issue(
+                            Origin::Local,
+                            IssueType::Platform,
+                            &[("Reason", "DestinationNotRoutableOnInternet".into())],
+                        ));
+                    }
                     return true;
                 }
                 NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering => {

@@ -156,16 +156,20 @@ pub struct RouteProgram {
 }
 
 impl RouteProgram {
-    /// Builds the lookup tables over the Active routes.
+    /// Builds the lookup tables over the Active routes. VNet and peering system routes mark
+    /// their prefixes as protected from BGP routes even when a UDR overrides them (SEL3).
     pub fn new(routes: Vec<EffectiveRoute>) -> Self {
         let mut p = RouteProgram { routes, ..Default::default() };
-        for (i, r) in p.routes.iter().enumerate().filter(|(_, r)| r.active) {
+        for (i, r) in p.routes.iter().enumerate() {
+            if r.is_protected() {
+                p.protected.insert(r.prefix, i);
+            }
+            if !r.active {
+                continue;
+            }
             p.all.insert(r.prefix, i);
             if r.source != RouteSource::VirtualNetworkGateway {
                 p.without_gateway.insert(r.prefix, i);
-            }
-            if r.is_protected() {
-                p.protected.insert(r.prefix, i);
             }
         }
         p

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod load;
 pub mod ops;
 pub mod state;
+pub mod synth;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +20,44 @@ pub use compile::{Compiled, NicProgram, SubnetProgram};
 pub use limits::Limits;
 pub use ops::Change;
 pub use state::State;
+
+/// The VNets whose links' derived fields (sync levels, remote spaces, remote gateways) a change
+/// can alter, read before the change is applied. With `pair_only`, only the links between
+/// those VNets (a peering operation); otherwise every link on them or pointing at them.
+fn link_scope(st: &State, change: &Change) -> (BTreeSet<ResourceId>, bool) {
+    use tessera_model::{Kind, Resource};
+    let link_pair = |id: &ResourceId| -> BTreeSet<ResourceId> {
+        let mut set: BTreeSet<ResourceId> = id.parent().into_iter().collect();
+        set.extend(st.peering(id).and_then(state::remote_of).cloned());
+        set
+    };
+    match change {
+        Change::Put(Resource::VirtualNetwork(v)) => ([v.id.clone()].into(), false),
+        Change::Put(Resource::ClassicVirtualNetwork(v)) => ([v.id.clone()].into(), false),
+        Change::Put(Resource::Subnet(s)) => (s.id.as_ref().and_then(ResourceId::parent).into_iter().collect(), false),
+        Change::Put(Resource::VirtualNetworkGateway(g)) => {
+            let mut set: BTreeSet<ResourceId> = state::gateway_vnet(g).into_iter().collect();
+            set.extend(st.gateways.get(&g.id).and_then(state::gateway_vnet));
+            (set, false)
+        }
+        Change::Put(Resource::Peering(p)) => {
+            let mut set: BTreeSet<ResourceId> = p.id.as_ref().and_then(ResourceId::parent).into_iter().collect();
+            set.extend(state::remote_of(p).cloned());
+            (set, true)
+        }
+        Change::SyncPeering(id) | Change::DeletePeeringPair(id) => (link_pair(id), true),
+        Change::Put(_) => (BTreeSet::new(), true),
+        Change::Delete(id) => match id.kind() {
+            Kind::VirtualNetwork | Kind::ClassicVirtualNetwork => ([id.clone()].into(), false),
+            Kind::Subnet => (id.parent().into_iter().collect(), false),
+            Kind::VirtualNetworkGateway => {
+                (st.gateways.get(id).and_then(state::gateway_vnet).into_iter().collect(), false)
+            }
+            Kind::Peering => (link_pair(id), true),
+            _ => (BTreeSet::new(), true),
+        },
+    }
+}
 
 /// The engine: desired state plus its compiled programs, kept in step.
 #[derive(Debug, Clone, Default)]
@@ -56,17 +95,11 @@ impl Engine {
     /// Applies a change, leaving recompilation to [`Engine::flush`] (for batches).
     pub fn apply_deferred(&mut self, change: Change) -> ArmResult<()> {
         self.seq += 1;
-        let mut touched = ops::apply(&mut self.state, &self.limits, change, self.seq)?;
-        // Links on the touched VNets and on their peers carry derived fields.
-        let mut around = touched.clone();
-        for v in &touched {
-            if let Some(vnet) = self.state.vnets.get(v) {
-                around.extend(ops::vnet::peers_of(vnet));
-            }
-        }
-        lifecycle::refresh_links(&mut self.state, &around);
-        touched.extend(around);
+        let (changed, pair_only) = link_scope(&self.state, &change);
+        let touched = ops::apply(&mut self.state, &self.limits, change, self.seq)?;
+        let links = lifecycle::refresh_links(&mut self.state, &changed, pair_only);
         self.dirty.extend(touched);
+        self.dirty.extend(links);
         Ok(())
     }
 

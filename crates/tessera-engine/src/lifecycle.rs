@@ -66,20 +66,37 @@ fn same_set(a: &[IpNet], b: &[IpNet]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
-/// Recomputes the read-only fields of every link held by the given VNets.
-pub(crate) fn refresh_links(st: &mut State, vnets: &BTreeSet<ResourceId>) {
-    for vid in vnets {
-        let Some(vnet) = st.vnets.get(vid) else {
+/// Recomputes the read-only fields of the links a change can alter: those between VNets of
+/// `changed` (`pair_only`), or every link on them or pointing at them. Returns the VNets whose
+/// links were looked at.
+pub(crate) fn refresh_links(st: &mut State, changed: &BTreeSet<ResourceId>, pair_only: bool) -> BTreeSet<ResourceId> {
+    let mut updates: Vec<(ResourceId, usize, Peering)> = Vec::new();
+    if changed.is_empty() {
+        return BTreeSet::new();
+    }
+    for vnet in st.vnets.values() {
+        let here = changed.contains(&vnet.id);
+        if !here && pair_only {
             continue;
-        };
-        let mut updated: Vec<Peering> = vnet.properties.virtual_network_peerings.clone();
-        for link in &mut updated {
-            derive(st, vnet, link);
         }
-        if let Some(v) = st.vnets.get_mut(vid) {
-            v.properties.virtual_network_peerings = updated;
+        for (i, link) in vnet.properties.virtual_network_peerings.iter().enumerate() {
+            let there = remote_of(link).is_some_and(|r| changed.contains(r));
+            let wanted = if pair_only { there } else { here || there };
+            if wanted {
+                let mut l = link.clone();
+                derive(st, vnet, &mut l);
+                updates.push((vnet.id.clone(), i, l));
+            }
         }
     }
+    let mut touched = BTreeSet::new();
+    for (vid, i, link) in updates {
+        if let Some(slot) = st.vnets.get_mut(&vid).and_then(|v| v.properties.virtual_network_peerings.get_mut(i)) {
+            *slot = link;
+        }
+        touched.insert(vid);
+    }
+    touched
 }
 
 fn derive(st: &State, vnet: &VirtualNetwork, link: &mut Peering) {

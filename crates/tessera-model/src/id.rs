@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -103,9 +104,11 @@ pub struct IdError {
     pub reason: &'static str,
 }
 
-/// A parsed ARM resource id, compared case-insensitively.
+/// A parsed ARM resource id, compared case-insensitively. Cloning is cheap (shared).
 #[derive(Clone)]
-pub struct ResourceId {
+pub struct ResourceId(Arc<IdParts>);
+
+struct IdParts {
     text: String,
     key: String,
     subscription: String,
@@ -141,7 +144,7 @@ impl ResourceId {
         let segments: Vec<(String, String)> = rest.chunks(2).map(|c| (c[0].to_string(), c[1].to_string())).collect();
         let type_string =
             std::iter::once(parts[6]).chain(segments.iter().map(|(t, _)| t.as_str())).collect::<Vec<_>>().join("/");
-        Ok(ResourceId {
+        Ok(ResourceId(Arc::new(IdParts {
             key: trimmed.to_ascii_lowercase(),
             text: trimmed.to_string(),
             subscription: parts[2].to_string(),
@@ -149,7 +152,7 @@ impl ResourceId {
             namespace: parts[6].to_string(),
             kind: Kind::from_arm_type(&type_string),
             segments,
-        })
+        })))
     }
 
     /// Builds the id of a top-level resource.
@@ -163,63 +166,63 @@ impl ResourceId {
 
     /// The id of a child: `self/{type_segment}/{name}`.
     pub fn child(&self, type_segment: &str, name: &str) -> Self {
-        let text = format!("{}/{type_segment}/{name}", self.text);
+        let text = format!("{}/{type_segment}/{name}", self.0.text);
         Self::parse(&text).unwrap_or_else(|_| panic!("built an invalid id: {text}"))
     }
 
     /// The parent resource of a child id (`None` for a top-level resource).
     pub fn parent(&self) -> Option<Self> {
-        if self.segments.len() < 2 {
+        if self.0.segments.len() < 2 {
             return None;
         }
-        let cut = self.text.rfind('/')?;
-        let cut = self.text[..cut].rfind('/')?;
-        Self::parse(&self.text[..cut]).ok()
+        let cut = self.0.text.rfind('/')?;
+        let cut = self.0.text[..cut].rfind('/')?;
+        Self::parse(&self.0.text[..cut]).ok()
     }
 
     /// The resource kind.
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.0.kind
     }
     /// The last name segment.
     pub fn name(&self) -> &str {
-        self.segments.last().map_or("", |(_, n)| n.as_str())
+        self.0.segments.last().map_or("", |(_, n)| n.as_str())
     }
     /// The subscription id segment.
     pub fn subscription(&self) -> &str {
-        &self.subscription
+        &self.0.subscription
     }
     /// The resource group segment.
     pub fn resource_group(&self) -> &str {
-        &self.resource_group
+        &self.0.resource_group
     }
     /// The provider namespace, e.g. `Microsoft.Network`.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.0.namespace
     }
     /// The id as written.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
     /// The lower-cased comparison key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.0.key
     }
     /// `Microsoft.Network/virtualNetworks/hub` style short form used in ARM messages.
     pub fn type_and_name(&self) -> String {
-        format!("{}/{}", self.kind.arm_type(), self.name())
+        format!("{}/{}", self.0.kind.arm_type(), self.name())
     }
 }
 
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.0.key == other.0.key
     }
 }
 impl Eq for ResourceId {}
 impl Hash for ResourceId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key.hash(state);
+        self.0.key.hash(state);
     }
 }
 impl PartialOrd for ResourceId {
@@ -229,17 +232,17 @@ impl PartialOrd for ResourceId {
 }
 impl Ord for ResourceId {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
+        self.0.key.cmp(&other.0.key)
     }
 }
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
     }
 }
 impl fmt::Debug for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResourceId({})", self.text)
+        write!(f, "ResourceId({})", self.0.text)
     }
 }
 impl std::str::FromStr for ResourceId {
@@ -250,7 +253,7 @@ impl std::str::FromStr for ResourceId {
 }
 impl Serialize for ResourceId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.serialize_str(&self.0.text)
     }
 }
 impl<'de> Deserialize<'de> for ResourceId {

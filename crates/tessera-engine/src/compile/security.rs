@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use tessera_model::ResourceId;
 use tessera_model::prefix::IpNet;
-use tessera_model::security::{Access, Direction, NetworkSecurityGroup, RuleProtocol, SecurityRule};
+use tessera_model::security::{Access, Direction, NetworkSecurityGroup, RuleProtocol};
 
 use crate::ops::{parse_address, parse_port_range};
 
@@ -75,8 +75,6 @@ pub struct CompiledRule {
     pub src_ports: Vec<(u16, u16)>,
     /// Destination ports.
     pub dst_ports: Vec<(u16, u16)>,
-    /// The rule as written.
-    pub rule: SecurityRule,
     /// Whether it is one of the six default rules.
     pub default: bool,
 }
@@ -237,7 +235,6 @@ impl CompiledNsg {
                 dst: side(p.destinations()),
                 src_ports: ports(p.source_ports()),
                 dst_ports: ports(p.destination_ports()),
-                rule: r.clone(),
                 default,
             };
             match p.direction {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use tessera_model::prefix::IpNet;
-use tessera_model::security::RuleProtocol;
+use tessera_model::security::{NetworkSecurityGroup, RuleProtocol};
 use tessera_model::{ArmError, ArmResult, ResourceId};
 
 use crate::Engine;
@@ -81,8 +81,11 @@ fn side_json(written: &[String], tags: &TagContext) -> (Value, Value, Option<Vec
     }
 }
 
-fn rule_json(r: &CompiledRule, tags: &TagContext) -> Value {
-    let p = &r.rule.properties;
+fn rule_json(r: &CompiledRule, tags: &TagContext, nsg: Option<&NetworkSecurityGroup>) -> Value {
+    let plain = r.name.rsplit('/').next().unwrap_or_default();
+    let list = nsg.map(|n| if r.default { &n.properties.default_security_rules } else { &n.properties.security_rules });
+    let Some(rule) = list.and_then(|l| l.iter().find(|x| x.name == plain)) else { return Value::Null };
+    let p = &rule.properties;
     let protocol = match p.protocol {
         RuleProtocol::Any => "All",
         other => other.as_str(),
@@ -118,8 +121,15 @@ fn rule_json(r: &CompiledRule, tags: &TagContext) -> Value {
     v
 }
 
-fn nsg_json(nsg: &CompiledNsg, association: Value) -> Value {
-    let rules: Vec<Value> = nsg.inbound.iter().chain(nsg.outbound.iter()).map(|r| rule_json(r, &nsg.tags)).collect();
+fn nsg_json(engine: &Engine, nsg: &CompiledNsg, association: Value) -> Value {
+    let source = engine.state().nsgs.get(&nsg.id);
+    let rules: Vec<Value> = nsg
+        .inbound
+        .iter()
+        .chain(nsg.outbound.iter())
+        .map(|r| rule_json(r, &nsg.tags, source))
+        .filter(|v| !v.is_null())
+        .collect();
     let tag_map: serde_json::Map<String, Value> =
         nsg.tags.tag_map().into_iter().map(|(k, v)| (k, json!(prefixes(&v)))).collect();
     json!({
@@ -135,10 +145,10 @@ pub fn effective_network_security_groups(engine: &Engine, nic: &ResourceId) -> A
     let p = nic_program(engine, nic)?;
     let mut value = Vec::new();
     if let Some(n) = &p.nsg {
-        value.push(nsg_json(n, json!({ "networkInterface": { "id": nic.to_string() } })));
+        value.push(nsg_json(engine, n, json!({ "networkInterface": { "id": nic.to_string() } })));
     }
     if let Some(n) = &p.subnet.nsg {
-        value.push(nsg_json(n, json!({ "subnet": { "id": p.subnet.subnet.to_string() } })));
+        value.push(nsg_json(engine, n, json!({ "subnet": { "id": p.subnet.subnet.to_string() } })));
     }
     Ok(json!({ "value": value }))
 }

@@ -149,7 +149,7 @@ fn derive(st: &State, vnet: &VirtualNetwork, link: &mut Peering) {
         link.properties.remote_bgp_communities = r.properties.bgp_communities.clone();
         let a = vnet.properties.resource_guid.as_deref().and_then(parse_guid);
         let b = r.properties.resource_guid.as_deref().and_then(parse_guid);
-        if let (Some(a), Some(b)) = (a, b) {
+        if let (Some(a), Some(b), None) = (a, b, &link.properties.resource_guid) {
             link.properties.resource_guid = Some(fmt_guid(a ^ b));
         }
     }

@@ -105,7 +105,8 @@ fn proto(v: &Value) -> Protocol {
 
 fn query(engine: &Engine, q: &Value) -> Result<Value, ArmError> {
     match str_of(q, "q") {
-        "routes" => effective::effective_route_table(engine, &resolve::resolve_nic(engine, str_of(q, "nic"))?),
+        "routes" => effective::effective_route_table(engine, &resolve::resolve_nic(engine, str_of(q, "nic"))?)
+            .map(|r| serde_json::to_value(r).unwrap_or_default()),
         "rules" => {
             effective::effective_network_security_groups(engine, &resolve::resolve_nic(engine, str_of(q, "nic"))?)
         }

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
-use tessera_engine::compile::routes::{select, EffectiveRoute, NextHopType, RouteProgram, RouteSource, Target};
-use tessera_engine::load::{self, Format};
 use tessera_engine::Limits;
+use tessera_engine::compile::routes::{EffectiveRoute, NextHopType, RouteProgram, RouteSource, Target, select};
+use tessera_engine::load::{self, Format};
 use tessera_model::prefix::{self, IpNet};
 
 fn net(a: u32, len: u8) -> IpNet {

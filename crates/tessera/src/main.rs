@@ -215,7 +215,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Routes { common, nic } => {
             let engine = open(&common)?;
             let id = resolve::resolve_nic(&engine, &nic)?;
-            let body = effective::effective_route_table(&engine, &id)?;
+            let body = serde_json::to_value(effective::effective_route_table(&engine, &id)?).unwrap_or_default();
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::routes(&body),

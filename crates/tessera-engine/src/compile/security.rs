@@ -134,7 +134,7 @@ impl TagContext {
             return Some(self.virtual_network.clone());
         }
         if tag.eq_ignore_ascii_case("AzureLoadBalancer") {
-            return Some(AZURE_HOST.parse().into_iter().collect());
+            return Some(azure_load_balancer());
         }
         if tag.eq_ignore_ascii_case("Internet") {
             return Some(internet());
@@ -146,10 +146,15 @@ impl TagContext {
     pub fn tag_map(&self) -> BTreeMap<String, Vec<IpNet>> {
         let mut m = BTreeMap::new();
         m.insert("VirtualNetwork".to_string(), self.virtual_network.clone());
-        m.insert("AzureLoadBalancer".to_string(), AZURE_HOST.parse().into_iter().collect());
+        m.insert("AzureLoadBalancer".to_string(), azure_load_balancer());
         m.insert("Internet".to_string(), internet());
         m
     }
+}
+
+/// The `AzureLoadBalancer` tag: the Azure host and its IPv6 probe source (O9).
+pub fn azure_load_balancer() -> Vec<IpNet> {
+    [AZURE_HOST, "fe80::1234:5678:9abc/128"].iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 /// Public, routable IPv4 space: everything outside private, shared, loopback, link-local,

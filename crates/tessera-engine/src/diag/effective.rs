@@ -1,6 +1,9 @@
 //! The NIC actions `effectiveRouteTable` (§3.5, O9) and `effectiveNetworkSecurityGroups` (N10, O9),
 //! answered with Azure's response bodies.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Value, json};
 use tessera_model::prefix::IpNet;
 use tessera_model::security::{NetworkSecurityGroup, RuleProtocol};
@@ -24,31 +27,61 @@ pub fn nic_program(engine: &Engine, nic: &ResourceId) -> ArmResult<std::sync::Ar
     })
 }
 
-fn route_json(r: &EffectiveRoute, disable_bgp: bool) -> Value {
-    let source = match r.source {
-        RouteSource::Default => "Default",
-        RouteSource::User => "User",
-        RouteSource::VirtualNetworkGateway => "VirtualNetworkGateway",
-    };
-    let mut v = json!({
-        "disableBgpRoutePropagation": disable_bgp,
-        "source": source,
-        "state": if r.active { "Active" } else { "Invalid" },
-        "hasBgpOverride": false,
-        "addressPrefix": [r.prefix.to_string()],
-        "nextHopType": r.next_hop.as_str(),
-        "nextHopIpAddress": r.next_hop_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "destinationServiceTags": [],
-        "tagMap": {},
-    });
-    if let (Some(name), Some(obj)) = (&r.name, v.as_object_mut()) {
-        obj.insert("name".into(), json!(name));
+/// One entry of `EffectiveRouteListResult` (O9: no `name` key on system routes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveRouteEntry {
+    /// UDR name (User routes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The subnet route table's `disableBgpRoutePropagation`.
+    pub disable_bgp_route_propagation: bool,
+    /// `Default`, `User` or `VirtualNetworkGateway`.
+    pub source: &'static str,
+    /// `Active` or `Invalid`.
+    pub state: &'static str,
+    /// Always false.
+    pub has_bgp_override: bool,
+    /// One prefix.
+    pub address_prefix: [IpNet; 1],
+    /// Next hop type.
+    pub next_hop_type: &'static str,
+    /// Next hop addresses.
+    pub next_hop_ip_address: Vec<std::net::IpAddr>,
+    /// Always empty.
+    pub destination_service_tags: Vec<String>,
+    /// Always empty.
+    pub tag_map: BTreeMap<String, Vec<String>>,
+}
+
+/// `EffectiveRouteListResult`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectiveRouteList {
+    /// The routes.
+    pub value: Vec<EffectiveRouteEntry>,
+}
+
+fn route_entry(r: &EffectiveRoute, disable_bgp: bool) -> EffectiveRouteEntry {
+    EffectiveRouteEntry {
+        name: r.name.clone(),
+        disable_bgp_route_propagation: disable_bgp,
+        source: match r.source {
+            RouteSource::Default => "Default",
+            RouteSource::User => "User",
+            RouteSource::VirtualNetworkGateway => "VirtualNetworkGateway",
+        },
+        state: if r.active { "Active" } else { "Invalid" },
+        has_bgp_override: false,
+        address_prefix: [r.prefix],
+        next_hop_type: r.next_hop.as_str(),
+        next_hop_ip_address: r.next_hop_ips.clone(),
+        destination_service_tags: Vec::new(),
+        tag_map: BTreeMap::new(),
     }
-    v
 }
 
 /// `POST …/networkInterfaces/{nic}/effectiveRouteTable` → `{"value": [...]}`.
-pub fn effective_route_table(engine: &Engine, nic: &ResourceId) -> ArmResult<Value> {
+pub fn effective_route_table(engine: &Engine, nic: &ResourceId) -> ArmResult<EffectiveRouteList> {
     let p = nic_program(engine, nic)?;
     let st = engine.state();
     let disable_bgp = st
@@ -56,8 +89,7 @@ pub fn effective_route_table(engine: &Engine, nic: &ResourceId) -> ArmResult<Val
         .and_then(|(_, s)| s.properties.route_table.as_ref())
         .and_then(|t| st.route_tables.get(&t.id))
         .is_some_and(|t| t.properties.disable_bgp_route_propagation);
-    let value: Vec<Value> = p.subnet.routes.routes.iter().map(|r| route_json(r, disable_bgp)).collect();
-    Ok(json!({ "value": value }))
+    Ok(EffectiveRouteList { value: p.subnet.routes.routes.iter().map(|r| route_entry(r, disable_bgp)).collect() })
 }
 
 fn prefixes(v: &[IpNet]) -> Vec<String> {

@@ -262,21 +262,15 @@ impl Walk<'_> {
             ));
             return None;
         };
-        // The appliance must be directly reachable: inside the VNet or a peered VNet.
-        let via = cur.subnet.routes.lookup(nva_ip);
-        let target = match via.map(|r| (&r.target, r.next_hop)) {
-            Some((
-                Target::Vnet(t),
-                NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering,
-            )) => t.clone(),
-            _ => {
-                self.fail(route_issue(
-                    IssueType::UserDefinedRoute,
-                    route,
-                    "next hop appliance address is not directly reachable",
-                ));
-                return None;
-            }
+        // The appliance must be directly reachable (U4): inside the VNet, or in a VNet peered
+        // with it, whatever the UDRs say about that address.
+        let Some(target) = direct_vnet(self.st, &cur.subnet.vnet, nva_ip) else {
+            self.fail(route_issue(
+                IssueType::UserDefinedRoute,
+                route,
+                "next hop appliance address is not directly reachable",
+            ));
+            return None;
         };
         let nic = match endpoint(self.st, &target, nva_ip) {
             Some(Endpoint::Nic(n)) => n,
@@ -503,6 +497,19 @@ impl Walk<'_> {
             .unwrap_or_else(|| issue(Origin::Inbound, IssueType::Platform, &[("Reason", "NoHealthyBackend".into())]));
         self.fail(i)
     }
+}
+
+/// The VNet that directly holds `ip` as seen from `vnet`: itself, or a Connected peer whose
+/// synced space contains it.
+fn direct_vnet(st: &State, vnet: &ResourceId, ip: IpAddr) -> Option<ResourceId> {
+    let v = st.vnets.get(vnet)?;
+    if v.properties.address_space.address_prefixes.iter().any(|p| p.contains(&ip)) {
+        return Some(vnet.clone());
+    }
+    v.properties.virtual_network_peerings.iter().filter(|l| is_connected(l)).find_map(|l| {
+        let space = l.properties.remote_address_space.as_ref()?;
+        space.address_prefixes.iter().any(|p| p.contains(&ip)).then(|| crate::state::remote_of(l).cloned()).flatten()
+    })
 }
 
 /// The NICs (with their addresses) in a backend pool.

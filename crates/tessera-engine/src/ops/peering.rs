@@ -158,10 +158,18 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResu
         _ if classic || partner_exists => PeeringState::Connected,
         _ => PeeringState::Initiated,
     };
+    // The peered space is taken at creation, and again when an update changes which subnets
+    // are peered (SP3); otherwise only a sync refreshes it (S4).
+    let subnets_changed = existing.is_some_and(|old| {
+        old.properties.local_subnet_names != link.properties.local_subnet_names
+            || old.properties.remote_subnet_names != link.properties.remote_subnet_names
+    });
     let remote_synced = match existing {
-        Some(old) => old.properties.remote_address_space.clone(),
-        None => Some(AddressSpace::of(peered_remote_space(st, &link))),
+        Some(old) if !subnets_changed => old.properties.remote_address_space.clone(),
+        _ => Some(AddressSpace::of(peered_remote_space(st, &link))),
     };
+    // The link's GUID is fixed when it is created (O5).
+    link.properties.resource_guid = existing.and_then(|old| old.properties.resource_guid.clone());
     link.name = id.name().to_string();
     link.kind = Some(Kind::Peering.arm_type().to_string());
     link.properties.peering_state = Some(state);

@@ -94,9 +94,10 @@ impl Engine {
 
     /// Applies a change, leaving recompilation to [`Engine::flush`] (for batches).
     pub fn apply_deferred(&mut self, change: Change) -> ArmResult<()> {
-        self.seq += 1;
         let (changed, pair_only) = link_scope(&self.state, &change);
-        let touched = ops::apply(&mut self.state, &self.limits, change, self.seq)?;
+        // A refused change consumes no sequence number, so GUIDs do not depend on refusals.
+        let touched = ops::apply(&mut self.state, &self.limits, change, self.seq + 1)?;
+        self.seq += 1;
         let links = lifecycle::refresh_links(&mut self.state, &changed, pair_only);
         self.dirty.extend(touched);
         self.dirty.extend(links);

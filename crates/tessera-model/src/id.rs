@@ -157,17 +157,39 @@ impl ResourceId {
 
     /// Builds the id of a top-level resource.
     pub fn top(subscription: &str, resource_group: &str, kind: Kind, name: &str) -> Self {
-        let text = format!(
-            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{}/{name}",
-            kind.arm_type()
-        );
-        Self::parse(&text).unwrap_or_else(|_| panic!("built an invalid id: {text}"))
+        let arm_type = kind.arm_type();
+        let (namespace, type_segment) = arm_type.split_once('/').unwrap_or((arm_type, ""));
+        let text = format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{arm_type}/{name}");
+        ResourceId(Arc::new(IdParts {
+            key: text.to_ascii_lowercase(),
+            text,
+            subscription: subscription.to_string(),
+            resource_group: resource_group.to_string(),
+            namespace: namespace.to_string(),
+            segments: vec![(type_segment.to_string(), name.to_string())],
+            kind,
+        }))
     }
 
-    /// The id of a child: `self/{type_segment}/{name}`.
+    /// The id of a child: `self/{type_segment}/{name}`. Never fails; an invalid name (empty,
+    /// or with a `/`) is left for name validation to refuse.
     pub fn child(&self, type_segment: &str, name: &str) -> Self {
         let text = format!("{}/{type_segment}/{name}", self.0.text);
-        Self::parse(&text).unwrap_or_else(|_| panic!("built an invalid id: {text}"))
+        let mut segments = self.0.segments.clone();
+        segments.push((type_segment.to_string(), name.to_string()));
+        let type_string = std::iter::once(self.0.namespace.as_str())
+            .chain(segments.iter().map(|(t, _)| t.as_str()))
+            .collect::<Vec<_>>()
+            .join("/");
+        ResourceId(Arc::new(IdParts {
+            key: text.to_ascii_lowercase(),
+            text,
+            subscription: self.0.subscription.clone(),
+            resource_group: self.0.resource_group.clone(),
+            namespace: self.0.namespace.clone(),
+            kind: Kind::from_arm_type(&type_string),
+            segments,
+        }))
     }
 
     /// The parent resource of a child id (`None` for a top-level resource).
@@ -283,6 +305,24 @@ mod tests {
         assert_eq!(a.parent().expect("parent").name(), "Hub");
         assert_eq!(a.parent().expect("parent").kind(), Kind::VirtualNetwork);
         assert_eq!(a.to_string(), a.as_str());
+    }
+
+    #[test]
+    fn built_ids_equal_parsed_ids() {
+        let vnet = ResourceId::top("s", "rg", Kind::VirtualNetwork, "hub");
+        let parsed =
+            ResourceId::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/hub")
+                .expect("valid id");
+        assert_eq!(vnet, parsed);
+        assert_eq!(vnet.kind(), Kind::VirtualNetwork);
+        let link = vnet.child("virtualNetworkPeerings", "to-spoke");
+        assert_eq!(link.kind(), Kind::Peering);
+        assert_eq!(link.name(), "to-spoke");
+        assert_eq!(link.parent(), Some(vnet.clone()));
+        assert_eq!(ResourceId::parse(link.as_str()).expect("valid"), link);
+        let unnamed = vnet.child("subnets", "");
+        assert_eq!(unnamed.name(), "");
+        assert_eq!(unnamed.parent(), Some(vnet));
     }
 
     #[test]

@@ -98,3 +98,40 @@ pub(crate) fn fmt_guid(v: u128) -> String {
 pub(crate) fn parse_guid(g: &str) -> Option<u128> {
     u128::from_str_radix(&g.replace('-', ""), 16).ok()
 }
+
+/// A referenced resource must be in the same region as the one referring to it.
+pub(crate) fn check_same_region(
+    from: &ResourceId,
+    from_location: &str,
+    target: &ResourceId,
+    target_location: &str,
+) -> ArmResult<()> {
+    if from_location.eq_ignore_ascii_case(target_location) {
+        return Ok(());
+    }
+    Err(ArmError::bad_request(
+        "InvalidResourceReference",
+        format!(
+            "Resource {target} referenced by resource {from} is in region {target_location}, but {from} is in {from_location}. \
+             Both resources must be in the same region."
+        ),
+    )
+    .target(from.as_str()))
+}
+
+/// Child names must be unique within their parent (case-insensitively).
+pub(crate) fn check_unique_names<'a>(
+    parent: &ResourceId,
+    what: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> ArmResult<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for n in names {
+        if seen.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+            return Err(ArmError::bad_request("DuplicateResourceName", format!("{parent} has two {what} named {n}."))
+                .target(parent.as_str()));
+        }
+        seen.push(n);
+    }
+    Ok(())
+}

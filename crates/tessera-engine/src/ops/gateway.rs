@@ -11,7 +11,9 @@ use tessera_model::prefix;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{check_kind, check_location, check_name, check_subscription, limit, missing_reference};
+use super::common::{
+    check_kind, check_location, check_name, check_same_region, check_subscription, limit, missing_reference,
+};
 use super::vnet::{GATEWAY_SUBNET, peers_of};
 use crate::limits::Limits;
 use crate::state::{State, gateway_vnet};
@@ -63,6 +65,7 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
             return Err(gateway_subnet_error(&id));
         }
         let (v, subnet) = st.subnet(&sid).ok_or_else(|| missing_reference(&sid, &cid))?;
+        check_same_region(&id, &gw.location, &v.id, &v.location)?;
         if vnet.as_ref().is_some_and(|x| *x != v.id) {
             return Err(gateway_subnet_error(&id));
         }

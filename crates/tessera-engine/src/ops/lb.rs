@@ -8,7 +8,10 @@ use tessera_model::lb::LoadBalancer;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{check_kind, check_location, check_name, check_subscription, missing_reference};
+use super::common::{
+    check_kind, check_location, check_name, check_same_region, check_subscription, check_unique_names,
+    missing_reference,
+};
 use crate::state::State;
 
 /// Validates and stores a load balancer.
@@ -27,6 +30,14 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
             format!("Load balancer {id} needs a frontend IP configuration."),
         ));
     }
+    check_unique_names(
+        &id,
+        "frontend IP configurations",
+        p.frontend_ip_configurations.iter().map(|f| f.name.as_str()),
+    )?;
+    check_unique_names(&id, "backend pools", p.backend_address_pools.iter().map(|f| f.name.as_str()))?;
+    check_unique_names(&id, "load-balancing rules", p.load_balancing_rules.iter().map(|f| f.name.as_str()))?;
+    check_unique_names(&id, "probes", p.probes.iter().map(|f| f.name.as_str()))?;
     let mut dirty = BTreeSet::new();
     let mut taken: Vec<IpAddr> = Vec::new();
     for f in &mut p.frontend_ip_configurations {
@@ -41,6 +52,7 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
         })?;
         check_kind(&sid, Kind::Subnet, &fid)?;
         let (v, subnet) = st.subnet(&sid).ok_or_else(|| missing_reference(&sid, &fid))?;
+        check_same_region(&id, &r.location, &v.id, &v.location)?;
         let prefixes = subnet.properties.prefixes();
         let ip = match f.properties.private_ip_address.as_deref() {
             Some(text) => {

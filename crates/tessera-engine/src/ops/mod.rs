@@ -44,7 +44,34 @@ pub(crate) fn apply(st: &mut State, limits: &Limits, change: Change, seq: u64) -
     }
 }
 
+/// The kind a resource's id must have.
+fn expected_kind(r: &Resource) -> Option<Kind> {
+    Some(match r {
+        Resource::Subscription(_) => return None,
+        Resource::VirtualNetwork(_) => Kind::VirtualNetwork,
+        Resource::Subnet(_) => Kind::Subnet,
+        Resource::Peering(_) => Kind::Peering,
+        Resource::ClassicVirtualNetwork(_) => Kind::ClassicVirtualNetwork,
+        Resource::NetworkSecurityGroup(_) => Kind::NetworkSecurityGroup,
+        Resource::RouteTable(_) => Kind::RouteTable,
+        Resource::NetworkInterface(_) => Kind::NetworkInterface,
+        Resource::VirtualMachine(_) => Kind::VirtualMachine,
+        Resource::VirtualNetworkGateway(_) => Kind::VirtualNetworkGateway,
+        Resource::LocalNetworkGateway(_) => Kind::LocalNetworkGateway,
+        Resource::Connection(_) => Kind::Connection,
+        Resource::LoadBalancer(_) => Kind::LoadBalancer,
+    })
+}
+
 fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
+    if let (Some(kind), Some(id)) = (expected_kind(&r), r.id()) {
+        if id.kind() != kind {
+            return Err(ArmError::bad_request(
+                "InvalidRequestContent",
+                format!("The id {id} is not the id of a {}.", kind.arm_type()),
+            ));
+        }
+    }
     match r {
         Resource::Subscription(mut s) => {
             if s.subscription_id.trim().is_empty() {

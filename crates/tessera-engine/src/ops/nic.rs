@@ -8,7 +8,9 @@ use tessera_model::envelope::{ProvisioningState, SubResource};
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{check_kind, check_location, check_name, check_subscription, limit, missing_reference};
+use super::common::{
+    check_kind, check_location, check_name, check_same_region, check_subscription, limit, missing_reference,
+};
 use crate::limits::Limits;
 use crate::state::State;
 
@@ -148,9 +150,8 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
     }
     if let Some(nsg) = &nic.properties.network_security_group {
         check_kind(&nsg.id, Kind::NetworkSecurityGroup, &id)?;
-        if !st.nsgs.contains_key(&nsg.id) {
-            return Err(missing_reference(&nsg.id, &id));
-        }
+        let n = st.nsgs.get(&nsg.id).ok_or_else(|| missing_reference(&nsg.id, &id))?;
+        check_same_region(&id, &nic.location, &n.id, &n.location)?;
     }
     let vnet =
         vnet.ok_or_else(|| ArmError::bad_request("SubnetRequired", format!("Network interface {id} has no subnet.")))?;
@@ -241,6 +242,7 @@ pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeS
     for r in refs.iter() {
         check_kind(&r.id, Kind::NetworkInterface, &id)?;
         let nic = st.nics.get(&r.id).ok_or_else(|| missing_reference(&r.id, &id))?;
+        check_same_region(&id, &vm.location, &nic.id, &nic.location)?;
         if let Some(other) = &nic.properties.virtual_machine
             && other.id != id
         {

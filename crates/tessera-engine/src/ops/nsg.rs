@@ -8,7 +8,7 @@ use tessera_model::routing::{RouteNextHopType, RouteTable};
 use tessera_model::security::{NetworkSecurityGroup, SecurityRule, default_rules};
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
-use super::common::{check_location, check_name, check_subscription, limit};
+use super::common::{check_location, check_name, check_subscription, check_unique_names, limit};
 use crate::limits::Limits;
 use crate::state::State;
 
@@ -53,6 +53,7 @@ pub(crate) fn put(
             &id,
         ));
     }
+    check_unique_names(&id, "security rules", nsg.properties.security_rules.iter().map(|r| r.name.as_str()))?;
     for i in 0..nsg.properties.security_rules.len() {
         let (before, rest) = nsg.properties.security_rules.split_at_mut(i);
         check_rule(&id, &mut rest[0], before, limits)?;
@@ -310,6 +311,7 @@ pub(crate) fn put_route_table(
             &id,
         ));
     }
+    check_unique_names(&id, "routes", table.properties.routes.iter().map(|r| r.name.as_str()))?;
     let mut seen: Vec<(String, IpNet)> = Vec::new();
     for r in &mut table.properties.routes {
         let rid = id.child("routes", &r.name);

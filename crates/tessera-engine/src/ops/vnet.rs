@@ -8,7 +8,9 @@ use tessera_model::prefix::{self, IpNet};
 use tessera_model::routing::RouteNextHopType;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
-use super::common::{check_kind, check_location, check_name, check_subscription, guid, limit, missing_reference};
+use super::common::{
+    check_kind, check_location, check_name, check_same_region, check_subscription, guid, limit, missing_reference,
+};
 use crate::limits::Limits;
 use crate::state::{State, remote_of};
 
@@ -84,7 +86,7 @@ pub(crate) fn put(
             &id,
         ));
     }
-    check_subnets(st, &id, &space, &subnets)?;
+    check_subnets(st, &id, &vnet.location, &space, &subnets)?;
     if let Some(old) = old {
         // Subnets that disappear or shrink must not be in use.
         for os in &old.properties.subnets {
@@ -141,7 +143,7 @@ pub(crate) fn put_subnet(st: &mut State, limits: &Limits, mut subnet: Subnet) ->
         ));
     }
     subnets.push(subnet.clone());
-    check_subnets(st, &vid, &vnet.properties.address_space.address_prefixes, &subnets)?;
+    check_subnets(st, &vid, &vnet.location, &vnet.properties.address_space.address_prefixes, &subnets)?;
     check_subnet_change(st, &sid, Some(&subnet))?;
     let vnet = st.vnets.get_mut(&vid).ok_or_else(|| ArmError::not_found(vid.as_str()))?;
     match vnet.properties.subnets.iter_mut().find(|s| s.name.eq_ignore_ascii_case(&subnet.name)) {
@@ -290,7 +292,7 @@ fn outside(subnet: &str, vnet: &ResourceId) -> ArmError {
 
 /// Subnet-level rules over the full list: unique names, inside the space, no overlaps, valid
 /// references, GatewaySubnet route-table rules (GWY2).
-fn check_subnets(st: &State, vid: &ResourceId, space: &[IpNet], subnets: &[Subnet]) -> ArmResult<()> {
+fn check_subnets(st: &State, vid: &ResourceId, location: &str, space: &[IpNet], subnets: &[Subnet]) -> ArmResult<()> {
     let mut seen: Vec<(String, Vec<IpNet>)> = Vec::with_capacity(subnets.len());
     for s in subnets {
         let sid = vid.child("subnets", &s.name);
@@ -318,13 +320,13 @@ fn check_subnets(st: &State, vid: &ResourceId, space: &[IpNet], subnets: &[Subne
         }
         if let Some(nsg) = &s.properties.network_security_group {
             check_kind(&nsg.id, Kind::NetworkSecurityGroup, &sid)?;
-            if !st.nsgs.contains_key(&nsg.id) {
-                return Err(missing_reference(&nsg.id, &sid));
-            }
+            let n = st.nsgs.get(&nsg.id).ok_or_else(|| missing_reference(&nsg.id, &sid))?;
+            check_same_region(&sid, location, &n.id, &n.location)?;
         }
         if let Some(rt) = &s.properties.route_table {
             check_kind(&rt.id, Kind::RouteTable, &sid)?;
             let table = st.route_tables.get(&rt.id).ok_or_else(|| missing_reference(&rt.id, &sid))?;
+            check_same_region(&sid, location, &table.id, &table.location)?;
             if s.name.eq_ignore_ascii_case(GATEWAY_SUBNET) {
                 check_gateway_subnet_table(table, &sid)?;
             }

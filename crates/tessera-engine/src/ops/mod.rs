@@ -64,13 +64,13 @@ fn expected_kind(r: &Resource) -> Option<Kind> {
 }
 
 fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
-    if let (Some(kind), Some(id)) = (expected_kind(&r), r.id()) {
-        if id.kind() != kind {
-            return Err(ArmError::bad_request(
-                "InvalidRequestContent",
-                format!("The id {id} is not the id of a {}.", kind.arm_type()),
-            ));
-        }
+    if let (Some(kind), Some(id)) = (expected_kind(&r), r.id())
+        && id.kind() != kind
+    {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            format!("The id {id} is not the id of a {}.", kind.arm_type()),
+        ));
     }
     match r {
         Resource::Subscription(mut s) => {

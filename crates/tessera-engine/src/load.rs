@@ -67,3 +67,23 @@ pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, Arm
 pub fn load(text: &str, format: Format, limits: Limits) -> Result<Engine, ArmError> {
     build(parse(text, format)?, limits)
 }
+
+/// The whole state as an ARM JSON document `{"resources": [...]}`, each resource as `GET`
+/// returns it (VNets embed their subnets and peering links). Loading it gives the same model.
+pub fn export(engine: &Engine) -> serde_json::Value {
+    use serde_json::to_value;
+    let st = engine.state();
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    out.extend(st.subscriptions.values().filter_map(|s| to_value(s).ok()));
+    out.extend(st.nsgs.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.route_tables.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.local_gateways.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.vnets.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.classic_vnets.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.gateways.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.load_balancers.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.nics.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.vms.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.connections.values().filter_map(|r| to_value(r).ok()));
+    serde_json::json!({ "resources": out })
+}

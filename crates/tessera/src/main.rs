@@ -133,6 +133,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "tcp")]
         proto: CheckProto,
     },
+    /// Print a topology as ARM JSON (`{"resources": [...]}`, each resource as GET returns it).
+    Export {
+        /// Topology file: YAML (see README) or ARM JSON.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
     /// Reachability of every VM pair for one protocol and port.
     Matrix {
         #[command(flatten)]
@@ -301,6 +307,11 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             }
             let ok = body.get("connectionStatus").and_then(Value::as_str) == Some("Reachable");
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Export { file } => {
+            let engine = open(&Common { file, output: Output::Json })?;
+            print_json(&load::export(&engine));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { common, port, proto } => {
             let engine = open(&common)?;

@@ -88,6 +88,19 @@ pub(crate) fn guid(seed: &str, seq: u64) -> String {
     fmt_guid(v)
 }
 
+/// The GUID of a resource: kept for the life of the resource; on creation, the one given (an
+/// imported document carries it; the API clears read-only fields before it calls the engine) or
+/// a new one.
+pub(crate) fn keep_guid(existing: Option<&str>, given: Option<&str>, seed: &str, seq: u64) -> String {
+    if let Some(g) = existing {
+        return g.to_string();
+    }
+    match given.and_then(parse_guid) {
+        Some(v) => fmt_guid(v),
+        None => guid(seed, seq),
+    }
+}
+
 /// Formats 128 bits as a GUID.
 pub(crate) fn fmt_guid(v: u128) -> String {
     let s = format!("{v:032x}");
@@ -96,7 +109,11 @@ pub(crate) fn fmt_guid(v: u128) -> String {
 
 /// Parses a GUID to 128 bits.
 pub(crate) fn parse_guid(g: &str) -> Option<u128> {
-    u128::from_str_radix(&g.replace('-', ""), 16).ok()
+    let hex = g.replace('-', "");
+    if hex.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
 }
 
 /// A referenced resource must be in the same region as the one referring to it.

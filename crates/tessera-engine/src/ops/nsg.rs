@@ -59,10 +59,12 @@ pub(crate) fn put(
         check_rule(&id, &mut rest[0], before, limits)?;
     }
     nsg.properties.default_security_rules = default_rules(&id);
-    nsg.properties.resource_guid = Some(match old {
-        Some(o) => o.properties.resource_guid.clone().unwrap_or_default(),
-        None => super::common::guid(id.key(), seq),
-    });
+    nsg.properties.resource_guid = Some(super::common::keep_guid(
+        old.and_then(|o| o.properties.resource_guid.as_deref()),
+        nsg.properties.resource_guid.as_deref(),
+        id.key(),
+        seq,
+    ));
     nsg.properties.provisioning_state = Some(ProvisioningState::Succeeded);
     let dirty = users_of_nsg(st, &id);
     st.nsgs.insert(id, nsg);

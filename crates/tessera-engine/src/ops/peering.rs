@@ -169,7 +169,11 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResu
         _ => Some(AddressSpace::of(peered_remote_space(st, &link))),
     };
     // The link's GUID is fixed when it is created (O5).
-    link.properties.resource_guid = existing.and_then(|old| old.properties.resource_guid.clone());
+    // A new link may bring the GUID of an imported document; derive() fills it otherwise.
+    link.properties.resource_guid = match existing {
+        Some(old) => old.properties.resource_guid.clone(),
+        None => link.properties.resource_guid.take().filter(|g| super::common::parse_guid(g).is_some()),
+    };
     link.name = id.name().to_string();
     link.kind = Some(Kind::Peering.arm_type().to_string());
     link.properties.peering_state = Some(state);

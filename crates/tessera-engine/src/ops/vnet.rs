@@ -9,7 +9,7 @@ use tessera_model::routing::RouteNextHopType;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::common::{
-    check_kind, check_location, check_name, check_same_region, check_subscription, guid, limit, missing_reference,
+    check_kind, check_location, check_name, check_same_region, check_subscription, keep_guid, limit, missing_reference,
 };
 use crate::limits::Limits;
 use crate::state::{State, remote_of};
@@ -111,10 +111,12 @@ pub(crate) fn put(
     vnet.properties.subnets = subnets;
     vnet.properties.virtual_network_peerings =
         old.map(|o| o.properties.virtual_network_peerings.clone()).unwrap_or_default();
-    vnet.properties.resource_guid = Some(match old {
-        Some(o) => o.properties.resource_guid.clone().unwrap_or_default(),
-        None => guid(id.key(), seq),
-    });
+    vnet.properties.resource_guid = Some(keep_guid(
+        old.and_then(|o| o.properties.resource_guid.as_deref()),
+        vnet.properties.resource_guid.as_deref(),
+        id.key(),
+        seq,
+    ));
     vnet.properties.provisioning_state = Some(ProvisioningState::Succeeded);
     let mut dirty = peers_of(&vnet);
     dirty.insert(id.clone());

@@ -127,7 +127,10 @@ impl Trace {
             return None;
         }
         let issue = self.hops.iter().rev().find_map(|h| h.issues.first())?;
-        let parts: Vec<String> = issue.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let short = |v: &str| {
+            if v.starts_with("/subscriptions/") { v.rsplit('/').next().unwrap_or(v).to_string() } else { v.to_string() }
+        };
+        let parts: Vec<String> = issue.context.iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
         Some(format!("{:?}: {}", issue.kind, parts.join(", ")))
     }
 }

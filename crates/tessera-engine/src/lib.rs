@@ -46,6 +46,7 @@ fn link_scope(st: &State, change: &Change) -> (BTreeSet<ResourceId>, bool) {
             (set, true)
         }
         Change::SyncPeering(id) | Change::DeletePeeringPair(id) => (link_pair(id), true),
+        Change::MoveVnet { .. } => (BTreeSet::new(), true),
         Change::Put(_) => (BTreeSet::new(), true),
         Change::Delete(id) => match id.kind() {
             Kind::VirtualNetwork | Kind::ClassicVirtualNetwork => ([id.clone()].into(), false),

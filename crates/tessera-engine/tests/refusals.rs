@@ -1744,6 +1744,10 @@ fn regression_put_accepts_an_id_of_another_kind() {
 
 /// Every code this file demonstrates (each is asserted by at least one test above).
 const COVERED: &[&str] = &[
+    "ResourceMoveProviderValidationFailed",
+    "CannotMoveVirtualNetworkWithPeerings",
+    "CannotMoveVirtualNetworkInUse",
+    "ResourceAlreadyExists",
     // ops/mod.rs
     "InvalidSubscriptionId",
     "UnsupportedResourceType",
@@ -1867,7 +1871,7 @@ const SCANNED: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// Calls whose first argument (after an HTTP status for `with_status`) is an ARM error code.
-const CALLS: &[&str] = &["bad_request(", "with_status(", "limit(", "rule_error("];
+const CALLS: &[&str] = &["bad_request(", "with_status(", "limit(", "rule_error(", "refused("];
 
 /// Call sites that forward a code they received as a parameter: the helpers in [`CALLS`]
 /// (`ArmError::bad_request` → `with_status`, `common::limit` and `nsg::rule_error` →
@@ -1876,6 +1880,7 @@ const FORWARDERS: &[&str] = &[
     "tessera-model/src/error.rs: with_status(400, code",
     "tessera-engine/src/ops/common.rs: bad_request(code",
     "tessera-engine/src/ops/nsg.rs: bad_request(code",
+    "tessera-engine/src/ops/vnet.rs: bad_request(code",
 ];
 
 fn rust_files(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) {
@@ -1972,4 +1977,49 @@ fn every_error_code_in_the_sources_is_covered() {
     let me = std::fs::read_to_string(root.join("tests/refusals.rs")).expect("read refusals.rs");
     let unused: Vec<&str> = COVERED.iter().copied().filter(|c| me.matches(&format!("\"{c}\"")).count() < 2).collect();
     assert!(unused.is_empty(), "COVERED lists codes no test asserts: {unused:?}");
+}
+
+// R6: a VNet cannot move to another resource group or subscription while it has peerings.
+
+fn move_to(id: ResourceId, resource_group: &str) -> Change {
+    Change::MoveVnet { id, subscription: DEFAULT_SUBSCRIPTION.to_string(), resource_group: resource_group.to_string() }
+}
+
+#[test]
+fn r6_move_refused_while_peered() {
+    let mut e = base();
+    for vnet in ["hub", "spoke2"] {
+        let err =
+            assert_refused(&mut e, move_to(vnet_id(vnet), "other-rg"), "ResourceMoveProviderValidationFailed", 409);
+        assert_eq!(err.details.first().map(|d| d.code.as_str()), Some("CannotMoveVirtualNetworkWithPeerings"));
+    }
+}
+
+#[test]
+fn r6_move_refused_while_subnets_are_in_use() {
+    let mut e = base();
+    let err =
+        assert_refused(&mut e, move_to(vnet_id("lonely"), "other-rg"), "ResourceMoveProviderValidationFailed", 409);
+    assert_eq!(err.details.first().map(|d| d.code.as_str()), Some("CannotMoveVirtualNetworkInUse"));
+}
+
+#[test]
+fn r6_move_succeeds_without_peerings_and_keeps_the_vnet() {
+    let mut e = base();
+    let before = vnet(&e, "clash");
+    ok(&mut e, move_to(vnet_id("clash"), "other-rg"));
+    let moved_id = ResourceId::top(DEFAULT_SUBSCRIPTION, "other-rg", Kind::VirtualNetwork, "clash");
+    let moved = e.state().vnets.get(&moved_id).expect("moved VNet");
+    assert!(!e.state().vnets.contains_key(&vnet_id("clash")));
+    assert_eq!(moved.properties.resource_guid, before.properties.resource_guid);
+    assert_eq!(moved.properties.address_space, before.properties.address_space);
+    assert_eq!(moved.properties.subnets[0].id, Some(moved_id.child("subnets", "default")));
+    assert!(e.compiled().subnets.contains_key(&moved_id.child("subnets", "default")));
+    assert!(!e.compiled().subnets.contains_key(&subnet_id("clash", "default")));
+    // Moving onto an existing VNet's id is refused.
+    let mut again = base();
+    ok(&mut again, move_to(vnet_id("clash"), "other-rg"));
+    let err =
+        assert_refused(&mut again, move_to(moved_id.clone(), "other-rg"), "ResourceMoveProviderValidationFailed", 409);
+    assert_eq!(err.details.first().map(|d| d.code.as_str()), Some("ResourceAlreadyExists"));
 }

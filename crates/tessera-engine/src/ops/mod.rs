@@ -32,6 +32,15 @@ pub enum Change {
     SyncPeering(ResourceId),
     /// Delete a link and its partner in one action (the portal's behaviour, P3).
     DeletePeeringPair(ResourceId),
+    /// Move a VNet to another resource group and/or subscription (refused while peered, R6).
+    MoveVnet {
+        /// The VNet.
+        id: ResourceId,
+        /// The target subscription.
+        subscription: String,
+        /// The target resource group.
+        resource_group: String,
+    },
 }
 
 /// Applies one change; returns the VNets whose compiled programs must be rebuilt.
@@ -41,6 +50,9 @@ pub(crate) fn apply(st: &mut State, limits: &Limits, change: Change, seq: u64) -
         Change::Delete(id) => delete(st, &id),
         Change::SyncPeering(id) => peering::sync(st, &id),
         Change::DeletePeeringPair(id) => peering::delete_pair(st, &id),
+        Change::MoveVnet { id, subscription, resource_group } => {
+            vnet::move_vnet(st, &id, &subscription, &resource_group)
+        }
     }
 }
 

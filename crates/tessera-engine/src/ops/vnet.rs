@@ -186,6 +186,58 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
     Ok(dirty)
 }
 
+/// R6: moves a VNet (with its subnets) to another resource group or subscription. Refused
+/// while it has peering links or while any link points at it, and while resources in other
+/// groups use its subnets (they would have to move with it).
+pub(crate) fn move_vnet(
+    st: &mut State,
+    id: &ResourceId,
+    subscription: &str,
+    resource_group: &str,
+) -> ArmResult<BTreeSet<ResourceId>> {
+    let vnet =
+        st.vnets.get(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
+    let refused = |code: &str, why: String| {
+        let mut e = ArmError::with_status(
+            409,
+            "ResourceMoveProviderValidationFailed",
+            format!("Resource move validation failed for {id}. See details."),
+        );
+        e.details.push(ArmError::bad_request(code, why).target(id.as_str()));
+        e
+    };
+    let pointing =
+        st.vnets.values().any(|v| v.properties.virtual_network_peerings.iter().any(|p| remote_of(p) == Some(id)));
+    if !vnet.properties.virtual_network_peerings.is_empty() || pointing {
+        return Err(refused(
+            "CannotMoveVirtualNetworkWithPeerings",
+            format!(
+                "Virtual network {id} has peerings. Delete the peerings, move the virtual network, then peer it again (R6)."
+            ),
+        ));
+    }
+    if let Some(user) =
+        vnet.properties.subnets.iter().flat_map(|s| st.subnet_users(&id.child("subnets", &s.name))).next()
+    {
+        return Err(refused(
+            "CannotMoveVirtualNetworkInUse",
+            format!("Virtual network {id} is used by {user}; move or delete the resources in its subnets first."),
+        ));
+    }
+    check_subscription(st, &ResourceId::top(subscription, resource_group, Kind::VirtualNetwork, id.name()))?;
+    let new_id = ResourceId::top(subscription, resource_group, Kind::VirtualNetwork, id.name());
+    if st.vnets.contains_key(&new_id) {
+        return Err(refused("ResourceAlreadyExists", format!("Virtual network {new_id} already exists.")));
+    }
+    let mut moved = st.vnets.remove(id).ok_or_else(|| ArmError::not_found(id.as_str()))?;
+    moved.id = new_id.clone();
+    for s in &mut moved.properties.subnets {
+        s.id = Some(new_id.child("subnets", &s.name));
+    }
+    st.vnets.insert(new_id.clone(), moved);
+    Ok([id.clone(), new_id].into_iter().collect())
+}
+
 /// Validates and stores a classic VNet.
 pub(crate) fn put_classic(st: &mut State, mut vnet: ClassicVirtualNetwork) -> ArmResult<BTreeSet<ResourceId>> {
     let id = vnet.id.clone();

@@ -11,7 +11,7 @@ use tessera_model::security::{Access, Direction};
 
 use crate::Engine;
 use crate::compile::routes::{EffectiveRoute, NextHopType, RouteSource, Target};
-use crate::compile::security::Protocol;
+use crate::compile::security::{CompiledNsg, Protocol};
 use crate::compile::{Endpoint, NicProgram, endpoint};
 use crate::lifecycle::is_connected;
 use crate::state::{State, ip_of};
@@ -172,35 +172,31 @@ impl Walk<'_> {
 
     /// Outbound NSGs of a NIC: NIC first, then subnet (N3).
     fn nsg_out(&mut self, p: &NicProgram) -> bool {
-        let f = self.flow;
-        for nsg in [&p.nsg, &p.subnet.nsg].into_iter().flatten() {
-            if let Some(r) = nsg.evaluate(Direction::Outbound, f.proto, f.src, f.sport, f.dst, f.dport)
-                && r.access == Access::Deny
-            {
-                let name = r.name.clone();
-                return self.fail(issue(
-                    Origin::Outbound,
-                    IssueType::NetworkSecurityRule,
-                    &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
-                ));
-            }
-        }
-        true
+        let (dst, dport) = (self.flow.dst, self.flow.dport);
+        self.nsg_layers([&p.nsg, &p.subnet.nsg], Direction::Outbound, dst, dport)
     }
 
     /// Inbound NSGs of a NIC: subnet first, then NIC (N3). `dst`/`dport` as the NIC sees them.
     fn nsg_in(&mut self, p: &NicProgram, dst: IpAddr, dport: u16) -> bool {
+        self.nsg_layers([&p.subnet.nsg, &p.nsg], Direction::Inbound, dst, dport)
+    }
+
+    /// Every NSG present must allow the flow; the first deny stops it.
+    fn nsg_layers(
+        &mut self,
+        layers: [&Option<Arc<CompiledNsg>>; 2],
+        direction: Direction,
+        dst: IpAddr,
+        dport: u16,
+    ) -> bool {
         let f = self.flow;
-        for nsg in [&p.subnet.nsg, &p.nsg].into_iter().flatten() {
-            if let Some(r) = nsg.evaluate(Direction::Inbound, f.proto, f.src, f.sport, dst, dport)
+        for nsg in layers.into_iter().flatten() {
+            if let Some(r) = nsg.evaluate(direction, f.proto, f.src, f.sport, dst, dport)
                 && r.access == Access::Deny
             {
-                let name = r.name.clone();
-                return self.fail(issue(
-                    Origin::Inbound,
-                    IssueType::NetworkSecurityRule,
-                    &[("RuleName", name), ("NetworkSecurityGroup", nsg.id.to_string())],
-                ));
+                let origin = if direction == Direction::Inbound { Origin::Inbound } else { Origin::Outbound };
+                let context = [("RuleName", r.name.clone()), ("NetworkSecurityGroup", nsg.id.to_string())];
+                return self.fail(issue(origin, IssueType::NetworkSecurityRule, &context));
             }
         }
         true

@@ -27,6 +27,31 @@ pub(crate) fn check_name(id: &ResourceId, max: usize) -> ArmResult<()> {
     .target(id.as_str()))
 }
 
+/// The checks and normal form every tracked resource shares: a valid name (at most `max`
+/// characters), a known subscription and region; name and type taken from the id.
+pub(crate) fn normalize_tracked<P>(
+    st: &State,
+    r: &mut tessera_model::envelope::Tracked<P>,
+    max: usize,
+) -> ArmResult<ResourceId> {
+    let id = r.id.clone();
+    check_name(&id, max)?;
+    check_subscription(st, &id)?;
+    r.location = check_location(&r.location, &id)?;
+    r.name = id.name().to_string();
+    r.kind = id.kind().arm_type().to_string();
+    Ok(id)
+}
+
+/// How many of `items` live in the subscription and region of `id` (per-region quotas, §2.5).
+pub(crate) fn count_in_region<'a, P: 'a>(
+    items: impl Iterator<Item = &'a tessera_model::envelope::Tracked<P>>,
+    id: &ResourceId,
+    location: &str,
+) -> usize {
+    items.filter(|r| r.id.subscription().eq_ignore_ascii_case(id.subscription()) && r.location == location).count()
+}
+
 /// The region must be known.
 pub(crate) fn check_location(location: &str, id: &ResourceId) -> ArmResult<String> {
     let loc = tessera_model::location::require(location, id.as_str())?;

@@ -11,21 +11,14 @@ use tessera_model::prefix;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_same_region, check_subscription, limit, missing_reference,
-};
+use super::common::*;
 use super::vnet::{GATEWAY_SUBNET, peers_of};
 use crate::limits::Limits;
 use crate::state::{State, gateway_vnet};
 
 /// Validates and stores a virtual network gateway.
 pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = gw.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    gw.location = check_location(&gw.location, &id)?;
-    gw.name = id.name().to_string();
-    gw.kind = Kind::VirtualNetworkGateway.arm_type().to_string();
+    let id = normalize_tracked(st, &mut gw, 80)?;
     let p = &mut gw.properties;
     if p.gateway_type == GatewayType::LocalGateway {
         return Err(ArmError::bad_request(
@@ -170,12 +163,7 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
 
 /// Validates and stores a local network gateway (an on-premises site).
 pub(crate) fn put_local(st: &mut State, mut lng: LocalNetworkGateway) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = lng.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    lng.location = check_location(&lng.location, &id)?;
-    lng.name = id.name().to_string();
-    lng.kind = Kind::LocalNetworkGateway.arm_type().to_string();
+    let id = normalize_tracked(st, &mut lng, 80)?;
     for p in &lng.properties.local_network_address_space.address_prefixes {
         prefix::check_canonical(*p, id.as_str())?;
     }
@@ -220,12 +208,7 @@ fn connected_vnets(st: &State, pick: impl Fn(&Connection) -> bool) -> BTreeSet<R
 
 /// Validates and stores a connection.
 pub(crate) fn put_connection(st: &mut State, mut conn: Connection) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = conn.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    conn.location = check_location(&conn.location, &id)?;
-    conn.name = id.name().to_string();
-    conn.kind = Kind::Connection.arm_type().to_string();
+    let id = normalize_tracked(st, &mut conn, 80)?;
     let p = &mut conn.properties;
     let gw1 = st
         .gateways

@@ -8,21 +8,13 @@ use tessera_model::lb::LoadBalancer;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_same_region, check_subscription, check_unique_names,
-    missing_reference,
-};
+use super::common::*;
 use crate::state::State;
 
 /// Validates and stores a load balancer.
 pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<ResourceId>> {
     let r = &mut lb.resource;
-    let id = r.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    r.location = check_location(&r.location, &id)?;
-    r.name = id.name().to_string();
-    r.kind = Kind::LoadBalancer.arm_type().to_string();
+    let id = normalize_tracked(st, r, 80)?;
     let p = &mut r.properties;
     if p.frontend_ip_configurations.is_empty() {
         return Err(ArmError::bad_request(

@@ -8,20 +8,13 @@ use tessera_model::envelope::{ProvisioningState, SubResource};
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
 use super::address::{allocate, check_static};
-use super::common::{
-    check_kind, check_location, check_name, check_same_region, check_subscription, limit, missing_reference,
-};
+use super::common::*;
 use crate::limits::Limits;
 use crate::state::State;
 
 /// Validates and stores a NIC.
 pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = nic.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    nic.location = check_location(&nic.location, &id)?;
-    nic.name = id.name().to_string();
-    nic.kind = Kind::NetworkInterface.arm_type().to_string();
+    let id = normalize_tracked(st, &mut nic, 80)?;
     let old = st.nics.get(&id).cloned();
     let configs = &mut nic.properties.ip_configurations;
     if configs.is_empty() {
@@ -217,12 +210,7 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
 
 /// Validates and stores a VM (its NICs must exist and be free).
 pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = vm.id.clone();
-    check_name(&id, 64)?;
-    check_subscription(st, &id)?;
-    vm.location = check_location(&vm.location, &id)?;
-    vm.name = id.name().to_string();
-    vm.kind = Kind::VirtualMachine.arm_type().to_string();
+    let id = normalize_tracked(st, &mut vm, 64)?;
     let refs = &mut vm.properties.network_profile.network_interfaces;
     if refs.is_empty() {
         return Err(ArmError::bad_request(

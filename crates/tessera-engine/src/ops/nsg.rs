@@ -6,9 +6,9 @@ use tessera_model::envelope::ProvisioningState;
 use tessera_model::prefix::{self, IpNet};
 use tessera_model::routing::{RouteNextHopType, RouteTable};
 use tessera_model::security::{NetworkSecurityGroup, SecurityRule, default_rules};
-use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
+use tessera_model::{ArmError, ArmResult, ResourceId};
 
-use super::common::{check_location, check_name, check_subscription, check_unique_names, limit};
+use super::common::*;
 use crate::limits::Limits;
 use crate::state::State;
 
@@ -22,19 +22,10 @@ pub(crate) fn put(
     mut nsg: NetworkSecurityGroup,
     seq: u64,
 ) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = nsg.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    nsg.location = check_location(&nsg.location, &id)?;
-    nsg.name = id.name().to_string();
-    nsg.kind = Kind::NetworkSecurityGroup.arm_type().to_string();
+    let id = normalize_tracked(st, &mut nsg, 80)?;
     let old = st.nsgs.get(&id);
     if old.is_none() {
-        let n = st
-            .nsgs
-            .values()
-            .filter(|n| n.id.subscription().eq_ignore_ascii_case(id.subscription()) && n.location == nsg.location)
-            .count();
+        let n = count_in_region(st.nsgs.values(), &id, &nsg.location);
         if n >= limits.nsgs_per_subscription {
             return Err(limit(
                 "NetworkSecurityGroupCountLimitReached",
@@ -283,18 +274,9 @@ pub(crate) fn put_route_table(
     limits: &Limits,
     mut table: RouteTable,
 ) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = table.id.clone();
-    check_name(&id, 80)?;
-    check_subscription(st, &id)?;
-    table.location = check_location(&table.location, &id)?;
-    table.name = id.name().to_string();
-    table.kind = Kind::RouteTable.arm_type().to_string();
+    let id = normalize_tracked(st, &mut table, 80)?;
     if !st.route_tables.contains_key(&id) {
-        let n = st
-            .route_tables
-            .values()
-            .filter(|t| t.id.subscription().eq_ignore_ascii_case(id.subscription()) && t.location == table.location)
-            .count();
+        let n = count_in_region(st.route_tables.values(), &id, &table.location);
         if n >= limits.route_tables_per_subscription {
             return Err(limit(
                 "RouteTableCountLimitReached",

@@ -8,9 +8,7 @@ use tessera_model::prefix::{self, IpNet};
 use tessera_model::routing::RouteNextHopType;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
 
-use super::common::{
-    check_kind, check_location, check_name, check_same_region, check_subscription, keep_guid, limit, missing_reference,
-};
+use super::common::*;
 use crate::limits::Limits;
 use crate::state::{State, remote_of};
 
@@ -25,12 +23,7 @@ pub(crate) fn put(
     mut vnet: VirtualNetwork,
     seq: u64,
 ) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = vnet.id.clone();
-    check_name(&id, 64)?;
-    check_subscription(st, &id)?;
-    vnet.location = check_location(&vnet.location, &id)?;
-    vnet.name = id.name().to_string();
-    vnet.kind = Kind::VirtualNetwork.arm_type().to_string();
+    let id = normalize_tracked(st, &mut vnet, 64)?;
     let old = st.vnets.get(&id);
     if let Some(old) = old {
         if old.location != vnet.location {
@@ -40,11 +33,7 @@ pub(crate) fn put(
             ));
         }
     } else {
-        let same_place = st
-            .vnets
-            .values()
-            .filter(|v| v.id.subscription().eq_ignore_ascii_case(id.subscription()) && v.location == vnet.location)
-            .count();
+        let same_place = count_in_region(st.vnets.values(), &id, &vnet.location);
         if same_place >= limits.vnets_per_subscription {
             return Err(limit(
                 "VnetCountLimitReached",
@@ -240,12 +229,7 @@ pub(crate) fn move_vnet(
 
 /// Validates and stores a classic VNet.
 pub(crate) fn put_classic(st: &mut State, mut vnet: ClassicVirtualNetwork) -> ArmResult<BTreeSet<ResourceId>> {
-    let id = vnet.id.clone();
-    check_name(&id, 64)?;
-    check_subscription(st, &id)?;
-    vnet.location = check_location(&vnet.location, &id)?;
-    vnet.name = id.name().to_string();
-    vnet.kind = Kind::ClassicVirtualNetwork.arm_type().to_string();
+    let id = normalize_tracked(st, &mut vnet, 64)?;
     let space = vnet.properties.address_space.address_prefixes.clone();
     check_space(&id, &space)?;
     for s in &vnet.properties.subnets {

@@ -2,6 +2,28 @@
 
 mod render;
 
+/// `println!` for the command's output: a closed stdout (`tessera … | head`) ends the program
+/// quietly instead of panicking.
+#[macro_export]
+macro_rules! emit {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; exits quietly when the reader has gone away.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(2);
+    }
+}
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -174,7 +196,7 @@ fn open(common: &Common) -> Result<Engine, ArmError> {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::emit!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
@@ -207,10 +229,10 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                     match common.output {
                         Output::Json => print_json(&e.to_body()),
                         Output::Table => {
-                            println!("invalid: {}", e.code);
-                            println!("  {}", e.message);
+                            crate::emit!("invalid: {}", e.code);
+                            crate::emit!("  {}", e.message);
                             if let Some(t) = &e.target {
-                                println!("  target: {t}");
+                                crate::emit!("  target: {t}");
                             }
                         }
                     }

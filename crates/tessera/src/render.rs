@@ -41,19 +41,19 @@ pub(crate) fn routes(body: &Value) {
             s(r, "name"),
         ]);
     }
-    println!("{t}");
+    crate::emit!("{t}");
 }
 
 /// Effective security rules, one table per NSG.
 pub(crate) fn rules(body: &Value) {
     if items(body).is_empty() {
-        println!("No network security group applies: all traffic is allowed.");
+        crate::emit!("No network security group applies: all traffic is allowed.");
     }
     for g in items(body) {
         let nsg = g.pointer("/networkSecurityGroup/id").and_then(Value::as_str).unwrap_or_default();
         let assoc =
             g.get("association").and_then(Value::as_object).and_then(|o| o.keys().next().cloned()).unwrap_or_default();
-        println!("{nsg} (associated with the {assoc})");
+        crate::emit!("{nsg} (associated with the {assoc})");
         let mut t = table(&[
             "Name",
             "Priority",
@@ -82,7 +82,7 @@ pub(crate) fn rules(body: &Value) {
                 s(r, "destinationPortRanges"),
             ]);
         }
-        println!("{t}");
+        crate::emit!("{t}");
     }
 }
 
@@ -94,12 +94,12 @@ pub(crate) fn key_values(body: &Value) {
             t.add_row(vec![k.clone(), s(body, k)]);
         }
     }
-    println!("{t}");
+    crate::emit!("{t}");
 }
 
 /// A connectivity check: status, then hops with their issues.
 pub(crate) fn connectivity(body: &Value) {
-    println!("Connection status: {}", s(body, "connectionStatus"));
+    crate::emit!("Connection status: {}", s(body, "connectionStatus"));
     let mut t = table(&["#", "Type", "Address", "Resource", "Issues"]);
     for (i, h) in body.get("hops").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let issues: Vec<String> = h
@@ -126,7 +126,7 @@ pub(crate) fn connectivity(body: &Value) {
             issues.join("\n"),
         ]);
     }
-    println!("{t}");
+    crate::emit!("{t}");
 }
 
 fn short(id: &str) -> String {
@@ -136,7 +136,7 @@ fn short(id: &str) -> String {
 
 /// The reachability matrix as a grid, then the reasons.
 pub(crate) fn matrix(m: &Matrix) {
-    println!("{} port {}: row = from, column = to", m.protocol, m.port);
+    crate::emit!("{} port {}: row = from, column = to", m.protocol, m.port);
     let mut header = vec![""];
     header.extend(m.vms.iter().map(String::as_str));
     let mut t = table(&header);
@@ -152,9 +152,9 @@ pub(crate) fn matrix(m: &Matrix) {
         }
         t.add_row(row);
     }
-    println!("{t}");
+    crate::emit!("{t}");
     for c in m.cells.iter().filter(|c| !c.reachable) {
-        println!("{} -> {}: {}", c.from, c.to, c.reason.clone().unwrap_or_default());
+        crate::emit!("{} -> {}: {}", c.from, c.to, c.reason.clone().unwrap_or_default());
     }
 }
 
@@ -193,7 +193,7 @@ pub(crate) fn summary(engine: &Engine) -> Value {
 
 /// Prints a summary.
 pub(crate) fn print_summary(v: &Value) {
-    println!(
+    crate::emit!(
         "valid: {} virtual networks, {} subnets, {} VMs, {} NSGs, {} route tables, {} gateways, {} load balancers",
         s(v, "virtualNetworks"),
         s(v, "subnets"),
@@ -207,5 +207,5 @@ pub(crate) fn print_summary(v: &Value) {
     for p in v.get("peerings").and_then(Value::as_array).into_iter().flatten() {
         t.add_row(vec![s(p, "vnet"), s(p, "peering"), s(p, "remote"), s(p, "peeringState"), s(p, "peeringSyncLevel")]);
     }
-    println!("{t}");
+    crate::emit!("{t}");
 }

@@ -135,6 +135,38 @@ impl Trace {
     }
 }
 
+/// What one forwarding step decides for a packet leaving a port.
+#[derive(Debug, Clone)]
+pub enum StepOutcome {
+    /// The packet reaches its destination NIC; `translated` is the backend address and port
+    /// when a load balancer frontend chose that NIC.
+    Delivered {
+        /// The destination port.
+        nic: Arc<NicProgram>,
+        /// Load balancer translation (new destination address and port).
+        translated: Option<(IpAddr, u16)>,
+    },
+    /// An appliance takes the packet to forward it; the next step starts from its port.
+    Appliance(Arc<NicProgram>),
+    /// The packet leaves the virtual networks: through a gateway, or to the internet.
+    Left,
+    /// Dropped; the issue says why.
+    Dropped,
+}
+
+/// One forwarding step of `flow` leaving the port `from`: its outbound NSGs, its route, a
+/// peering crossing, and the inbound checks of the port that takes the packet. The data plane
+/// calls this on the first packet of a flow; [`trace`] chains steps. Returns the issue when the
+/// packet is dropped.
+pub fn step(engine: &Engine, from: &Arc<NicProgram>, flow: Flow) -> (StepOutcome, Option<Issue>) {
+    let mut w =
+        Walk { st: engine.state(), engine, flow, source_location: from.subnet.location.clone(), hops: Vec::new() };
+    w.hops.push(Hop { kind: HopType::Source, resource: None, address: Some(flow.src), issues: Vec::new() });
+    let outcome = w.step(from);
+    let issue = w.hops.into_iter().rev().find_map(|h| h.issues.into_iter().next());
+    (outcome, issue)
+}
+
 fn issue(origin: Origin, kind: IssueType, context: &[(&str, String)]) -> Issue {
     Issue { origin, kind, context: context.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect() }
 }
@@ -203,52 +235,58 @@ impl Walk<'_> {
     }
 
     fn run(&mut self, mut cur: Arc<NicProgram>) -> bool {
-        let dst = self.flow.dst;
         for _ in 0..MAX_HOPS {
-            if !self.nsg_out(&cur) {
-                return false;
-            }
-            let Some(route) = cur.subnet.routes.lookup(dst).cloned() else {
-                return self.fail(issue(Origin::Outbound, IssueType::Platform, &[("Reason", "NoRoute".into())]));
-            };
-            match route.next_hop {
-                NextHopType::None => {
-                    let kind = if route.source == RouteSource::User {
-                        IssueType::UserDefinedRoute
-                    } else {
-                        IssueType::Platform
-                    };
-                    return self.fail(route_issue(kind, &route, "NextHopType None drops the traffic"));
-                }
-                NextHopType::Internet => {
-                    self.hops.push(Hop {
-                        kind: HopType::Internet,
-                        resource: None,
-                        address: Some(dst),
-                        issues: Vec::new(),
-                    });
-                    // Private and reserved addresses are not routed on the internet.
-                    if !crate::compile::security::internet().iter().any(|p| p.contains(&dst)) {
-                        return self.fail(issue(
-                            Origin::Local,
-                            IssueType::Platform,
-                            &[("Reason", "DestinationNotRoutableOnInternet".into())],
-                        ));
-                    }
-                    return true;
-                }
-                NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering => {
-                    let Target::Vnet(t) = &route.target else { return false };
-                    return self.deliver(&cur.subnet.vnet, t, false);
-                }
-                NextHopType::VirtualAppliance => match self.appliance(&cur, &route) {
-                    Some(next) => cur = next,
-                    None => return false,
-                },
-                NextHopType::VirtualNetworkGateway => return self.gateway(&cur, &route),
+            match self.step(&cur) {
+                StepOutcome::Appliance(next) => cur = next,
+                StepOutcome::Delivered { .. } | StepOutcome::Left => return true,
+                StepOutcome::Dropped => return false,
             }
         }
         self.fail(issue(Origin::Local, IssueType::UserDefinedRoute, &[("Reason", "RoutingLoop".into())]))
+    }
+
+    fn dropped(&mut self, i: Issue) -> StepOutcome {
+        self.fail(i);
+        StepOutcome::Dropped
+    }
+
+    /// One forwarding step of the packet leaving `cur`: its outbound NSGs, its route, and the
+    /// port (or gateway, or the internet) that takes the packet next.
+    fn step(&mut self, cur: &Arc<NicProgram>) -> StepOutcome {
+        let dst = self.flow.dst;
+        // LB1 compares the region the packet comes from with the load balancer's.
+        self.source_location.clone_from(&cur.subnet.location);
+        if !self.nsg_out(cur) {
+            return StepOutcome::Dropped;
+        }
+        let Some(route) = cur.subnet.routes.lookup(dst).cloned() else {
+            return self.dropped(issue(Origin::Outbound, IssueType::Platform, &[("Reason", "NoRoute".into())]));
+        };
+        match route.next_hop {
+            NextHopType::None => {
+                let kind =
+                    if route.source == RouteSource::User { IssueType::UserDefinedRoute } else { IssueType::Platform };
+                self.dropped(route_issue(kind, &route, "NextHopType None drops the traffic"))
+            }
+            NextHopType::Internet => {
+                self.hops.push(Hop { kind: HopType::Internet, resource: None, address: Some(dst), issues: Vec::new() });
+                // Private and reserved addresses are not routed on the internet.
+                if !crate::compile::security::internet().iter().any(|p| p.contains(&dst)) {
+                    let context = [("Reason", "DestinationNotRoutableOnInternet".into())];
+                    return self.dropped(issue(Origin::Local, IssueType::Platform, &context));
+                }
+                StepOutcome::Left
+            }
+            NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering => {
+                let Target::Vnet(t) = &route.target else { return StepOutcome::Dropped };
+                self.deliver(&cur.subnet.vnet, t, false)
+            }
+            NextHopType::VirtualAppliance => match self.appliance(cur, &route) {
+                Some(next) => StepOutcome::Appliance(next),
+                None => StepOutcome::Dropped,
+            },
+            NextHopType::VirtualNetworkGateway => self.gateway(cur, &route),
+        }
     }
 
     /// Hands the packet to the appliance of a VirtualAppliance route (U4); returns its program.
@@ -309,12 +347,12 @@ impl Walk<'_> {
 
     /// A VirtualNetworkGateway route: to on-premises or VNet-to-VNet, or relayed into a peered
     /// VNet (GWY6; no forwarded-traffic check for a gateway, G7).
-    fn gateway(&mut self, cur: &Arc<NicProgram>, route: &EffectiveRoute) -> bool {
+    fn gateway(&mut self, cur: &Arc<NicProgram>, route: &EffectiveRoute) -> StepOutcome {
         let Target::Gateway(gw_vnet) = &route.target else {
-            return self.fail(route_issue(IssueType::UserDefinedRoute, route, "no usable virtual network gateway"));
+            return self.dropped(route_issue(IssueType::UserDefinedRoute, route, "no usable virtual network gateway"));
         };
         if *gw_vnet != cur.subnet.vnet && !self.cross(&cur.subnet.vnet, gw_vnet, true) {
-            return false;
+            return StepOutcome::Dropped;
         }
         let gw = self.st.gateways_in(gw_vnet).next().map(|g| g.id.clone());
         self.hops.push(Hop {
@@ -334,7 +372,7 @@ impl Walk<'_> {
                     NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering
                 ) =>
             {
-                let Target::Vnet(t) = &r.target else { return false };
+                let Target::Vnet(t) = &r.target else { return StepOutcome::Dropped };
                 self.deliver(gw_vnet, t, true)
             }
             Some(r) if r.next_hop == NextHopType::VirtualNetworkGateway => {
@@ -353,11 +391,11 @@ impl Walk<'_> {
                             address: Some(dst),
                             issues: Vec::new(),
                         });
-                        true
+                        StepOutcome::Left
                     }
                 }
             }
-            _ => self.fail(issue(
+            _ => self.dropped(issue(
                 Origin::Local,
                 IssueType::Platform,
                 &[("Reason", "GatewayHasNoRouteToDestination".into())],
@@ -391,21 +429,25 @@ impl Walk<'_> {
     }
 
     /// Delivers into VNet `to` (from `from`), to whatever holds the destination address.
-    fn deliver(&mut self, from: &ResourceId, to: &ResourceId, via_gateway: bool) -> bool {
+    fn deliver(&mut self, from: &ResourceId, to: &ResourceId, via_gateway: bool) -> StepOutcome {
         if to != from && !self.cross(from, to, via_gateway) {
-            return false;
+            return StepOutcome::Dropped;
         }
         let dst = self.flow.dst;
         match endpoint(self.st, to, dst) {
             Some(Endpoint::Nic(nic)) => {
-                let Some(p) = self.engine.program(&nic) else { return false };
+                let Some(p) = self.engine.program(&nic) else { return StepOutcome::Dropped };
                 self.hops.push(Hop {
                     kind: HopType::Destination,
                     resource: Some(nic),
                     address: Some(dst),
                     issues: Vec::new(),
                 });
-                self.nsg_in(&p, dst, self.flow.dport)
+                if self.nsg_in(&p, dst, self.flow.dport) {
+                    StepOutcome::Delivered { nic: p, translated: None }
+                } else {
+                    StepOutcome::Dropped
+                }
             }
             Some(Endpoint::LoadBalancerFrontend(frontend)) => self.load_balancer(to, &frontend),
             Some(Endpoint::Gateway(gw)) => {
@@ -415,7 +457,7 @@ impl Walk<'_> {
                     address: Some(dst),
                     issues: Vec::new(),
                 });
-                true
+                StepOutcome::Left
             }
             None => {
                 self.hops.push(Hop {
@@ -424,7 +466,7 @@ impl Walk<'_> {
                     address: Some(dst),
                     issues: Vec::new(),
                 });
-                self.fail(issue(
+                self.dropped(issue(
                     Origin::Local,
                     IssueType::Platform,
                     &[("Reason", "NoResourceAtAddress".into()), ("VirtualNetwork", to.to_string())],
@@ -435,9 +477,9 @@ impl Walk<'_> {
 
     /// An ILB frontend: LB1 (Basic not over global peering), then a rule and a backend that
     /// admits the flow.
-    fn load_balancer(&mut self, vnet: &ResourceId, frontend: &ResourceId) -> bool {
-        let Some(lb_id) = frontend.parent() else { return false };
-        let Some(lb) = self.st.load_balancers.get(&lb_id) else { return false };
+    fn load_balancer(&mut self, vnet: &ResourceId, frontend: &ResourceId) -> StepOutcome {
+        let Some(lb_id) = frontend.parent() else { return StepOutcome::Dropped };
+        let Some(lb) = self.st.load_balancers.get(&lb_id) else { return StepOutcome::Dropped };
         self.hops.push(Hop {
             kind: HopType::LoadBalancer,
             resource: Some(lb_id.clone()),
@@ -446,7 +488,7 @@ impl Walk<'_> {
         });
         let lb_location = self.st.location_of(vnet).unwrap_or_default().to_string();
         if lb.sku.name == LbSkuName::Basic && !lb_location.eq_ignore_ascii_case(&self.source_location) {
-            return self.fail(issue(
+            return self.dropped(issue(
                 Origin::Inbound,
                 IssueType::Platform,
                 &[
@@ -467,7 +509,7 @@ impl Walk<'_> {
                 && (p.frontend_port == f.dport || (p.protocol == LbProtocol::All && p.frontend_port == 0))
         });
         let Some(rule) = rule else {
-            return self.fail(issue(
+            return self.dropped(issue(
                 Origin::Inbound,
                 IssueType::Platform,
                 &[("Reason", "NoLoadBalancingRuleForPort".into()), ("Port", f.dport.to_string())],
@@ -487,14 +529,14 @@ impl Walk<'_> {
                 issues: Vec::new(),
             });
             if self.nsg_in(&p, ip, backend_port) {
-                return true;
+                return StepOutcome::Delivered { nic: p, translated: Some((ip, backend_port)) };
             }
             last_issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
             self.hops.truncate(mark);
         }
         let i = last_issue
             .unwrap_or_else(|| issue(Origin::Inbound, IssueType::Platform, &[("Reason", "NoHealthyBackend".into())]));
-        self.fail(i)
+        self.dropped(i)
     }
 }
 

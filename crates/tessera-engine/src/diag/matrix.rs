@@ -57,7 +57,7 @@ pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -
             if from == to {
                 continue;
             }
-            let t = trace(engine, p, Flow { proto, src: *src, sport: 49152, dst: *dst, dport: port });
+            let t = trace(engine, p, Flow::new(proto, *src, 49152, *dst, port));
             cells.push(Cell { from: from.clone(), to: to.clone(), reachable: t.reachable, reason: t.reason() });
         }
     }

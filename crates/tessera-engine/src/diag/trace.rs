@@ -32,6 +32,15 @@ pub struct Flow {
     pub dst: IpAddr,
     /// Destination port.
     pub dport: u16,
+    /// Return traffic of a connection NSGs already allowed: NSGs do not apply again (N4).
+    pub established: bool,
+}
+
+impl Flow {
+    /// A new flow (not the return traffic of an established one).
+    pub fn new(proto: Protocol, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Self {
+        Flow { proto, src, sport, dst, dport, established: false }
+    }
 }
 
 /// The kind of a hop, in connectivity-check spelling.
@@ -222,6 +231,9 @@ impl Walk<'_> {
         dport: u16,
     ) -> bool {
         let f = self.flow;
+        if f.established {
+            return true;
+        }
         for nsg in layers.into_iter().flatten() {
             if let Some(r) = nsg.evaluate(direction, f.proto, f.src, f.sport, dst, dport)
                 && r.access == Access::Deny

@@ -213,7 +213,7 @@ pub fn trace_from_vm(engine: &Engine, vm: &ResourceId, dst: IpAddr, proto: Proto
         .first()
         .copied()
         .ok_or_else(|| bad("VirtualMachineHasNoAddress", format!("{vm} has no address.")))?;
-    Ok(trace(engine, &nic, Flow { proto, src, sport: 49152, dst, dport }))
+    Ok(trace(engine, &nic, Flow::new(proto, src, 49152, dst, dport)))
 }
 
 /// The primary address of a VM.

@@ -1,0 +1,126 @@
+//! The flow table: one exact-match entry per (port, 5-tuple), caching the decision of the slow
+//! path with the program generation it was made under. A stale entry is re-decided lazily on
+//! its next packet; an entry may also mark the reverse direction of an allowed connection as
+//! established (stateful NSGs, N4). The table is bounded; a full table drops new flows.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hashbrown::HashMap;
+
+use crate::outcome::{DropReason, PortId};
+use crate::wire::IpFlow;
+
+/// The exact-match key of a flow at a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The port the packet left (its VNet scopes the addresses).
+    pub port: PortId,
+    /// IP protocol.
+    pub proto: u8,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl FlowKey {
+    /// The key of a packet leaving `port`.
+    pub fn of(port: PortId, f: &IpFlow) -> Self {
+        FlowKey { port, proto: f.proto, src: f.src, dst: f.dst, sport: f.sport, dport: f.dport }
+    }
+
+    /// The key of the reply, as it leaves `port`.
+    pub fn reply_at(&self, port: PortId) -> Self {
+        FlowKey { port, proto: self.proto, src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
+    }
+}
+
+/// An address/port rewrite applied to every packet of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// Load balancing: the frontend destination becomes this backend.
+    Destination(Ipv4Addr, u16),
+    /// The reply of a load-balanced flow: the backend source becomes the frontend again.
+    Source(Ipv4Addr, u16),
+}
+
+/// The cached decision of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver to a local port, with an optional rewrite.
+    Deliver {
+        /// The port.
+        to: PortId,
+        /// The rewrite.
+        nat: Option<Nat>,
+    },
+    /// Drop.
+    Drop(DropReason),
+}
+
+/// One entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Generation of the programs the action was decided under.
+    pub generation: u64,
+    /// The decision (None until the first packet of this direction is decided).
+    pub action: Option<Action>,
+    /// Return traffic of an allowed connection: NSGs are not evaluated again.
+    pub established: bool,
+    /// The rewrite that replies of this direction need (set on the reverse entry).
+    pub reply_nat: Option<Nat>,
+    /// TCP FIN seen in this direction.
+    pub fin: bool,
+}
+
+/// A bounded flow table.
+#[derive(Debug)]
+pub struct FlowTable {
+    entries: HashMap<FlowKey, Entry>,
+    capacity: usize,
+}
+
+impl FlowTable {
+    /// A table holding at most `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        FlowTable { entries: HashMap::with_capacity(capacity.min(1 << 20)), capacity }
+    }
+
+    /// The entry of a key.
+    pub fn get(&self, key: &FlowKey) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// The entry of a key, mutably.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Entry> {
+        self.entries.get_mut(key)
+    }
+
+    /// Inserts or replaces an entry; false when the table is full.
+    pub fn insert(&mut self, key: FlowKey, entry: Entry) -> bool {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            return false;
+        }
+        self.entries.insert(key, entry);
+        true
+    }
+
+    /// Removes an entry.
+    pub fn remove(&mut self, key: &FlowKey) {
+        self.entries.remove(key);
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

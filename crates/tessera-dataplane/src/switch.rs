@@ -1,0 +1,321 @@
+//! The switch: one port per NIC, executing the engine's programs.
+//!
+//! Fast path: parse, look the (port, 5-tuple) up in the flow table; an entry of the current
+//! generation carries the decision (deliver to a port, with a rewrite, or drop). Slow path (a
+//! new flow, or an entry of an older generation): one forwarding step of the engine
+//! (`tessera_engine::diag::trace::step`: NSGs out, route, peering crossing, NSGs in at the
+//! port that takes the packet), whose result is cached; an allowed flow also marks its reply
+//! as established at the ports it reached, so return traffic passes NSGs (N4).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tessera_engine::compile::security::Protocol;
+use tessera_engine::diag::trace::{Flow, Issue, IssueType, Origin, StepOutcome, step};
+use tessera_engine::{Engine, NicProgram};
+use tessera_model::ResourceId;
+
+use crate::counters::Counters;
+use crate::flow::{Action, Entry, FlowKey, FlowTable, Nat};
+use crate::outcome::{Direction, DropReason, Outcome, PortId};
+use crate::wire::{self, End, Frame, GATEWAY_MAC, IpFlow, TCP, UDP};
+
+/// A port: a NIC's program and its MAC.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// The NIC.
+    pub nic: ResourceId,
+    /// Its compiled program.
+    pub program: Arc<NicProgram>,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+}
+
+/// The default number of flow entries.
+pub const DEFAULT_FLOWS: usize = 1 << 20;
+
+/// A virtual switch for the NICs of one host.
+#[derive(Debug)]
+pub struct Switch {
+    engine: Arc<Engine>,
+    ports: Vec<Port>,
+    by_nic: HashMap<ResourceId, PortId>,
+    flows: FlowTable,
+    generation: u64,
+    counters: Counters,
+}
+
+fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
+    let text = engine.state().nics.get(&program.nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(['-', ':']).take(6).enumerate() {
+        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
+}
+
+impl Switch {
+    /// A switch with a port for each NIC (in order: the first NIC is port 0).
+    pub fn new(engine: Arc<Engine>, nics: &[ResourceId], flow_capacity: usize) -> Self {
+        let mut s = Switch {
+            engine,
+            ports: Vec::new(),
+            by_nic: HashMap::new(),
+            flows: FlowTable::new(flow_capacity),
+            generation: 1,
+            counters: Counters::default(),
+        };
+        for nic in nics {
+            if let Some(program) = s.engine.program(nic) {
+                let id = PortId::try_from(s.ports.len()).unwrap_or(PortId::MAX);
+                let mac = mac_of(&program, &s.engine);
+                s.ports.push(Port { nic: nic.clone(), program, mac });
+                s.by_nic.insert(nic.clone(), id);
+            }
+        }
+        s
+    }
+
+    /// Swaps in new programs (a new engine snapshot). Cached decisions become stale and are
+    /// re-decided lazily, packet by packet, so unaffected flows never stall.
+    pub fn swap(&mut self, engine: Arc<Engine>) {
+        for p in &mut self.ports {
+            if let Some(program) = engine.program(&p.nic) {
+                p.program = program;
+            }
+        }
+        self.engine = engine;
+        self.generation += 1;
+    }
+
+    /// The port of a NIC.
+    pub fn port_of(&self, nic: &ResourceId) -> Option<PortId> {
+        self.by_nic.get(nic).copied()
+    }
+
+    /// A port.
+    pub fn port(&self, id: PortId) -> Option<&Port> {
+        self.ports.get(usize::try_from(id).ok()?)
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The number of flow entries.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The current program generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Processes one frame on a port. A delivered frame is rewritten in place (MACs, NAT).
+    pub fn process(&mut self, port: PortId, direction: Direction, frame: &mut [u8]) -> Outcome {
+        let Some(p) = self.port(port) else {
+            return self.drop(DropReason::UnknownPort, frame.len());
+        };
+        if direction == Direction::Inbound {
+            // Decided at the sending port (NSGs out and in); delivered as it is.
+            self.counters.tx(port, frame.len());
+            return Outcome::Deliver(port);
+        }
+        let forwards = p.program.ip_forwarding;
+        let own = p.program.addresses.first().copied();
+        self.counters.rx(port, frame.len());
+        match wire::parse(frame) {
+            None => self.drop(DropReason::Unparsable, frame.len()),
+            Some(Frame::OtherIp) => self.drop(DropReason::UnsupportedProtocol, frame.len()),
+            Some(Frame::ArpRequest { sender_mac, sender_ip, target_ip }) => {
+                Outcome::Hairpin(wire::arp_reply(sender_mac, sender_ip, target_ip))
+            }
+            Some(Frame::Ip(f)) => {
+                if !forwards && own != Some(f.src) && !self.owns(port, f.src) {
+                    return self.drop(DropReason::SpoofedSource, frame.len());
+                }
+                let key = FlowKey::of(port, &f);
+                let action = match self.flows.get(&key) {
+                    Some(e) if e.generation == self.generation && e.action.is_some() => {
+                        self.counters.fast_path += 1;
+                        e.action
+                    }
+                    _ => None,
+                };
+                let action = match action {
+                    Some(a) => a,
+                    None => {
+                        self.counters.slow_path += 1;
+                        let Some(p) = self.port(port).cloned() else {
+                            return self.drop(DropReason::UnknownPort, frame.len());
+                        };
+                        match self.decide(&p, key, &f) {
+                            Some(a) => a,
+                            None => return self.drop(DropReason::FlowTableFull, frame.len()),
+                        }
+                    }
+                };
+                self.track_tcp(key, &f, action);
+                self.apply(port, action, frame)
+            }
+        }
+    }
+
+    fn drop(&mut self, reason: DropReason, len: usize) -> Outcome {
+        self.counters.drop(reason, len);
+        Outcome::Drop(reason)
+    }
+
+    /// The slow path: decide the flow with the engine, cache the decision, and mark the reply
+    /// established where the packet was allowed. None when the flow table is full.
+    fn decide(&mut self, p: &Port, key: FlowKey, f: &IpFlow) -> Option<Action> {
+        let existing = self.flows.get(&key).copied();
+        let established = existing.is_some_and(|e| e.established);
+        let proto = match f.proto {
+            TCP => Protocol::Tcp,
+            UDP => Protocol::Udp,
+            _ => Protocol::Icmp,
+        };
+        let flow = Flow { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
+        let (outcome, issue) = step(&self.engine, &p.program, flow);
+        let action = match outcome {
+            StepOutcome::Delivered { nic, translated } => match self.by_nic.get(&nic.nic).copied() {
+                Some(to) => {
+                    let nat = match translated {
+                        Some((IpAddr::V4(a), port)) => Some(Nat::Destination(a, port)),
+                        _ => None,
+                    }
+                    .or(existing.and_then(|e| e.reply_nat));
+                    Action::Deliver { to, nat }
+                }
+                None => Action::Drop(DropReason::DestinationNotOnThisHost),
+            },
+            StepOutcome::Appliance(nic) => match self.by_nic.get(&nic.nic).copied() {
+                Some(to) => Action::Deliver { to, nat: existing.and_then(|e| e.reply_nat) },
+                None => Action::Drop(DropReason::DestinationNotOnThisHost),
+            },
+            StepOutcome::Left => Action::Drop(if issue.is_none() && is_public(f.dst) {
+                DropReason::Internet
+            } else {
+                DropReason::Gateway
+            }),
+            StepOutcome::Dropped => Action::Drop(issue.as_ref().map_or(DropReason::NoRoute, reason_of)),
+        };
+        let entry = Entry {
+            generation: self.generation,
+            action: Some(action),
+            established,
+            reply_nat: existing.and_then(|e| e.reply_nat),
+            fin: existing.is_some_and(|e| e.fin),
+        };
+        if !self.flows.insert(key, entry) {
+            return None;
+        }
+        if let (Action::Deliver { to, nat }, false) = (action, established) {
+            // N4: the reply may return through the port the packet reached.
+            let (reply_key, reply_nat) = match nat {
+                Some(Nat::Destination(a, port_no)) => {
+                    let translated = FlowKey { dst: IpAddr::V4(a), dport: port_no, ..key };
+                    (translated.reply_at(to), original_destination(&key))
+                }
+                _ => (key.reply_at(to), None),
+            };
+            if self.flows.get(&reply_key).is_none_or(|e| !e.established) {
+                let reply = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
+                if !self.flows.insert(reply_key, reply) {
+                    self.counters.drop(DropReason::FlowTableFull, 0);
+                }
+            }
+        }
+        Some(action)
+    }
+
+    /// Ends a TCP connection's entries early: at a RST, or once both directions sent a FIN.
+    fn track_tcp(&mut self, key: FlowKey, f: &IpFlow, action: Action) {
+        if f.proto != TCP || !(f.tcp.fin || f.tcp.rst) {
+            return;
+        }
+        let Action::Deliver { to, nat } = action else { return };
+        let reply = match nat {
+            Some(Nat::Destination(a, p)) => FlowKey { dst: IpAddr::V4(a), dport: p, ..key }.reply_at(to),
+            Some(Nat::Source(a, p)) => FlowKey { src: IpAddr::V4(a), sport: p, ..key }.reply_at(to),
+            None => key.reply_at(to),
+        };
+        let reply_fin = self.flows.get(&reply).is_some_and(|e| e.fin);
+        if f.tcp.rst || reply_fin {
+            self.flows.remove(&key);
+            self.flows.remove(&reply);
+        } else if let Some(e) = self.flows.get_mut(&key) {
+            e.fin = true;
+        }
+    }
+
+    fn owns(&self, port: PortId, ip: IpAddr) -> bool {
+        self.port(port).is_some_and(|p| p.program.addresses.contains(&ip))
+    }
+
+    fn apply(&mut self, from: PortId, action: Action, frame: &mut [u8]) -> Outcome {
+        match action {
+            Action::Drop(reason) => self.drop(reason, frame.len()),
+            Action::Deliver { to, nat } => {
+                let (Some(src), Some(dest)) = (self.port(from), self.port(to)) else {
+                    return self.drop(DropReason::UnknownPort, frame.len());
+                };
+                wire::set_macs(frame, GATEWAY_MAC, dest.mac);
+                match nat {
+                    Some(Nat::Destination(a, p)) => {
+                        wire::rewrite_v4(frame, End::Destination, a, p);
+                    }
+                    Some(Nat::Source(a, p)) => {
+                        wire::rewrite_v4(frame, End::Source, a, p);
+                    }
+                    None => {}
+                }
+                let (a, b) = (&src.program.subnet.vnet, &dest.program.subnet.vnet);
+                if a != b {
+                    let (a, b) = (a.clone(), b.clone());
+                    self.counters.crossing(a.as_str(), b.as_str(), frame.len());
+                }
+                self.counters.tx(to, frame.len());
+                Outcome::Deliver(to)
+            }
+        }
+    }
+}
+
+/// The rewrite that turns a backend's reply back into the frontend's.
+fn original_destination(key: &FlowKey) -> Option<Nat> {
+    match key.dst {
+        IpAddr::V4(a) => Some(Nat::Source(a, key.dport)),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    tessera_engine::compile::security::internet().iter().any(|p| p.contains(&ip))
+}
+
+/// The drop reason of an engine issue.
+pub fn reason_of(issue: &Issue) -> DropReason {
+    let why = issue.context.iter().find(|(k, _)| k == "Reason").map(|(_, v)| v.as_str()).unwrap_or_default();
+    match (issue.kind, issue.origin, why) {
+        (IssueType::NetworkSecurityRule, Origin::Outbound, _) => DropReason::NsgDeniedOutbound,
+        (IssueType::NetworkSecurityRule, _, _) => DropReason::NsgDeniedInbound,
+        (_, _, "NoPeeringBack" | "PeeringNotConnected") => DropReason::PeeringNotConnected,
+        (_, _, "ForwardedTrafficNotAllowed") => DropReason::ForwardedTrafficNotAllowed,
+        (_, _, "SourceSubnetNotPeered") => DropReason::SubnetNotPeered,
+        (_, _, "NoResourceAtAddress") => DropReason::NoSuchHost,
+        (_, _, "IpForwardingDisabled") => DropReason::ApplianceForwardingDisabled,
+        (_, _, "BasicLoadBalancerFrontendNotReachableOverGlobalPeering") => {
+            DropReason::BasicLoadBalancerOverGlobalPeering
+        }
+        (_, _, "NoLoadBalancingRuleForPort" | "NoHealthyBackend") => DropReason::NoLoadBalancerBackend,
+        (_, _, "RoutingLoop") => DropReason::RoutingLoop,
+        (_, _, "DestinationNotRoutableOnInternet") => DropReason::Internet,
+        (IssueType::UserDefinedRoute, _, w) if w.contains("appliance") => DropReason::ApplianceUnreachable,
+        _ => DropReason::NoRoute,
+    }
+}

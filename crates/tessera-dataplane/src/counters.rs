@@ -1,7 +1,9 @@
 //! Counters: per port, per drop reason, and per (source VNet, destination VNet, direction) in
-//! bytes and packets — the input to peering metering.
+//! bytes and packets — the input to peering metering. Updating one never allocates.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use tessera_model::ResourceId;
 
 use crate::outcome::{DropReason, PortId};
 
@@ -30,41 +32,104 @@ pub enum TrafficDirection {
     Ingress,
 }
 
+/// A VNet's index in the switch's counters.
+pub type VnetIndex = u32;
+
 /// Every counter of a switch.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
-    /// Frames received from each port's VM.
-    pub port_rx: BTreeMap<PortId, Count>,
-    /// Frames delivered to each port's VM.
-    pub port_tx: BTreeMap<PortId, Count>,
-    /// Drops by reason.
-    pub drops: BTreeMap<DropReason, Count>,
-    /// Traffic between VNets (by VNet id), both ends counted: the inputs to peering metering.
-    pub vnet_pairs: BTreeMap<(String, String, TrafficDirection), Count>,
+    port_rx: Vec<Count>,
+    port_tx: Vec<Count>,
+    drops: Vec<Count>,
+    pairs: HashMap<(VnetIndex, VnetIndex, TrafficDirection), Count>,
+    vnets: Vec<ResourceId>,
     /// Packets decided by the slow path.
     pub slow_path: u64,
     /// Packets decided by a cached flow.
     pub fast_path: u64,
 }
 
+fn slot(v: &mut Vec<Count>, i: usize) -> &mut Count {
+    if v.len() <= i {
+        v.resize(i + 1, Count::default());
+    }
+    &mut v[i]
+}
+
+fn idx(p: PortId) -> usize {
+    usize::try_from(p).unwrap_or(usize::MAX)
+}
+
 impl Counters {
-    pub(crate) fn rx(&mut self, port: PortId, len: usize) {
-        self.port_rx.entry(port).or_default().add(len);
-    }
-    pub(crate) fn tx(&mut self, port: PortId, len: usize) {
-        self.port_tx.entry(port).or_default().add(len);
-    }
-    pub(crate) fn drop(&mut self, reason: DropReason, len: usize) {
-        self.drops.entry(reason).or_default().add(len);
-    }
-    pub(crate) fn crossing(&mut self, from: &str, to: &str, len: usize) {
-        for d in [TrafficDirection::Egress, TrafficDirection::Ingress] {
-            self.vnet_pairs.entry((from.to_string(), to.to_string(), d)).or_default().add(len);
+    /// Counters for `ports` ports.
+    pub(crate) fn new(ports: usize) -> Self {
+        Counters {
+            port_rx: vec![Count::default(); ports],
+            port_tx: vec![Count::default(); ports],
+            drops: vec![Count::default(); DropReason::ALL.len()],
+            ..Default::default()
         }
     }
 
-    /// Drops counted for a reason.
+    /// The index of a VNet (registered when its ports are built).
+    pub(crate) fn vnet_index(&mut self, vnet: &ResourceId) -> VnetIndex {
+        let i = self.vnets.iter().position(|v| v == vnet).unwrap_or_else(|| {
+            self.vnets.push(vnet.clone());
+            self.vnets.len() - 1
+        });
+        VnetIndex::try_from(i).unwrap_or(VnetIndex::MAX)
+    }
+
+    pub(crate) fn rx(&mut self, port: PortId, len: usize) {
+        slot(&mut self.port_rx, idx(port)).add(len);
+    }
+    pub(crate) fn tx(&mut self, port: PortId, len: usize) {
+        slot(&mut self.port_tx, idx(port)).add(len);
+    }
+    pub(crate) fn drop(&mut self, reason: DropReason, len: usize) {
+        slot(&mut self.drops, reason as usize).add(len);
+    }
+    pub(crate) fn crossing(&mut self, from: VnetIndex, to: VnetIndex, len: usize) {
+        for d in [TrafficDirection::Egress, TrafficDirection::Ingress] {
+            self.pairs.entry((from, to, d)).or_default().add(len);
+        }
+    }
+
+    /// Frames received from a port's VM.
+    pub fn received(&self, port: PortId) -> Count {
+        self.port_rx.get(idx(port)).copied().unwrap_or_default()
+    }
+
+    /// Frames delivered to a port's VM.
+    pub fn delivered(&self, port: PortId) -> Count {
+        self.port_tx.get(idx(port)).copied().unwrap_or_default()
+    }
+
+    /// Packets dropped for a reason.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops.get(&reason).map_or(0, |c| c.packets)
+        self.drops.get(reason as usize).map_or(0, |c| c.packets)
+    }
+
+    /// Traffic from one VNet to another, on one side.
+    pub fn between(&self, from: &ResourceId, to: &ResourceId, direction: TrafficDirection) -> Count {
+        let find = |v: &ResourceId| self.vnets.iter().position(|x| x == v).and_then(|i| VnetIndex::try_from(i).ok());
+        match (find(from), find(to)) {
+            (Some(a), Some(b)) => self.pairs.get(&(a, b, direction)).copied().unwrap_or_default(),
+            _ => Count::default(),
+        }
+    }
+
+    /// Every VNet pair with traffic: (from, to, direction, count).
+    pub fn vnet_pairs(&self) -> Vec<(ResourceId, ResourceId, TrafficDirection, Count)> {
+        let mut out: Vec<_> = self
+            .pairs
+            .iter()
+            .filter_map(|((a, b, d), c)| {
+                let name = |i: &VnetIndex| self.vnets.get(usize::try_from(*i).ok()?).cloned();
+                Some((name(a)?, name(b)?, *d, *c))
+            })
+            .collect();
+        out.sort_by(|x, y| (&x.0, &x.1, x.2).cmp(&(&y.0, &y.1, y.2)));
+        out
     }
 }

@@ -30,6 +30,8 @@ pub struct Port {
     pub program: Arc<NicProgram>,
     /// Its MAC address.
     pub mac: [u8; 6],
+    /// Its VNet's index in the counters.
+    pub vnet: crate::counters::VnetIndex,
 }
 
 /// The default number of flow entries.
@@ -64,13 +66,14 @@ impl Switch {
             by_nic: HashMap::new(),
             flows: FlowTable::new(flow_capacity),
             generation: 1,
-            counters: Counters::default(),
+            counters: Counters::new(nics.len()),
         };
         for nic in nics {
             if let Some(program) = s.engine.program(nic) {
                 let id = PortId::try_from(s.ports.len()).unwrap_or(PortId::MAX);
                 let mac = mac_of(&program, &s.engine);
-                s.ports.push(Port { nic: nic.clone(), program, mac });
+                let vnet = s.counters.vnet_index(&program.subnet.vnet);
+                s.ports.push(Port { nic: nic.clone(), program, mac, vnet });
                 s.by_nic.insert(nic.clone(), id);
             }
         }
@@ -82,6 +85,7 @@ impl Switch {
     pub fn swap(&mut self, engine: Arc<Engine>) {
         for p in &mut self.ports {
             if let Some(program) = engine.program(&p.nic) {
+                p.vnet = self.counters.vnet_index(&program.subnet.vnet);
                 p.program = program;
             }
         }
@@ -274,10 +278,9 @@ impl Switch {
                     }
                     None => {}
                 }
-                let (a, b) = (&src.program.subnet.vnet, &dest.program.subnet.vnet);
+                let (a, b) = (src.vnet, dest.vnet);
                 if a != b {
-                    let (a, b) = (a.clone(), b.clone());
-                    self.counters.crossing(a.as_str(), b.as_str(), frame.len());
+                    self.counters.crossing(a, b, frame.len());
                 }
                 self.counters.tx(to, frame.len());
                 Outcome::Deliver(to)

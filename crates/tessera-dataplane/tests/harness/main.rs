@@ -62,13 +62,18 @@ fn ping_and_tcp_cross_a_peering_with_valid_checksums() {
     let (port, frame) = delivered(lab.send("spoke1-vm", lab.tcp("spoke1-vm", hub, 40000, 22, "S")));
     assert_eq!(port, lab.port("hub-vm"));
     assert_eq!(inspect(&frame).dport, 22);
-    // Peering metering: spoke1 -> hub counted on both ends.
+    // Peering metering: spoke1 -> hub counted on both ends (one ping and one SYN).
+    let spoke1 = lab.switch.port(lab.port("spoke1-vm")).expect("port").program.subnet.vnet.clone();
+    let hub_vnet = lab.switch.port(lab.port("hub-vm")).expect("port").program.subnet.vnet.clone();
     let c = lab.switch.counters();
-    let pair = c
-        .vnet_pairs
-        .iter()
-        .find(|((from, to, d), _)| from.ends_with("/spoke1") && to.ends_with("/hub") && *d == TrafficDirection::Egress);
-    assert_eq!(pair.map(|(_, n)| n.packets), Some(2));
+    for d in [TrafficDirection::Egress, TrafficDirection::Ingress] {
+        let n = c.between(&spoke1, &hub_vnet, d);
+        assert_eq!(n.packets, 2, "{d:?}");
+        assert!(n.bytes > 2 * 60, "{d:?}");
+        assert_eq!(c.between(&hub_vnet, &spoke1, d).packets, 1, "the echo reply");
+    }
+    assert_eq!(c.received(lab.port("spoke1-vm")).packets, 2);
+    assert_eq!(c.delivered(lab.port("hub-vm")).packets, 2);
 }
 
 #[test]

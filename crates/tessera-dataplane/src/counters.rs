@@ -1,7 +1,7 @@
 //! Counters: per port, per drop reason, and per (source VNet, destination VNet, direction) in
 //! bytes and packets — the input to peering metering. Updating one never allocates.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use tessera_model::ResourceId;
 
@@ -43,6 +43,7 @@ pub struct Counters {
     drops: Vec<Count>,
     pairs: HashMap<(VnetIndex, VnetIndex, TrafficDirection), Count>,
     vnets: Vec<ResourceId>,
+    vnet_ids: HashMap<ResourceId, VnetIndex>,
     /// Packets decided by the slow path.
     pub slow_path: u64,
     /// Packets decided by a cached flow.
@@ -73,11 +74,13 @@ impl Counters {
 
     /// The index of a VNet (registered when its ports are built).
     pub(crate) fn vnet_index(&mut self, vnet: &ResourceId) -> VnetIndex {
-        let i = self.vnets.iter().position(|v| v == vnet).unwrap_or_else(|| {
-            self.vnets.push(vnet.clone());
-            self.vnets.len() - 1
-        });
-        VnetIndex::try_from(i).unwrap_or(VnetIndex::MAX)
+        if let Some(i) = self.vnet_ids.get(vnet) {
+            return *i;
+        }
+        let i = VnetIndex::try_from(self.vnets.len()).unwrap_or(VnetIndex::MAX);
+        self.vnets.push(vnet.clone());
+        self.vnet_ids.insert(vnet.clone(), i);
+        i
     }
 
     pub(crate) fn rx(&mut self, port: PortId, len: usize) {
@@ -112,8 +115,7 @@ impl Counters {
 
     /// Traffic from one VNet to another, on one side.
     pub fn between(&self, from: &ResourceId, to: &ResourceId, direction: TrafficDirection) -> Count {
-        let find = |v: &ResourceId| self.vnets.iter().position(|x| x == v).and_then(|i| VnetIndex::try_from(i).ok());
-        match (find(from), find(to)) {
+        match (self.vnet_ids.get(from).copied(), self.vnet_ids.get(to).copied()) {
             (Some(a), Some(b)) => self.pairs.get(&(a, b, direction)).copied().unwrap_or_default(),
             _ => Count::default(),
         }

@@ -7,7 +7,7 @@
 //! port that takes the packet), whose result is cached; an allowed flow also marks its reply
 //! as established at the ports it reached, so return traffic passes NSGs (N4).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -201,11 +201,13 @@ impl Switch {
                 Some(to) => Action::Deliver { to, nat: existing.and_then(|e| e.reply_nat) },
                 None => Action::Drop(DropReason::DestinationNotOnThisHost),
             },
-            StepOutcome::Left => Action::Drop(if issue.is_none() && is_public(f.dst) {
-                DropReason::Internet
-            } else {
-                DropReason::Gateway
-            }),
+            StepOutcome::Left => {
+                Action::Drop(if issue.is_none() && tessera_engine::compile::security::is_internet(f.dst) {
+                    DropReason::Internet
+                } else {
+                    DropReason::Gateway
+                })
+            }
             StepOutcome::Dropped => Action::Drop(issue.as_ref().map_or(DropReason::NoRoute, reason_of)),
         };
         let entry = Entry {
@@ -295,10 +297,6 @@ fn original_destination(key: &FlowKey) -> Option<Nat> {
         IpAddr::V4(a) => Some(Nat::Source(a, key.dport)),
         IpAddr::V6(_) => None,
     }
-}
-
-fn is_public(ip: IpAddr) -> bool {
-    tessera_engine::compile::security::internet().iter().any(|p| p.contains(&ip))
 }
 
 /// The drop reason of an engine issue.

@@ -137,7 +137,7 @@ impl TagContext {
             return Some(azure_load_balancer());
         }
         if tag.eq_ignore_ascii_case("Internet") {
-            return Some(internet());
+            return Some(internet().to_vec());
         }
         parse_address(tag).map(|n| vec![n])
     }
@@ -147,7 +147,7 @@ impl TagContext {
         let mut m = BTreeMap::new();
         m.insert("VirtualNetwork".to_string(), self.virtual_network.clone());
         m.insert("AzureLoadBalancer".to_string(), azure_load_balancer());
-        m.insert("Internet".to_string(), internet());
+        m.insert("Internet".to_string(), internet().to_vec());
         m
     }
 }
@@ -158,24 +158,32 @@ pub fn azure_load_balancer() -> Vec<IpNet> {
 }
 
 /// Public, routable IPv4 space: everything outside private, shared, loopback, link-local,
-/// multicast and reserved ranges.
-pub fn internet() -> Vec<IpNet> {
-    let excluded: Vec<IpNet> = [
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/3",
-    ]
-    .iter()
-    .filter_map(|s| s.parse().ok())
-    .collect();
-    let mut out = Vec::new();
-    split(IpNet::V4(Default::default()), &excluded, &mut out);
-    out
+/// multicast and reserved ranges. Computed once.
+pub fn internet() -> &'static [IpNet] {
+    static INTERNET: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::new(|| {
+        let excluded: Vec<IpNet> = [
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "224.0.0.0/3",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+        let mut out = Vec::new();
+        split(IpNet::V4(Default::default()), &excluded, &mut out);
+        out
+    });
+    &INTERNET
+}
+
+/// Whether an address is routed on the internet.
+pub fn is_internet(ip: IpAddr) -> bool {
+    internet().iter().any(|p| p.contains(&ip))
 }
 
 fn split(net: IpNet, excluded: &[IpNet], out: &mut Vec<IpNet>) {

@@ -120,6 +120,12 @@ pub struct Hop {
     pub issues: Vec<Issue>,
 }
 
+impl Hop {
+    fn new(kind: HopType, resource: Option<ResourceId>, address: Option<IpAddr>) -> Self {
+        Hop { kind, resource, address, issues: Vec::new() }
+    }
+}
+
 /// The result of a walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
@@ -170,7 +176,7 @@ pub enum StepOutcome {
 pub fn step(engine: &Engine, from: &Arc<NicProgram>, flow: Flow) -> (StepOutcome, Option<Issue>) {
     let mut w =
         Walk { st: engine.state(), engine, flow, source_location: from.subnet.location.clone(), hops: Vec::new() };
-    w.hops.push(Hop { kind: HopType::Source, resource: None, address: Some(flow.src), issues: Vec::new() });
+    w.hops.push(Hop::new(HopType::Source, None, Some(flow.src)));
     let outcome = w.step(from);
     let issue = w.hops.into_iter().rev().find_map(|h| h.issues.into_iter().next());
     (outcome, issue)
@@ -193,12 +199,7 @@ struct Walk<'a> {
 pub fn trace(engine: &Engine, from: &Arc<NicProgram>, flow: Flow) -> Trace {
     let mut w =
         Walk { st: engine.state(), engine, flow, source_location: from.subnet.location.clone(), hops: Vec::new() };
-    w.hops.push(Hop {
-        kind: HopType::Source,
-        resource: Some(from.nic.clone()),
-        address: Some(flow.src),
-        issues: Vec::new(),
-    });
+    w.hops.push(Hop::new(HopType::Source, Some(from.nic.clone()), Some(flow.src)));
     let reachable = w.run(from.clone());
     Trace { hops: w.hops, reachable }
 }
@@ -281,9 +282,9 @@ impl Walk<'_> {
                 self.dropped(route_issue(kind, &route, "NextHopType None drops the traffic"))
             }
             NextHopType::Internet => {
-                self.hops.push(Hop { kind: HopType::Internet, resource: None, address: Some(dst), issues: Vec::new() });
+                self.hops.push(Hop::new(HopType::Internet, None, Some(dst)));
                 // Private and reserved addresses are not routed on the internet.
-                if !crate::compile::security::internet().iter().any(|p| p.contains(&dst)) {
+                if !crate::compile::security::is_internet(dst) {
                     let context = [("Reason", "DestinationNotRoutableOnInternet".into())];
                     return self.dropped(issue(Origin::Local, IssueType::Platform, &context));
                 }
@@ -337,12 +338,7 @@ impl Walk<'_> {
             return None;
         }
         let program = self.engine.program(&nic)?;
-        self.hops.push(Hop {
-            kind: HopType::VirtualAppliance,
-            resource: Some(nic.clone()),
-            address: Some(nva_ip),
-            issues: Vec::new(),
-        });
+        self.hops.push(Hop::new(HopType::VirtualAppliance, Some(nic.clone()), Some(nva_ip)));
         if !self.nsg_in(&program, self.flow.dst, self.flow.dport) {
             return None;
         }
@@ -367,12 +363,7 @@ impl Walk<'_> {
             return StepOutcome::Dropped;
         }
         let gw = self.st.gateways_in(gw_vnet).next().map(|g| g.id.clone());
-        self.hops.push(Hop {
-            kind: HopType::VirtualNetworkGateway,
-            resource: gw,
-            address: route.next_hop_ips.first().copied(),
-            issues: Vec::new(),
-        });
+        self.hops.push(Hop::new(HopType::VirtualNetworkGateway, gw, route.next_hop_ips.first().copied()));
         let dst = self.flow.dst;
         // Relay: look the destination up in the GatewaySubnet's routes.
         let gw_subnet = gw_vnet.child("subnets", crate::ops::GATEWAY_SUBNET);
@@ -397,12 +388,7 @@ impl Walk<'_> {
                 match far.cloned() {
                     Some(v) => self.deliver(&v, &v, true),
                     None => {
-                        self.hops.push(Hop {
-                            kind: HopType::Destination,
-                            resource: None,
-                            address: Some(dst),
-                            issues: Vec::new(),
-                        });
+                        self.hops.push(Hop::new(HopType::Destination, None, Some(dst)));
                         StepOutcome::Left
                     }
                 }
@@ -449,12 +435,7 @@ impl Walk<'_> {
         match endpoint(self.st, to, dst) {
             Some(Endpoint::Nic(nic)) => {
                 let Some(p) = self.engine.program(&nic) else { return StepOutcome::Dropped };
-                self.hops.push(Hop {
-                    kind: HopType::Destination,
-                    resource: Some(nic),
-                    address: Some(dst),
-                    issues: Vec::new(),
-                });
+                self.hops.push(Hop::new(HopType::Destination, Some(nic), Some(dst)));
                 if self.nsg_in(&p, dst, self.flow.dport) {
                     StepOutcome::Delivered { nic: p, translated: None }
                 } else {
@@ -463,21 +444,11 @@ impl Walk<'_> {
             }
             Some(Endpoint::LoadBalancerFrontend(frontend)) => self.load_balancer(to, &frontend),
             Some(Endpoint::Gateway(gw)) => {
-                self.hops.push(Hop {
-                    kind: HopType::VirtualNetworkGateway,
-                    resource: Some(gw),
-                    address: Some(dst),
-                    issues: Vec::new(),
-                });
+                self.hops.push(Hop::new(HopType::VirtualNetworkGateway, Some(gw), Some(dst)));
                 StepOutcome::Left
             }
             None => {
-                self.hops.push(Hop {
-                    kind: HopType::Destination,
-                    resource: None,
-                    address: Some(dst),
-                    issues: Vec::new(),
-                });
+                self.hops.push(Hop::new(HopType::Destination, None, Some(dst)));
                 self.dropped(issue(
                     Origin::Local,
                     IssueType::Platform,
@@ -492,12 +463,7 @@ impl Walk<'_> {
     fn load_balancer(&mut self, vnet: &ResourceId, frontend: &ResourceId) -> StepOutcome {
         let Some(lb_id) = frontend.parent() else { return StepOutcome::Dropped };
         let Some(lb) = self.st.load_balancers.get(&lb_id) else { return StepOutcome::Dropped };
-        self.hops.push(Hop {
-            kind: HopType::LoadBalancer,
-            resource: Some(lb_id.clone()),
-            address: Some(self.flow.dst),
-            issues: Vec::new(),
-        });
+        self.hops.push(Hop::new(HopType::LoadBalancer, Some(lb_id.clone()), Some(self.flow.dst)));
         let lb_location = self.st.location_of(vnet).unwrap_or_default().to_string();
         if lb.sku.name == LbSkuName::Basic && !lb_location.eq_ignore_ascii_case(&self.source_location) {
             return self.dropped(issue(
@@ -534,12 +500,7 @@ impl Walk<'_> {
         for (nic, ip) in backends {
             let Some(p) = self.engine.program(&nic) else { continue };
             let mark = self.hops.len();
-            self.hops.push(Hop {
-                kind: HopType::Destination,
-                resource: Some(nic),
-                address: Some(ip),
-                issues: Vec::new(),
-            });
+            self.hops.push(Hop::new(HopType::Destination, Some(nic), Some(ip)));
             if self.nsg_in(&p, ip, backend_port) {
                 return StepOutcome::Delivered { nic: p, translated: Some((ip, backend_port)) };
             }

@@ -43,13 +43,22 @@ pub(crate) fn normalize_tracked<P>(
     Ok(id)
 }
 
-/// How many of `items` live in the subscription and region of `id` (per-region quotas, §2.5).
-pub(crate) fn count_in_region<'a, P: 'a>(
+/// A per-subscription, per-region quota (§2.5): refuses a new resource when `max` of its kind
+/// already live in the subscription and region of `id`.
+pub(crate) fn check_region_quota<'a, P: 'a>(
+    code: &str,
+    what: &str,
+    max: usize,
     items: impl Iterator<Item = &'a tessera_model::envelope::Tracked<P>>,
     id: &ResourceId,
     location: &str,
-) -> usize {
-    items.filter(|r| r.id.subscription().eq_ignore_ascii_case(id.subscription()) && r.location == location).count()
+) -> ArmResult<()> {
+    let n =
+        items.filter(|r| r.id.subscription().eq_ignore_ascii_case(id.subscription()) && r.location == location).count();
+    if n < max {
+        return Ok(());
+    }
+    Err(limit(code, format!("Cannot create more than {max} {what} for this subscription in this region."), id))
 }
 
 /// The region must be known.

@@ -25,17 +25,14 @@ pub(crate) fn put(
     let id = normalize_tracked(st, &mut nsg, 80)?;
     let old = st.nsgs.get(&id);
     if old.is_none() {
-        let n = count_in_region(st.nsgs.values(), &id, &nsg.location);
-        if n >= limits.nsgs_per_subscription {
-            return Err(limit(
-                "NetworkSecurityGroupCountLimitReached",
-                format!(
-                    "Cannot create more than {} network security groups for this subscription in this region.",
-                    limits.nsgs_per_subscription
-                ),
-                &id,
-            ));
-        }
+        check_region_quota(
+            "NetworkSecurityGroupCountLimitReached",
+            "network security groups",
+            limits.nsgs_per_subscription,
+            st.nsgs.values(),
+            &id,
+            &nsg.location,
+        )?;
     }
     if nsg.properties.security_rules.len() > limits.rules_per_nsg {
         return Err(limit(
@@ -276,17 +273,14 @@ pub(crate) fn put_route_table(
 ) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut table, 80)?;
     if !st.route_tables.contains_key(&id) {
-        let n = count_in_region(st.route_tables.values(), &id, &table.location);
-        if n >= limits.route_tables_per_subscription {
-            return Err(limit(
-                "RouteTableCountLimitReached",
-                format!(
-                    "Cannot create more than {} route tables for this subscription in this region.",
-                    limits.route_tables_per_subscription
-                ),
-                &id,
-            ));
-        }
+        check_region_quota(
+            "RouteTableCountLimitReached",
+            "route tables",
+            limits.route_tables_per_subscription,
+            st.route_tables.values(),
+            &id,
+            &table.location,
+        )?;
     }
     if table.properties.routes.len() > limits.routes_per_table {
         return Err(limit(

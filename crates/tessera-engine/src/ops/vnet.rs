@@ -33,17 +33,14 @@ pub(crate) fn put(
             ));
         }
     } else {
-        let same_place = count_in_region(st.vnets.values(), &id, &vnet.location);
-        if same_place >= limits.vnets_per_subscription {
-            return Err(limit(
-                "VnetCountLimitReached",
-                format!(
-                    "Cannot create more than {} virtual networks for this subscription in this region.",
-                    limits.vnets_per_subscription
-                ),
-                &id,
-            ));
-        }
+        check_region_quota(
+            "VnetCountLimitReached",
+            "virtual networks",
+            limits.vnets_per_subscription,
+            st.vnets.values(),
+            &id,
+            &vnet.location,
+        )?;
     }
     let space = vnet.properties.address_space.address_prefixes.clone();
     check_space(&id, &space)?;

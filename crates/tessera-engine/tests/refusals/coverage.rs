@@ -136,7 +136,7 @@ const SCANNED: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// Calls whose first argument (after an HTTP status for `with_status`) is an ARM error code.
-const CALLS: &[&str] = &["bad_request(", "with_status(", "limit(", "rule_error(", "refused("];
+const CALLS: &[&str] = &["bad_request(", "with_status(", "limit(", "rule_error(", "refused(", "check_region_quota("];
 
 /// Call sites that forward a code they received as a parameter: the helpers in [`CALLS`]
 /// (`ArmError::bad_request` → `with_status`, `common::limit` and `nsg::rule_error` →
@@ -145,6 +145,7 @@ const FORWARDERS: &[&str] = &[
     "tessera-model/src/error.rs: with_status(400, code",
     "tessera-engine/src/ops/common.rs: bad_request(code",
     "tessera-engine/src/ops/nsg.rs: bad_request(code",
+    "tessera-engine/src/ops/common.rs: limit(code",
     "tessera-engine/src/ops/vnet.rs: bad_request(code",
 ];
 

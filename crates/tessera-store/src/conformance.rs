@@ -11,8 +11,11 @@ use crate::{Expect, Op, Revision, Store, StoreError};
 /// Makes a fresh, empty store keeping the given number of revisions of change log.
 pub type Factory<'a> = &'a dyn Fn(u64) -> Arc<dyn Store>;
 
+/// One property of the suite.
+pub type Property = fn(Factory<'_>);
+
 /// Every property, by name.
-pub const PROPERTIES: &[(&str, fn(Factory<'_>))] = &[
+pub const PROPERTIES: &[(&str, Property)] = &[
     ("empty store", empty_store),
     ("put then get", put_then_get),
     ("one revision per transaction", one_revision_per_transaction),

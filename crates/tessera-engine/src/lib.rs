@@ -60,6 +60,27 @@ fn link_scope(st: &State, change: &Change) -> (BTreeSet<ResourceId>, bool) {
     }
 }
 
+/// The top-level documents a change names directly (before it is applied).
+fn target_documents(change: &Change) -> impl Iterator<Item = ResourceId> {
+    let named: Vec<ResourceId> = match change {
+        Change::Put(r) => r.id().cloned().into_iter().collect(),
+        Change::Delete(id) | Change::SyncPeering(id) | Change::DeletePeeringPair(id) => vec![id.clone()],
+        Change::MoveVnet { id, subscription, resource_group } => {
+            vec![id.clone(), ResourceId::top(subscription, resource_group, id.kind(), id.name())]
+        }
+    };
+    named.into_iter().map(|id| document_of(&id))
+}
+
+/// The top-level resource whose document holds `id` (itself when it is top-level).
+pub fn document_of(id: &ResourceId) -> ResourceId {
+    let mut doc = id.clone();
+    while let Some(parent) = doc.parent() {
+        doc = parent;
+    }
+    doc
+}
+
 /// The engine: desired state plus its compiled programs, kept in step.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -87,22 +108,56 @@ impl Engine {
     }
 
     /// Applies a change and recompiles what it touched. On error nothing changed.
-    pub fn apply(&mut self, change: Change) -> ArmResult<()> {
-        self.apply_deferred(change)?;
+    ///
+    /// Returns the top-level documents (a VNet with its subnets and links, an NSG with its
+    /// rules, …) the change may have altered, the change's own target included: what a store
+    /// must write back. A document in the set that no longer exists was deleted.
+    pub fn apply(&mut self, change: Change) -> ArmResult<BTreeSet<ResourceId>> {
+        let docs = self.apply_deferred(change)?;
         self.flush();
-        Ok(())
+        Ok(docs)
     }
 
-    /// Applies a change, leaving recompilation to [`Engine::flush`] (for batches).
-    pub fn apply_deferred(&mut self, change: Change) -> ArmResult<()> {
+    /// Applies a change, leaving recompilation to [`Engine::flush`] (for batches). Returns
+    /// what [`Engine::apply`] returns.
+    pub fn apply_deferred(&mut self, change: Change) -> ArmResult<BTreeSet<ResourceId>> {
         let (changed, pair_only) = link_scope(&self.state, &change);
+        let mut docs: BTreeSet<ResourceId> = target_documents(&change).collect();
         // A refused change consumes no sequence number, so GUIDs do not depend on refusals.
         let touched = ops::apply(&mut self.state, &self.limits, change, self.seq + 1)?;
         self.seq += 1;
         let links = lifecycle::refresh_links(&mut self.state, &changed, pair_only);
+        docs.extend(touched.iter().cloned());
+        docs.extend(links.iter().cloned());
         self.dirty.extend(touched);
         self.dirty.extend(links);
-        Ok(())
+        Ok(docs)
+    }
+
+    /// The sequence number GUIDs are derived from; persist it and hand it to
+    /// [`load::restore`] so that GUIDs stay unique across restarts.
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    /// Puts back what only history explains, after a rebuild from stored documents: each
+    /// link's state (Disconnected survives its partner) and the remote space it last synced.
+    /// Then re-derives every link and recompiles.
+    fn restore_links(&mut self, saved: &[tessera_model::network::Peering], seq: u64) {
+        for link in saved {
+            let Some(id) = &link.id else { continue };
+            let Some(vnet) = id.parent().and_then(|v| self.state.vnets.get_mut(&v)) else { continue };
+            let slot =
+                vnet.properties.virtual_network_peerings.iter_mut().find(|l| l.name.eq_ignore_ascii_case(id.name()));
+            if let Some(slot) = slot {
+                slot.properties.peering_state = link.properties.peering_state;
+                slot.properties.remote_address_space = link.properties.remote_address_space.clone();
+            }
+        }
+        let all: BTreeSet<ResourceId> = self.state.vnets.keys().cloned().collect();
+        lifecycle::refresh_links(&mut self.state, &all, false);
+        self.seq = self.seq.max(seq);
+        self.compile_all();
     }
 
     /// Recompiles the VNets changed since the last flush.

@@ -63,6 +63,22 @@ pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, Arm
     Ok(engine)
 }
 
+/// Rebuilds an engine from documents a store kept (as [`export`] writes them), then puts back
+/// what only history explains: Disconnected links and the remote space each link last synced
+/// (S2–S4). `sequence` is the stored [`Engine::sequence`].
+pub fn restore(resources: Vec<Resource>, sequence: u64, limits: Limits) -> Result<Engine, ArmError> {
+    let links: Vec<tessera_model::network::Peering> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Peering(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut engine = build(resources, limits)?;
+    engine.restore_links(&links, sequence);
+    Ok(engine)
+}
+
 /// Parses and builds in one step.
 pub fn load(text: &str, format: Format, limits: Limits) -> Result<Engine, ArmError> {
     build(parse(text, format)?, limits)

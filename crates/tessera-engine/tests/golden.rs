@@ -36,7 +36,7 @@ fn step(engine: &mut Engine, s: &Value) -> Result<(), ArmError> {
     let link = |engine: &Engine| -> Result<ResourceId, ArmError> {
         Ok(vnet_id(engine, str_of(s, "vnet"))?.child("virtualNetworkPeerings", str_of(s, "name")))
     };
-    match op {
+    let done = match op {
         "deletePeering" => engine.apply(Change::Delete(link(engine)?)),
         "deletePeeringPair" => engine.apply(Change::DeletePeeringPair(link(engine)?)),
         "syncPeering" => engine.apply(Change::SyncPeering(link(engine)?)),
@@ -88,7 +88,7 @@ fn step(engine: &mut Engine, s: &Value) -> Result<(), ArmError> {
             for r in resources {
                 engine.apply(Change::Put(r))?;
             }
-            Ok(())
+            return Ok(());
         }
         "delete" => {
             let id = ResourceId::parse(str_of(s, "id"))
@@ -96,7 +96,8 @@ fn step(engine: &mut Engine, s: &Value) -> Result<(), ArmError> {
             engine.apply(Change::Delete(id))
         }
         other => panic!("unknown step op {other}"),
-    }
+    };
+    done.map(drop)
 }
 
 fn proto(v: &Value) -> Protocol {

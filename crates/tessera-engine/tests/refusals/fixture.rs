@@ -121,7 +121,7 @@ pub(crate) fn assert_refused(engine: &mut Engine, change: Change, code: &str, st
     let nics_before = engine.compiled().nics.len();
     let subnets_before = engine.compiled().subnets.len();
     let err = match engine.apply(change) {
-        Ok(()) => panic!("expected the refusal {status} {code}, but the change was accepted"),
+        Ok(_) => panic!("expected the refusal {status} {code}, but the change was accepted"),
         Err(e) => e,
     };
     assert_eq!((err.code.as_str(), err.status), (code, status), "unexpected refusal: {err}");

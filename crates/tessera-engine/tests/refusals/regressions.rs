@@ -72,7 +72,7 @@ fn regression_cross_region_references_are_accepted() {
     for (what, change) in cases {
         let mut e = setup.clone();
         match e.apply(change) {
-            Ok(()) => accepted.push(what),
+            Ok(_) => accepted.push(what),
             Err(err) => assert_eq!(err.code, "InvalidResourceReference", "{what}: {err}"),
         }
     }
@@ -101,7 +101,7 @@ fn regression_duplicate_child_names_are_accepted() {
     for (what, change) in cases {
         let mut e = base.clone();
         match e.apply(change) {
-            Ok(()) => accepted.push(what),
+            Ok(_) => accepted.push(what),
             Err(err) => assert_eq!(err.code, "DuplicateResourceName", "{what}: {err}"),
         }
     }

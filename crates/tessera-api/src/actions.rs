@@ -1,0 +1,72 @@
+//! POST actions answered by the engine: a NIC's `effectiveRouteTable` and
+//! `effectiveNetworkSecurityGroups`, and Network Watcher's `nextHop`, `ipFlowVerify` and
+//! `connectivityCheck`. Azure answers them as long-running operations: 202 with a `Location`
+//! whose GET returns the result (O9); so does Tessera, with the result ready at once.
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tessera_engine::diag::{effective, watcher};
+use tessera_model::{ArmError, Kind, ResourceId};
+
+use crate::http::{App, OpHeaders, Req, finish_operation};
+use crate::identity::method_not_allowed;
+use crate::operations::Operation;
+use crate::route::Route;
+
+fn params<T: DeserializeOwned>(req: &Req) -> Result<T, ArmError> {
+    let body = req.json()?;
+    serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ArmError::bad_request("InvalidRequestContent", format!("The request body is not valid: {e}")))
+}
+
+fn unknown_action(target: &ResourceId, action: &str) -> ArmError {
+    ArmError::with_status(
+        404,
+        "NotFound",
+        format!("The action '{action}' is not supported on resources of type '{}'.", target.kind().arm_type()),
+    )
+}
+
+pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
+    let Route::Action { target, action } = &req.route else {
+        return Err(method_not_allowed(req));
+    };
+    if req.method != Method::POST {
+        return Err(method_not_allowed(req));
+    }
+    let a = action.to_ascii_lowercase();
+    let kind = target.kind();
+    req.authorize(&format!("{}/{action}/action", kind.arm_type()), target.as_str())?;
+    let core = app.core.read().await;
+    if !core.engine.state().subscriptions.contains_key(&target.subscription().to_ascii_lowercase()) {
+        return Err(crate::identity::subscription_not_found(target.subscription()));
+    }
+    if core.group(target.subscription(), target.resource_group()).is_none() {
+        return Err(crate::groups::group_not_found(target.resource_group()));
+    }
+    let doc = core
+        .doc(target)
+        .ok_or_else(|| ArmError::resource_not_found(&target.type_and_name(), target.resource_group()))?;
+    let location = doc.raw["location"].as_str().unwrap_or_default().to_string();
+    let engine = &core.engine;
+    let result: serde_json::Value = match (kind, a.as_str()) {
+        (Kind::NetworkInterface, "effectiveroutetable") => {
+            serde_json::to_value(effective::effective_route_table(engine, target)?).unwrap_or_default()
+        }
+        (Kind::NetworkInterface, "effectivenetworksecuritygroups") => {
+            effective::effective_network_security_groups(engine, target)?
+        }
+        (Kind::NetworkWatcher, "nexthop") => watcher::next_hop(engine, &params(req)?)?,
+        (Kind::NetworkWatcher, "ipflowverify") => watcher::ip_flow_verify(engine, &params(req)?)?,
+        (Kind::NetworkWatcher, "connectivitycheck") => watcher::connectivity_check(engine, &params(req)?)?,
+        _ => return Err(unknown_action(target, action)),
+    };
+    drop(core);
+    let mut r = (StatusCode::ACCEPTED, "null").into_response();
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    let op = Operation { error: None, result: Some(Bytes::from(result.to_string())) };
+    finish_operation(app, req, &mut r, (target.subscription(), target.namespace(), &location), op, OpHeaders::Result);
+    Ok(r)
+}

@@ -1,0 +1,379 @@
+//! The request pipeline: one handler for every path. It matches the route, checks the
+//! api-version and the bearer token, reads the body (bounded), and hands the request to the
+//! handler of its resource family. Every failure is an ARM error body; request ids are echoed.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+use tessera_model::ArmError;
+use tokio::sync::RwLock;
+
+use crate::auth::{Principal, TokenKeys, authorize};
+use crate::core::Core;
+use crate::operations::{Operation, OperationUrls, Operations};
+use crate::route::{self, Route};
+use crate::{actions, groups, identity, resources};
+use tessera_store::Store;
+
+/// Settings of a running API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Seconds clients are told to wait before polling an operation (`Retry-After`).
+    pub retry_after: u32,
+    /// Items per page of a list.
+    pub page_size: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { retry_after: 1, page_size: 100, max_body: 4 << 20 }
+    }
+}
+
+/// The default tenant and subscription of this server.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// The default tenant.
+    pub(crate) tenant: String,
+}
+
+/// Shared state of the server.
+pub(crate) struct App {
+    pub(crate) core: RwLock<Core>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: TokenKeys,
+    pub(crate) ops: Operations,
+    pub(crate) settings: ApiSettings,
+    pub(crate) identity: Identity,
+}
+
+impl App {
+    /// Runs a write under the write lock (the store commit may block on fsync).
+    pub(crate) async fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Core, &dyn Store) -> Result<T, ArmError>,
+    ) -> Result<T, ArmError> {
+        let mut core = self.core.write().await;
+        let store = &*self.store;
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(|| f(&mut core, store))
+        } else {
+            f(&mut core, store)
+        }
+    }
+}
+
+/// One request, parsed.
+pub(crate) struct Req {
+    pub(crate) method: Method,
+    pub(crate) route: Route,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// `https://host[:port]`, for URLs handed back.
+    pub(crate) base: String,
+    pub(crate) api_version: String,
+    pub(crate) principal: Option<Principal>,
+}
+
+impl Req {
+    /// A query parameter, by case-insensitive name.
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// A header as text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as a JSON object.
+    pub(crate) fn json(&self) -> Result<serde_json::Map<String, Value>, ArmError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ArmError::bad_request("InvalidRequestContent", "The request content was null or empty."));
+        }
+        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+            ArmError::bad_request("InvalidRequestFormat", format!("Cannot parse the request body as JSON: {e}"))
+        })?;
+        match v {
+            Value::Object(map) => Ok(map),
+            _ => Err(ArmError::bad_request("InvalidRequestContent", "The request content must be a JSON object.")),
+        }
+    }
+
+    /// The signed-in principal (every ARM route requires one).
+    pub(crate) fn principal(&self) -> Result<&Principal, ArmError> {
+        self.principal.as_ref().ok_or_else(|| ArmError::with_status(401, "AuthenticationFailed", "Not signed in."))
+    }
+
+    /// Authorizes `action` on `scope` for the caller.
+    pub(crate) fn authorize(&self, action: &str, scope: &str) -> Result<(), ArmError> {
+        authorize(self.principal()?, action, scope)
+    }
+
+    /// The URL of this request with other query parameters (for nextLink).
+    pub(crate) fn url_with(&self, extra: &str) -> String {
+        format!("{}{}?api-version={}{extra}", self.base, self.path, self.api_version)
+    }
+
+    /// Checks `If-Match` / `If-None-Match` against the current etag of the target document.
+    pub(crate) fn check_preconditions(&self, current: Option<&str>) -> Result<(), ArmError> {
+        let failed = |why: String| ArmError::with_status(412, "PreconditionFailed", why);
+        if let Some(want) = self.header("if-match") {
+            let ok = match current {
+                Some(etag) => want.trim() == "*" || want.split(',').any(|w| w.trim() == etag),
+                None => false,
+            };
+            if !ok {
+                return Err(failed(format!(
+                    "The condition If-Match: {want} is not met; the current etag is {}.",
+                    current.unwrap_or("(none: the resource does not exist)")
+                )));
+            }
+        }
+        if let Some(want) = self.header("if-none-match")
+            && let Some(etag) = current
+            && (want.trim() == "*" || want.split(',').any(|w| w.trim() == etag))
+        {
+            return Err(failed(format!("The condition If-None-Match: {want} is not met: the resource exists.")));
+        }
+        Ok(())
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+/// A JSON response from a value.
+pub(crate) fn json_value(status: StatusCode, v: &Value) -> Response {
+    json(status, v.to_string())
+}
+
+/// The ARM error response.
+pub(crate) fn error_response(e: &ArmError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_value(status, &e.to_body());
+    r.headers_mut().insert("x-ms-failure-cause", HeaderValue::from_static("gateway"));
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer authorization_uri=\"https://login.tessera.local\", error=\"invalid_token\""),
+        );
+    }
+    r
+}
+
+fn set(r: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Which operation headers a response carries (O2, O9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpHeaders {
+    /// `Azure-AsyncOperation` only: PUT.
+    Status,
+    /// Both: DELETE.
+    Both,
+    /// `Location` only: POST actions.
+    Result,
+}
+
+/// Records a finished operation and adds its headers and `Retry-After`.
+pub(crate) fn finish_operation(
+    app: &App,
+    req: &Req,
+    r: &mut Response,
+    (sub, ns, location): (&str, &str, &str),
+    op: Operation,
+    headers: OpHeaders,
+) {
+    let id = app.ops.finish(op);
+    let urls = OperationUrls::new(&req.base, sub, ns, location, &id, &req.api_version);
+    if headers != OpHeaders::Result {
+        set(r, "azure-asyncoperation", &urls.status);
+    }
+    if headers != OpHeaders::Status {
+        set(r, "location", &urls.result);
+    }
+    set(r, "retry-after", &app.settings.retry_after.to_string());
+}
+
+/// api-versions accepted, by provider namespace: a date range (and `-preview` forms).
+fn api_version_allowed(ns: &str, v: &str) -> bool {
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    let b = date.as_bytes();
+    let well_formed = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !well_formed {
+        return false;
+    }
+    let (lo, hi) = if ns.eq_ignore_ascii_case("Microsoft.Resources") {
+        ("2014-04-01", "2025-12-31")
+    } else {
+        ("2015-06-15", "2026-03-01")
+    };
+    (lo..=hi).contains(&date)
+}
+
+fn namespace_of(route: &Route) -> &str {
+    match route {
+        Route::Resource(id) => id.namespace(),
+        Route::Children { parent: id, .. } | Route::Action { target: id, .. } => id.namespace(),
+        Route::ListInGroup { arm_type, .. } | Route::ListInSubscription { arm_type, .. } => {
+            arm_type.split('/').next().unwrap_or_default()
+        }
+        _ => "Microsoft.Resources",
+    }
+}
+
+fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmError> {
+    let needs = !matches!(
+        route,
+        Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } | Route::Operation { .. } | Route::Feed { .. }
+    );
+    match given {
+        None if needs => Err(ArmError::bad_request(
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )),
+        None => Ok("2024-05-01".to_string()),
+        Some(v) if !needs => Ok(v.to_string()),
+        Some(v) => {
+            let ns = namespace_of(route);
+            if api_version_allowed(ns, v) {
+                Ok(v.to_string())
+            } else {
+                Err(ArmError::bad_request(
+                    "InvalidApiVersionParameter",
+                    format!("The api-version '{v}' is invalid. The supported versions for '{ns}' are dates up to {}.",
+                        if ns.eq_ignore_ascii_case("Microsoft.Resources") { "2025-12-31" } else { "2026-03-01" }),
+                ))
+            }
+        }
+    }
+}
+
+/// The one handler.
+pub(crate) async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
+    let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
+    let mut response = match handle(&app, request).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    set(&mut response, "x-ms-request-id", &request_id);
+    set(&mut response, "x-ms-correlation-request-id", &request_id);
+    if let Some(v) = client_request_id {
+        response.headers_mut().insert(HeaderName::from_static("x-ms-client-request-id"), v);
+    }
+    response
+}
+
+async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let route = route::parse(&path, parts.method == Method::GET || parts.method == Method::HEAD)?;
+    let query: Vec<(String, String)> = parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
+    let given = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
+    let api_version = check_api_version(&route, given)?;
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+    let public = matches!(route, Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. });
+    let principal = if public {
+        None
+    } else {
+        let auth = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+        Some(app.keys.authenticate(auth)?)
+    };
+    let body = axum::body::to_bytes(body, app.settings.max_body).await.map_err(|_| {
+        ArmError::with_status(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the limit of {} bytes.", app.settings.max_body),
+        )
+    })?;
+    let req = Req {
+        method: parts.method,
+        route,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+        base: format!("https://{host}"),
+        api_version,
+        principal,
+    };
+    match &req.route {
+        Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } => identity::handle(app, &req).await,
+        Route::Tenants | Route::Subscriptions | Route::Subscription { .. } => identity::handle(app, &req).await,
+        Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => groups::handle(app, &req).await,
+        Route::Operation { id, result } => operation(app, id, *result),
+        Route::Action { .. } => actions::handle(app, &req).await,
+        Route::Feed { .. } => Err(ArmError::with_status(404, "NotFound", "The watch feed is not served yet.")),
+        Route::Resource(_) | Route::Children { .. } | Route::ListInGroup { .. } | Route::ListInSubscription { .. } => {
+            resources::handle(app, &req).await
+        }
+    }
+}
+
+fn operation(app: &App, id: &str, result: bool) -> Result<Response, ArmError> {
+    let op = app
+        .ops
+        .get(id)
+        .ok_or_else(|| ArmError::with_status(404, "NotFound", format!("The operation '{id}' was not found.")))?;
+    if !result {
+        let body = match &op.error {
+            None => serde_json::json!({ "status": "Succeeded" }),
+            Some(e) => serde_json::json!({ "status": "Failed", "error": e }),
+        };
+        return Ok(json_value(StatusCode::OK, &body));
+    }
+    match (op.error, op.result) {
+        (Some(e), _) => Err(e),
+        (None, Some(bytes)) => Ok(json(StatusCode::OK, bytes)),
+        (None, None) => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// A page of a list: `{"value": [...], "nextLink": ...}` from pre-serialized items.
+pub(crate) fn page(app: &App, req: &Req, items: &[Bytes]) -> Result<Response, ArmError> {
+    let skip: usize = match req.query("$skipToken") {
+        None => 0,
+        Some(t) => t
+            .parse()
+            .map_err(|_| ArmError::bad_request("InvalidSkipToken", format!("The $skipToken '{t}' is not valid.")))?,
+    };
+    let size = app.settings.page_size.max(1);
+    let end = (skip + size).min(items.len());
+    let mut out = Vec::with_capacity(64 + items.iter().skip(skip).take(size).map(Bytes::len).sum::<usize>());
+    out.extend_from_slice(b"{\"value\":[");
+    for (i, item) in items.get(skip.min(items.len())..end).unwrap_or_default().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    if end < items.len() {
+        let next = req.url_with(&format!("&$skipToken={end}"));
+        out.extend_from_slice(format!(",\"nextLink\":{}", Value::String(next)).as_bytes());
+    }
+    out.push(b'}');
+    Ok(json(StatusCode::OK, out))
+}

@@ -1,0 +1,163 @@
+//! Cloud metadata, the sign-in endpoints (openid-configuration and the client-credentials token
+//! endpoint, arm-api.md §10), tenants and subscriptions.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tessera_model::ArmError;
+
+use crate::auth::AUDIENCES;
+use crate::http::{App, Req, json_value};
+use crate::route::Route;
+
+pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
+    match (&req.route, &req.method) {
+        (Route::Metadata, &Method::GET) => Ok(json_value(StatusCode::OK, &metadata(&req.base))),
+        (Route::OpenIdConfiguration { tenant }, &Method::GET) => {
+            Ok(json_value(StatusCode::OK, &openid(&req.base, tenant)))
+        }
+        (Route::Token { tenant }, &Method::POST) => Ok(token(app, req, tenant).await),
+        (Route::Tenants, &Method::GET) => {
+            req.authorize("Microsoft.Resources/tenants/read", "/")?;
+            let core = app.core.read().await;
+            let mut tenants: Vec<String> =
+                core.engine.state().subscriptions.values().map(|s| s.tenant_id.to_ascii_lowercase()).collect();
+            tenants.push(app.identity.tenant.to_ascii_lowercase());
+            tenants.sort();
+            tenants.dedup();
+            let value: Vec<Value> = tenants
+                .iter()
+                .map(|t| json!({"id": format!("/tenants/{t}"), "tenantId": t, "tenantCategory": "Home",
+                                "displayName": format!("Tessera tenant {t}")}))
+                .collect();
+            Ok(json_value(StatusCode::OK, &json!({ "value": value })))
+        }
+        (Route::Subscriptions, &Method::GET) => {
+            req.authorize("Microsoft.Resources/subscriptions/read", "/")?;
+            let core = app.core.read().await;
+            let value: Vec<Value> = core.engine.state().subscriptions.values().map(subscription_body).collect();
+            Ok(json_value(StatusCode::OK, &json!({ "value": value })))
+        }
+        (Route::Subscription { sub }, &Method::GET) => {
+            req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?;
+            let core = app.core.read().await;
+            let s = core
+                .engine
+                .state()
+                .subscriptions
+                .get(&sub.to_ascii_lowercase())
+                .ok_or_else(|| subscription_not_found(sub))?;
+            Ok(json_value(StatusCode::OK, &subscription_body(s)))
+        }
+        _ => Err(method_not_allowed(req)),
+    }
+}
+
+/// 405 in ARM's shape.
+pub(crate) fn method_not_allowed(req: &Req) -> ArmError {
+    ArmError::with_status(
+        405,
+        "MethodNotAllowed",
+        format!("The method {} is not allowed on '{}'.", req.method, req.path),
+    )
+}
+
+/// 404 `SubscriptionNotFound`.
+pub(crate) fn subscription_not_found(sub: &str) -> ArmError {
+    ArmError::with_status(404, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))
+}
+
+fn subscription_body(s: &tessera_model::account::Subscription) -> Value {
+    json!({
+        "id": format!("/subscriptions/{}", s.subscription_id),
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "subscriptionId": s.subscription_id,
+        "tenantId": s.tenant_id,
+        "displayName": s.display_name,
+        "state": s.state,
+        "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "Tessera", "spendingLimit": "Off"},
+    })
+}
+
+/// `GET /metadata/endpoints`: what `az cloud register --endpoint-resource-manager` reads.
+fn metadata(base: &str) -> Value {
+    json!({
+        "name": "Tessera",
+        "galleryEndpoint": format!("{base}/"),
+        "graphEndpoint": format!("{base}/"),
+        "portalEndpoint": format!("{base}/"),
+        "resourceManager": format!("{base}/"),
+        "authentication": {
+            "loginEndpoint": format!("{base}/"),
+            "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
+            "tenant": "common",
+            "identityProvider": "AAD",
+        },
+        "media": format!("{base}/"),
+        "graphAudience": format!("{base}/"),
+        "graph": format!("{base}/"),
+        "batch": format!("{base}/"),
+        "sqlManagement": format!("{base}/"),
+        "vmImageAliasDoc": format!("{base}/"),
+        "suffixes": {"storage": "core.tessera.local", "keyVaultDns": "vault.tessera.local", "acrLoginServer": "cr.tessera.local"},
+    })
+}
+
+fn openid(base: &str, tenant: &str) -> Value {
+    json!({
+        "issuer": crate::auth::issuer(tenant),
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "device_authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/devicecode"),
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "response_types_supported": ["code", "token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["HS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "tenant_region_scope": "NA",
+        "cloud_instance_name": "tessera.local",
+    })
+}
+
+/// An OAuth error body (not an ARM one: the token endpoint speaks OAuth 2).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_value(status, &json!({"error": error, "error_description": description, "error_codes": []}))
+}
+
+async fn token(app: &App, req: &Req, tenant: &str) -> Response {
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body).unwrap_or_default();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if field("grant_type") != Some("client_credentials") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Only client_credentials is supported.");
+    }
+    let (Some(client_id), Some(secret)) = (field("client_id"), field("client_secret")) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required.");
+    };
+    let scope = field("scope").or_else(|| field("resource")).unwrap_or("https://management.azure.com/.default");
+    let audience = scope.split_whitespace().next().unwrap_or_default().trim_end_matches(".default");
+    let audience = if audience.ends_with("//") { &audience[..audience.len() - 1] } else { audience };
+    if !AUDIENCES.contains(&audience) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The scope '{scope}' is not valid."));
+    }
+    let core = app.core.read().await;
+    let sp = core.principals.get(&client_id.to_ascii_lowercase());
+    let Some(sp) = sp.filter(|sp| sp.check_secret(secret)) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client secret or client id.");
+    };
+    if !sp.tenant_id.eq_ignore_ascii_case(tenant) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            &format!("Application '{client_id}' was not found in the directory '{tenant}'."),
+        );
+    }
+    match app.keys.issue(sp, audience) {
+        Ok(token) => json_value(
+            StatusCode::OK,
+            &json!({"token_type": "Bearer", "expires_in": crate::auth::TOKEN_LIFETIME_SECS,
+                    "ext_expires_in": crate::auth::TOKEN_LIFETIME_SECS, "access_token": token}),
+        ),
+        Err(e) => crate::http::error_response(&e),
+    }
+}

@@ -1,0 +1,20 @@
+//! Tessera's ARM-compatible HTTPS API (arm-api.md): resource groups, subscriptions and tenants;
+//! every network resource type of the engine with child resources and embedded collections;
+//! long-running operations, etags, paging and ARM error bodies; bearer-token sign-in; and the
+//! NIC and Network Watcher diagnostics, all answered by the engine and kept in the store.
+
+mod actions;
+pub mod auth;
+mod core;
+mod groups;
+mod http;
+mod identity;
+mod operations;
+mod resources;
+mod route;
+mod server;
+pub mod tls;
+
+pub use auth::authorize;
+pub use http::ApiSettings;
+pub use server::{Credentials, RunningServer, ServeConfig, StoreKind, start};

@@ -1,0 +1,146 @@
+//! ARM request paths, matched case-insensitively into what they address.
+
+use tessera_model::{ArmError, ResourceId};
+
+/// What a request path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `GET /metadata/endpoints`: the cloud's endpoints (for `az cloud register`).
+    Metadata,
+    /// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and the v1 form).
+    OpenIdConfiguration { tenant: String },
+    /// `POST /{tenant}/oauth2/v2.0/token` (and `/oauth2/token`).
+    Token { tenant: String },
+    /// `GET /tenants`.
+    Tenants,
+    /// `GET /subscriptions`.
+    Subscriptions,
+    /// `GET /subscriptions/{sub}`.
+    Subscription { sub: String },
+    /// `GET /subscriptions/{sub}/resourcegroups`.
+    ResourceGroups { sub: String },
+    /// `/subscriptions/{sub}/resourcegroups/{rg}`.
+    ResourceGroup { sub: String, rg: String },
+    /// `GET /subscriptions/{sub}/providers/{ns}/locations/{loc}/operations|operationResults/{id}`.
+    Operation { id: String, result: bool },
+    /// `GET /subscriptions/{sub}/providers/{ns}/{type}`: every resource of a type in a subscription.
+    ListInSubscription { sub: String, arm_type: String },
+    /// `GET /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}`.
+    ListInGroup { sub: String, rg: String, arm_type: String },
+    /// A resource or child resource.
+    Resource(ResourceId),
+    /// `GET {parent}/{childType}`: a child collection.
+    Children { parent: ResourceId, segment: String },
+    /// `POST {resource}/{action}` (and the few GET actions).
+    Action { target: ResourceId, action: String },
+    /// `GET /tessera/feed/{host}`: the watch feed for host agents.
+    Feed { host: String },
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Child collections read with GET whose name is an action rather than a child type.
+const GET_ACTIONS: &[&str] = &["checkIPAddressAvailability", "usages"];
+
+fn not_found(path: &str) -> ArmError {
+    ArmError::with_status(404, "NotFound", format!("No route matches the path '{path}'."))
+}
+
+/// Parses a request path. `get` says whether the method is GET (a trailing odd segment is then
+/// a child collection, otherwise an action).
+pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
+    let trimmed = path.trim_end_matches('/');
+    let seg: Vec<&str> = trimmed.split('/').skip(1).collect();
+    if seg.iter().any(|s| s.is_empty()) {
+        return Err(not_found(path));
+    }
+    match seg.as_slice() {
+        [m, e] if eq(m, "metadata") && eq(e, "endpoints") => Ok(Route::Metadata),
+        [t, v, w, o] if eq(v, "v2.0") && eq(w, ".well-known") && eq(o, "openid-configuration") => {
+            Ok(Route::OpenIdConfiguration { tenant: (*t).to_string() })
+        }
+        [t, w, o] if eq(w, ".well-known") && eq(o, "openid-configuration") => {
+            Ok(Route::OpenIdConfiguration { tenant: (*t).to_string() })
+        }
+        [t, o, v, tok] if eq(o, "oauth2") && eq(v, "v2.0") && eq(tok, "token") => {
+            Ok(Route::Token { tenant: (*t).to_string() })
+        }
+        [t, o, tok] if eq(o, "oauth2") && eq(tok, "token") => Ok(Route::Token { tenant: (*t).to_string() }),
+        [t] if eq(t, "tenants") => Ok(Route::Tenants),
+        [s] if eq(s, "subscriptions") => Ok(Route::Subscriptions),
+        [t, f, h] if eq(t, "tessera") && eq(f, "feed") => Ok(Route::Feed { host: (*h).to_string() }),
+        [s, sub] if eq(s, "subscriptions") => Ok(Route::Subscription { sub: (*sub).to_string() }),
+        [s, sub, g] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
+            Ok(Route::ResourceGroups { sub: (*sub).to_string() })
+        }
+        [s, sub, g, rg] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
+            Ok(Route::ResourceGroup { sub: (*sub).to_string(), rg: (*rg).to_string() })
+        }
+        [s, _sub, p, _ns, l, _loc, o, id]
+            if eq(s, "subscriptions")
+                && eq(p, "providers")
+                && eq(l, "locations")
+                && (eq(o, "operations") || eq(o, "operationResults")) =>
+        {
+            Ok(Route::Operation { id: (*id).to_string(), result: eq(o, "operationResults") })
+        }
+        [s, sub, p, ns, ty] if eq(s, "subscriptions") && eq(p, "providers") => {
+            Ok(Route::ListInSubscription { sub: (*sub).to_string(), arm_type: format!("{ns}/{ty}") })
+        }
+        [s, sub, g, rg, p, ns, ty] if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") => {
+            Ok(Route::ListInGroup { sub: (*sub).to_string(), rg: (*rg).to_string(), arm_type: format!("{ns}/{ty}") })
+        }
+        [s, _, g, _, p, _, rest @ ..]
+            if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") && rest.len() >= 2 =>
+        {
+            let bad_id = |e: tessera_model::id::IdError| ArmError::bad_request("InvalidResourceId", e.to_string());
+            if rest.len().is_multiple_of(2) {
+                return Ok(Route::Resource(ResourceId::parse(trimmed).map_err(bad_id)?));
+            }
+            let cut = trimmed.rfind('/').unwrap_or(trimmed.len());
+            let last = seg.last().copied().unwrap_or_default();
+            let target = ResourceId::parse(&trimmed[..cut]).map_err(bad_id)?;
+            if get && !GET_ACTIONS.iter().any(|a| eq(a, last)) {
+                Ok(Route::Children { parent: target, segment: last.to_string() })
+            } else {
+                Ok(Route::Action { target, action: last.to_string() })
+            }
+        }
+        _ => Err(not_found(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_case_insensitively() {
+        let vnet = "/subscriptions/s/resourcegroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+        assert!(matches!(parse(vnet, true), Ok(Route::Resource(id)) if id.name() == "v"));
+        let upper = "/SUBSCRIPTIONS/s/RESOURCEGROUPS/rg/PROVIDERS/microsoft.network/VIRTUALNETWORKS/v/";
+        assert!(matches!(parse(upper, true), Ok(Route::Resource(id)) if id.kind() == tessera_model::Kind::VirtualNetwork));
+        assert!(matches!(parse(&format!("{vnet}/subnets"), true), Ok(Route::Children { segment, .. }) if segment == "subnets"));
+        assert!(matches!(
+            parse(&format!("{vnet}/subnets/a/PrepareNetworkPolicies"), false),
+            Ok(Route::Action { action, .. }) if action == "PrepareNetworkPolicies"
+        ));
+        assert!(matches!(
+            parse(&format!("{vnet}/CheckIPAddressAvailability"), true),
+            Ok(Route::Action { .. })
+        ));
+        assert_eq!(
+            parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks", true),
+            Ok(Route::ListInGroup { sub: "s".into(), rg: "rg".into(), arm_type: "Microsoft.Network/virtualNetworks".into() })
+        );
+        assert_eq!(
+            parse("/subscriptions/s/providers/Microsoft.Network/locations/westus/operationResults/x", true),
+            Ok(Route::Operation { id: "x".into(), result: true })
+        );
+        assert_eq!(parse("/t/v2.0/.well-known/openid-configuration", true), Ok(Route::OpenIdConfiguration { tenant: "t".into() }));
+        assert!(parse("/subscriptions//resourceGroups/x", true).is_err());
+        assert!(parse("/nothing/here/at/all/really", true).is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! Starting the server: the data directory (store, certificates, credentials), first-start
+//! set-up (a default tenant, subscription and service principal), and the HTTPS listener.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use tessera_engine::Limits;
+use tessera_model::account::{DEFAULT_SUBSCRIPTION, DEFAULT_TENANT, Subscription};
+use tessera_store::{MemoryStore, Op, RedbStore, Store};
+use tokio::sync::RwLock;
+
+use crate::auth::{ServicePrincipal, TokenKeys, sha256_hex};
+use crate::core::Core;
+use crate::http::{ApiSettings, App, Identity};
+use crate::operations::Operations;
+
+/// Which store backs the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// redb in `<data dir>/store.redb` (durable; the default).
+    Redb,
+    /// In memory (gone when the server stops).
+    Memory,
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Directory for the store, the certificates and the credentials file.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The store.
+    pub store: StoreKind,
+    /// API behaviour.
+    pub settings: ApiSettings,
+    /// Engine limits.
+    pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// Defaults for a data directory: redb, `127.0.0.1:8443`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            store: StoreKind::Redb,
+            settings: ApiSettings::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a client needs to sign in (written to `<data dir>/credentials.json`, mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// The server's base URL.
+    pub endpoint: String,
+    /// The CA certificate to trust.
+    pub ca_certificate: PathBuf,
+    /// The default tenant.
+    pub tenant_id: String,
+    /// The default subscription.
+    pub subscription_id: String,
+    /// The service principal's application id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The default principal's sign-in details.
+    pub credentials: Credentials,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, finishes in-flight requests, and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        self.task.await.map_err(std::io::Error::other)?
+    }
+
+    /// Waits until the server stops (it runs until shut down or the process ends).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut buf).map_err(|_| io("no randomness"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn open_store(config: &ServeConfig) -> std::io::Result<Arc<dyn Store>> {
+    Ok(match config.store {
+        StoreKind::Redb => Arc::new(RedbStore::open(&config.data_dir.join("store.redb")).map_err(io)?),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// The token-signing key, made on first start and kept in the store.
+fn signing_key(store: &dyn Store) -> std::io::Result<Vec<u8>> {
+    const KEY: &str = "meta/signing-key";
+    if let Some(e) = store.get(KEY).map_err(io)? {
+        return Ok(e.value);
+    }
+    let key = random_hex(32)?.into_bytes();
+    store.commit(&[Op::Put { key: KEY.into(), value: key.clone(), expect: tessera_store::Expect::Absent }]).map_err(io)?;
+    Ok(key)
+}
+
+/// First start: the default subscription and a service principal with a new secret.
+fn first_start(core: &mut Core, store: &dyn Store, creds_path: &Path) -> std::io::Result<(String, String)> {
+    if let Ok(text) = std::fs::read_to_string(creds_path)
+        && let Ok(c) = serde_json::from_str::<Credentials>(&text)
+        && core.principals.get(&c.client_id.to_ascii_lowercase()).is_some_and(|sp| sp.check_secret(&c.client_secret))
+    {
+        return Ok((c.client_id, c.client_secret));
+    }
+    if !core.engine.state().subscriptions.contains_key(DEFAULT_SUBSCRIPTION) {
+        core.put_subscription(store, Subscription::new(DEFAULT_SUBSCRIPTION, DEFAULT_TENANT, "Tessera default"))
+            .map_err(io)?;
+    }
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let secret = random_hex(24)?;
+    let sp = ServicePrincipal {
+        client_id: client_id.clone(),
+        tenant_id: DEFAULT_TENANT.to_string(),
+        display_name: "tessera-admin".to_string(),
+        secret_sha256: sha256_hex(&secret),
+    };
+    core.put_principal(store, sp).map_err(io)?;
+    Ok((client_id, secret))
+}
+
+fn write_credentials(path: &Path, c: &Credentials) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_string_pretty(c).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Starts the server on the current tokio runtime (multi-threaded, so that store commits can
+/// block a worker).
+pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let certs = crate::tls::ensure_certificates(&config.data_dir)?;
+    let tls = crate::tls::server_config(&certs)?;
+    let store = open_store(&config)?;
+    let keys = TokenKeys::new(&signing_key(&*store)?);
+    let mut core = Core::load(&*store, config.limits.clone()).map_err(io)?;
+    let creds_path = config.data_dir.join("credentials.json");
+    let (client_id, client_secret) = first_start(&mut core, &*store, &creds_path)?;
+
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let credentials = Credentials {
+        endpoint: format!("https://{addr}"),
+        ca_certificate: certs.ca.clone(),
+        tenant_id: DEFAULT_TENANT.to_string(),
+        subscription_id: DEFAULT_SUBSCRIPTION.to_string(),
+        client_id,
+        client_secret,
+    };
+    write_credentials(&creds_path, &credentials)?;
+
+    let app = Arc::new(App {
+        core: RwLock::new(core),
+        store,
+        keys,
+        ops: Operations::default(),
+        settings: config.settings.clone(),
+        identity: Identity { tenant: DEFAULT_TENANT.to_string() },
+    });
+    let router = axum::Router::new().fallback(crate::http::dispatch).with_state(app);
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+        .handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    Ok(RunningServer { addr, credentials, handle, task })
+}

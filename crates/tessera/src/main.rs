@@ -1,6 +1,7 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
 mod render;
+mod serve;
 
 /// `println!` for the command's output: a closed stdout (`tessera … | head`) ends the program
 /// quietly instead of panicking.
@@ -161,6 +162,24 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
+    /// Run the ARM-compatible API (HTTPS) on a durable store in a data directory.
+    Serve {
+        /// Data directory: store, certificates, credentials.
+        #[arg(long, default_value = ".tessera")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Keep the state in memory only.
+        #[arg(long)]
+        memory: bool,
+        /// Seconds clients wait before polling an operation (`Retry-After`; 0 = the client's own interval).
+        #[arg(long, default_value_t = 1)]
+        retry_after: u32,
+        /// Items per page of a list.
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
     /// Reachability of every VM pair for one protocol and port.
     Matrix {
         #[command(flatten)]
@@ -211,6 +230,14 @@ fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
 
 fn run(command: Command) -> Result<ExitCode, ArmError> {
     match command {
+        Command::Serve { data_dir, listen, memory, retry_after, page_size } => {
+            let mut config = tessera_api::ServeConfig::new(data_dir);
+            config.listen = listen;
+            config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
+            config.settings.retry_after = retry_after;
+            config.settings.page_size = page_size;
+            serve::run(config)
+        }
         Command::Validate { common } => {
             let text = std::fs::read_to_string(&common.file).map_err(|e| {
                 ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", common.file.display()))

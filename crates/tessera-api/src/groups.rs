@@ -92,8 +92,7 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
             let location = body.get("location").and_then(Value::as_str).map(str::to_string);
             let (status, doc) = app
                 .write(|core, store| {
-                    let Some(subscription) =
-                        core.engine.state().subscriptions.get(&sub.to_ascii_lowercase()).cloned()
+                    let Some(subscription) = core.engine.state().subscriptions.get(&sub.to_ascii_lowercase()).cloned()
                     else {
                         return Err(subscription_not_found(sub));
                     };
@@ -101,10 +100,14 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                     let location = match (&existing, location, patch) {
                         (Some(old), _, true) => old["location"].as_str().unwrap_or_default().to_string(),
                         (None, _, true) => return Err(group_not_found(rg)),
-                        (_, Some(l), false) => tessera_model::location::find(&l).map(|l| l.name.to_string()).ok_or_else(|| {
-                            ArmError::bad_request("LocationNotAvailableForResourceGroup", format!(
-                                "The provided location '{l}' is not available for resource group."))
-                        })?,
+                        (_, Some(l), false) => {
+                            tessera_model::location::find(&l).map(|l| l.name.to_string()).ok_or_else(|| {
+                                ArmError::bad_request(
+                                    "LocationNotAvailableForResourceGroup",
+                                    format!("The provided location '{l}' is not available for resource group."),
+                                )
+                            })?
+                        }
                         (_, None, false) => {
                             return Err(ArmError::bad_request(
                                 "LocationRequired",
@@ -113,7 +116,10 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                         }
                     };
                     // A group keeps the spelling of its first creation (ARM is case-preserving).
-                    let name = existing.as_ref().and_then(|g| g["name"].as_str().map(str::to_string)).unwrap_or(rg.to_string());
+                    let name = existing
+                        .as_ref()
+                        .and_then(|g| g["name"].as_str().map(str::to_string))
+                        .unwrap_or(rg.to_string());
                     let doc = json!({
                         "id": format!("/subscriptions/{}/resourceGroups/{name}", subscription.subscription_id),
                         "name": name,
@@ -168,9 +174,8 @@ fn delete_group(
 ) -> Result<(String, Result<(), ArmError>), ArmError> {
     let group = core.group(sub, rg).ok_or_else(|| group_not_found(rg))?;
     let location = group.body["location"].as_str().unwrap_or_default().to_string();
-    let in_group = |id: &ResourceId| {
-        id.subscription().eq_ignore_ascii_case(sub) && id.resource_group().eq_ignore_ascii_case(rg)
-    };
+    let in_group =
+        |id: &ResourceId| id.subscription().eq_ignore_ascii_case(sub) && id.resource_group().eq_ignore_ascii_case(rg);
     let mut ids: Vec<ResourceId> = core.docs.keys().filter(|id| in_group(id)).cloned().collect();
     ids.sort_by_key(|id| (delete_rank(id.kind()), id.key().to_string()));
     for id in ids {

@@ -170,7 +170,9 @@ pub(crate) fn error_response(e: &ArmError) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer authorization_uri=\"https://login.tessera.local\", error=\"invalid_token\""),
+            HeaderValue::from_static(
+                "Bearer authorization_uri=\"https://login.tessera.local\", error=\"invalid_token\"",
+            ),
         );
     }
     r
@@ -246,7 +248,11 @@ fn namespace_of(route: &Route) -> &str {
 fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmError> {
     let needs = !matches!(
         route,
-        Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } | Route::Operation { .. } | Route::Feed { .. }
+        Route::Metadata
+            | Route::OpenIdConfiguration { .. }
+            | Route::Token { .. }
+            | Route::Operation { .. }
+            | Route::Feed { .. }
     );
     match given {
         None if needs => Err(ArmError::bad_request(
@@ -262,8 +268,10 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             } else {
                 Err(ArmError::bad_request(
                     "InvalidApiVersionParameter",
-                    format!("The api-version '{v}' is invalid. The supported versions for '{ns}' are dates up to {}.",
-                        if ns.eq_ignore_ascii_case("Microsoft.Resources") { "2025-12-31" } else { "2026-03-01" }),
+                    format!(
+                        "The api-version '{v}' is invalid. The supported versions for '{ns}' are dates up to {}.",
+                        if ns.eq_ignore_ascii_case("Microsoft.Resources") { "2025-12-31" } else { "2026-03-01" }
+                    ),
                 ))
             }
         }
@@ -290,7 +298,8 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let route = route::parse(&path, parts.method == Method::GET || parts.method == Method::HEAD)?;
-    let query: Vec<(String, String)> = parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
+    let query: Vec<(String, String)> =
+        parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
     let given = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
     let api_version = check_api_version(&route, given)?;
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
@@ -301,13 +310,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         let auth = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
         Some(app.keys.authenticate(auth)?)
     };
-    let body = axum::body::to_bytes(body, app.settings.max_body).await.map_err(|_| {
-        ArmError::with_status(
-            413,
-            "RequestEntityTooLarge",
-            format!("The request body is larger than the limit of {} bytes.", app.settings.max_body),
-        )
-    })?;
+    let body = read_body(body, app.settings.max_body).await?;
     let req = Req {
         method: parts.method,
         route,
@@ -330,6 +333,37 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
             resources::handle(app, &req).await
         }
     }
+}
+
+/// Reads the body up to `max` bytes. A larger body is drained (up to a hard cap, so that the
+/// client can read the answer instead of seeing its upload cut) and refused with 413.
+async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ArmError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ArmError::with_status(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the limit of {max} bytes."),
+        )
+    };
+    let cap = max.saturating_mul(16);
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ArmError::bad_request("InvalidRequestFormat", format!("The request body could not be read: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > cap {
+                return Err(too_large());
+            }
+            if seen <= max {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > max { Err(too_large()) } else { Ok(Bytes::from(kept)) }
 }
 
 fn operation(app: &App, id: &str, result: bool) -> Result<Response, ArmError> {

@@ -27,8 +27,10 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             tenants.dedup();
             let value: Vec<Value> = tenants
                 .iter()
-                .map(|t| json!({"id": format!("/tenants/{t}"), "tenantId": t, "tenantCategory": "Home",
-                                "displayName": format!("Tessera tenant {t}")}))
+                .map(|t| {
+                    json!({"id": format!("/tenants/{t}"), "tenantId": t, "tenantCategory": "Home",
+                                "displayName": format!("Tessera tenant {t}")})
+                })
                 .collect();
             Ok(json_value(StatusCode::OK, &json!({ "value": value })))
         }

@@ -52,7 +52,9 @@ fn child_write(parent: Kind, collection: &str) -> ChildWrite {
 fn invalid_type(id_type: &str, ns: &str, api_version: &str) -> ArmError {
     ArmError::bad_request(
         "InvalidResourceType",
-        format!("The resource type '{id_type}' could not be found in the namespace '{ns}' for api version '{api_version}'."),
+        format!(
+            "The resource type '{id_type}' could not be found in the namespace '{ns}' for api version '{api_version}'."
+        ),
     )
 }
 
@@ -135,8 +137,9 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         }
         Route::Children { parent, segment } if req.method == Method::GET => {
             check_type(parent, req)?;
-            let coll = collection(segment)
-                .ok_or_else(|| invalid_type(&format!("{}/{segment}", parent.kind().arm_type()), parent.namespace(), &req.api_version))?;
+            let coll = collection(segment).ok_or_else(|| {
+                invalid_type(&format!("{}/{segment}", parent.kind().arm_type()), parent.namespace(), &req.api_version)
+            })?;
             req.authorize(&format!("{}/read", parent.kind().arm_type()), parent.as_str())?;
             let core = app.core.read().await;
             check_scope(&core, parent)?;
@@ -298,7 +301,14 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
         })
         .await?;
     let mut r = json(created_status(created), bytes);
-    finish_operation(app, req, &mut r, (id.subscription(), id.namespace(), &location), Operation { error: None, result: None }, OpHeaders::Status);
+    finish_operation(
+        app,
+        req,
+        &mut r,
+        (id.subscription(), id.namespace(), &location),
+        Operation { error: None, result: None },
+        OpHeaders::Status,
+    );
     Ok(r)
 }
 
@@ -352,7 +362,14 @@ fn accepted_delete(app: &App, req: &Req, id: &ResourceId, deleted: Option<String
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut r = StatusCode::ACCEPTED.into_response();
-    finish_operation(app, req, &mut r, (id.subscription(), id.namespace(), &location), Operation { error: None, result: None }, OpHeaders::Both);
+    finish_operation(
+        app,
+        req,
+        &mut r,
+        (id.subscription(), id.namespace(), &location),
+        Operation { error: None, result: None },
+        OpHeaders::Both,
+    );
     Ok(r)
 }
 
@@ -404,7 +421,14 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
         })
         .await?;
     let mut r = json(created_status(created), child.to_string());
-    finish_operation(app, req, &mut r, (id.subscription(), id.namespace(), &location), Operation { error: None, result: None }, OpHeaders::Status);
+    finish_operation(
+        app,
+        req,
+        &mut r,
+        (id.subscription(), id.namespace(), &location),
+        Operation { error: None, result: None },
+        OpHeaders::Status,
+    );
     Ok(r)
 }
 

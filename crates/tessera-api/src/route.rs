@@ -121,25 +121,33 @@ mod tests {
         let vnet = "/subscriptions/s/resourcegroups/rg/providers/Microsoft.Network/virtualNetworks/v";
         assert!(matches!(parse(vnet, true), Ok(Route::Resource(id)) if id.name() == "v"));
         let upper = "/SUBSCRIPTIONS/s/RESOURCEGROUPS/rg/PROVIDERS/microsoft.network/VIRTUALNETWORKS/v/";
-        assert!(matches!(parse(upper, true), Ok(Route::Resource(id)) if id.kind() == tessera_model::Kind::VirtualNetwork));
-        assert!(matches!(parse(&format!("{vnet}/subnets"), true), Ok(Route::Children { segment, .. }) if segment == "subnets"));
+        assert!(
+            matches!(parse(upper, true), Ok(Route::Resource(id)) if id.kind() == tessera_model::Kind::VirtualNetwork)
+        );
+        assert!(
+            matches!(parse(&format!("{vnet}/subnets"), true), Ok(Route::Children { segment, .. }) if segment == "subnets")
+        );
         assert!(matches!(
             parse(&format!("{vnet}/subnets/a/PrepareNetworkPolicies"), false),
             Ok(Route::Action { action, .. }) if action == "PrepareNetworkPolicies"
         ));
-        assert!(matches!(
-            parse(&format!("{vnet}/CheckIPAddressAvailability"), true),
-            Ok(Route::Action { .. })
-        ));
+        assert!(matches!(parse(&format!("{vnet}/CheckIPAddressAvailability"), true), Ok(Route::Action { .. })));
         assert_eq!(
             parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks", true),
-            Ok(Route::ListInGroup { sub: "s".into(), rg: "rg".into(), arm_type: "Microsoft.Network/virtualNetworks".into() })
+            Ok(Route::ListInGroup {
+                sub: "s".into(),
+                rg: "rg".into(),
+                arm_type: "Microsoft.Network/virtualNetworks".into()
+            })
         );
         assert_eq!(
             parse("/subscriptions/s/providers/Microsoft.Network/locations/westus/operationResults/x", true),
             Ok(Route::Operation { id: "x".into(), result: true })
         );
-        assert_eq!(parse("/t/v2.0/.well-known/openid-configuration", true), Ok(Route::OpenIdConfiguration { tenant: "t".into() }));
+        assert_eq!(
+            parse("/t/v2.0/.well-known/openid-configuration", true),
+            Ok(Route::OpenIdConfiguration { tenant: "t".into() })
+        );
         assert!(parse("/subscriptions//resourceGroups/x", true).is_err());
         assert!(parse("/nothing/here/at/all/really", true).is_err());
     }

@@ -120,7 +120,9 @@ fn signing_key(store: &dyn Store) -> std::io::Result<Vec<u8>> {
         return Ok(e.value);
     }
     let key = random_hex(32)?.into_bytes();
-    store.commit(&[Op::Put { key: KEY.into(), value: key.clone(), expect: tessera_store::Expect::Absent }]).map_err(io)?;
+    store
+        .commit(&[Op::Put { key: KEY.into(), value: key.clone(), expect: tessera_store::Expect::Absent }])
+        .map_err(io)?;
     Ok(key)
 }
 

@@ -141,7 +141,7 @@ pub struct ConnectionProperties {
     pub enable_bgp: bool,
     /// Tessera extension: the prefixes the far side announces by BGP on this connection
     /// (the routes Azure would learn from the on-premises router or ExpressRoute circuit).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::prefix::cidr::list")]
     pub bgp_learned_prefixes: Vec<IpNet>,
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ pub type ClassicVirtualNetwork = Tracked<ClassicVirtualNetworkProperties>;
 #[serde(rename_all = "camelCase")]
 pub struct AddressSpace {
     /// CIDR prefixes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::prefix::cidr::list")]
     pub address_prefixes: Vec<IpNet>,
 }
 
@@ -96,10 +96,10 @@ pub struct VirtualNetworkProperties {
 #[serde(rename_all = "camelCase")]
 pub struct SubnetProperties {
     /// The prefix (single).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::prefix::cidr::optional")]
     pub address_prefix: Option<IpNet>,
     /// Several prefixes (dual stack).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::prefix::cidr::list")]
     pub address_prefixes: Vec<IpNet>,
     /// Associated NSG.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +261,7 @@ pub struct ClassicSubnet {
     /// Name.
     pub name: String,
     /// Prefix.
+    #[serde(deserialize_with = "crate::prefix::cidr::one")]
     pub address_prefix: IpNet,
 }
 

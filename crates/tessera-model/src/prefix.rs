@@ -19,6 +19,37 @@ pub fn parse_cidr(text: &str, owner: &str) -> Result<IpNet, ArmError> {
     Ok(net)
 }
 
+/// Marks a serde error about a prefix that is not CIDR notation, so that the JSON loader can
+/// answer `InvalidAddressPrefixFormat` naming the value.
+pub(crate) const BAD_PREFIX: &str = "not a CIDR prefix: ";
+
+/// Deserializers for prefix fields that name the offending value on failure.
+pub(crate) mod cidr {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    use super::{BAD_PREFIX, IpNet};
+
+    fn parse<E: Error>(text: &str) -> Result<IpNet, E> {
+        text.trim().parse().map_err(|_| E::custom(format!("{BAD_PREFIX}{text}")))
+    }
+
+    /// One prefix.
+    pub(crate) fn one<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+        parse(&String::deserialize(d)?)
+    }
+
+    /// An optional prefix.
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|t| parse(&t)).transpose()
+    }
+
+    /// A list of prefixes (`null` is an empty list).
+    pub(crate) fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Option::<Vec<String>>::deserialize(d)?.unwrap_or_default().iter().map(|t| parse(t)).collect()
+    }
+}
+
 /// Refuses a prefix with host bits set (`InvalidCIDRNotation`).
 pub fn check_canonical(net: IpNet, owner: &str) -> Result<(), ArmError> {
     if net.trunc() != net {

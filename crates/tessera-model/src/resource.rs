@@ -88,7 +88,20 @@ fn invalid(msg: String) -> ArmError {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ArmError> {
-    serde_json::from_value(value).map_err(|e| invalid(format!("{what}: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        match text.split_once(crate::prefix::BAD_PREFIX) {
+            Some((_, rest)) => {
+                let value = rest.split(" at line ").next().unwrap_or(rest);
+                ArmError::bad_request(
+                    "InvalidAddressPrefixFormat",
+                    format!("Address prefix {value} of resource {what} is not formatted correctly. It should follow CIDR notation, for example 10.0.0.0/24."),
+                )
+                .target(what)
+            }
+            None => invalid(format!("{what}: {text}")),
+        }
+    })
 }
 
 /// Parses one resource from its ARM JSON (as `GET` returns it). A virtual network yields itself

@@ -25,7 +25,10 @@ pub(crate) fn run(config: tessera_api::ServeConfig) -> Result<ExitCode, ArmError
         crate::emit!("");
         crate::emit!("Use it with az:");
         crate::emit!("  export REQUESTS_CA_BUNDLE={}", c.ca_certificate.display());
-        crate::emit!("  az cloud register -n Tessera --endpoint-resource-manager {}/ && az cloud set -n Tessera", c.endpoint);
+        crate::emit!(
+            "  az cloud register -n Tessera --endpoint-resource-manager {}/ && az cloud set -n Tessera",
+            c.endpoint
+        );
         crate::emit!("  az config set core.instance_discovery=false");
         crate::emit!("  az login --service-principal -u {} -p <secret> --tenant {}", c.client_id, c.tenant_id);
         tokio::select! {

@@ -1,0 +1,8 @@
+//! The API over real HTTPS on loopback: bad input never gets a 5xx and never changes the state,
+//! the long-running-operation shapes of arm-api.md §5, and durability across a restart.
+
+mod common;
+
+mod bad_input;
+mod operations;
+mod persistence;

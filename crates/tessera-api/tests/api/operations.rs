@@ -1,0 +1,81 @@
+//! Long-running operation shapes (arm-api.md §5, O2, O9).
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::Api;
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_delete_and_post_answer_as_long_running_operations() {
+    let api = Api::start().await;
+    api.group("rg").await;
+    let path = api.net("rg", "virtualNetworks/a");
+    let body = json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}});
+    let r = api.send(Method::PUT, &path, Some(body.to_string().as_bytes())).await;
+    assert_eq!(r.status().as_u16(), 201, "created");
+    let status_url = header(&r, "azure-asyncoperation").expect("Azure-AsyncOperation on PUT");
+    assert!(header(&r, "location").is_none(), "a PUT carries no Location (O2)");
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("0"));
+    assert!(header(&r, "x-ms-request-id").is_some());
+    assert!(status_url.contains("api-version="), "clients use the URL verbatim");
+    let s: Value =
+        api.client.get(&status_url).bearer_auth(&api.token).send().await.expect("poll").json().await.expect("json");
+    assert_eq!(s["status"], "Succeeded");
+    // Updating answers 200.
+    assert_eq!(api.send(Method::PUT, &path, Some(body.to_string().as_bytes())).await.status().as_u16(), 200);
+
+    // POST actions: 202, body null, Location only; the Location gives the result (O9).
+    api.call(
+        Method::PUT,
+        &api.net("rg", "networkInterfaces/nic"),
+        Some(json!({"location": "westeurope", "properties": {
+        "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": format!("{}/subnets/default", path)}}}]}})),
+    )
+    .await;
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            &format!("{path}/subnets/default"),
+            Some(json!({"properties": {"addressPrefix": "10.0.0.0/24"}})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, nic) = api
+        .call(
+            Method::PUT,
+            &api.net("rg", "networkInterfaces/nic"),
+            Some(json!({"location": "westeurope", "properties": {
+        "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": format!("{}/subnets/default", path)}}}]}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{nic}");
+    let r =
+        api.send(Method::POST, &format!("{}/effectiveRouteTable", api.net("rg", "networkInterfaces/nic")), None).await;
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(header(&r, "azure-asyncoperation").is_none());
+    let result_url = header(&r, "location").expect("Location on POST");
+    assert_eq!(r.text().await.expect("body"), "null");
+    let routes: Value =
+        api.client.get(&result_url).bearer_auth(&api.token).send().await.expect("result").json().await.expect("json");
+    let first = &routes["value"][0];
+    assert_eq!(first["addressPrefix"], json!(["10.0.0.0/16"]));
+    assert_eq!(first["nextHopType"], "VnetLocal");
+
+    // DELETE: 202 with both URLs; the Location answers 204 once done.
+    let r = api.send(Method::DELETE, &api.net("rg", "networkInterfaces/nic"), None).await;
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(header(&r, "azure-asyncoperation").is_some());
+    let location = header(&r, "location").expect("Location on DELETE");
+    let done = api.client.get(&location).bearer_auth(&api.token).send().await.expect("result");
+    assert_eq!(done.status().as_u16(), 204);
+    // An unknown operation is a 404, not a 5xx.
+    let missing = api.url(&format!(
+        "{}/providers/Microsoft.Network/locations/westeurope/operations/none?api-version=2024-05-01",
+        api.sub()
+    ));
+    assert_eq!(api.client.get(&missing).bearer_auth(&api.token).send().await.expect("poll").status().as_u16(), 404);
+}

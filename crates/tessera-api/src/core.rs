@@ -3,8 +3,9 @@
 //!
 //! Every write goes through [`Core::apply`] under the server's write lock: the engine validates
 //! the change against the whole state, the documents it names are rendered, and the ones that
-//! changed are committed to the store in one transaction, with compare-and-set on the revision
-//! each was read at. A refusal writes nothing; a failed commit reloads the state from the store.
+//! changed are staged as store operations. The server hands the staged operations of each
+//! request to the committer (`commit.rs`), which writes them durably (several requests per
+//! transaction when they queue up) before the request is answered. A refusal stages nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tessera_engine::{Change, Engine, Limits, load};
 use tessera_model::{ArmError, Kind, Resource, ResourceId};
-use tessera_store::{Expect, Op, Revision, Store, StoreError};
+use tessera_store::{Op, Store, StoreError};
 
 use crate::auth::ServicePrincipal;
 
@@ -43,8 +44,6 @@ pub(crate) struct Doc {
     pub(crate) raw: Arc<Value>,
     /// The serialized document with etags (what GET returns).
     pub(crate) bytes: Bytes,
-    /// The store revision that last wrote it.
-    pub(crate) revision: Revision,
 }
 
 impl Doc {
@@ -96,6 +95,8 @@ fn aux_key(id: &ResourceId) -> String {
 }
 
 const SEQUENCE_KEY: &str = "meta/sequence";
+/// The prefix of principal records.
+pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
 
 /// The engine document `id` names, rendered (without etags).
 pub(crate) fn render(engine: &Engine, id: &ResourceId) -> Option<Value> {
@@ -120,7 +121,6 @@ pub(crate) fn render(engine: &Engine, id: &ResourceId) -> Option<Value> {
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub(crate) body: Value,
-    pub(crate) revision: Revision,
 }
 
 /// Everything the server serves.
@@ -131,10 +131,12 @@ pub(crate) struct Core {
     pub(crate) groups: BTreeMap<String, Group>,
     pub(crate) aux: BTreeMap<ResourceId, Doc>,
     pub(crate) principals: BTreeMap<String, ServicePrincipal>,
-    sequence_revision: Option<Revision>,
+    /// Store operations staged by the current request, not yet handed to the committer.
+    pending: Vec<Op>,
 }
 
-fn store_error(e: StoreError) -> ArmError {
+/// A store failure as an ARM error.
+pub(crate) fn store_error(e: StoreError) -> ArmError {
     match e {
         StoreError::Conflict { .. } => ArmError::with_status(
             409,
@@ -160,51 +162,49 @@ fn parse_record(bytes: &[u8]) -> Result<(String, Value), ArmError> {
     Ok((etag, v.get("doc").cloned().unwrap_or(Value::Null)))
 }
 
-fn doc_from(etag: String, raw: Value, revision: Revision) -> Doc {
+fn doc_from(etag: String, raw: Value) -> Doc {
     let bytes = Bytes::from(stamp(raw.clone(), &etag).to_string());
-    Doc { etag, raw: Arc::new(raw), bytes, revision }
+    Doc { etag, raw: Arc::new(raw), bytes }
 }
 
 impl Core {
     /// Loads everything from the store.
     pub(crate) fn load(store: &dyn Store, limits: Limits) -> Result<Core, ArmError> {
-        let (subs, _) = store.list("sub/").map_err(store_error)?;
-        let (records, _) = store.list("doc/").map_err(store_error)?;
+        let list = |prefix: &str| store.list(prefix).map(|(items, _)| items).map_err(store_error);
         let mut resources: Vec<Resource> = Vec::new();
-        for e in &subs {
+        for e in list("sub/")? {
             let (_, doc) = parse_record(&e.value)?;
             resources.extend(tessera_model::resource::from_arm_json(doc)?);
         }
-        let mut docs = HashMap::new();
-        for e in &records {
+        let mut etags = HashMap::new();
+        for e in list("doc/")? {
             let (etag, doc) = parse_record(&e.value)?;
             resources.extend(tessera_model::resource::from_arm_json(doc.clone())?);
-            let id = doc.get("id").and_then(Value::as_str).and_then(|s| ResourceId::parse(s).ok());
-            if let Some(id) = id {
-                docs.insert(id, (etag, e.revision));
+            if let Some(id) = doc.get("id").and_then(Value::as_str).and_then(|s| ResourceId::parse(s).ok()) {
+                etags.insert(id, etag);
             }
         }
         let sequence = store.get(SEQUENCE_KEY).map_err(store_error)?;
         let seq = sequence.as_ref().and_then(|e| serde_json::from_slice::<u64>(&e.value).ok()).unwrap_or(0);
         let engine = load::restore(resources, seq, limits)?;
-        let mut core = Core { engine, sequence_revision: sequence.map(|e| e.revision), ..Core::default() };
-        for (id, (etag, revision)) in docs {
+        let mut core = Core { engine, ..Core::default() };
+        for (id, etag) in etags {
             // The document is rendered from the engine, so what GET shows is what it computes.
             if let Some(raw) = render(&core.engine, &id) {
-                core.docs.insert(id, doc_from(etag, raw, revision));
+                core.docs.insert(id, doc_from(etag, raw));
             }
         }
-        for e in store.list("rg/").map_err(store_error)?.0 {
+        for e in list("rg/")? {
             let (_, body) = parse_record(&e.value)?;
-            core.groups.insert(e.key.trim_start_matches("rg/").to_string(), Group { body, revision: e.revision });
+            core.groups.insert(e.key.trim_start_matches("rg/").to_string(), Group { body });
         }
-        for e in store.list("aux/").map_err(store_error)?.0 {
+        for e in list("aux/")? {
             let (etag, raw) = parse_record(&e.value)?;
             if let Some(id) = raw.get("id").and_then(Value::as_str).and_then(|s| ResourceId::parse(s).ok()) {
-                core.aux.insert(id, doc_from(etag, raw, e.revision));
+                core.aux.insert(id, doc_from(etag, raw));
             }
         }
-        for e in store.list("principal/").map_err(store_error)?.0 {
+        for e in list(PRINCIPAL_PREFIX)? {
             let (_, body) = parse_record(&e.value)?;
             if let Ok(sp) = serde_json::from_value::<ServicePrincipal>(body) {
                 core.principals.insert(sp.client_id.to_ascii_lowercase(), sp);
@@ -213,37 +213,29 @@ impl Core {
         Ok(core)
     }
 
-    /// Commits `ops`; on failure reloads from the store so memory never runs ahead of it.
-    fn commit(&mut self, store: &dyn Store, ops: &[Op]) -> Result<Revision, ArmError> {
-        match store.commit(ops) {
-            Ok(rev) => Ok(rev),
-            Err(e) => {
-                if let Ok(fresh) = Core::load(store, self.engine.limits().clone()) {
-                    *self = fresh;
-                }
-                Err(store_error(e))
-            }
-        }
+    /// The operations staged since the last call.
+    pub(crate) fn take_pending(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.pending)
     }
 
-    /// Applies changes: validated by the engine, then every document they changed committed
-    /// in one transaction. All or nothing: when a later change is refused after an earlier one
-    /// was applied, the state is reloaded from the store. Returns the documents that changed.
-    pub(crate) fn apply(&mut self, store: &dyn Store, changes: Vec<Change>) -> Result<Vec<ResourceId>, ArmError> {
+    /// Applies changes: validated by the engine, then every document they changed staged for
+    /// the store. All or nothing: when a later change is refused after an earlier one was
+    /// applied, the engine is put back as it was. Returns the documents that changed.
+    pub(crate) fn apply(&mut self, changes: Vec<Change>) -> Result<Vec<ResourceId>, ArmError> {
+        let saved = (changes.len() > 1).then(|| self.engine.clone());
         let mut named = std::collections::BTreeSet::new();
-        for (i, change) in changes.into_iter().enumerate() {
+        for change in changes {
             match self.engine.apply(change) {
                 Ok(ids) => named.extend(ids),
                 Err(e) => {
-                    if i > 0 {
-                        *self = Core::load(store, self.engine.limits().clone())?;
+                    if let Some(engine) = saved {
+                        self.engine = engine;
                     }
                     return Err(e);
                 }
             }
         }
-        let mut ops = Vec::new();
-        let mut updates: Vec<(ResourceId, Option<(String, Value)>)> = Vec::new();
+        let mut changed = Vec::new();
         for id in named {
             let old = self.docs.get(&id);
             match render(&self.engine, &id) {
@@ -252,74 +244,46 @@ impl Core {
                         continue;
                     }
                     let etag = new_etag();
-                    let expect = old.map_or(Expect::Absent, |d| Expect::At(d.revision));
-                    ops.push(Op::Put { key: doc_key(&id), value: record(&etag, &raw), expect });
-                    updates.push((id, Some((etag, raw))));
+                    self.pending.push(Op::put(doc_key(&id), record(&etag, &raw)));
+                    self.docs.insert(id.clone(), doc_from(etag, raw));
                 }
                 None => {
-                    if let Some(d) = old {
-                        ops.push(Op::Delete { key: doc_key(&id), expect: Expect::At(d.revision) });
-                        updates.push((id, None));
+                    if old.is_none() {
+                        continue;
                     }
-                }
-            }
-        }
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let seq = self.engine.sequence();
-        ops.push(Op::Put {
-            key: SEQUENCE_KEY.into(),
-            value: seq.to_string().into_bytes(),
-            expect: self.sequence_revision.map_or(Expect::Absent, Expect::At),
-        });
-        let rev = self.commit(store, &ops)?;
-        self.sequence_revision = Some(rev);
-        let mut changed = Vec::new();
-        for (id, update) in updates {
-            match update {
-                Some((etag, raw)) => {
-                    self.docs.insert(id.clone(), doc_from(etag, raw, rev));
-                }
-                None => {
+                    self.pending.push(Op::delete(doc_key(&id)));
                     self.docs.remove(&id);
                 }
             }
             changed.push(id);
         }
+        if !changed.is_empty() {
+            self.pending.push(Op::put(SEQUENCE_KEY, self.engine.sequence().to_string().into_bytes()));
+        }
         Ok(changed)
     }
 
     /// Creates or replaces a subscription (an engine resource kept under `sub/`).
-    pub(crate) fn put_subscription(
-        &mut self,
-        store: &dyn Store,
-        sub: tessera_model::account::Subscription,
-    ) -> Result<(), ArmError> {
+    pub(crate) fn put_subscription(&mut self, sub: tessera_model::account::Subscription) -> Result<(), ArmError> {
         let key = format!("sub/{}", sub.subscription_id.to_ascii_lowercase());
         let doc = serde_json::to_value(&sub).unwrap_or_default();
         self.engine.apply(Change::Put(Resource::Subscription(sub)))?;
-        self.commit(store, &[Op::put(key, record("", &doc))])?;
+        self.pending.push(Op::put(key, record("", &doc)));
         Ok(())
     }
 
     /// Creates or replaces a resource group; returns whether it is new.
-    pub(crate) fn put_group(&mut self, store: &dyn Store, sub: &str, rg: &str, body: Value) -> Result<bool, ArmError> {
+    pub(crate) fn put_group(&mut self, sub: &str, rg: &str, body: Value) -> bool {
         let key = group_key(sub, rg);
-        let old = self.groups.get(key.trim_start_matches("rg/")).map(|g| g.revision);
-        let expect = old.map_or(Expect::Absent, Expect::At);
-        let rev = self.commit(store, &[Op::Put { key: key.clone(), value: record("", &body), expect }])?;
-        let created = old.is_none();
-        self.groups.insert(key.trim_start_matches("rg/").to_string(), Group { body, revision: rev });
-        Ok(created)
+        self.pending.push(Op::put(key.clone(), record("", &body)));
+        self.groups.insert(key.trim_start_matches("rg/").to_string(), Group { body }).is_none()
     }
 
     /// Removes a resource group's record.
-    pub(crate) fn delete_group(&mut self, store: &dyn Store, sub: &str, rg: &str) -> Result<(), ArmError> {
+    pub(crate) fn delete_group(&mut self, sub: &str, rg: &str) {
         let key = group_key(sub, rg);
-        self.commit(store, &[Op::delete(key.clone())])?;
+        self.pending.push(Op::delete(key.clone()));
         self.groups.remove(key.trim_start_matches("rg/"));
-        Ok(())
     }
 
     /// The resource group, if it exists.
@@ -328,36 +292,33 @@ impl Core {
     }
 
     /// Creates or replaces an API-only resource; returns whether it is new.
-    pub(crate) fn put_aux(&mut self, store: &dyn Store, id: &ResourceId, raw: Value) -> Result<bool, ArmError> {
+    pub(crate) fn put_aux(&mut self, id: &ResourceId, raw: Value) -> bool {
         let old = self.aux.get(id);
         if old.is_some_and(|d| *d.raw == raw) {
-            return Ok(false);
+            return false;
         }
-        let expect = old.map_or(Expect::Absent, |d| Expect::At(d.revision));
         let created = old.is_none();
-        let _ = old;
         let etag = new_etag();
-        let rev = self.commit(store, &[Op::Put { key: aux_key(id), value: record(&etag, &raw), expect }])?;
-        self.aux.insert(id.clone(), doc_from(etag, raw, rev));
-        Ok(created)
+        self.pending.push(Op::put(aux_key(id), record(&etag, &raw)));
+        self.aux.insert(id.clone(), doc_from(etag, raw));
+        created
     }
 
     /// Deletes an API-only resource; returns whether it existed.
-    pub(crate) fn delete_aux(&mut self, store: &dyn Store, id: &ResourceId) -> Result<bool, ArmError> {
-        if !self.aux.contains_key(id) {
-            return Ok(false);
+    pub(crate) fn delete_aux(&mut self, id: &ResourceId) -> bool {
+        if self.aux.remove(id).is_none() {
+            return false;
         }
-        self.commit(store, &[Op::delete(aux_key(id))])?;
-        self.aux.remove(id);
-        Ok(true)
+        self.pending.push(Op::delete(aux_key(id)));
+        true
     }
 
     /// Stores a service principal.
-    pub(crate) fn put_principal(&mut self, store: &dyn Store, sp: ServicePrincipal) -> Result<(), ArmError> {
+    pub(crate) fn put_principal(&mut self, sp: ServicePrincipal) {
         let body = serde_json::to_value(&sp).unwrap_or_default();
-        self.commit(store, &[Op::put(format!("principal/{}", sp.client_id.to_ascii_lowercase()), record("", &body))])?;
+        self.pending
+            .push(Op::put(format!("{PRINCIPAL_PREFIX}{}", sp.client_id.to_ascii_lowercase()), record("", &body)));
         self.principals.insert(sp.client_id.to_ascii_lowercase(), sp);
-        Ok(())
     }
 
     /// The document holding `id` (a top-level engine document or an API-only resource).

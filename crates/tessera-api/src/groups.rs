@@ -91,7 +91,7 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
             }
             let location = body.get("location").and_then(Value::as_str).map(str::to_string);
             let (status, doc) = app
-                .write(|core, store| {
+                .write(|core| {
                     let Some(subscription) = core.engine.state().subscriptions.get(&sub.to_ascii_lowercase()).cloned()
                     else {
                         return Err(subscription_not_found(sub));
@@ -128,7 +128,7 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                         "tags": tags,
                         "properties": {"provisioningState": "Succeeded"},
                     });
-                    let created = core.put_group(store, sub, rg, doc.clone())?;
+                    let created = core.put_group(sub, rg, doc.clone());
                     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, doc))
                 })
                 .await?;
@@ -136,7 +136,7 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
         }
         Method::DELETE => {
             req.authorize("Microsoft.Resources/subscriptions/resourceGroups/delete", &scope)?;
-            let (location, outcome) = app.write(|core, store| delete_group(core, store, sub, rg)).await?;
+            let (location, outcome) = app.write(|core| delete_group(core, sub, rg)).await?;
             let mut r = StatusCode::ACCEPTED.into_response();
             finish_operation(
                 app,
@@ -166,12 +166,7 @@ fn delete_rank(kind: Kind) -> u8 {
 
 /// Deletes every resource of the group, then the group. A refusal stops the deletion (what is
 /// already deleted stays deleted, as in ARM) and fails the operation.
-fn delete_group(
-    core: &mut crate::core::Core,
-    store: &dyn tessera_store::Store,
-    sub: &str,
-    rg: &str,
-) -> Result<(String, Result<(), ArmError>), ArmError> {
+fn delete_group(core: &mut crate::core::Core, sub: &str, rg: &str) -> Result<(String, Result<(), ArmError>), ArmError> {
     let group = core.group(sub, rg).ok_or_else(|| group_not_found(rg))?;
     let location = group.body["location"].as_str().unwrap_or_default().to_string();
     let in_group =
@@ -179,14 +174,14 @@ fn delete_group(
     let mut ids: Vec<ResourceId> = core.docs.keys().filter(|id| in_group(id)).cloned().collect();
     ids.sort_by_key(|id| (delete_rank(id.kind()), id.key().to_string()));
     for id in ids {
-        if let Err(e) = core.apply(store, vec![Change::Delete(id)]) {
+        if let Err(e) = core.apply(vec![Change::Delete(id)]) {
             return Ok((location, Err(e)));
         }
     }
     let aux: Vec<ResourceId> = core.aux.keys().filter(|id| in_group(id)).cloned().collect();
     for id in aux {
-        core.delete_aux(store, &id)?;
+        core.delete_aux(&id);
     }
-    core.delete_group(store, sub, rg)?;
+    core.delete_group(sub, rg);
     Ok((location, Ok(())))
 }

@@ -14,11 +14,11 @@ use tessera_model::ArmError;
 use tokio::sync::RwLock;
 
 use crate::auth::{Principal, TokenKeys, authorize};
+use crate::commit::Committer;
 use crate::core::Core;
 use crate::operations::{Operation, OperationUrls, Operations};
 use crate::route::{self, Route};
 use crate::{actions, groups, identity, resources};
-use tessera_store::Store;
 
 /// Settings of a running API.
 #[derive(Debug, Clone)]
@@ -46,8 +46,8 @@ pub(crate) struct Identity {
 
 /// Shared state of the server.
 pub(crate) struct App {
-    pub(crate) core: RwLock<Core>,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) core: Arc<RwLock<Core>>,
+    pub(crate) committer: Committer,
     pub(crate) keys: TokenKeys,
     pub(crate) ops: Operations,
     pub(crate) settings: ApiSettings,
@@ -55,18 +55,21 @@ pub(crate) struct App {
 }
 
 impl App {
-    /// Runs a write under the write lock (the store commit may block on fsync).
-    pub(crate) async fn write<T>(
-        &self,
-        f: impl FnOnce(&mut Core, &dyn Store) -> Result<T, ArmError>,
-    ) -> Result<T, ArmError> {
-        let mut core = self.core.write().await;
-        let store = &*self.store;
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| f(&mut core, store))
-        } else {
-            f(&mut core, store)
+    /// Runs a write under the write lock, then waits (outside the lock) until what it staged is
+    /// durable. Operations staged before a failure (a group deletion that stopped half-way)
+    /// are committed too, and the failure is returned.
+    pub(crate) async fn write<T>(&self, f: impl FnOnce(&mut Core) -> Result<T, ArmError>) -> Result<T, ArmError> {
+        let (result, receipt) = {
+            let mut core = self.core.write().await;
+            let result = f(&mut core);
+            let ops = core.take_pending();
+            let receipt = (!ops.is_empty()).then(|| self.committer.submit(ops));
+            (result, receipt)
+        };
+        if let Some(r) = receipt {
+            r.wait().await?;
         }
+        result
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod auth;
+mod commit;
 mod core;
 mod groups;
 mod http;

@@ -273,10 +273,10 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
         let raw = json!({"id": id.as_str(), "name": id.name(), "type": Kind::NetworkWatcher.arm_type(),
                          "location": location, "tags": tags, "properties": {"provisioningState": "Succeeded"}});
         let (created, bytes) = app
-            .write(|core, store| {
+            .write(|core| {
                 check_scope(core, id)?;
                 req.check_preconditions(core.aux.get(id).map(|d| d.etag.as_str()))?;
-                let created = core.put_aux(store, id, raw)?;
+                let created = core.put_aux(id, raw);
                 Ok((created, core.aux.get(id).map(|d| d.bytes.clone()).unwrap_or_default()))
             })
             .await?;
@@ -291,11 +291,11 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
     }
     let resource = parse_resource(Value::Object(body))?;
     let (created, bytes, location) = app
-        .write(|core, store| {
+        .write(|core| {
             check_scope(core, id)?;
             let existing = core.doc(id).map(|d| d.etag.clone());
             req.check_preconditions(existing.as_deref())?;
-            core.apply(store, vec![Change::Put(resource)])?;
+            core.apply(vec![Change::Put(resource)])?;
             let doc = core.doc(id).ok_or_else(|| top_not_found(id))?;
             Ok((existing.is_none(), doc.bytes.clone(), location_of(core, id)))
         })
@@ -320,16 +320,16 @@ async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
         return Err(ArmError::bad_request("InvalidRequestContent", "tags must be an object of strings."));
     }
     let bytes = app
-        .write(|core, store| {
+        .write(|core| {
             check_scope(core, id)?;
             let doc = core.doc(id).ok_or_else(|| top_not_found(id))?;
             req.check_preconditions(Some(&doc.etag))?;
             let mut raw = (*doc.raw).clone();
             raw["tags"] = tags;
             if id.kind() == Kind::NetworkWatcher {
-                core.put_aux(store, id, raw)?;
+                core.put_aux(id, raw);
             } else {
-                core.apply(store, vec![Change::Put(parse_resource(raw)?)])?;
+                core.apply(vec![Change::Put(parse_resource(raw)?)])?;
             }
             Ok(core.doc(id).map(|d| d.bytes.clone()).unwrap_or_default())
         })
@@ -340,15 +340,15 @@ async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
 async fn delete_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmError> {
     req.authorize(&format!("{}/delete", id.kind().arm_type()), id.as_str())?;
     let deleted = app
-        .write(|core, store| {
+        .write(|core| {
             check_scope(core, id)?;
             let Some(doc) = core.doc(id) else { return Ok(None) };
             req.check_preconditions(Some(&doc.etag))?;
             let location = location_of(core, id);
             if id.kind() == Kind::NetworkWatcher {
-                core.delete_aux(store, id)?;
+                core.delete_aux(id);
             } else {
-                core.apply(store, vec![Change::Delete(id.clone())])?;
+                core.apply(vec![Change::Delete(id.clone())])?;
             }
             Ok(Some(location))
         })
@@ -395,7 +395,7 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
     let body = body_for(req, id, &child_type)?;
     let sync = req.query("syncRemoteAddressSpace").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let (created, child, location) = app
-        .write(|core, store| {
+        .write(|core| {
             check_scope(core, id)?;
             let doc = core.doc(&parent).ok_or_else(|| top_not_found(&parent))?;
             req.check_preconditions(Some(&doc.etag))?;
@@ -414,7 +414,7 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
                     vec![Change::Put(parse_resource(rewrite_parent(&doc.raw, coll, id.name(), Some(item)))?)]
                 }
             };
-            core.apply(store, changes)?;
+            core.apply(changes)?;
             let doc = core.doc(&parent).ok_or_else(|| top_not_found(&parent))?;
             let child = find_child(&doc.stamped(), coll, id.name()).ok_or_else(|| ArmError::not_found(id.as_str()))?;
             Ok((!existed, child, location_of(core, id)))
@@ -440,7 +440,7 @@ async fn delete_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Resu
     }
     req.authorize(&format!("{}/delete", parent.kind().arm_type()), id.as_str())?;
     let deleted = app
-        .write(|core, store| {
+        .write(|core| {
             check_scope(core, id)?;
             let Some(doc) = core.doc(&parent) else { return Ok(None) };
             if find_child(&doc.raw, coll, id.name()).is_none() {
@@ -452,7 +452,7 @@ async fn delete_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Resu
                 _ => Change::Put(parse_resource(rewrite_parent(&doc.raw, coll, id.name(), None))?),
             };
             let location = location_of(core, id);
-            core.apply(store, vec![change])?;
+            core.apply(vec![change])?;
             Ok(Some(location))
         })
         .await?;

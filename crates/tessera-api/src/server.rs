@@ -13,6 +13,7 @@ use tessera_store::{MemoryStore, Op, RedbStore, Store};
 use tokio::sync::RwLock;
 
 use crate::auth::{ServicePrincipal, TokenKeys, sha256_hex};
+use crate::commit::Committer;
 use crate::core::Core;
 use crate::http::{ApiSettings, App, Identity};
 use crate::operations::Operations;
@@ -135,7 +136,7 @@ fn first_start(core: &mut Core, store: &dyn Store, creds_path: &Path) -> std::io
         return Ok((c.client_id, c.client_secret));
     }
     if !core.engine.state().subscriptions.contains_key(DEFAULT_SUBSCRIPTION) {
-        core.put_subscription(store, Subscription::new(DEFAULT_SUBSCRIPTION, DEFAULT_TENANT, "Tessera default"))
+        core.put_subscription(Subscription::new(DEFAULT_SUBSCRIPTION, DEFAULT_TENANT, "Tessera default"))
             .map_err(io)?;
     }
     let client_id = uuid::Uuid::new_v4().to_string();
@@ -146,7 +147,8 @@ fn first_start(core: &mut Core, store: &dyn Store, creds_path: &Path) -> std::io
         display_name: "tessera-admin".to_string(),
         secret_sha256: sha256_hex(&secret),
     };
-    core.put_principal(store, sp).map_err(io)?;
+    core.put_principal(sp);
+    store.commit(&core.take_pending()).map_err(io)?;
     Ok((client_id, secret))
 }
 
@@ -183,9 +185,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     };
     write_credentials(&creds_path, &credentials)?;
 
+    let core = Arc::new(RwLock::new(core));
+    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone())?;
     let app = Arc::new(App {
-        core: RwLock::new(core),
-        store,
+        core,
+        committer,
         keys,
         ops: Operations::default(),
         settings: config.settings.clone(),
@@ -195,6 +199,12 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
         .handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    let task = tokio::spawn(async move {
+        let served = server.serve(router.into_make_service()).await;
+        // The router (and with it the committer's last handle) is gone: wait for the committer
+        // to finish what was queued and release the store.
+        tokio::task::spawn_blocking(move || commit_thread.join()).await.ok();
+        served
+    });
     Ok(RunningServer { addr, credentials, handle, task })
 }

@@ -1,0 +1,118 @@
+//! The committer: one thread that writes staged store operations durably, several requests per
+//! transaction when they queue up (group commit: one fsync for all of them), and answers each
+//! request once its operations are on disk.
+//!
+//! Requests stage their operations under the write lock, in order, so transactions commit in
+//! the order the state changed in memory. If a commit fails, memory has run ahead of the store:
+//! the committer reloads the state from the store and fails every request staged before the
+//! reload (they carry the epoch they were staged in).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use tessera_engine::Limits;
+use tessera_model::ArmError;
+use tessera_store::{Op, Store};
+use tokio::sync::{RwLock, oneshot};
+
+use crate::core::{Core, store_error};
+
+/// Most requests in one transaction.
+const MAX_BATCH: usize = 512;
+
+struct Batch {
+    ops: Vec<Op>,
+    epoch: u64,
+    done: oneshot::Sender<Result<(), ArmError>>,
+}
+
+/// The handle requests use.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    tx: mpsc::Sender<Batch>,
+    epoch: Arc<AtomicU64>,
+}
+
+impl Committer {
+    /// Starts the committer thread; it ends (and releases the store) when the last handle is
+    /// dropped.
+    pub(crate) fn spawn(
+        store: Arc<dyn Store>,
+        core: Arc<RwLock<Core>>,
+        limits: Limits,
+    ) -> std::io::Result<(Committer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Batch>();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let shared = epoch.clone();
+        let thread = std::thread::Builder::new()
+            .name("tessera-commit".into())
+            .spawn(move || run(&rx, &*store, &core, &limits, &shared))?;
+        Ok((Committer { tx, epoch }, thread))
+    }
+
+    /// Hands staged operations over (call under the write lock, so that transactions keep the
+    /// order in which the state changed); await the receipt outside the lock.
+    pub(crate) fn submit(&self, ops: Vec<Op>) -> Receipt {
+        let (done, wait) = oneshot::channel();
+        // When the thread is gone the sender is dropped with the batch, and the receipt says so.
+        let _ = self.tx.send(Batch { ops, epoch: self.epoch.load(Ordering::Acquire), done });
+        Receipt(wait)
+    }
+}
+
+/// Resolves when a request's operations are durable (or failed to be).
+#[derive(Debug)]
+pub(crate) struct Receipt(oneshot::Receiver<Result<(), ArmError>>);
+
+impl Receipt {
+    /// Waits for the commit.
+    pub(crate) async fn wait(self) -> Result<(), ArmError> {
+        self.0.await.map_err(|_| ArmError::with_status(503, "ServiceUnavailable", "The server is shutting down."))?
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limits: &Limits, epoch: &AtomicU64) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while batches.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let now = epoch.load(Ordering::Acquire);
+        let (live, stale): (Vec<Batch>, Vec<Batch>) = batches.into_iter().partition(|b| b.epoch == now);
+        for b in stale {
+            let _ = b.done.send(Err(ArmError::with_status(
+                409,
+                "AnotherOperationInProgress",
+                "The state was reloaded after a failed write; retry the request.",
+            )));
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let ops: Vec<Op> = live.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+        match store.commit(&ops) {
+            Ok(_) => {
+                for b in live {
+                    let _ = b.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let error = store_error(e);
+                {
+                    let mut core = core.blocking_write();
+                    epoch.fetch_add(1, Ordering::AcqRel);
+                    if let Ok(fresh) = Core::load(store, limits.clone()) {
+                        *core = fresh;
+                    }
+                }
+                for b in live {
+                    let _ = b.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}

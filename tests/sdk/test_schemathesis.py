@@ -24,6 +24,8 @@ from conftest import ROOT, Server, free_port
 DOC = ROOT / "docs" / "openapi.yaml"
 API = "api-version=2024-05-01"
 GROUP = "schema-rg"
+NSG = "schema-nsg"            # extra fixtures that subnets may reference
+ROUTE_TABLE = "schema-rt"
 
 
 def toml_string(s: str) -> str:
@@ -39,7 +41,8 @@ def schemathesis_config(sub: str, ca: str, token: str, max_examples: int, seed: 
     """The run's configuration: fixed scope, name dictionaries that hit the fixtures part of the
     time (names still vary), value dictionaries so that some bodies are valid enough to reach the
     engine's rules, and only the not_a_server_error check."""
-    rg = f"/subscriptions/{sub}/resourceGroups/{GROUP}/providers/Microsoft.Network/virtualNetworks"
+    net = f"/subscriptions/{sub}/resourceGroups/{GROUP}/providers/Microsoft.Network"
+    rg = f"{net}/virtualNetworks"
     vnet_ids = [f"{rg}/hub", f"{rg}/spoke", f"{rg}/gone",
                 f"/subscriptions/{sub}/resourceGroups/other-rg/providers/Microsoft.Network/virtualNetworks/x",
                 f"/subscriptions/{sub}/resourceGroups/{GROUP}/providers/Microsoft.Network/networkSecurityGroups/n",
@@ -60,6 +63,8 @@ def schemathesis_config(sub: str, ca: str, token: str, max_examples: int, seed: 
         "subnet_prefixes": ["10.0.0.0/24", "10.0.1.0/24", "10.1.0.0/24", "10.1.1.0/29", "10.0.0.0/16",
                             "10.9.0.0/24", "10.0.0.0/32", "10.0.1.1/24", "fd00::/64", "bad"],
         "vnet_ids": vnet_ids,
+        "reference_ids": [f"{net}/networkSecurityGroups/{NSG}", f"{net}/routeTables/{ROUTE_TABLE}",
+                          f"{net}/networkSecurityGroups/missing", f"{rg}/hub", "not-an-id", ""],
         "subnet_names": ["default", "s1", "nope"],
     }
     parameters = {
@@ -73,6 +78,10 @@ def schemathesis_config(sub: str, ca: str, token: str, max_examples: int, seed: 
         "body.properties.addressPrefix": ("subnet_prefixes", 0.7),
         "body.properties.addressPrefixes[*]": ("subnet_prefixes", 0.7),
         "body.properties.remoteVirtualNetwork.id": ("vnet_ids", 0.8),
+        "body.properties.networkSecurityGroup.id": ("reference_ids", 0.8),
+        "body.properties.routeTable.id": ("reference_ids", 0.8),
+        "body.properties.subnets[*].properties.networkSecurityGroup.id": ("reference_ids", 0.8),
+        "body.properties.subnets[*].properties.routeTable.id": ("reference_ids", 0.8),
         "body.properties.localSubnetNames[*]": ("subnet_names", 0.7),
         "body.properties.remoteSubnetNames[*]": ("subnet_names", 0.7),
     }
@@ -140,6 +149,10 @@ def make_fixtures(server: Server, s: requests.Session) -> str:
             "properties": {"addressSpace": {"addressPrefixes": [f"10.{second_octet}.0.0/16"]},
                            "subnets": [{"name": "default",
                                         "properties": {"addressPrefix": f"10.{second_octet}.0.0/24"}}]}})
+        assert r.status_code == 201, r.text
+    net = base.rsplit("/", 1)[0]
+    for kind, name in (("networkSecurityGroups", NSG), ("routeTables", ROUTE_TABLE)):
+        r = s.put(f"{net}/{kind}/{name}?{API}", json={"location": "westeurope"})
         assert r.status_code == 201, r.text
     return base
 

@@ -197,7 +197,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     });
     let router = axum::Router::new().fallback(crate::http::dispatch).with_state(app);
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+    // TCP_NODELAY: a response goes out in more than one write; without it Nagle's algorithm
+    // and delayed ACKs add 40 ms to every response larger than one segment.
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let server = axum_server::from_tcp(listener)
+        .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .handle(handle.clone());
     let task = tokio::spawn(async move {
         let served = server.serve(router.into_make_service()).await;

@@ -51,8 +51,48 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                 .ok_or_else(|| subscription_not_found(sub))?;
             Ok(json_value(StatusCode::OK, &subscription_body(s)))
         }
+        (Route::Subscription { sub }, &Method::PUT) => put_subscription(app, req, sub).await,
         _ => Err(method_not_allowed(req)),
     }
+}
+
+/// Tessera extension: `PUT /subscriptions/{id}` with `{"displayName", "tenantId"}` creates a
+/// subscription (Azure makes them through billing; a local cloud needs another way). Only
+/// principals of the server's own tenant may do it.
+async fn put_subscription(app: &App, req: &Req, sub: &str) -> Result<Response, ArmError> {
+    req.authorize("Microsoft.Resources/subscriptions/write", &format!("/subscriptions/{sub}"))?;
+    let caller = req.principal()?;
+    if !caller.tenant_id.eq_ignore_ascii_case(&app.identity.tenant) {
+        return Err(ArmError::with_status(
+            403,
+            "AuthorizationFailed",
+            format!("The client '{}' may not create subscriptions.", caller.client_id),
+        ));
+    }
+    if uuid::Uuid::parse_str(sub).is_err() {
+        return Err(ArmError::bad_request(
+            "InvalidSubscriptionId",
+            format!("The subscription id '{sub}' is not a GUID."),
+        ));
+    }
+    let body = req.json()?;
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let tenant = text("tenantId").unwrap_or_else(|| app.identity.tenant.clone());
+    if uuid::Uuid::parse_str(&tenant).is_err() {
+        return Err(ArmError::bad_request("InvalidTenantId", format!("The tenant id '{tenant}' is not a GUID.")));
+    }
+    let name = text("displayName").unwrap_or_else(|| sub.to_string());
+    let subscription =
+        tessera_model::account::Subscription::new(&sub.to_ascii_lowercase(), &tenant.to_ascii_lowercase(), &name);
+    let body = subscription_body(&subscription);
+    let created = app
+        .write(|core| {
+            let created = !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase());
+            core.put_subscription(subscription)?;
+            Ok(created)
+        })
+        .await?;
+    Ok(json_value(if created { StatusCode::CREATED } else { StatusCode::OK }, &body))
 }
 
 /// 405 in ARM's shape.

@@ -201,7 +201,9 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     // and delayed ACKs add 40 ms to every response larger than one segment.
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
     let server = axum_server::from_tcp(listener)
-        .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .acceptor(
+            axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new()),
+        )
         .handle(handle.clone());
     let task = tokio::spawn(async move {
         let served = server.serve(router.into_make_service()).await;

@@ -1,7 +1,9 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
+mod remote;
 mod render;
 mod serve;
+mod target;
 
 /// `println!` for the command's output: a closed stdout (`tessera … | head`) ends the program
 /// quietly instead of panicking.
@@ -31,8 +33,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
+use target::Target;
 use tessera_engine::compile::security::Protocol;
-use tessera_engine::diag::{effective, matrix, resolve, watcher};
+use tessera_engine::diag::{matrix, resolve, watcher};
 use tessera_engine::load::{self, Format};
 use tessera_engine::{Engine, Limits};
 use tessera_model::security::Direction;
@@ -56,9 +59,12 @@ enum Output {
 
 #[derive(clap::Args, Debug)]
 struct Common {
-    /// Topology file: YAML (see README) or ARM JSON.
+    /// Topology file: YAML (see README) or ARM JSON. Without it, ask the running server.
     #[arg(short = 'f', long = "file")]
-    file: PathBuf,
+    file: Option<PathBuf>,
+    /// The server's credentials file (written by `tessera serve`).
+    #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+    credentials: PathBuf,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Output,
@@ -162,6 +168,15 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
+    /// Send a topology file to the running server through the ARM API.
+    Apply {
+        /// Topology file: YAML (see README) or ARM JSON.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// The server's credentials file (written by `tessera serve`).
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
+    },
     /// Run the ARM-compatible API (HTTPS) on a durable store in a data directory.
     Serve {
         /// Data directory: store, certificates, credentials.
@@ -207,11 +222,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(common: &Common) -> Result<Engine, ArmError> {
-    let text = std::fs::read_to_string(&common.file)
-        .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", common.file.display())))?;
-    let format = Format::detect(&common.file.to_string_lossy(), &text);
-    load::load(&text, format, Limits::default())
+fn read(file: &std::path::Path) -> Result<String, ArmError> {
+    std::fs::read_to_string(file)
+        .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", file.display())))
+}
+
+fn open_file(file: &std::path::Path) -> Result<Engine, ArmError> {
+    let text = read(file)?;
+    load::load(&text, Format::detect(&file.to_string_lossy(), &text), Limits::default())
+}
+
+fn required(common: &Common) -> Result<&std::path::Path, ArmError> {
+    common.file.as_deref().ok_or_else(|| ArmError::bad_request("FileRequired", "this command needs -f FILE"))
 }
 
 fn print_json(v: &Value) {
@@ -230,6 +252,20 @@ fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
 
 fn run(command: Command) -> Result<ExitCode, ArmError> {
     match command {
+        Command::Apply { file, credentials } => {
+            let text = read(&file)?;
+            let resources = load::parse(&text, Format::detect(&file.to_string_lossy(), &text))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ArmError::with_status(500, "RuntimeFailed", e.to_string()))?;
+            let written = rt.block_on(async {
+                let remote = remote::Remote::connect(&credentials).await?;
+                remote.apply(resources).await
+            })?;
+            crate::emit!("applied {written} resources from {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { data_dir, listen, memory, retry_after, page_size } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.listen = listen;
@@ -239,10 +275,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             serve::run(config)
         }
         Command::Validate { common } => {
-            let text = std::fs::read_to_string(&common.file).map_err(|e| {
-                ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", common.file.display()))
-            })?;
-            let format = Format::detect(&common.file.to_string_lossy(), &text);
+            let file = required(&common)?;
+            let text = read(file)?;
+            let format = Format::detect(&file.to_string_lossy(), &text);
             match load::load(&text, format, Limits::default()) {
                 Ok(engine) => {
                     let summary = render::summary(&engine);
@@ -268,9 +303,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             }
         }
         Command::Routes { common, nic } => {
-            let engine = open(&common)?;
-            let id = resolve::resolve_nic(&engine, &nic)?;
-            let body = serde_json::to_value(effective::effective_route_table(&engine, &id)?).unwrap_or_default();
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let id = resolve::resolve_nic(&t.engine, &nic)?;
+            let body = t.routes(&id)?;
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::routes(&body),
@@ -278,9 +313,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { common, nic } => {
-            let engine = open(&common)?;
-            let id = resolve::resolve_nic(&engine, &nic)?;
-            let body = effective::effective_network_security_groups(&engine, &id)?;
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let id = resolve::resolve_nic(&t.engine, &nic)?;
+            let body = t.rules(&id)?;
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::rules(&body),
@@ -288,11 +323,11 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::NextHop { common, vm, to, from } => {
-            let engine = open(&common)?;
-            let vm = resolve::resolve(&engine, Kind::VirtualMachine, &vm)?;
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let vm = resolve::resolve(&t.engine, Kind::VirtualMachine, &vm)?;
             let src = match from {
                 Some(ip) => ip,
-                None => watcher::vm_address(&engine, &vm)?,
+                None => watcher::vm_address(&t.engine, &vm)?,
             };
             let params = watcher::NextHopParameters {
                 target_resource_id: vm,
@@ -300,7 +335,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 destination_ip_address: to.to_string(),
                 target_nic_resource_id: None,
             };
-            let body = watcher::next_hop(&engine, &params)?;
+            let body = t.next_hop(&params)?;
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::key_values(&body),
@@ -308,8 +343,8 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Flow { common, vm, direction, proto, local, remote } => {
-            let engine = open(&common)?;
-            let vm = resolve::resolve(&engine, Kind::VirtualMachine, &vm)?;
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let vm = resolve::resolve(&t.engine, Kind::VirtualMachine, &vm)?;
             let params = watcher::IpFlowParameters {
                 target_resource_id: vm,
                 direction: match direction {
@@ -326,7 +361,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 remote_ip_address: remote.ip().to_string(),
                 target_nic_resource_id: None,
             };
-            let body = watcher::ip_flow_verify(&engine, &params)?;
+            let body = t.ip_flow_verify(&params)?;
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::key_values(&body),
@@ -334,22 +369,22 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { common, from, to, proto } => {
-            let engine = open(&common)?;
-            let source = resolve::resolve(&engine, Kind::VirtualMachine, &from)?;
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let source = resolve::resolve(&t.engine, Kind::VirtualMachine, &from)?;
             let (_, proto_name, default_port) = proto_of(proto);
             let (target, port) = split_port(&to);
             let mut destination =
                 watcher::ConnectivityDestination { port: port.or(Some(default_port)), ..Default::default() };
             match target.parse::<IpAddr>() {
                 Ok(ip) => destination.address = Some(ip.to_string()),
-                Err(_) => destination.resource_id = Some(resolve::resolve(&engine, Kind::VirtualMachine, target)?),
+                Err(_) => destination.resource_id = Some(resolve::resolve(&t.engine, Kind::VirtualMachine, target)?),
             }
             let params = watcher::ConnectivityParameters {
                 source: watcher::ConnectivitySource { resource_id: source, port: None },
                 destination,
                 protocol: Some(proto_name.into()),
             };
-            let body = watcher::connectivity_check(&engine, &params)?;
+            let body = t.connectivity_check(&params)?;
             match common.output {
                 Output::Json => print_json(&body),
                 Output::Table => render::connectivity(&body),
@@ -358,14 +393,14 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Export { file } => {
-            let engine = open(&Common { file, output: Output::Json })?;
+            let engine = open_file(&file)?;
             print_json(&load::export(&engine));
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { common, port, proto } => {
-            let engine = open(&common)?;
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
             let (p, _, _) = proto_of(proto);
-            let m = matrix::matrix(&engine, p, port, &[]);
+            let m = matrix::matrix(&t.engine, p, port, &[]);
             match common.output {
                 Output::Json => print_json(&serde_json::to_value(&m).unwrap_or_default()),
                 Output::Table => render::matrix(&m),

@@ -1,0 +1,243 @@
+//! Talking to a running `tessera serve`: sign in with the credentials file it wrote, send a
+//! topology through the ARM API (`apply`), fetch the state back, and call the ARM diagnostics.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::{Client, Method};
+use serde_json::{Value, json};
+use tessera_engine::{Engine, Limits, load};
+use tessera_model::{ArmError, Kind, Resource, ResourceId};
+
+/// The api-version this client speaks.
+const NETWORK_API: &str = "2024-05-01";
+const COMPUTE_API: &str = "2024-07-01";
+const RESOURCES_API: &str = "2022-12-01";
+
+/// Top-level types fetched to rebuild the state.
+const TYPES: &[&str] = &[
+    "Microsoft.Network/networkSecurityGroups",
+    "Microsoft.Network/routeTables",
+    "Microsoft.Network/localNetworkGateways",
+    "Microsoft.Network/virtualNetworks",
+    "Microsoft.Network/virtualNetworkGateways",
+    "Microsoft.Network/loadBalancers",
+    "Microsoft.Network/networkInterfaces",
+    "Microsoft.Compute/virtualMachines",
+    "Microsoft.Network/connections",
+];
+
+fn failed(e: impl std::fmt::Display) -> ArmError {
+    ArmError::with_status(503, "ServerUnreachable", e.to_string())
+}
+
+/// A signed-in client.
+pub(crate) struct Remote {
+    client: Client,
+    endpoint: String,
+    token: String,
+    /// The default subscription.
+    pub(crate) subscription: String,
+}
+
+fn api_version(path: &str) -> &'static str {
+    if path.to_ascii_lowercase().contains("/providers/microsoft.compute/") { COMPUTE_API } else { NETWORK_API }
+}
+
+impl Remote {
+    /// Signs in with a credentials file (`<data dir>/credentials.json`).
+    pub(crate) async fn connect(credentials: &Path) -> Result<Remote, ArmError> {
+        let text = std::fs::read_to_string(credentials).map_err(|e| {
+            ArmError::bad_request(
+                "CredentialsNotReadable",
+                format!("cannot read {} ({e}); start `tessera serve` or pass --credentials", credentials.display()),
+            )
+        })?;
+        let c: Value = serde_json::from_str(&text).map_err(failed)?;
+        let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        let client = client(Path::new(&s("caCertificate")))?;
+        let endpoint = s("endpoint");
+        let form = [
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", s("clientId")),
+            ("client_secret", s("clientSecret")),
+            ("scope", "https://management.azure.com/.default".to_string()),
+        ];
+        let r = client
+            .post(format!("{endpoint}/{}/oauth2/v2.0/token", s("tenantId")))
+            .form(&form)
+            .send()
+            .await
+            .map_err(failed)?;
+        let body: Value = r.json().await.map_err(failed)?;
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| {
+                ArmError::with_status(401, "SignInFailed", format!("the server refused the sign-in: {body}"))
+            })?
+            .to_string();
+        Ok(Remote { client, endpoint, token, subscription: s("subscriptionId") })
+    }
+
+    /// One ARM call; an ARM error body becomes the error.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value, Option<String>), ArmError> {
+        let url = if path.starts_with("https://") {
+            path.to_string()
+        } else {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{}{path}{sep}api-version={}", self.endpoint, api_version(path))
+        };
+        let mut req = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.map_err(failed)?;
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = r.text().await.map_err(failed)?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status >= 400 {
+            let mut e: ArmError = serde_json::from_value(value["error"].clone())
+                .unwrap_or_else(|_| ArmError::with_status(status, "UnexpectedResponse", text.clone()));
+            e.status = status;
+            return Err(e);
+        }
+        Ok((status, value, location))
+    }
+
+    /// A POST action answered through its `Location` (or at once).
+    pub(crate) async fn action(&self, target: &str, action: &str, body: &Value) -> Result<Value, ArmError> {
+        let (status, value, location) = self.call(Method::POST, &format!("{target}/{action}"), Some(body)).await?;
+        match (status, location) {
+            (202, Some(loc)) => Ok(self.call(Method::GET, &loc, None).await?.1),
+            _ => Ok(value),
+        }
+    }
+
+    /// Every item of a list, following `nextLink`.
+    async fn list(&self, path: &str) -> Result<Vec<Value>, ArmError> {
+        let mut out = Vec::new();
+        let mut next = path.to_string();
+        loop {
+            let (_, page, _) = self.call(Method::GET, &next, None).await?;
+            out.extend(page["value"].as_array().cloned().unwrap_or_default());
+            match page["nextLink"].as_str() {
+                Some(link) => next = link.to_string(),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The server's state, rebuilt into a local engine (for name resolution and the matrix).
+    pub(crate) async fn engine(&self) -> Result<Engine, ArmError> {
+        let subscriptions = self.list("/subscriptions").await?;
+        let mut resources: Vec<Resource> = Vec::new();
+        for s in &subscriptions {
+            let id = s["subscriptionId"].as_str().unwrap_or_default();
+            resources.extend(tessera_model::resource::from_arm_json(json!({
+                "id": format!("/subscriptions/{id}"), "subscriptionId": id,
+                "tenantId": s["tenantId"], "displayName": s["displayName"]}))?);
+            for t in TYPES {
+                for doc in self.list(&format!("/subscriptions/{id}/providers/{t}")).await? {
+                    resources.extend(tessera_model::resource::from_arm_json(doc)?);
+                }
+            }
+        }
+        load::restore(resources, 0, Limits::default())
+    }
+
+    /// Sends a topology file through the API, in dependency order; resource groups are made as
+    /// needed. Returns how many resources were written.
+    pub(crate) async fn apply(&self, mut resources: Vec<Resource>) -> Result<usize, ArmError> {
+        resources.sort_by_key(Resource::apply_rank);
+        let mut groups: Vec<(String, String)> = Vec::new();
+        let mut written = 0;
+        for r in &resources {
+            if let Resource::Subscription(s) = r {
+                let body = json!({"displayName": s.display_name, "tenantId": s.tenant_id});
+                self.call(
+                    Method::PUT,
+                    &format!("/subscriptions/{}?api-version={RESOURCES_API}", s.subscription_id),
+                    Some(&body),
+                )
+                .await?;
+                written += 1;
+                continue;
+            }
+            let Some(id) = r.id() else { continue };
+            let key = (id.subscription().to_ascii_lowercase(), id.resource_group().to_ascii_lowercase());
+            if !groups.contains(&key) {
+                let location = location_of(r).unwrap_or_else(|| "westeurope".to_string());
+                let path = format!(
+                    "/subscriptions/{}/resourcegroups/{}?api-version={RESOURCES_API}",
+                    id.subscription(),
+                    id.resource_group()
+                );
+                if self.call(Method::GET, &path, None).await.is_err() {
+                    self.call(Method::PUT, &path, Some(&json!({"location": location}))).await?;
+                }
+                groups.push(key);
+            }
+            let mut body = serde_json::to_value(r).map_err(failed)?;
+            if id.kind() == Kind::VirtualNetwork
+                && let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut)
+            {
+                props.remove("virtualNetworkPeerings");
+            }
+            self.call(Method::PUT, id.as_str(), Some(&body)).await?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// The network watcher of a region, made (with its group) when missing, as Azure does.
+    pub(crate) async fn watcher(&self, location: &str) -> Result<String, ArmError> {
+        let rg = format!("/subscriptions/{}/resourcegroups/NetworkWatcherRG", self.subscription);
+        if self.call(Method::GET, &format!("{rg}?api-version={RESOURCES_API}"), None).await.is_err() {
+            self.call(Method::PUT, &format!("{rg}?api-version={RESOURCES_API}"), Some(&json!({"location": location})))
+                .await?;
+        }
+        let id = format!(
+            "/subscriptions/{}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_{location}",
+            self.subscription
+        );
+        if self.call(Method::GET, &id, None).await.is_err() {
+            self.call(Method::PUT, &id, Some(&json!({"location": location}))).await?;
+        }
+        Ok(id)
+    }
+}
+
+fn location_of(r: &Resource) -> Option<String> {
+    serde_json::to_value(r).ok()?.get("location")?.as_str().map(str::to_string)
+}
+
+/// The region of the VM (or NIC) `id` in a rebuilt engine.
+pub(crate) fn region(engine: &Engine, id: &ResourceId) -> String {
+    let st = engine.state();
+    st.vms
+        .get(id)
+        .map(|v| v.location.clone())
+        .or_else(|| st.nics.get(id).map(|n| n.location.clone()))
+        .unwrap_or_else(|| "westeurope".into())
+}
+
+fn client(ca: &Path) -> Result<Client, ArmError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(failed)? {
+        roots.add(cert.map_err(failed)?).map_err(failed)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(failed)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Client::builder().use_preconfigured_tls(tls).build().map_err(failed)
+}

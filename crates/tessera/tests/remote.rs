@@ -1,0 +1,129 @@
+//! The CLI against a running server: `tessera serve`, `tessera apply -f`, and the diagnostic
+//! commands without `-f` answer exactly what they answer on the file itself.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+}
+
+/// A `tessera serve` child process, killed (and its data directory removed) on drop.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let dir = std::env::temp_dir().join(format!("tessera-cli-remote-{}-{port}", std::process::id()));
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--data-dir", dir.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--retry-after", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tessera serve");
+        let server = Server { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(server.credentials().exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            assert!(Instant::now() < deadline, "tessera serve did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.dir.join("credentials.json")
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .env("TESSERA_CREDENTIALS", self.credentials())
+            .output()
+            .expect("run tessera");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn diagnostics_against_the_server_match_the_file() {
+    let server = Server::start();
+    let file = example("hub-spoke-nva.yaml");
+    let file = file.to_str().expect("utf-8");
+    let (code, out, err) = server.run(&["apply", "-f", file]);
+    assert_eq!(code, 0, "apply: {out}{err}");
+    assert!(out.contains("applied"), "{out}");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["routes", "--nic", "spoke1-vm", "-o", "json"],
+        vec!["rules", "--nic", "spoke2-vm", "-o", "json"],
+        vec!["next-hop", "--vm", "spoke1-vm", "--to", "10.2.0.4", "-o", "json"],
+        vec![
+            "flow",
+            "--vm",
+            "spoke2-vm",
+            "--direction",
+            "in",
+            "--local",
+            "10.2.0.4:3389",
+            "--remote",
+            "10.1.0.4:50000",
+            "-o",
+            "json",
+        ],
+        vec!["check", "--from", "spoke1-vm", "--to", "spoke2-vm:22", "-o", "json"],
+        vec!["check", "--from", "spoke1-vm", "--to", "spoke2-vm:3389"],
+        vec!["matrix", "--port", "22"],
+        vec!["matrix", "--port", "3389", "-o", "json"],
+    ];
+    for args in commands {
+        let remote = server.run(&args);
+        let mut local_args = args.clone();
+        local_args.splice(1..1, ["-f", file]);
+        let local = server.run(&local_args);
+        assert_eq!(
+            remote.0, local.0,
+            "{args:?}: exit code\nremote: {}{}\nlocal: {}{}",
+            remote.1, remote.2, local.1, local.2
+        );
+        assert_eq!(remote.1, local.1, "{args:?}: the server's answer differs from the file's");
+        assert!(!remote.1.is_empty(), "{args:?}: an answer");
+    }
+    // A refusal from the server comes back as the ARM error, exit 2.
+    let (code, _, err) = server.run(&["routes", "--nic", "no-such-nic"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("error:"), "{err}");
+}
+
+#[test]
+fn without_a_server_the_commands_say_how_to_start_one() {
+    let (code, out, err) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["routes", "--nic", "x", "--credentials", "/nonexistent/credentials.json"])
+            .output()
+            .expect("run tessera");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("tessera serve"), "{err}");
+}

@@ -95,6 +95,11 @@ def schemathesis_config(sub: str, ca: str, token: str, max_examples: int, seed: 
         "[headers]",
         f"Authorization = {toml_string('Bearer ' + token)}",
         "",
+        # Hide only the token: the default markers would also hide `$skipToken` values.
+        "[output.sanitization]",
+        "keys-to-sanitize = [\"authorization\"]",
+        "sensitive-markers = [\"authorization\"]",   # an empty list means the defaults
+        "",
         "[cache]",
         "enabled = false",
         "",

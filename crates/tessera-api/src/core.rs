@@ -133,6 +133,8 @@ pub(crate) struct Core {
     pub(crate) principals: BTreeMap<String, ServicePrincipal>,
     /// Store operations staged by the current request, not yet handed to the committer.
     pending: Vec<Op>,
+    /// The change log host agents follow.
+    pub(crate) feed: crate::feed::FeedLog,
 }
 
 /// A store failure as an ARM error.
@@ -187,7 +189,12 @@ impl Core {
         let sequence = store.get(SEQUENCE_KEY).map_err(store_error)?;
         let seq = sequence.as_ref().and_then(|e| serde_json::from_slice::<u64>(&e.value).ok()).unwrap_or(0);
         let engine = load::restore(resources, seq, limits)?;
-        let mut core = Core { engine, ..Core::default() };
+        let feed_revision = store
+            .get(crate::feed::REVISION_KEY)
+            .map_err(store_error)?
+            .and_then(|e| serde_json::from_slice::<u64>(&e.value).ok())
+            .unwrap_or(0);
+        let mut core = Core { engine, feed: crate::feed::FeedLog::starting_at(feed_revision), ..Core::default() };
         for (id, etag) in etags {
             // The document is rendered from the engine, so what GET shows is what it computes.
             if let Some(raw) = render(&core.engine, &id) {
@@ -259,6 +266,10 @@ impl Core {
         }
         if !changed.is_empty() {
             self.pending.push(Op::put(SEQUENCE_KEY, self.engine.sequence().to_string().into_bytes()));
+            let entries: Vec<(ResourceId, Option<Bytes>)> =
+                changed.iter().map(|id| (id.clone(), self.docs.get(id).map(|d| d.bytes.clone()))).collect();
+            let revision = self.feed.record(entries);
+            self.pending.push(Op::put(crate::feed::REVISION_KEY, revision.to_string().into_bytes()));
         }
         Ok(changed)
     }

@@ -331,7 +331,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => groups::handle(app, &req).await,
         Route::Operation { id, result } => operation(app, id, *result),
         Route::Action { .. } => actions::handle(app, &req).await,
-        Route::Feed { .. } => Err(ArmError::with_status(404, "NotFound", "The watch feed is not served yet.")),
+        Route::Feed { host } => crate::feed::handle(app, &req, host).await,
         Route::Resource(_) | Route::Children { .. } | Route::ListInGroup { .. } | Route::ListInSubscription { .. } => {
             resources::handle(app, &req).await
         }

@@ -7,6 +7,7 @@ mod actions;
 pub mod auth;
 mod commit;
 mod core;
+mod feed;
 mod groups;
 mod http;
 mod identity;

@@ -1,0 +1,186 @@
+//! The watch feed host agents follow: `GET /tessera/feed/{host}?revision=R&timeout=S`.
+//!
+//! The engine compiles the same documents into the same programs wherever it runs (DESIGN.md:
+//! one compiler), so the feed carries the documents a host's ports are compiled from, plus the
+//! list of its ports: a full snapshot first (or whenever the asked revision is too old or
+//! unknown), then the documents changed since the revision the agent holds. A request at the
+//! current revision waits (long poll) up to `timeout` seconds for the next change. Revisions are
+//! kept in the store, so an agent resumes across server restarts.
+//!
+//! A port (NIC) runs on the host its VM's `tessera-host` tag names (else the NIC's own tag,
+//! else `local`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tessera_engine::Engine;
+use tessera_model::{ArmError, ResourceId};
+use tokio::sync::watch;
+
+use crate::http::{App, Req, json};
+use crate::identity::method_not_allowed;
+
+/// The store key of the feed revision.
+pub(crate) const REVISION_KEY: &str = "meta/feed-revision";
+/// The tag that places a VM (or NIC) on a host.
+pub(crate) const HOST_TAG: &str = "tessera-host";
+/// The host of ports without a placement tag.
+pub(crate) const DEFAULT_HOST: &str = "local";
+/// Changes kept for resuming agents.
+const KEEP: usize = 100_000;
+/// Longest wait of one request.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The change log: (revision, document, its new bytes or `None` when deleted).
+#[derive(Debug)]
+pub(crate) struct FeedLog {
+    revision: u64,
+    entries: VecDeque<(u64, ResourceId, Option<Bytes>)>,
+    notify: watch::Sender<u64>,
+}
+
+impl Default for FeedLog {
+    fn default() -> Self {
+        Self::starting_at(0)
+    }
+}
+
+impl FeedLog {
+    /// An empty log at a stored revision.
+    pub(crate) fn starting_at(revision: u64) -> Self {
+        FeedLog { revision, entries: VecDeque::new(), notify: watch::channel(revision).0 }
+    }
+
+    /// Records the documents one change altered; returns the new revision.
+    pub(crate) fn record(&mut self, changed: Vec<(ResourceId, Option<Bytes>)>) -> u64 {
+        self.revision += 1;
+        for (id, doc) in changed {
+            self.entries.push_back((self.revision, id, doc));
+        }
+        while self.entries.len() > KEEP {
+            self.entries.pop_front();
+        }
+        self.notify.send_replace(self.revision);
+        self.revision
+    }
+
+    /// Wakes on every new revision.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// The documents changed after `since`, or `None` when the log no longer reaches back.
+    fn since(&self, since: u64) -> Option<BTreeMap<ResourceId, Option<Bytes>>> {
+        if since > self.revision {
+            return None;
+        }
+        let oldest = self.entries.front().map_or(self.revision + 1, |e| e.0);
+        if since + 1 < oldest && since < self.revision {
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        for (rev, id, doc) in &self.entries {
+            if *rev > since {
+                out.insert(id.clone(), doc.clone());
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The host a NIC's port runs on.
+pub(crate) fn host_of(engine: &Engine, nic: &ResourceId) -> String {
+    let st = engine.state();
+    let tag = |tags: &std::collections::BTreeMap<String, String>| {
+        tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(HOST_TAG)).map(|(_, v)| v.clone())
+    };
+    let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
+    vm.and_then(|vm| tag(&vm.tags))
+        .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+fn ports(engine: &Engine, host: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = engine
+        .compiled()
+        .nics
+        .values()
+        .filter(|p| host_of(engine, &p.nic).eq_ignore_ascii_case(host))
+        .map(|p| {
+            json!({"nic": p.nic.as_str(), "vm": p.vm.as_ref().map(ResourceId::as_str),
+                   "subnet": p.subnet.subnet.as_str(), "vnet": p.subnet.vnet.as_str(),
+                   "addresses": p.addresses, "ipForwarding": p.ip_forwarding})
+        })
+        .collect();
+    out.sort_by(|a, b| a["nic"].as_str().cmp(&b["nic"].as_str()));
+    out
+}
+
+pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
+    }
+    req.authorize("Tessera/feed/read", &format!("/tessera/feed/{host}"))?;
+    let since: Option<u64> =
+        match req.query("revision") {
+            None => None,
+            Some(r) => Some(r.parse().map_err(|_| {
+                ArmError::bad_request("InvalidRevision", format!("The revision '{r}' is not a number."))
+            })?),
+        };
+    let wait = match req.query("timeout") {
+        None => Duration::from_secs(30),
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+            ArmError::bad_request("InvalidTimeout", format!("The timeout '{t}' is not a number of seconds."))
+        })?)
+        .min(MAX_WAIT),
+    };
+    if let Some(since) = since {
+        let mut rx = app.core.read().await.feed.subscribe();
+        if *rx.borrow_and_update() == since {
+            let _ = tokio::time::timeout(wait, rx.changed()).await;
+        }
+    }
+    let core = app.core.read().await;
+    let revision = core.feed.revision;
+    let changes = since.and_then(|s| core.feed.since(s));
+    let (snapshot, documents, deleted): (bool, Vec<Bytes>, Vec<String>) = match changes {
+        Some(changed) => {
+            let mut docs = Vec::new();
+            let mut gone = Vec::new();
+            for (id, doc) in changed {
+                match doc {
+                    Some(bytes) => docs.push(bytes),
+                    None => gone.push(id.as_str().to_string()),
+                }
+            }
+            (false, docs, gone)
+        }
+        None => {
+            let mut all: Vec<(&ResourceId, &Bytes)> = core.docs.iter().map(|(id, d)| (id, &d.bytes)).collect();
+            all.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+            (true, all.into_iter().map(|(_, b)| b.clone()).collect(), Vec::new())
+        }
+    };
+    let subscriptions: Vec<Value> =
+        core.engine.state().subscriptions.values().map(|s| serde_json::to_value(s).unwrap_or_default()).collect();
+    let head = json!({"host": host, "revision": revision, "snapshot": snapshot, "deleted": deleted,
+                      "subscriptions": subscriptions, "ports": ports(&core.engine, host)});
+    drop(core);
+    // The documents are spliced in pre-serialized.
+    let mut body = head.to_string();
+    body.pop();
+    body.push_str(",\"documents\":[");
+    for (i, d) in documents.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(std::str::from_utf8(d).unwrap_or("null"));
+    }
+    body.push_str("]}");
+    Ok(json(StatusCode::OK, body))
+}

@@ -397,7 +397,7 @@ pub(crate) fn page(app: &App, req: &Req, items: &[Bytes]) -> Result<Response, Ar
             .map_err(|_| ArmError::bad_request("InvalidSkipToken", format!("The $skipToken '{t}' is not valid.")))?,
     };
     let size = app.settings.page_size.max(1);
-    let end = (skip + size).min(items.len());
+    let end = skip.saturating_add(size).min(items.len());
     let mut out = Vec::with_capacity(64 + items.iter().skip(skip).take(size).map(Bytes::len).sum::<usize>());
     out.extend_from_slice(b"{\"value\":[");
     for (i, item) in items.get(skip.min(items.len())..end).unwrap_or_default().iter().enumerate() {

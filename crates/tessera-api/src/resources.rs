@@ -224,6 +224,41 @@ fn with_etag(mut r: Response, etag: &str) -> Response {
     r
 }
 
+/// Server-owned fields of a peering link that clients round-trip from GET (O8): ignored.
+const LINK_READ_ONLY: &[&str] = &[
+    "peeringState",
+    "peeringSyncLevel",
+    "remoteAddressSpace",
+    "remoteVirtualNetworkAddressSpace",
+    "localAddressSpace",
+    "localVirtualNetworkAddressSpace",
+    "remoteGateways",
+    "remoteBgpCommunities",
+    "remoteVirtualNetworkEncryption",
+    "routeServiceVips",
+];
+
+/// Drops read-only fields a client may send back (arm-api.md §1: ignore, never reject):
+/// `provisioningState` and `etag` everywhere, a link's server-owned fields.
+fn strip_read_only(body: &mut Map<String, Value>, link: bool) {
+    body.remove("etag");
+    let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    props.remove("provisioningState");
+    if link {
+        for field in LINK_READ_ONLY {
+            props.remove(*field);
+        }
+    }
+    for name in CHILD_COLLECTIONS {
+        let is_link = *name == "virtualNetworkPeerings";
+        if let Some(items) = props.get_mut(*name).and_then(Value::as_array_mut) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                strip_read_only(item, is_link);
+            }
+        }
+    }
+}
+
 /// The request body with the URL's identity (O8: the URL wins over body `id`, `name`, `type`).
 fn body_for(req: &Req, id: &ResourceId, kind_type: &str) -> Result<Map<String, Value>, ArmError> {
     let mut body = req.json()?;
@@ -237,6 +272,7 @@ fn body_for(req: &Req, id: &ResourceId, kind_type: &str) -> Result<Map<String, V
         Some(Value::Object(_)) => {}
         Some(_) => return Err(ArmError::bad_request("InvalidRequestContent", "properties must be an object.")),
     }
+    strip_read_only(&mut body, id.kind() == Kind::Peering);
     Ok(body)
 }
 

@@ -51,6 +51,9 @@ fn not_found(path: &str) -> ArmError {
 /// Parses a request path. `get` says whether the method is GET (a trailing odd segment is then
 /// a child collection, otherwise an action).
 pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
+    // Clients join a base URL ending in `/` with a path starting with one (`az cloud register`
+    // asks for `//metadata/endpoints`); ARM accepts the doubled leading slash, so do we.
+    let path = &path[path.len() - path.trim_start_matches('/').len() - usize::from(path.starts_with('/'))..];
     let trimmed = path.trim_end_matches('/');
     let seg: Vec<&str> = trimmed.split('/').skip(1).collect();
     if seg.iter().any(|s| s.is_empty()) {
@@ -149,6 +152,7 @@ mod tests {
             Ok(Route::OpenIdConfiguration { tenant: "t".into() })
         );
         assert!(parse("/subscriptions//resourceGroups/x", true).is_err());
+        assert_eq!(parse("//metadata/endpoints", true), Ok(Route::Metadata));
         assert!(parse("/nothing/here/at/all/really", true).is_err());
     }
 }

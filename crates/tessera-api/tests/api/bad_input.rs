@@ -141,3 +141,36 @@ async fn preconditions_and_idempotent_deletes() {
     let (s, e) = api.call(Method::GET, &path, None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("ResourceNotFound")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_fields_sent_back_are_ignored() {
+    let api = Api::start().await;
+    api.group("rg").await;
+    let a = api.vnet("rg", "a", "10.1.0.0/16").await;
+    let b = api.vnet("rg", "b", "10.2.0.0/16").await;
+    // arm-api.md §1, O8: values a client cannot set (even ones this API version does not know)
+    // are ignored, never refused.
+    let mut round_trip = a.clone();
+    round_trip["properties"]["provisioningState"] = json!("Creating");
+    round_trip["properties"]["subnets"][0]["properties"]["provisioningState"] = json!("Canceled");
+    round_trip["etag"] = json!("W/\"whatever\"");
+    let (s, v) = api.call(Method::PUT, &api.net("rg", "virtualNetworks/a"), Some(round_trip)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["properties"]["provisioningState"], "Succeeded");
+    let link = json!({"properties": {"remoteVirtualNetwork": {"id": b["id"]}, "peeringState": "Connected",
+        "peeringSyncLevel": "Garbage", "remoteAddressSpace": {"addressPrefixes": ["192.0.2.0/24"]}}});
+    let (s, v) =
+        api.call(Method::PUT, &api.net("rg", "virtualNetworks/a/virtualNetworkPeerings/to-b"), Some(link)).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["properties"]["peeringState"], "Initiated", "the server owns the state");
+    assert_eq!(v["properties"]["remoteAddressSpace"]["addressPrefixes"], json!(["10.2.0.0/16"]));
+    // A skip token past the end (even near u64::MAX) is an empty page, not a failure.
+    let (s, v) = api
+        .call(
+            Method::GET,
+            &format!("{}?api-version=2024-05-01&$skipToken=18446744073709551614", api.net("rg", "virtualNetworks")),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["value"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+}

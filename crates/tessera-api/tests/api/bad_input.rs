@@ -174,3 +174,35 @@ async fn read_only_fields_sent_back_are_ignored() {
         .await;
     assert_eq!((s, v["value"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_with_the_same_etag_never_lose_an_update() {
+    let api = Api::start().await;
+    api.group("rg").await;
+    let v = api.vnet("rg", "a", "10.0.0.0/16").await;
+    let etag = v["etag"].as_str().expect("etag").to_string();
+    let url = api.url(&format!("{}?api-version=2024-05-01", api.net("rg", "virtualNetworks/a")));
+    // Eight writers read the same version and each sets its own tag with If-Match.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (client, url, token, etag) = (api.client.clone(), url.clone(), api.token.clone(), etag.clone());
+        let body = json!({"location": "westeurope", "tags": {"writer": i.to_string()},
+                          "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}});
+        tasks.push(tokio::spawn(async move {
+            let r = client.put(url).bearer_auth(token).header("if-match", etag).json(&body).send().await.expect("put");
+            (i, r.status().as_u16())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, status) = t.await.expect("task");
+        match status {
+            200 => winners.push(i),
+            412 => {}
+            other => panic!("writer {i}: unexpected status {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins: {winners:?}");
+    let (_, now) = api.call(Method::GET, &api.net("rg", "virtualNetworks/a"), None).await;
+    assert_eq!(now["tags"]["writer"], winners[0].to_string(), "the winner's write is the one kept");
+}

@@ -16,6 +16,8 @@
 
 pub mod counters;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod outcome;
 pub mod switch;
 pub mod wire;

@@ -103,6 +103,11 @@ impl Switch {
         self.ports.get(usize::try_from(id).ok()?)
     }
 
+    /// The number of ports.
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -14,6 +14,7 @@
 //!                     Deliver { port, frame with gateway/destination MACs, NAT } | Drop(reason)
 //! ```
 
+pub mod control;
 pub mod counters;
 pub mod flow;
 #[doc(hidden)]

@@ -16,6 +16,7 @@ use tessera_engine::diag::trace::{Flow, Issue, IssueType, Origin, StepOutcome, s
 use tessera_engine::{Engine, NicProgram};
 use tessera_model::ResourceId;
 
+use crate::control;
 use crate::counters::Counters;
 use crate::flow::{Action, Entry, FlowKey, FlowTable, Nat};
 use crate::outcome::{Direction, DropReason, Outcome, PortId};
@@ -142,6 +143,18 @@ impl Switch {
             Some(Frame::ArpRequest { sender_mac, sender_ip, target_ip }) => {
                 Outcome::Hairpin(wire::arp_reply(sender_mac, sender_ip, target_ip))
             }
+            Some(Frame::Ip(f)) if f.proto == UDP && f.dport == 67 && f.sport == 68 && f.src.is_ipv4() => {
+                match self.lease(port).and_then(|l| control::dhcp_reply(frame, &l)) {
+                    Some(reply) => Outcome::Hairpin(reply),
+                    None => self.drop(DropReason::UnsupportedProtocol, frame.len()),
+                }
+            }
+            Some(Frame::Ip(f)) if f.proto == wire::ICMPV6 && control::is_neighbor_discovery(frame) => {
+                match control::neighbor_advertisement(frame) {
+                    Some(reply) => Outcome::Hairpin(reply),
+                    None => self.drop(DropReason::UnsupportedProtocol, frame.len()),
+                }
+            }
             Some(Frame::Ip(f)) => {
                 if !forwards && own != Some(f.src) && !self.owns(port, f.src) {
                     return self.drop(DropReason::SpoofedSource, frame.len());
@@ -262,6 +275,26 @@ impl Switch {
         } else if let Some(e) = self.flows.get_mut(&key) {
             e.fin = true;
         }
+    }
+
+    /// What DHCP hands the port: its primary IPv4 address, its subnet, the VNet's DNS servers.
+    fn lease(&self, port: PortId) -> Option<control::Lease> {
+        let p = self.port(port)?;
+        let address = p.program.addresses.iter().find_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            IpAddr::V6(_) => None,
+        })?;
+        let subnet = p.program.subnet.prefixes.iter().find_map(|n| match n {
+            tessera_model::prefix::IpNet::V4(n) if n.contains(&address) => Some(*n),
+            _ => None,
+        })?;
+        let vnet = self.engine.state().vnet(&p.program.subnet.vnet);
+        let dns: Vec<std::net::Ipv4Addr> = vnet
+            .and_then(|v| v.properties.dhcp_options.as_ref())
+            .map(|d| d.dns_servers.iter().filter_map(|s| s.parse().ok()).collect())
+            .unwrap_or_default();
+        let dns = if dns.is_empty() { vec![control::AZURE_DNS] } else { dns };
+        Some(control::Lease { address, subnet, dns })
     }
 
     fn owns(&self, port: PortId, ip: IpAddr) -> bool {

@@ -5,6 +5,7 @@
 
 mod agreement;
 mod lab;
+mod services;
 
 use lab::{Lab, Sent, delivered, example, inspect, v4};
 use tessera_dataplane::DropReason;

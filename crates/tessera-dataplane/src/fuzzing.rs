@@ -74,10 +74,19 @@ pub fn parse(data: &[u8]) {
     }
 }
 
-/// A switch with a port for every NIC of [`TOPOLOGY`].
+/// The engine of [`TOPOLOGY`], compiled once per process.
+fn engine() -> Arc<Engine> {
+    static ENGINE: std::sync::OnceLock<Arc<Engine>> = std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            Arc::new(load::load(TOPOLOGY, Format::Yaml, Limits::default()).unwrap_or_else(|e| panic!("topology: {e}")))
+        })
+        .clone()
+}
+
+/// A fresh switch with a port for every NIC of [`TOPOLOGY`] (and an empty flow table).
 pub fn switch() -> Switch {
-    let engine = load::load(TOPOLOGY, Format::Yaml, Limits::default()).unwrap_or_else(|e| panic!("topology: {e}"));
-    let engine: Arc<Engine> = Arc::new(engine);
+    let engine = engine();
     let nics: Vec<_> = engine.state().nics.keys().cloned().collect();
     Switch::new(engine, &nics, 4096)
 }

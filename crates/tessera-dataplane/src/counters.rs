@@ -98,6 +98,11 @@ impl Counters {
         }
     }
 
+    /// One side of a crossing between hosts: the sender counts egress, the receiver ingress.
+    pub(crate) fn crossing_one(&mut self, from: VnetIndex, to: VnetIndex, d: TrafficDirection, len: usize) {
+        self.pairs.entry((from, to, d)).or_default().add(len);
+    }
+
     /// Frames received from a port's VM.
     pub fn received(&self, port: PortId) -> Count {
         self.port_rx.get(idx(port)).copied().unwrap_or_default()

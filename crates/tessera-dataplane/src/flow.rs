@@ -58,6 +58,13 @@ pub enum Action {
         /// The rewrite.
         nat: Option<Nat>,
     },
+    /// Deliver to a port on another host (an index into the switch's remote ports).
+    Remote {
+        /// The remote port.
+        to: u32,
+        /// The rewrite.
+        nat: Option<Nat>,
+    },
     /// Drop.
     Drop(DropReason),
 }

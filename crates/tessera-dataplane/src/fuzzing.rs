@@ -84,6 +84,10 @@ fn engine() -> Arc<Engine> {
         .clone()
 }
 
+fn data_port_parity(port: PortId) -> u8 {
+    u8::from(port % 2 == 1)
+}
+
 /// A fresh switch with a port for every NIC of [`TOPOLOGY`] (and an empty flow table).
 pub fn switch() -> Switch {
     let engine = engine();
@@ -92,7 +96,8 @@ pub fn switch() -> Switch {
 }
 
 /// Feeds a sequence of frames to the switch. Input: repeated `[port, flags, len_hi, len_lo,
-/// frame…]`; flags bit 0 = inbound, bit 1 = swap the programs in first. Invariants: no panic;
+/// frame…]`; flags bit 0 = inbound, bit 1 = swap the programs in first, bit 2 = arriving from
+/// another host (VXLAN) with the VNI of the hub (port byte even) or the spoke. Invariants: no panic;
 /// a delivery names an existing port and keeps the frame's length; the flow table stays within
 /// its capacity.
 pub fn process(switch: &mut Switch, mut data: &[u8]) {
@@ -111,7 +116,15 @@ pub fn process(switch: &mut Switch, mut data: &[u8]) {
         }
         let direction = if flags & 1 != 0 { Direction::Inbound } else { Direction::Outbound };
         let before = frame.len();
-        match switch.process(port, direction, &mut frame) {
+        let outcome = if flags & 4 != 0 {
+            let vnets: Vec<_> = engine().state().vnets.keys().cloned().collect();
+            let vni = vnets.get(usize::from(data_port_parity(port))).map_or(0, crate::overlay::vni_of);
+            switch.receive(vni, &mut frame)
+        } else {
+            switch.process(port, direction, &mut frame)
+        };
+        match outcome {
+            Outcome::Encapsulate { .. } => assert_eq!(frame.len(), before, "an encapsulated frame changed length"),
             Outcome::Deliver(to) => {
                 assert!(switch.port(to).is_some(), "delivered to a port that does not exist: {to}");
                 assert_eq!(frame.len(), before, "a delivered frame changed length");

@@ -20,6 +20,7 @@ pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod outcome;
+pub mod overlay;
 pub mod switch;
 pub mod wire;
 

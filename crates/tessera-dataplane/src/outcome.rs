@@ -91,6 +91,14 @@ pub enum Outcome {
     Deliver(PortId),
     /// Send this frame back to the VM that sent the request (ARP replies).
     Hairpin(Vec<u8>),
+    /// Send the frame, rewritten in place, to another host: wrap it in VXLAN
+    /// ([`crate::overlay::encapsulate`]) with this VNI and send it to that underlay address.
+    Encapsulate {
+        /// The host's underlay address.
+        host: std::net::IpAddr,
+        /// The VNI of the destination's VNet.
+        vni: u32,
+    },
     /// Dropped.
     Drop(DropReason),
 }

@@ -41,15 +41,17 @@ pub const DEFAULT_FLOWS: usize = 1 << 20;
 /// A virtual switch for the NICs of one host.
 #[derive(Debug)]
 pub struct Switch {
-    engine: Arc<Engine>,
-    ports: Vec<Port>,
-    by_nic: HashMap<ResourceId, PortId>,
-    flows: FlowTable,
-    generation: u64,
-    counters: Counters,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) ports: Vec<Port>,
+    pub(crate) by_nic: HashMap<ResourceId, PortId>,
+    pub(crate) flows: FlowTable,
+    pub(crate) generation: u64,
+    pub(crate) counters: Counters,
+    /// Ports of other hosts (VXLAN), and the local ports by (VNI, address).
+    pub(crate) overlay: crate::overlay::Overlay,
 }
 
-fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
+pub(crate) fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
     let text = engine.state().nics.get(&program.nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
     let mut mac = [0u8; 6];
     for (i, part) in text.split(['-', ':']).take(6).enumerate() {
@@ -68,6 +70,7 @@ impl Switch {
             flows: FlowTable::new(flow_capacity),
             generation: 1,
             counters: Counters::new(nics.len()),
+            overlay: crate::overlay::Overlay::default(),
         };
         for nic in nics {
             if let Some(program) = s.engine.program(nic) {
@@ -78,6 +81,7 @@ impl Switch {
                 s.by_nic.insert(nic.clone(), id);
             }
         }
+        s.overlay.index_local(&s.ports);
         s
     }
 
@@ -92,6 +96,10 @@ impl Switch {
         }
         self.engine = engine;
         self.generation += 1;
+        let ports = std::mem::take(&mut self.ports);
+        self.overlay.index_local(&ports);
+        self.ports = ports;
+        self.refresh_remote();
     }
 
     /// The port of a NIC.
@@ -187,6 +195,11 @@ impl Switch {
     }
 
     fn drop(&mut self, reason: DropReason, len: usize) -> Outcome {
+        self.drop_frame(reason, len)
+    }
+
+    /// Counts a drop and says so.
+    pub(crate) fn drop_frame(&mut self, reason: DropReason, len: usize) -> Outcome {
         self.counters.drop(reason, len);
         Outcome::Drop(reason)
     }
@@ -204,21 +217,15 @@ impl Switch {
         let flow = Flow { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
         let (outcome, issue) = step(&self.engine, &p.program, flow);
         let action = match outcome {
-            StepOutcome::Delivered { nic, translated } => match self.by_nic.get(&nic.nic).copied() {
-                Some(to) => {
-                    let nat = match translated {
-                        Some((IpAddr::V4(a), port)) => Some(Nat::Destination(a, port)),
-                        _ => None,
-                    }
-                    .or(existing.and_then(|e| e.reply_nat));
-                    Action::Deliver { to, nat }
+            StepOutcome::Delivered { nic, translated } => {
+                let nat = match translated {
+                    Some((IpAddr::V4(a), port)) => Some(Nat::Destination(a, port)),
+                    _ => None,
                 }
-                None => Action::Drop(DropReason::DestinationNotOnThisHost),
-            },
-            StepOutcome::Appliance(nic) => match self.by_nic.get(&nic.nic).copied() {
-                Some(to) => Action::Deliver { to, nat: existing.and_then(|e| e.reply_nat) },
-                None => Action::Drop(DropReason::DestinationNotOnThisHost),
-            },
+                .or(existing.and_then(|e| e.reply_nat));
+                self.towards(&nic.nic, nat)
+            }
+            StepOutcome::Appliance(nic) => self.towards(&nic.nic, existing.and_then(|e| e.reply_nat)),
             StepOutcome::Left => {
                 Action::Drop(if issue.is_none() && tessera_engine::compile::security::is_internet(f.dst) {
                     DropReason::Internet
@@ -238,7 +245,13 @@ impl Switch {
         if !self.flows.insert(key, entry) {
             return None;
         }
-        if let (Action::Deliver { to, nat }, false) = (action, established) {
+        let reached = match action {
+            Action::Deliver { to, nat } => Some((to, nat)),
+            // The reply comes back from the other host into this port (see `receive`).
+            Action::Remote { nat, .. } => Some((key.port, nat)),
+            Action::Drop(_) => None,
+        };
+        if let (Some((to, nat)), false) = (reached, established) {
             // N4: the reply may return through the port the packet reached.
             let (reply_key, reply_nat) = match nat {
                 Some(Nat::Destination(a, port_no)) => {
@@ -257,12 +270,27 @@ impl Switch {
         Some(action)
     }
 
+    /// Where a packet for `nic` goes: its local port, or its port on another host.
+    fn towards(&self, nic: &ResourceId, nat: Option<Nat>) -> Action {
+        if let Some(to) = self.by_nic.get(nic).copied() {
+            return Action::Deliver { to, nat };
+        }
+        match self.overlay.remote_index(nic) {
+            Some(to) => Action::Remote { to, nat },
+            None => Action::Drop(DropReason::DestinationNotOnThisHost),
+        }
+    }
+
     /// Ends a TCP connection's entries early: at a RST, or once both directions sent a FIN.
     fn track_tcp(&mut self, key: FlowKey, f: &IpFlow, action: Action) {
         if f.proto != TCP || !(f.tcp.fin || f.tcp.rst) {
             return;
         }
-        let Action::Deliver { to, nat } = action else { return };
+        let (to, nat) = match action {
+            Action::Deliver { to, nat } => (to, nat),
+            Action::Remote { nat, .. } => (key.port, nat),
+            Action::Drop(_) => return,
+        };
         let reply = match nat {
             Some(Nat::Destination(a, p)) => FlowKey { dst: IpAddr::V4(a), dport: p, ..key }.reply_at(to),
             Some(Nat::Source(a, p)) => FlowKey { src: IpAddr::V4(a), sport: p, ..key }.reply_at(to),
@@ -304,20 +332,13 @@ impl Switch {
     fn apply(&mut self, from: PortId, action: Action, frame: &mut [u8]) -> Outcome {
         match action {
             Action::Drop(reason) => self.drop(reason, frame.len()),
+            Action::Remote { to, nat } => self.send_remote(from, to, nat, frame),
             Action::Deliver { to, nat } => {
                 let (Some(src), Some(dest)) = (self.port(from), self.port(to)) else {
                     return self.drop(DropReason::UnknownPort, frame.len());
                 };
                 wire::set_macs(frame, GATEWAY_MAC, dest.mac);
-                match nat {
-                    Some(Nat::Destination(a, p)) => {
-                        wire::rewrite_v4(frame, End::Destination, a, p);
-                    }
-                    Some(Nat::Source(a, p)) => {
-                        wire::rewrite_v4(frame, End::Source, a, p);
-                    }
-                    None => {}
-                }
+                rewrite(frame, nat);
                 let (a, b) = (src.vnet, dest.vnet);
                 if a != b {
                     self.counters.crossing(a, b, frame.len());
@@ -329,8 +350,21 @@ impl Switch {
     }
 }
 
+/// Applies a flow's rewrite to a frame.
+pub(crate) fn rewrite(frame: &mut [u8], nat: Option<Nat>) {
+    match nat {
+        Some(Nat::Destination(a, p)) => {
+            wire::rewrite_v4(frame, End::Destination, a, p);
+        }
+        Some(Nat::Source(a, p)) => {
+            wire::rewrite_v4(frame, End::Source, a, p);
+        }
+        None => {}
+    }
+}
+
 /// The rewrite that turns a backend's reply back into the frontend's.
-fn original_destination(key: &FlowKey) -> Option<Nat> {
+pub(crate) fn original_destination(key: &FlowKey) -> Option<Nat> {
     match key.dst {
         IpAddr::V4(a) => Some(Nat::Source(a, key.dport)),
         IpAddr::V6(_) => None,

@@ -72,7 +72,36 @@ impl Lab {
                 self.frames.push(reply.clone());
                 Sent::Hairpin(reply)
             }
+            Outcome::Encapsulate { host, vni } => {
+                self.frames.push(buf.clone());
+                Sent::Encap { host, vni, frame: buf }
+            }
             Outcome::Drop(reason) => Sent::Drop(reason),
+        }
+    }
+
+    /// A host's switch: ports for `local` VMs only; `remote` VMs placed on other hosts.
+    pub(crate) fn on_host(engine: Arc<Engine>, local: &[&str], remote: &[(&str, IpAddr)]) -> Lab {
+        let nic = |vm: &str| resolve::resolve_nic(&engine, vm).unwrap_or_else(|e| panic!("{vm}: {e}"));
+        let nics: Vec<_> = local.iter().map(|vm| nic(vm)).collect();
+        let mut switch = Switch::new(engine.clone(), &nics, tessera_dataplane::switch::DEFAULT_FLOWS);
+        for (vm, host) in remote {
+            switch.place_remote(nic(vm), *host);
+        }
+        Lab { switch, engine, frames: Vec::new() }
+    }
+
+    /// A frame arriving from another host (decapsulated), recorded like a sent one.
+    pub(crate) fn receive(&mut self, vni: u32, frame: Vec<u8>) -> Sent {
+        self.frames.push(frame.clone());
+        let mut buf = frame;
+        match self.switch.receive(vni, &mut buf) {
+            Outcome::Deliver(port) => {
+                self.frames.push(buf.clone());
+                Sent::Deliver { port, frame: buf }
+            }
+            Outcome::Drop(reason) => Sent::Drop(reason),
+            other => panic!("a received frame can only be delivered or dropped, not {other:?}"),
         }
     }
 
@@ -172,6 +201,8 @@ pub(crate) enum Sent {
     Deliver { port: PortId, frame: Vec<u8> },
     /// Answered (ARP).
     Hairpin(Vec<u8>),
+    /// Sent on to another host (VXLAN), as rewritten.
+    Encap { host: IpAddr, vni: u32, frame: Vec<u8> },
     /// Dropped.
     Drop(DropReason),
 }

@@ -4,6 +4,7 @@
 //! global peering, overlapping VNets isolated, and a program swap in the middle of a flow.
 
 mod agreement;
+mod hosts;
 mod lab;
 mod services;
 

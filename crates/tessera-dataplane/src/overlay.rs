@@ -1,0 +1,240 @@
+//! Ports on other hosts: VXLAN between hosts (one VNI per VNet), and the receiving host's own
+//! inbound check.
+//!
+//! The sending host decides a flow with the engine (which knows every port); when the
+//! destination port lives elsewhere the frame leaves as [`Outcome::Encapsulate`], rewritten
+//! (MACs, NAT) exactly as a local delivery would be, and the agent sends
+//! `vxlan_header(vni) + frame` over UDP to the host. The receiving host finds the port by
+//! (VNI, destination address) — so overlapping address spaces of different VNets never meet —
+//! and checks the port's inbound NSGs (subnet, then NIC) with its own programs, unless the
+//! packet returns on a connection its port opened (N4). A program newer on the receiver than on
+//! the sender therefore wins.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use tessera_engine::compile::security::Protocol;
+use tessera_model::ResourceId;
+use tessera_model::security::{Access, Direction as NsgDirection};
+
+use crate::counters::{TrafficDirection, VnetIndex};
+use crate::flow::{Action, Entry, FlowKey, Nat};
+use crate::outcome::{DropReason, Outcome, PortId};
+use crate::switch::{Port, Switch, mac_of, rewrite};
+use crate::wire::{self, Frame, GATEWAY_MAC, TCP, UDP};
+
+/// The UDP port of VXLAN (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// The VNI of a VNet: 24 bits of an FNV-1a hash of its id (never 0), the same on every host.
+pub fn vni_of(vnet: &ResourceId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in vnet.key().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let vni = (h ^ (h >> 24)) & 0x00ff_ffff;
+    if vni == 0 { 1 } else { vni }
+}
+
+/// The 8-byte VXLAN header (flags: VNI present).
+pub fn vxlan_header(vni: u32) -> [u8; 8] {
+    let v = vni.to_be_bytes();
+    [0x08, 0, 0, 0, v[1], v[2], v[3], 0]
+}
+
+/// The VNI and the inner frame of a VXLAN UDP payload.
+pub fn decapsulate(payload: &[u8]) -> Option<(u32, &[u8])> {
+    let h = payload.get(..8)?;
+    if h[0] & 0x08 == 0 {
+        return None;
+    }
+    Some((u32::from_be_bytes([0, h[4], h[5], h[6]]), &payload[8..]))
+}
+
+/// A port of another host.
+#[derive(Debug, Clone)]
+pub(crate) struct RemotePort {
+    host: IpAddr,
+    mac: [u8; 6],
+    vnet: VnetIndex,
+    vni: u32,
+}
+
+/// Where the switch's remote ports are, and its local ports by (VNI, address).
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    placements: HashMap<ResourceId, IpAddr>,
+    remotes: Vec<RemotePort>,
+    remote_by_nic: HashMap<ResourceId, u32>,
+    local: HashMap<(u32, IpAddr), PortId>,
+}
+
+impl Overlay {
+    /// Indexes the local ports by (VNI of their VNet, address).
+    pub(crate) fn index_local(&mut self, ports: &[Port]) {
+        self.local.clear();
+        for (i, p) in ports.iter().enumerate() {
+            let vni = vni_of(&p.program.subnet.vnet);
+            for a in &p.program.addresses {
+                self.local.insert((vni, *a), PortId::try_from(i).unwrap_or(PortId::MAX));
+            }
+        }
+    }
+
+    /// The remote port of a NIC.
+    pub(crate) fn remote_index(&self, nic: &ResourceId) -> Option<u32> {
+        self.remote_by_nic.get(nic).copied()
+    }
+}
+
+fn proto_of(p: u8) -> Protocol {
+    match p {
+        TCP => Protocol::Tcp,
+        UDP => Protocol::Udp,
+        _ => Protocol::Icmp,
+    }
+}
+
+impl Switch {
+    /// Declares that `nic` runs on the host at `host` (its underlay address).
+    pub fn place_remote(&mut self, nic: ResourceId, host: IpAddr) {
+        self.overlay.placements.insert(nic, host);
+        self.refresh_remote();
+        // Decisions cached before the placement may have dropped packets for this NIC.
+        self.generation += 1;
+    }
+
+    /// Rebuilds the remote ports from the placements and the current programs.
+    pub(crate) fn refresh_remote(&mut self) {
+        let mut remotes = Vec::new();
+        let mut by_nic = HashMap::new();
+        for (nic, host) in &self.overlay.placements {
+            if self.by_nic.contains_key(nic) {
+                continue;
+            }
+            let Some(program) = self.engine.program(nic) else { continue };
+            let vnet = self.counters.vnet_index(&program.subnet.vnet);
+            let remote = RemotePort {
+                host: *host,
+                mac: mac_of(&program, &self.engine),
+                vnet,
+                vni: vni_of(&program.subnet.vnet),
+            };
+            by_nic.insert(nic.clone(), u32::try_from(remotes.len()).unwrap_or(u32::MAX));
+            remotes.push(remote);
+        }
+        self.overlay.remotes = remotes;
+        self.overlay.remote_by_nic = by_nic;
+    }
+
+    /// Rewrites a frame for a port of another host and says where to send it.
+    pub(crate) fn send_remote(&mut self, from: PortId, to: u32, nat: Option<Nat>, frame: &mut [u8]) -> Outcome {
+        let (Some(src), Some(remote)) = (
+            self.port(from).map(|p| p.vnet),
+            self.overlay.remotes.get(usize::try_from(to).unwrap_or(usize::MAX)).cloned(),
+        ) else {
+            return self.drop_frame(DropReason::UnknownPort, frame.len());
+        };
+        wire::set_macs(frame, GATEWAY_MAC, remote.mac);
+        rewrite(frame, nat);
+        if src != remote.vnet {
+            self.counters.crossing_one(src, remote.vnet, TrafficDirection::Egress, frame.len());
+        }
+        Outcome::Encapsulate { host: remote.host, vni: remote.vni }
+    }
+
+    /// A frame that arrived from another host (decapsulated): delivered to the local port that
+    /// holds its destination in the VNet of `vni`, if that port's inbound NSGs admit it.
+    pub fn receive(&mut self, vni: u32, frame: &mut [u8]) -> Outcome {
+        let f = match wire::parse(frame) {
+            Some(Frame::Ip(f)) => f,
+            Some(_) => return self.drop_frame(DropReason::UnsupportedProtocol, frame.len()),
+            None => return self.drop_frame(DropReason::Unparsable, frame.len()),
+        };
+        let Some(&to) = self.overlay.local.get(&(vni, f.dst)) else {
+            return self.drop_frame(DropReason::NoSuchHost, frame.len());
+        };
+        let key = FlowKey::of(to, &f);
+        let existing = self.flows.get(&key).copied();
+        let established = existing.is_some_and(|e| e.established);
+        let cached = existing.filter(|e| e.generation == self.generation).and_then(|e| e.action);
+        let action = match cached {
+            Some(a) => a,
+            None => {
+                let allowed = established || self.inbound_allows(to, &f);
+                let action = if allowed {
+                    Action::Deliver { to, nat: None }
+                } else {
+                    Action::Drop(DropReason::NsgDeniedInbound)
+                };
+                let entry = Entry {
+                    generation: self.generation,
+                    action: Some(action),
+                    established,
+                    reply_nat: existing.and_then(|e| e.reply_nat),
+                    fin: existing.is_some_and(|e| e.fin),
+                };
+                if !self.flows.insert(key, entry) {
+                    return self.drop_frame(DropReason::FlowTableFull, frame.len());
+                }
+                if allowed && !established {
+                    // N4: the port's reply leaves as an established flow.
+                    let reply = key.reply_at(to);
+                    if self.flows.get(&reply).is_none_or(|e| !e.established) {
+                        let e = Entry { generation: 0, action: None, established: true, reply_nat: None, fin: false };
+                        if !self.flows.insert(reply, e) {
+                            self.counters.drop(DropReason::FlowTableFull, 0);
+                        }
+                    }
+                }
+                action
+            }
+        };
+        match action {
+            Action::Deliver { to, .. } => {
+                let Some(dest) = self.port(to).cloned() else {
+                    return self.drop_frame(DropReason::UnknownPort, frame.len());
+                };
+                wire::set_macs(frame, GATEWAY_MAC, dest.mac);
+                // The reply of a load-balanced flow opened here: the backend becomes the frontend.
+                rewrite(frame, existing.and_then(|e| e.reply_nat));
+                if let Some(from) = self.source_vnet(&dest, f.src) {
+                    self.counters.crossing_one(from, dest.vnet, TrafficDirection::Ingress, frame.len());
+                }
+                self.counters.tx(to, frame.len());
+                Outcome::Deliver(to)
+            }
+            Action::Drop(reason) => self.drop_frame(reason, frame.len()),
+            Action::Remote { .. } => self.drop_frame(DropReason::DestinationNotOnThisHost, frame.len()),
+        }
+    }
+
+    /// The peered VNet a packet arriving at `dest` comes from (None within its own VNet).
+    fn source_vnet(&mut self, dest: &Port, src: IpAddr) -> Option<VnetIndex> {
+        let st = self.engine.state();
+        let here = st.vnet(&dest.program.subnet.vnet)?;
+        if here.properties.address_space.address_prefixes.iter().any(|n| n.contains(&src)) {
+            return None;
+        }
+        let remote = here
+            .properties
+            .virtual_network_peerings
+            .iter()
+            .filter(|l| tessera_engine::lifecycle::is_connected(l))
+            .filter_map(tessera_engine::state::remote_of)
+            .find(|r| st.address_space(r).is_some_and(|space| space.iter().any(|n| n.contains(&src))))?
+            .clone();
+        Some(self.counters.vnet_index(&remote))
+    }
+
+    /// The port's inbound NSGs, subnet first, then NIC (both must allow).
+    fn inbound_allows(&self, port: PortId, f: &wire::IpFlow) -> bool {
+        let Some(p) = self.port(port) else { return false };
+        let proto = proto_of(f.proto);
+        [p.program.subnet.nsg.as_ref(), p.program.nsg.as_ref()].into_iter().flatten().all(|nsg| {
+            nsg.evaluate(NsgDirection::Inbound, proto, f.src, f.sport, f.dst, f.dport)
+                .is_some_and(|r| r.access == Access::Allow)
+        })
+    }
+}

@@ -41,7 +41,8 @@ pub struct Counters {
     port_rx: Vec<Count>,
     port_tx: Vec<Count>,
     drops: Vec<Count>,
-    pairs: HashMap<(VnetIndex, VnetIndex, TrafficDirection), Count>,
+    /// (from, to) -> [egress, ingress].
+    pairs: HashMap<(VnetIndex, VnetIndex), [Count; 2]>,
     vnets: Vec<ResourceId>,
     vnet_ids: HashMap<ResourceId, VnetIndex>,
     /// Packets decided by the slow path.
@@ -55,6 +56,13 @@ fn slot(v: &mut Vec<Count>, i: usize) -> &mut Count {
         v.resize(i + 1, Count::default());
     }
     &mut v[i]
+}
+
+fn side(d: TrafficDirection) -> usize {
+    match d {
+        TrafficDirection::Egress => 0,
+        TrafficDirection::Ingress => 1,
+    }
 }
 
 fn idx(p: PortId) -> usize {
@@ -93,14 +101,14 @@ impl Counters {
         slot(&mut self.drops, reason as usize).add(len);
     }
     pub(crate) fn crossing(&mut self, from: VnetIndex, to: VnetIndex, len: usize) {
-        for d in [TrafficDirection::Egress, TrafficDirection::Ingress] {
-            self.pairs.entry((from, to, d)).or_default().add(len);
-        }
+        let both = self.pairs.entry((from, to)).or_default();
+        both[0].add(len);
+        both[1].add(len);
     }
 
     /// One side of a crossing between hosts: the sender counts egress, the receiver ingress.
     pub(crate) fn crossing_one(&mut self, from: VnetIndex, to: VnetIndex, d: TrafficDirection, len: usize) {
-        self.pairs.entry((from, to, d)).or_default().add(len);
+        self.pairs.entry((from, to)).or_default()[side(d)].add(len);
     }
 
     /// Frames received from a port's VM.
@@ -121,7 +129,7 @@ impl Counters {
     /// Traffic from one VNet to another, on one side.
     pub fn between(&self, from: &ResourceId, to: &ResourceId, direction: TrafficDirection) -> Count {
         match (self.vnet_ids.get(from).copied(), self.vnet_ids.get(to).copied()) {
-            (Some(a), Some(b)) => self.pairs.get(&(a, b, direction)).copied().unwrap_or_default(),
+            (Some(a), Some(b)) => self.pairs.get(&(a, b)).map(|c| c[side(direction)]).unwrap_or_default(),
             _ => Count::default(),
         }
     }
@@ -131,9 +139,14 @@ impl Counters {
         let mut out: Vec<_> = self
             .pairs
             .iter()
-            .filter_map(|((a, b, d), c)| {
+            .flat_map(|(k, c)| {
+                [(k, TrafficDirection::Egress, c[0]), (k, TrafficDirection::Ingress, c[1])]
+                    .into_iter()
+                    .filter(|e| e.2.packets > 0)
+            })
+            .filter_map(|((a, b), d, c)| {
                 let name = |i: &VnetIndex| self.vnets.get(usize::try_from(*i).ok()?).cloned();
-                Some((name(a)?, name(b)?, *d, *c))
+                Some((name(a)?, name(b)?, d, c))
             })
             .collect();
         out.sort_by(|x, y| (&x.0, &x.1, x.2).cmp(&(&y.0, &y.1, y.2)));

@@ -94,7 +94,9 @@ pub struct FlowTable {
 impl FlowTable {
     /// A table holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        FlowTable { entries: HashMap::with_capacity(capacity.min(1 << 20)), capacity }
+        // Grown on demand: a table sized for its limit spreads a few active flows over far more
+        // memory than the caches hold, and every lookup misses.
+        FlowTable { entries: HashMap::with_capacity(capacity.min(4096)), capacity }
     }
 
     /// The entry of a key.

@@ -201,6 +201,62 @@ fn split(net: IpNet, excluded: &[IpNet], out: &mut Vec<IpNet>) {
     }
 }
 
+/// The rules of one direction that can match each destination port: the port space cut
+/// into segments at every rule boundary, each segment listing (in priority order) the rules
+/// whose destination ranges cover it. A TCP or UDP lookup then checks only those rules instead
+/// of all of them.
+#[derive(Debug, Clone, Default)]
+pub struct PortIndex {
+    /// The first port of each segment (sorted; the first is 0).
+    starts: Vec<u16>,
+    /// Rule indices per segment, ascending (= priority order).
+    rules: Vec<Vec<u32>>,
+}
+
+/// Beyond this many (segment, rule) pairs the index costs more memory than it saves time, and
+/// lookups scan the rules.
+const PORT_INDEX_LIMIT: usize = 1 << 20;
+
+impl PortIndex {
+    fn build(rules: &[CompiledRule]) -> Option<PortIndex> {
+        let mut starts: Vec<u32> = vec![0];
+        for r in rules {
+            for (a, b) in &r.dst_ports {
+                starts.push(u32::from(*a));
+                starts.push(u32::from(*b) + 1);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        starts.retain(|s| *s <= 65535);
+        let starts: Vec<u16> = starts.into_iter().filter_map(|s| u16::try_from(s).ok()).collect();
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); starts.len()];
+        let mut total = 0usize;
+        for (i, r) in rules.iter().enumerate() {
+            for (a, b) in &r.dst_ports {
+                let first = starts.partition_point(|s| s < a);
+                let last = starts.partition_point(|s| s <= b);
+                total += last - first;
+                if total > PORT_INDEX_LIMIT {
+                    return None;
+                }
+                for list in &mut lists[first..last] {
+                    if list.last() != Some(&u32::try_from(i).unwrap_or(u32::MAX)) {
+                        list.push(u32::try_from(i).unwrap_or(u32::MAX));
+                    }
+                }
+            }
+        }
+        Some(PortIndex { starts, rules: lists })
+    }
+
+    /// The candidate rules for a destination port.
+    fn candidates(&self, port: u16) -> &[u32] {
+        let seg = self.starts.partition_point(|s| *s <= port).saturating_sub(1);
+        self.rules.get(seg).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// An NSG compiled for one subnet's tag context.
 #[derive(Debug, Clone)]
 pub struct CompiledNsg {
@@ -212,6 +268,10 @@ pub struct CompiledNsg {
     pub outbound: Vec<CompiledRule>,
     /// Expansions used.
     pub tags: TagContext,
+    /// Inbound rules by destination port (None when too large to index).
+    pub inbound_by_port: Option<PortIndex>,
+    /// Outbound rules by destination port.
+    pub outbound_by_port: Option<PortIndex>,
 }
 
 impl CompiledNsg {
@@ -257,7 +317,8 @@ impl CompiledNsg {
         }
         inbound.sort_by_key(|r| r.priority);
         outbound.sort_by_key(|r| r.priority);
-        CompiledNsg { id: nsg.id.clone(), inbound, outbound, tags: tags.clone() }
+        let (inbound_by_port, outbound_by_port) = (PortIndex::build(&inbound), PortIndex::build(&outbound));
+        CompiledNsg { id: nsg.id.clone(), inbound, outbound, tags: tags.clone(), inbound_by_port, outbound_by_port }
     }
 
     /// The first rule matching a flow (N2: there is always one, the DenyAll rule).
@@ -283,10 +344,19 @@ impl CompiledNsg {
         dst: IpAddr,
         dport: Option<u16>,
     ) -> Option<&CompiledRule> {
-        let rules = match direction {
-            Direction::Inbound => &self.inbound,
-            Direction::Outbound => &self.outbound,
+        let (rules, index) = match direction {
+            Direction::Inbound => (&self.inbound, &self.inbound_by_port),
+            Direction::Outbound => (&self.outbound, &self.outbound_by_port),
         };
+        // A TCP or UDP flow to a known port only needs the rules covering that port (ICMP
+        // ignores ports; "any port" matches only rules covering every port).
+        if let (Some(index), Some(port), false) = (index, dport, proto == Protocol::Icmp) {
+            return index
+                .candidates(port)
+                .iter()
+                .filter_map(|i| rules.get(usize::try_from(*i).ok()?))
+                .find(|r| r.matches_spec(proto, src, sport, dst, dport));
+        }
         rules.iter().find(|r| r.matches_spec(proto, src, sport, dst, dport))
     }
 }

@@ -179,10 +179,10 @@ impl Switch {
                     Some(a) => a,
                     None => {
                         self.counters.slow_path += 1;
-                        let Some(p) = self.port(port).cloned() else {
+                        let Some(program) = self.port(port).map(|p| p.program.clone()) else {
                             return self.drop(DropReason::UnknownPort, frame.len());
                         };
-                        match self.decide(&p, key, &f) {
+                        match self.decide(&program, key, &f) {
                             Some(a) => a,
                             None => return self.drop(DropReason::FlowTableFull, frame.len()),
                         }
@@ -206,7 +206,7 @@ impl Switch {
 
     /// The slow path: decide the flow with the engine, cache the decision, and mark the reply
     /// established where the packet was allowed. None when the flow table is full.
-    fn decide(&mut self, p: &Port, key: FlowKey, f: &IpFlow) -> Option<Action> {
+    fn decide(&mut self, program: &Arc<NicProgram>, key: FlowKey, f: &IpFlow) -> Option<Action> {
         let existing = self.flows.get(&key).copied();
         let established = existing.is_some_and(|e| e.established);
         let proto = match f.proto {
@@ -215,7 +215,7 @@ impl Switch {
             _ => Protocol::Icmp,
         };
         let flow = Flow { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
-        let (outcome, issue) = step(&self.engine, &p.program, flow);
+        let (outcome, issue) = step(&self.engine, program, flow);
         let action = match outcome {
             StepOutcome::Delivered { nic, translated } => {
                 let nat = match translated {

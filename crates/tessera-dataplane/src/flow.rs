@@ -84,11 +84,25 @@ pub struct Entry {
     pub fin: bool,
 }
 
-/// A bounded flow table.
+/// A bounded flow table. IPv4 flows (nearly all) are kept under a packed 16-byte key, the
+/// rest under the full key: small keys hash and compare fast and keep the table dense.
 #[derive(Debug)]
 pub struct FlowTable {
-    entries: HashMap<FlowKey, Entry>,
+    v4: HashMap<(u64, u64, PortId), Entry>,
+    other: HashMap<FlowKey, Entry>,
     capacity: usize,
+}
+
+/// The packed key of an IPv4 flow: (src, dst), (sport, dport, proto), port.
+fn packed(key: &FlowKey) -> Option<(u64, u64, PortId)> {
+    match (key.src, key.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some((
+            u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)),
+            u64::from(key.sport) << 48 | u64::from(key.dport) << 32 | u64::from(key.proto),
+            key.port,
+        )),
+        _ => None,
+    }
 }
 
 impl FlowTable {
@@ -96,40 +110,64 @@ impl FlowTable {
     pub fn new(capacity: usize) -> Self {
         // Grown on demand: a table sized for its limit spreads a few active flows over far more
         // memory than the caches hold, and every lookup misses.
-        FlowTable { entries: HashMap::with_capacity(capacity.min(4096)), capacity }
+        FlowTable { v4: HashMap::with_capacity(capacity.min(4096)), other: HashMap::new(), capacity }
     }
 
     /// The entry of a key.
     pub fn get(&self, key: &FlowKey) -> Option<&Entry> {
-        self.entries.get(key)
+        match packed(key) {
+            Some(k) => self.v4.get(&k),
+            None => self.other.get(key),
+        }
     }
 
     /// The entry of a key, mutably.
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Entry> {
-        self.entries.get_mut(key)
+        match packed(key) {
+            Some(k) => self.v4.get_mut(&k),
+            None => self.other.get_mut(key),
+        }
     }
 
     /// Inserts or replaces an entry; false when the table is full.
     pub fn insert(&mut self, key: FlowKey, entry: Entry) -> bool {
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            return false;
+        let full = self.len() >= self.capacity;
+        match packed(&key) {
+            Some(k) => {
+                if full && !self.v4.contains_key(&k) {
+                    return false;
+                }
+                self.v4.insert(k, entry);
+            }
+            None => {
+                if full && !self.other.contains_key(&key) {
+                    return false;
+                }
+                self.other.insert(key, entry);
+            }
         }
-        self.entries.insert(key, entry);
         true
     }
 
     /// Removes an entry.
     pub fn remove(&mut self, key: &FlowKey) {
-        self.entries.remove(key);
+        match packed(key) {
+            Some(k) => {
+                self.v4.remove(&k);
+            }
+            None => {
+                self.other.remove(key);
+            }
+        }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.v4.len() + self.other.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.v4.is_empty() && self.other.is_empty()
     }
 }

@@ -168,7 +168,8 @@ impl Switch {
                     return self.drop(DropReason::SpoofedSource, frame.len());
                 }
                 let key = FlowKey::of(port, &f);
-                let action = match self.flows.get(&key) {
+                let existing = self.flows.get(&key).copied();
+                let action = match existing {
                     Some(e) if e.generation == self.generation && e.action.is_some() => {
                         self.counters.fast_path += 1;
                         e.action
@@ -182,7 +183,7 @@ impl Switch {
                         let Some(program) = self.port(port).map(|p| p.program.clone()) else {
                             return self.drop(DropReason::UnknownPort, frame.len());
                         };
-                        match self.decide(&program, key, &f) {
+                        match self.decide(&program, key, &f, existing) {
                             Some(a) => a,
                             None => return self.drop(DropReason::FlowTableFull, frame.len()),
                         }
@@ -206,8 +207,13 @@ impl Switch {
 
     /// The slow path: decide the flow with the engine, cache the decision, and mark the reply
     /// established where the packet was allowed. None when the flow table is full.
-    fn decide(&mut self, program: &Arc<NicProgram>, key: FlowKey, f: &IpFlow) -> Option<Action> {
-        let existing = self.flows.get(&key).copied();
+    fn decide(
+        &mut self,
+        program: &Arc<NicProgram>,
+        key: FlowKey,
+        f: &IpFlow,
+        existing: Option<Entry>,
+    ) -> Option<Action> {
         let established = existing.is_some_and(|e| e.established);
         let proto = match f.proto {
             TCP => Protocol::Tcp,

@@ -111,6 +111,8 @@ pub struct ResourceId(Arc<IdParts>);
 struct IdParts {
     text: String,
     key: String,
+    /// A hash of `key`, computed once: ids key many hash maps on hot paths.
+    digest: u64,
     subscription: String,
     resource_group: String,
     namespace: String,
@@ -144,8 +146,10 @@ impl ResourceId {
         let segments: Vec<(String, String)> = rest.chunks(2).map(|c| (c[0].to_string(), c[1].to_string())).collect();
         let type_string =
             std::iter::once(parts[6]).chain(segments.iter().map(|(t, _)| t.as_str())).collect::<Vec<_>>().join("/");
+        let key = trimmed.to_ascii_lowercase();
         Ok(ResourceId(Arc::new(IdParts {
-            key: trimmed.to_ascii_lowercase(),
+            digest: digest(&key),
+            key,
             text: trimmed.to_string(),
             subscription: parts[2].to_string(),
             resource_group: parts[4].to_string(),
@@ -160,8 +164,10 @@ impl ResourceId {
         let arm_type = kind.arm_type();
         let (namespace, type_segment) = arm_type.split_once('/').unwrap_or((arm_type, ""));
         let text = format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{arm_type}/{name}");
+        let key = text.to_ascii_lowercase();
         ResourceId(Arc::new(IdParts {
-            key: text.to_ascii_lowercase(),
+            digest: digest(&key),
+            key,
             text,
             subscription: subscription.to_string(),
             resource_group: resource_group.to_string(),
@@ -181,8 +187,10 @@ impl ResourceId {
             .chain(segments.iter().map(|(t, _)| t.as_str()))
             .collect::<Vec<_>>()
             .join("/");
+        let key = text.to_ascii_lowercase();
         ResourceId(Arc::new(IdParts {
-            key: text.to_ascii_lowercase(),
+            digest: digest(&key),
+            key,
             text,
             subscription: self.0.subscription.clone(),
             resource_group: self.0.resource_group.clone(),
@@ -238,13 +246,23 @@ impl ResourceId {
 
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.digest == other.0.digest && self.0.key == other.0.key)
     }
 }
 impl Eq for ResourceId {}
+/// FNV-1a over the lower-cased key.
+fn digest(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl Hash for ResourceId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.key.hash(state);
+        state.write_u64(self.0.digest);
     }
 }
 impl PartialOrd for ResourceId {

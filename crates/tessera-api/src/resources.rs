@@ -337,14 +337,7 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
         })
         .await?;
     let mut r = json(created_status(created), bytes);
-    finish_operation(
-        app,
-        req,
-        &mut r,
-        (id.subscription(), id.namespace(), &location),
-        Operation { error: None, result: None },
-        OpHeaders::Status,
-    );
+    done(app, req, &mut r, id, &location, OpHeaders::Status);
     Ok(r)
 }
 
@@ -392,20 +385,19 @@ async fn delete_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
     accepted_delete(app, req, id, deleted)
 }
 
+/// Adds the headers of a finished operation on `id` (in `location`) to a response.
+fn done(app: &App, req: &Req, r: &mut Response, id: &ResourceId, location: &str, headers: OpHeaders) {
+    let op = Operation { error: None, result: None };
+    finish_operation(app, req, r, (id.subscription(), id.namespace(), location), op, headers);
+}
+
 /// 202 with both operation URLs once deleted; 204 when there was nothing to delete.
 fn accepted_delete(app: &App, req: &Req, id: &ResourceId, deleted: Option<String>) -> Result<Response, ArmError> {
     let Some(location) = deleted else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut r = StatusCode::ACCEPTED.into_response();
-    finish_operation(
-        app,
-        req,
-        &mut r,
-        (id.subscription(), id.namespace(), &location),
-        Operation { error: None, result: None },
-        OpHeaders::Both,
-    );
+    done(app, req, &mut r, id, &location, OpHeaders::Both);
     Ok(r)
 }
 
@@ -457,14 +449,7 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
         })
         .await?;
     let mut r = json(created_status(created), child.to_string());
-    finish_operation(
-        app,
-        req,
-        &mut r,
-        (id.subscription(), id.namespace(), &location),
-        Operation { error: None, result: None },
-        OpHeaders::Status,
-    );
+    done(app, req, &mut r, id, &location, OpHeaders::Status);
     Ok(r)
 }
 

@@ -84,6 +84,20 @@ pub struct Entry {
     pub fin: bool,
 }
 
+impl Entry {
+    /// A decision made under `generation`, keeping what the entry it replaces knew (the
+    /// reply rewrite, a FIN already seen) and whether the flow is established.
+    pub fn decided(generation: u64, action: Action, established: bool, existing: Option<Entry>) -> Entry {
+        Entry {
+            generation,
+            action: Some(action),
+            established,
+            reply_nat: existing.and_then(|e| e.reply_nat),
+            fin: existing.is_some_and(|e| e.fin),
+        }
+    }
+}
+
 /// A bounded flow table. IPv4 flows (nearly all) are kept under a packed 16-byte key, the
 /// rest under the full key: small keys hash and compare fast and keep the table dense.
 #[derive(Debug)]

@@ -168,13 +168,7 @@ impl Switch {
                 } else {
                     Action::Drop(DropReason::NsgDeniedInbound)
                 };
-                let entry = Entry {
-                    generation: self.generation,
-                    action: Some(action),
-                    established,
-                    reply_nat: existing.and_then(|e| e.reply_nat),
-                    fin: existing.is_some_and(|e| e.fin),
-                };
+                let entry = Entry::decided(self.generation, action, established, existing);
                 if !self.flows.insert(key, entry) {
                     return self.drop_frame(DropReason::FlowTableFull, frame.len());
                 }

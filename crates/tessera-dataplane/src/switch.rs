@@ -241,13 +241,7 @@ impl Switch {
             }
             StepOutcome::Dropped => Action::Drop(issue.as_ref().map_or(DropReason::NoRoute, reason_of)),
         };
-        let entry = Entry {
-            generation: self.generation,
-            action: Some(action),
-            established,
-            reply_nat: existing.and_then(|e| e.reply_nat),
-            fin: existing.is_some_and(|e| e.fin),
-        };
+        let entry = Entry::decided(self.generation, action, established, existing);
         if !self.flows.insert(key, entry) {
             return None;
         }

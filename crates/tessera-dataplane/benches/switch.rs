@@ -105,17 +105,16 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|n| {
             let mut sw = switch(&engine, usize::try_from(n).unwrap_or(usize::MAX).saturating_mul(3).max(1024));
             let mut frame = udp(1, 1);
-            let mut total = Duration::ZERO;
+            // The loop is timed as a whole: two clock reads per packet would add ~2 % of noise.
+            let start = Instant::now();
             for i in 0..n {
                 let (sport, dport) =
                     (u16::try_from(i & 0xffff).unwrap_or(0), u16::try_from((i >> 16) & 0xffff).unwrap_or(0));
                 frame[34..36].copy_from_slice(&sport.to_be_bytes());
                 frame[36..38].copy_from_slice(&dport.to_be_bytes());
-                let t = Instant::now();
                 black_box(sw.process(port, Direction::Outbound, &mut frame));
-                total += t.elapsed();
             }
-            total
+            start.elapsed()
         })
     });
     g.finish();

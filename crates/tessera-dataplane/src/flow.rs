@@ -163,6 +163,34 @@ impl FlowTable {
         true
     }
 
+    /// Marks a flow established (the reply of an allowed connection) unless it already is;
+    /// false when the table is full. One lookup.
+    pub fn mark_established(&mut self, key: FlowKey, reply_nat: Option<Nat>) -> bool {
+        let fresh = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
+        let full = self.len() >= self.capacity;
+        fn mark<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Entry>, k: K, fresh: Entry, full: bool) -> bool {
+            match map.entry(k) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    if !e.get().established {
+                        e.insert(fresh);
+                    }
+                    true
+                }
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    if full {
+                        return false;
+                    }
+                    v.insert(fresh);
+                    true
+                }
+            }
+        }
+        match packed(&key) {
+            Some(k) => mark(&mut self.v4, k, fresh, full),
+            None => mark(&mut self.other, key, fresh, full),
+        }
+    }
+
     /// Removes an entry.
     pub fn remove(&mut self, key: &FlowKey) {
         match packed(key) {

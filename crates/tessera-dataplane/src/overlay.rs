@@ -174,12 +174,8 @@ impl Switch {
                 }
                 if allowed && !established {
                     // N4: the port's reply leaves as an established flow.
-                    let reply = key.reply_at(to);
-                    if self.flows.get(&reply).is_none_or(|e| !e.established) {
-                        let e = Entry { generation: 0, action: None, established: true, reply_nat: None, fin: false };
-                        if !self.flows.insert(reply, e) {
-                            self.counters.drop(DropReason::FlowTableFull, 0);
-                        }
+                    if !self.flows.mark_established(key.reply_at(to), None) {
+                        self.counters.drop(DropReason::FlowTableFull, 0);
                     }
                 }
                 action

@@ -260,11 +260,8 @@ impl Switch {
                 }
                 _ => (key.reply_at(to), None),
             };
-            if self.flows.get(&reply_key).is_none_or(|e| !e.established) {
-                let reply = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
-                if !self.flows.insert(reply_key, reply) {
-                    self.counters.drop(DropReason::FlowTableFull, 0);
-                }
+            if !self.flows.mark_established(reply_key, reply_nat) {
+                self.counters.drop(DropReason::FlowTableFull, 0);
             }
         }
         Some(action)

@@ -2,7 +2,7 @@
 //! subnet's gateway, DNS servers and routes) and IPv6 neighbour discovery (every address is
 //! the gateway's MAC). Replies are whole Ethernet frames sent back on the asking port.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
@@ -107,7 +107,9 @@ pub fn is_neighbor_discovery(frame: &[u8]) -> bool {
 }
 
 /// The neighbour advertisement answering a neighbour solicitation for any address: the
-/// gateway's MAC (RFC 4861, router, solicited, override). `None` for other frames.
+/// gateway's MAC (RFC 4861, router, solicited, override). `None` for other frames, and for
+/// duplicate address detection (a solicitation from the unspecified address): the VM's own
+/// address is never a duplicate, so the probe goes unanswered and the address becomes usable.
 pub fn neighbor_advertisement(frame: &[u8]) -> Option<Vec<u8>> {
     let p = SlicedPacket::from_ethernet(frame).ok()?;
     let sender_mac = p.link.as_ref().and_then(|l| l.to_header()).and_then(|h| h.ethernet2()).map(|e| e.source)?;
@@ -117,10 +119,11 @@ pub fn neighbor_advertisement(frame: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let target: [u8; 16] = icmp.payload().get(..16)?.try_into().ok()?;
-    let asker = ip.header().source_addr();
-    // From the unspecified address (duplicate address detection) the answer goes to all nodes.
-    let dst = if asker.is_unspecified() { Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) } else { asker };
-    let na = NeighborAdvertisementHeader { router: true, solicited: !asker.is_unspecified(), r#override: true };
+    let dst = ip.header().source_addr();
+    if dst.is_unspecified() {
+        return None;
+    }
+    let na = NeighborAdvertisementHeader { router: true, solicited: true, r#override: true };
     let mut payload = Vec::with_capacity(24);
     payload.extend_from_slice(&target);
     payload.extend_from_slice(&[2, 1]); // option: target link-layer address, 8 bytes

@@ -1,5 +1,6 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
+mod lab;
 mod remote;
 mod render;
 mod serve;
@@ -194,6 +195,59 @@ enum Command {
         /// Items per page of a list.
         #[arg(long, default_value_t = 100)]
         page_size: usize,
+        /// Also run the agent of this host in the process (its ports become TAP devices).
+        #[arg(long)]
+        agent: Option<String>,
+        /// With --agent: do not start a namespace VM behind each port.
+        #[arg(long)]
+        no_vms: bool,
+    },
+    /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
+    Agent {
+        /// This host's name (ports of VMs tagged `tessera-host=NAME`).
+        #[arg(long)]
+        host: String,
+        /// The server's credentials file.
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
+        /// The underlay address to bind for VXLAN to the other hosts.
+        #[arg(long)]
+        underlay: Option<SocketAddr>,
+        /// Where to write the status file.
+        #[arg(long, default_value = "agent.json")]
+        status: PathBuf,
+        /// Do not start a namespace VM behind each port.
+        #[arg(long)]
+        no_vms: bool,
+    },
+    /// Start the control plane and a host agent, apply a topology, and start its VMs (root).
+    Up {
+        /// Topology file: YAML (see README) or ARM JSON.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Data directory of the lab.
+        #[arg(long, default_value = ".tessera")]
+        data_dir: PathBuf,
+        /// Address of the API.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+    },
+    /// Stop what `tessera up` started and remove its VMs.
+    Down {
+        /// Data directory of the lab.
+        #[arg(long, default_value = ".tessera")]
+        data_dir: PathBuf,
+    },
+    /// Run a command inside a VM started by `tessera up`.
+    Exec {
+        /// Data directory of the lab.
+        #[arg(long, default_value = ".tessera")]
+        data_dir: PathBuf,
+        /// The VM.
+        vm: String,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Reachability of every VM pair for one protocol and port.
     Matrix {
@@ -266,13 +320,19 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             crate::emit!("applied {written} resources from {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { data_dir, listen, memory, retry_after, page_size } => {
+        Command::Up { file, data_dir, listen } => lab::up(&file, &data_dir, listen),
+        Command::Down { data_dir } => lab::down(&data_dir),
+        Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
+        Command::Agent { host, credentials, underlay, status, no_vms } => {
+            serve::agent(tessera_agent::AgentConfig { credentials, host, underlay, status, namespace_vms: !no_vms })
+        }
+        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
             config.settings.retry_after = retry_after;
             config.settings.page_size = page_size;
-            serve::run(config)
+            serve::run(config, agent.map(|h| (h, !no_vms)))
         }
         Command::Validate { common } => {
             let file = required(&common)?;

@@ -2,10 +2,10 @@
 //! topology through the ARM API (`apply`), fetch the state back, and call the ARM diagnostics.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
+use tessera_agent::session::{Session, unreachable as failed};
 use tessera_engine::{Engine, Limits, load};
 use tessera_model::{ArmError, Kind, Resource, ResourceId};
 
@@ -27,10 +27,6 @@ const TYPES: &[&str] = &[
     "Microsoft.Network/connections",
 ];
 
-fn failed(e: impl std::fmt::Display) -> ArmError {
-    ArmError::with_status(503, "ServerUnreachable", e.to_string())
-}
-
 /// A signed-in client.
 pub(crate) struct Remote {
     client: Client,
@@ -47,36 +43,8 @@ fn api_version(path: &str) -> &'static str {
 impl Remote {
     /// Signs in with a credentials file (`<data dir>/credentials.json`).
     pub(crate) async fn connect(credentials: &Path) -> Result<Remote, ArmError> {
-        let text = std::fs::read_to_string(credentials).map_err(|e| {
-            ArmError::bad_request(
-                "CredentialsNotReadable",
-                format!("cannot read {} ({e}); start `tessera serve` or pass --credentials", credentials.display()),
-            )
-        })?;
-        let c: Value = serde_json::from_str(&text).map_err(failed)?;
-        let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-        let client = client(Path::new(&s("caCertificate")))?;
-        let endpoint = s("endpoint");
-        let form = [
-            ("grant_type", "client_credentials".to_string()),
-            ("client_id", s("clientId")),
-            ("client_secret", s("clientSecret")),
-            ("scope", "https://management.azure.com/.default".to_string()),
-        ];
-        let r = client
-            .post(format!("{endpoint}/{}/oauth2/v2.0/token", s("tenantId")))
-            .form(&form)
-            .send()
-            .await
-            .map_err(failed)?;
-        let body: Value = r.json().await.map_err(failed)?;
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| {
-                ArmError::with_status(401, "SignInFailed", format!("the server refused the sign-in: {body}"))
-            })?
-            .to_string();
-        Ok(Remote { client, endpoint, token, subscription: s("subscriptionId") })
+        let s = Session::sign_in(credentials).await?;
+        Ok(Remote { client: s.client, endpoint: s.endpoint, token: s.token, subscription: s.subscription })
     }
 
     /// One ARM call; an ARM error body becomes the error.
@@ -225,19 +193,4 @@ pub(crate) fn region(engine: &Engine, id: &ResourceId) -> String {
         .map(|v| v.location.clone())
         .or_else(|| st.nics.get(id).map(|n| n.location.clone()))
         .unwrap_or_else(|| "westeurope".into())
-}
-
-fn client(ca: &Path) -> Result<Client, ArmError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(failed)? {
-        roots.add(cert.map_err(failed)?).map_err(failed)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(failed)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Client::builder().use_preconfigured_tls(tls).build().map_err(failed)
 }

@@ -1,15 +1,19 @@
-//! `tessera serve`: the API server in the foreground until Ctrl-C.
+//! `tessera serve`: the API server in the foreground until Ctrl-C or SIGTERM, with a host
+//! agent in the same process when `--agent` names a host (one machine: DESIGN.md); and
+//! `tessera agent`, an agent of its own for another host.
 
 use std::process::ExitCode;
 
+use tessera_agent::AgentConfig;
 use tessera_model::ArmError;
+use tokio::sync::watch;
 
 fn failed(e: impl std::fmt::Display) -> ArmError {
     ArmError::with_status(500, "ServeFailed", e.to_string())
 }
 
-/// Runs the server until interrupted.
-pub(crate) fn run(config: tessera_api::ServeConfig) -> Result<ExitCode, ArmError> {
+/// Runs the server (and an agent) until interrupted.
+pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, bool)>) -> Result<ExitCode, ArmError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
@@ -31,10 +35,63 @@ pub(crate) fn run(config: tessera_api::ServeConfig) -> Result<ExitCode, ArmError
         );
         crate::emit!("  az config set core.instance_discovery=false");
         crate::emit!("  az login --service-principal -u {} -p <secret> --tenant {}", c.client_id, c.tenant_id);
+        let (stop, stopped) = watch::channel(false);
+        let agent = agent.map(|(host, namespace_vms)| {
+            let config = AgentConfig {
+                credentials: data_dir.join("credentials.json"),
+                status: data_dir.join(format!("agent-{host}.json")),
+                host,
+                underlay: None,
+                namespace_vms,
+            };
+            crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
+            spawn_agent(config, stopped)
+        });
         tokio::select! {
             r = server.wait() => r.map_err(failed)?,
-            _ = tokio::signal::ctrl_c() => crate::emit!("tessera: stopping"),
+            _ = shutdown() => crate::emit!("tessera: stopping"),
+        }
+        let _ = stop.send(true);
+        if let Some(a) = agent {
+            let _ = a.join();
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Runs an agent of its own until interrupted.
+pub(crate) fn agent(config: AgentConfig) -> Result<ExitCode, ArmError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+    let (stop, stopped) = watch::channel(false);
+    crate::emit!("tessera: agent of host {} following {}", config.host, config.credentials.display());
+    let handle = spawn_agent(config, stopped);
+    runtime.block_on(shutdown());
+    let _ = stop.send(true);
+    let _ = handle.join();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent on a thread of its own (its namespace work blocks).
+fn spawn_agent(config: AgentConfig, stopped: watch::Receiver<bool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return eprintln!("error: the agent cannot start: {e}"),
+        };
+        if let Err(e) = rt.block_on(tessera_agent::run(config, stopped)) {
+            eprintln!("error: the agent stopped: {e}");
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

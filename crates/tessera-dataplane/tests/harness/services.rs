@@ -139,3 +139,21 @@ fn neighbor_solicitations_are_answered_with_the_gateway_mac() {
         "target link-layer address option"
     );
 }
+
+/// Duplicate address detection (a solicitation from `::`) is not answered: the VM's own address
+/// must not look taken (its kernel would mark it `dadfailed`).
+#[test]
+fn duplicate_address_detection_is_not_answered() {
+    let mut lab = Lab::new(DNS_VNET);
+    let mac = lab.mac("a-vm");
+    let target: Ipv6Addr = "fe80::20d:3aff:fe00:1".parse().expect("v6");
+    let mut payload = target.octets().to_vec();
+    payload.extend_from_slice(&[1, 1]);
+    payload.extend_from_slice(&mac);
+    let b = PacketBuilder::ethernet2(mac, [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(Ipv6Addr::UNSPECIFIED.octets(), "ff02::1:ff00:1".parse::<Ipv6Addr>().expect("v6").octets(), 255)
+        .icmpv6(Icmpv6Type::NeighborSolicitation);
+    let mut ns = Vec::new();
+    b.write(&mut ns, &payload).expect("frame");
+    assert!(!matches!(lab.send("a-vm", ns), Sent::Hairpin(_)), "a DAD probe must go unanswered");
+}

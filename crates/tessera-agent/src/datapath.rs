@@ -1,0 +1,298 @@
+//! The forwarding thread: owns the switch, the TAP ports and the underlay socket, and moves
+//! frames between them. Frames are read in batches from every ready device (edge-triggered
+//! polling, so a busy port cannot starve the others: at most [`BATCH`] frames per turn); a frame
+//! keeps its virtio-net header from TAP to TAP, so a 64 KB TSO super-frame crosses the switch as
+//! one frame. New programs arrive over a channel and are swapped in between two batches.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
+use tessera_dataplane::switch::DEFAULT_FLOWS;
+use tessera_dataplane::{Direction, Outcome, Switch};
+use tessera_engine::Engine;
+use tessera_model::ResourceId;
+
+use crate::offload;
+use crate::tap::{Tap, VNET_HDR_LEN};
+
+/// Frames read from one device before the others get a turn.
+pub const BATCH: usize = 64;
+const WAKER: Token = Token(0);
+const UNDERLAY: Token = Token(1);
+const FIRST_PORT: usize = 2;
+/// Room for a 64 KB super-frame, its virtio-net header and a VXLAN header.
+const BUF: usize = 65_536 + 256;
+
+/// What the agent asks of the forwarding thread.
+#[derive(Debug)]
+pub enum Command {
+    /// New programs: the engine, this host's ports (NIC and TAP), and where other hosts' NICs are.
+    Update {
+        /// The engine built from the feed.
+        engine: Arc<Engine>,
+        /// Local ports in order.
+        ports: Vec<(ResourceId, Arc<Tap>)>,
+        /// NICs of other hosts and those hosts' underlay addresses.
+        remotes: Vec<(ResourceId, IpAddr)>,
+    },
+    /// A snapshot of the counters, sent back on the channel.
+    Counters(Sender<Snapshot>),
+    /// Stop forwarding.
+    Stop,
+}
+
+/// Counters read from the switch.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// (source VNet, destination VNet, direction, bytes, packets), the peering meter's input.
+    pub vnet_pairs: Vec<(ResourceId, ResourceId, String, u64, u64)>,
+    /// Drops by reason.
+    pub drops: Vec<(String, u64)>,
+    /// The switch's program generation.
+    pub generation: u64,
+}
+
+/// A handle on the forwarding thread.
+#[derive(Debug)]
+pub struct Handle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Sends a command and wakes the thread.
+    pub fn send(&self, c: Command) {
+        if self.tx.send(c).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// The switch's counters now.
+    pub fn counters(&self) -> Option<Snapshot> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Command::Counters(tx));
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the forwarding thread; `underlay` is this host's VXLAN socket, if it has peers.
+pub fn start(underlay: Option<UdpSocket>) -> std::io::Result<Handle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(u) = &underlay {
+        u.set_nonblocking(true)?;
+        use std::os::fd::AsRawFd;
+        poll.registry().register(&mut SourceFd(&u.as_raw_fd()), UNDERLAY, Interest::READABLE)?;
+    }
+    let mut dp = Datapath { poll, rx, switch: None, taps: Vec::new(), underlay, ready: VecDeque::new() };
+    let thread = std::thread::Builder::new().name("tessera-datapath".into()).spawn(move || dp.run())?;
+    Ok(Handle { tx, waker, thread: Some(thread) })
+}
+
+struct Datapath {
+    poll: Poll,
+    rx: Receiver<Command>,
+    switch: Option<Switch>,
+    taps: Vec<Arc<Tap>>,
+    underlay: Option<UdpSocket>,
+    /// Devices with frames left after their batch.
+    ready: VecDeque<Token>,
+}
+
+impl Datapath {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let timeout = if self.ready.is_empty() { None } else { Some(std::time::Duration::ZERO) };
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!("datapath poll failed: {e}");
+                return;
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKER && !self.ready.contains(&ev.token()) {
+                    self.ready.push_back(ev.token());
+                }
+            }
+            if !self.commands() {
+                return;
+            }
+            for _ in 0..self.ready.len() {
+                let Some(token) = self.ready.pop_front() else { break };
+                let more =
+                    if token == UNDERLAY { self.underlay_batch(&mut buf) } else { self.port_batch(token, &mut buf) };
+                if more {
+                    self.ready.push_back(token);
+                }
+            }
+        }
+    }
+
+    /// Handles pending commands; false on Stop.
+    fn commands(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Command::Update { engine, ports, remotes }) => self.update(engine, ports, remotes),
+                Ok(Command::Counters(tx)) => {
+                    let _ = tx.send(self.snapshot());
+                }
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn update(&mut self, engine: Arc<Engine>, ports: Vec<(ResourceId, Arc<Tap>)>, remotes: Vec<(ResourceId, IpAddr)>) {
+        let nics: Vec<ResourceId> = ports.iter().map(|(n, _)| n.clone()).collect();
+        let same_ports = self.switch.as_ref().is_some_and(|s| {
+            s.port_count() == nics.len() && nics.iter().enumerate().all(|(i, n)| s.port_of(n) == u32::try_from(i).ok())
+        }) && self.taps.iter().zip(&ports).all(|(a, (_, b))| Arc::ptr_eq(a, b));
+        if same_ports {
+            if let Some(s) = self.switch.as_mut() {
+                s.swap(engine);
+            }
+        } else {
+            for (i, t) in self.taps.iter().enumerate() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&t.fd()));
+                self.ready.retain(|k| *k != Token(FIRST_PORT + i));
+            }
+            let mut switch = Switch::new(engine, &nics, DEFAULT_FLOWS);
+            self.taps = ports.into_iter().map(|(_, t)| t).collect();
+            for (i, t) in self.taps.iter().enumerate() {
+                if let Err(e) =
+                    self.poll.registry().register(&mut SourceFd(&t.fd()), Token(FIRST_PORT + i), Interest::READABLE)
+                {
+                    tracing::error!("cannot poll {}: {e}", t.name());
+                }
+                // Frames may already wait.
+                self.ready.push_back(Token(FIRST_PORT + i));
+            }
+            for (nic, host) in &remotes {
+                switch.place_remote(nic.clone(), *host);
+            }
+            self.switch = Some(switch);
+            return;
+        }
+        if let Some(s) = self.switch.as_mut() {
+            for (nic, host) in remotes {
+                s.place_remote(nic, host);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let Some(s) = &self.switch else { return Snapshot::default() };
+        let c = s.counters();
+        Snapshot {
+            vnet_pairs: c
+                .vnet_pairs()
+                .into_iter()
+                .map(|(a, b, d, n)| (a, b, format!("{d:?}"), n.bytes, n.packets))
+                .collect(),
+            drops: tessera_dataplane::DropReason::ALL
+                .iter()
+                .map(|r| (format!("{r:?}"), c.dropped(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            generation: s.generation(),
+        }
+    }
+
+    /// Reads up to a batch from a TAP port; true when frames may remain.
+    fn port_batch(&mut self, token: Token, buf: &mut [u8]) -> bool {
+        let index = token.0 - FIRST_PORT;
+        let (Some(tap), Some(switch)) = (self.taps.get(index).cloned(), self.switch.as_mut()) else {
+            return false;
+        };
+        let port = u32::try_from(index).unwrap_or(u32::MAX);
+        for _ in 0..BATCH {
+            let n = match tap.recv(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    tracing::warn!("read from {}: {e}", tap.name());
+                    return false;
+                }
+            };
+            if n <= VNET_HDR_LEN {
+                continue;
+            }
+            let (hdr, frame) = buf[..n].split_at_mut(VNET_HDR_LEN);
+            let partial = offload::PartialSum::take(hdr, frame);
+            let outcome = switch.process(port, Direction::Outbound, frame);
+            if let Some(p) = partial {
+                p.restore(frame);
+            }
+            match outcome {
+                Outcome::Deliver(to) => {
+                    if let Some(dest) = self.taps.get(usize::try_from(to).unwrap_or(usize::MAX)) {
+                        let _ = dest.send(&buf[..n]);
+                    }
+                }
+                Outcome::Hairpin(reply) => {
+                    let mut out = vec![0u8; VNET_HDR_LEN + reply.len()];
+                    out[VNET_HDR_LEN..].copy_from_slice(&reply);
+                    let _ = tap.send(&out);
+                }
+                Outcome::Encapsulate { host, vni } => {
+                    if let Some(u) = &self.underlay {
+                        let to = SocketAddr::new(host, VXLAN_PORT);
+                        let header = vxlan_header(vni);
+                        offload::for_each_segment(hdr, frame, |segment| {
+                            let mut out = Vec::with_capacity(8 + segment.len());
+                            out.extend_from_slice(&header);
+                            out.extend_from_slice(segment);
+                            let _ = u.send_to(&out, to);
+                        });
+                    }
+                }
+                Outcome::Drop(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Reads up to a batch of VXLAN datagrams from other hosts; true when more may remain.
+    fn underlay_batch(&mut self, buf: &mut [u8]) -> bool {
+        let (Some(u), Some(switch)) = (self.underlay.as_ref(), self.switch.as_mut()) else { return false };
+        // The datagram lands 2 bytes in, so the inner frame starts right after a 10-byte gap
+        // that becomes its (empty) virtio-net header.
+        let offset = VNET_HDR_LEN - 8;
+        for _ in 0..BATCH {
+            let n = match u.recv_from(&mut buf[offset..]) {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    tracing::warn!("underlay read: {e}");
+                    return false;
+                }
+            };
+            let Some((vni, _)) = decapsulate(&buf[offset..offset + n]) else { continue };
+            let end = offset + n;
+            buf[..VNET_HDR_LEN].fill(0);
+            if let Outcome::Deliver(to) = switch.receive(vni, &mut buf[VNET_HDR_LEN..end])
+                && let Some(dest) = self.taps.get(usize::try_from(to).unwrap_or(usize::MAX))
+            {
+                let _ = dest.send(&buf[..end]);
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,109 @@
+//! Following the controller's watch feed (`GET /tessera/feed/{host}`): a snapshot, then the
+//! documents changed since the revision held (long poll). Every change rebuilds the engine from
+//! the documents (the one compiler, DESIGN.md), so the agent's programs are the server's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tessera_engine::{Engine, Limits, load};
+use tessera_model::{ArmError, ResourceId};
+
+use crate::session::{Session, unreachable};
+
+/// What the controller wants this host to run.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The feed revision it reflects.
+    pub revision: u64,
+    /// The engine built from every document.
+    pub engine: Arc<Engine>,
+    /// The NICs whose ports run on this host, in order.
+    pub ports: Vec<ResourceId>,
+}
+
+/// The state of one host's feed.
+#[derive(Debug)]
+pub struct Follower {
+    session: Session,
+    host: String,
+    revision: Option<u64>,
+    documents: BTreeMap<ResourceId, Value>,
+}
+
+impl Follower {
+    /// A follower of `host`'s feed that has seen nothing yet.
+    pub fn new(session: Session, host: &str) -> Self {
+        Follower { session, host: host.to_string(), revision: None, documents: BTreeMap::new() }
+    }
+
+    /// The revision held.
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    /// Replaces the session (after signing in again).
+    pub fn set_session(&mut self, session: Session) {
+        self.session = session;
+    }
+
+    /// One request of the feed: waits up to `wait_s` seconds for a change past the revision
+    /// held. `None` when nothing changed.
+    pub async fn poll(&mut self, wait_s: u64) -> Result<Option<Desired>, ArmError> {
+        let mut url =
+            format!("{}/tessera/feed/{}?api-version=2024-05-01&timeout={wait_s}", self.session.endpoint, self.host);
+        if let Some(r) = self.revision {
+            url.push_str(&format!("&revision={r}"));
+        }
+        let r = self.session.client.get(url).bearer_auth(&self.session.token).send().await.map_err(unreachable)?;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.map_err(unreachable)?;
+        if status != 200 {
+            let mut e: ArmError = serde_json::from_value(body["error"].clone())
+                .unwrap_or_else(|_| ArmError::with_status(status, "FeedFailed", body.to_string()));
+            e.status = status;
+            return Err(e);
+        }
+        let revision = body["revision"].as_u64().unwrap_or(0);
+        let snapshot = body["snapshot"].as_bool().unwrap_or(true);
+        if !snapshot && Some(revision) == self.revision {
+            return Ok(None);
+        }
+        self.apply(&body, snapshot);
+        self.revision = Some(revision);
+        let engine = Arc::new(self.build(&body)?);
+        let mut ports: Vec<ResourceId> = body["ports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["nic"].as_str()).filter_map(|s| ResourceId::parse(s).ok()).collect())
+            .unwrap_or_default();
+        ports.sort_by(|a, b| a.key().cmp(b.key()));
+        Ok(Some(Desired { revision, engine, ports }))
+    }
+
+    fn apply(&mut self, body: &Value, snapshot: bool) {
+        if snapshot {
+            self.documents.clear();
+        }
+        for d in body["deleted"].as_array().into_iter().flatten() {
+            if let Some(id) = d.as_str().and_then(|s| ResourceId::parse(s).ok()) {
+                self.documents.remove(&id);
+            }
+        }
+        for d in body["documents"].as_array().into_iter().flatten() {
+            if let Some(id) = d["id"].as_str().and_then(|s| ResourceId::parse(s).ok()) {
+                self.documents.insert(id, d.clone());
+            }
+        }
+    }
+
+    fn build(&self, body: &Value) -> Result<Engine, ArmError> {
+        let mut resources = Vec::new();
+        for s in body["subscriptions"].as_array().into_iter().flatten() {
+            resources.extend(tessera_model::resource::from_arm_json(s.clone())?);
+        }
+        for d in self.documents.values() {
+            resources.extend(tessera_model::resource::from_arm_json(d.clone())?);
+        }
+        load::restore(resources, 0, Limits::default())
+    }
+}

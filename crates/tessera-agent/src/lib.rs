@@ -1,0 +1,101 @@
+//! The host agent: follows the controller's watch feed, builds the engine from the documents,
+//! swaps the programs into the switch, and owns the I/O — a TAP port per NIC placed on this
+//! host (with a namespace VM behind it when asked) and the VXLAN underlay to other hosts. When
+//! the controller is away the switch keeps forwarding with the programs it has, and the feed
+//! resumes from the revision held when the controller returns.
+
+pub mod datapath;
+pub mod feed;
+pub mod offload;
+pub mod session;
+#[allow(unsafe_code)]
+pub mod tap;
+pub mod vms;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tessera_model::ArmError;
+use tokio::sync::watch;
+
+use crate::feed::Follower;
+use crate::session::Session;
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The server's credentials file.
+    pub credentials: PathBuf,
+    /// This host's name (ports placed by the `tessera-host` tag).
+    pub host: String,
+    /// Where to bind the VXLAN underlay socket (none: a host of its own).
+    pub underlay: Option<SocketAddr>,
+    /// Where to write the status (the VMs running and the revision held).
+    pub status: PathBuf,
+    /// Whether to start a namespace VM behind each port.
+    pub namespace_vms: bool,
+}
+
+/// Runs the agent until `stop` turns true; then removes everything it made.
+pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<(), ArmError> {
+    let underlay = match config.underlay {
+        Some(a) => Some(UdpSocket::bind(a).map_err(|e| io_error("UnderlayBindFailed", e))?),
+        None => None,
+    };
+    let local_underlay: Option<IpAddr> = config.underlay.map(|a| a.ip());
+    let datapath = datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?;
+    let mut vms = vms::Vms::new(config.namespace_vms, config.status.clone(), &config.host);
+    let mut follower: Option<Follower> = None;
+    let mut backoff = Duration::from_millis(200);
+    while !*stop.borrow() {
+        let f = match follower.as_mut() {
+            Some(f) => f,
+            None => match Session::sign_in(&config.credentials).await {
+                Ok(s) => follower.insert(Follower::new(s, &config.host)),
+                Err(_) => {
+                    wait(&mut stop, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        let polled = tokio::select! {
+            r = f.poll(25) => r,
+            _ = stop.changed() => break,
+        };
+        match polled {
+            Ok(Some(desired)) => {
+                backoff = Duration::from_millis(200);
+                let update = vms.reconcile(&desired, local_underlay);
+                datapath.send(update);
+                vms.write_status(desired.revision);
+            }
+            Ok(None) => backoff = Duration::from_millis(200),
+            Err(e) if e.status == 401 => {
+                // The token expired or the server made a new key: sign in again, keep the revision.
+                if let Ok(s) = Session::sign_in(&config.credentials).await {
+                    f.set_session(s);
+                } else {
+                    wait(&mut stop, backoff).await;
+                }
+            }
+            Err(e) => {
+                tracing::info!("controller unreachable, forwarding with the programs held: {e}");
+                wait(&mut stop, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    datapath.stop();
+    vms.clear();
+    Ok(())
+}
+
+async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {
+    let _ = tokio::time::timeout(d, stop.changed()).await;
+}
+
+fn io_error(code: &str, e: std::io::Error) -> ArmError {
+    ArmError::with_status(500, code, e.to_string())
+}

@@ -1,0 +1,142 @@
+//! The ports of this host: a TAP device per NIC and, when asked, a namespace VM behind it
+//! (`tessera-lab`), kept in step with what the feed says; and the status file that tells
+//! `tessera up` and `tessera exec` which VMs run where.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use tessera_engine::Engine;
+use tessera_lab::{Netns, VmInterface};
+use tessera_model::ResourceId;
+
+use crate::datapath::Command;
+use crate::feed::Desired;
+use crate::tap::Tap;
+
+/// One local port.
+#[derive(Debug)]
+struct LocalPort {
+    tap: Arc<Tap>,
+    /// The VM's name and its namespace (dropped last: the namespace goes with it).
+    vm: String,
+    namespace: Option<Netns>,
+    addresses: Vec<IpAddr>,
+}
+
+/// The ports of this host.
+#[derive(Debug)]
+pub struct Vms {
+    namespace_vms: bool,
+    status: PathBuf,
+    host: String,
+    ports: BTreeMap<ResourceId, LocalPort>,
+    next_tap: u32,
+}
+
+/// The namespace of a VM: the lab prefix and the VM's name, lowercased.
+pub fn namespace_of(vm: &str) -> String {
+    format!("{}{}", tessera_lab::PREFIX, vm.to_ascii_lowercase())
+}
+
+/// The MAC of a NIC as the engine assigned it (`AA-BB-…`).
+pub fn mac_of(engine: &Engine, nic: &ResourceId) -> [u8; 6] {
+    let text = engine.state().nics.get(nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(['-', ':']).take(6).enumerate() {
+        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
+}
+
+impl Vms {
+    /// No ports yet.
+    pub fn new(namespace_vms: bool, status: PathBuf, host: &str) -> Self {
+        Vms { namespace_vms, status, host: host.to_string(), ports: BTreeMap::new(), next_tap: 0 }
+    }
+
+    /// Makes and removes ports (and VMs) to match the feed; returns the switch's update.
+    pub fn reconcile(&mut self, desired: &Desired, _underlay: Option<IpAddr>) -> Command {
+        // A NIC runs once a VM uses it; a port follows its VM (a NIC moved to another VM gets
+        // a new one).
+        let vm_of =
+            |nic: &ResourceId| desired.engine.program(nic).and_then(|p| p.vm.as_ref().map(|v| v.name().to_string()));
+        self.ports.retain(|nic, p| desired.ports.contains(nic) && vm_of(nic).as_deref() == Some(p.vm.as_str()));
+        for nic in &desired.ports {
+            if vm_of(nic).is_none() {
+                continue;
+            }
+            if self.ports.contains_key(nic) {
+                continue;
+            }
+            match self.make_port(&desired.engine, nic) {
+                Ok(p) => {
+                    self.ports.insert(nic.clone(), p);
+                }
+                Err(e) => tracing::error!("cannot make the port of {}: {e}", nic.name()),
+            }
+        }
+        let ports =
+            desired.ports.iter().filter_map(|n| self.ports.get(n).map(|p| (n.clone(), p.tap.clone()))).collect();
+        Command::Update { engine: desired.engine.clone(), ports, remotes: Vec::new() }
+    }
+
+    fn make_port(&mut self, engine: &Engine, nic: &ResourceId) -> Result<LocalPort, String> {
+        let program = engine.program(nic).ok_or("no program")?;
+        let tap_name = format!("{}t{}", tessera_lab::PREFIX, self.next_tap);
+        self.next_tap += 1;
+        let tap = Tap::create(&tap_name).map_err(|e| e.to_string())?;
+        let vm = program.vm.as_ref().ok_or("no VM")?.name().to_string();
+        let mut namespace = None;
+        if self.namespace_vms {
+            let ns = Netns::create(&namespace_of(&vm)).map_err(|e| e.to_string())?;
+            ns.adopt_link(&tap_name).map_err(|e| e.to_string())?;
+            let prefix = program.subnet.prefixes.iter().find(|p| p.addr().is_ipv4());
+            let addresses = program
+                .addresses
+                .iter()
+                .filter_map(|a| program.subnet.prefixes.iter().find(|p| p.contains(a)).map(|p| (*a, p.prefix_len())))
+                .collect();
+            let gateway = prefix.and_then(|p| match p.network() {
+                IpAddr::V4(n) => Some(Ipv4Addr::from(u32::from(n) + 1)),
+                IpAddr::V6(_) => None,
+            });
+            let cfg = VmInterface {
+                name: "eth0".into(),
+                mac: mac_of(engine, nic),
+                addresses,
+                gateway,
+                mtu: None,
+                forwarding: program.ip_forwarding,
+            };
+            ns.configure(&tap_name, &cfg).map_err(|e| e.to_string())?;
+            namespace = Some(ns);
+        }
+        Ok(LocalPort { tap: Arc::new(tap), vm, namespace, addresses: program.addresses.clone() })
+    }
+
+    /// Writes the status file: the revision and the VMs running here.
+    pub fn write_status(&self, revision: u64) {
+        let vms: Vec<_> = self
+            .ports
+            .iter()
+            .map(|(nic, p)| {
+                json!({"name": p.vm, "nic": nic.as_str(), "tap": p.tap.name(),
+                       "namespace": p.namespace.as_ref().map(Netns::name), "addresses": p.addresses})
+            })
+            .collect();
+        let body = json!({"host": self.host, "revision": revision, "pid": std::process::id(), "vms": vms});
+        let tmp = self.status.with_extension("tmp");
+        if std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, &self.status)).is_err() {
+            tracing::warn!("cannot write {}", self.status.display());
+        }
+    }
+
+    /// Removes every port and VM, and the status file.
+    pub fn clear(&mut self) {
+        self.ports.clear();
+        let _ = std::fs::remove_file(&self.status);
+    }
+}

@@ -35,17 +35,34 @@ pub struct AgentConfig {
     pub status: PathBuf,
     /// Whether to start a namespace VM behind each port.
     pub namespace_vms: bool,
+    /// The host's own network namespace (several hosts on one machine): its TAPs and its
+    /// underlay socket live there, while the agent talks to the controller from where it runs.
+    pub netns: Option<String>,
+    /// The other hosts' names and underlay addresses.
+    pub peers: Vec<(String, IpAddr)>,
 }
 
 /// Runs the agent until `stop` turns true; then removes everything it made.
 pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<(), ArmError> {
-    let underlay = match config.underlay {
-        Some(a) => Some(UdpSocket::bind(a).map_err(|e| io_error("UnderlayBindFailed", e))?),
+    let host_ns = match &config.netns {
+        Some(name) => Some(
+            tessera_lab::Netns::open(name).map_err(|e| ArmError::bad_request("HostNamespaceMissing", e.to_string()))?,
+        ),
         None => None,
     };
-    let local_underlay: Option<IpAddr> = config.underlay.map(|a| a.ip());
+    let underlay = match (config.underlay, &host_ns) {
+        (Some(a), Some(ns)) => Some(
+            ns.run(|| UdpSocket::bind(a))
+                .map_err(|e| ArmError::with_status(500, "UnderlayBindFailed", e.to_string()))?,
+        ),
+        (Some(a), None) => Some(UdpSocket::bind(a)),
+        (None, _) => None,
+    }
+    .transpose()
+    .map_err(|e| io_error("UnderlayBindFailed", e))?;
     let datapath = datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?;
-    let mut vms = vms::Vms::new(config.namespace_vms, config.status.clone(), &config.host);
+    let mut vms =
+        vms::Vms::new(config.namespace_vms, config.status.clone(), &config.host, host_ns, config.peers.clone());
     let mut follower: Option<Follower> = None;
     let mut backoff = Duration::from_millis(200);
     while !*stop.borrow() {
@@ -67,7 +84,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         match polled {
             Ok(Some(desired)) => {
                 backoff = Duration::from_millis(200);
-                let update = vms.reconcile(&desired, local_underlay);
+                let update = vms.reconcile(&desired);
                 datapath.send(update);
                 vms.write_status(desired.revision);
             }

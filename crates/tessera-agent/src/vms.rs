@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tessera_engine::Engine;
+use tessera_engine::placement::host_of;
 use tessera_lab::{Netns, VmInterface};
 use tessera_model::ResourceId;
 
@@ -34,6 +35,10 @@ pub struct Vms {
     host: String,
     ports: BTreeMap<ResourceId, LocalPort>,
     next_tap: u32,
+    /// The host's own namespace (several hosts on one machine), where TAPs are made.
+    host_ns: Option<Netns>,
+    /// The underlay address of every other host.
+    peers: Vec<(String, IpAddr)>,
 }
 
 /// The namespace of a VM: the lab prefix and the VM's name, lowercased.
@@ -53,12 +58,37 @@ pub fn mac_of(engine: &Engine, nic: &ResourceId) -> [u8; 6] {
 
 impl Vms {
     /// No ports yet.
-    pub fn new(namespace_vms: bool, status: PathBuf, host: &str) -> Self {
-        Vms { namespace_vms, status, host: host.to_string(), ports: BTreeMap::new(), next_tap: 0 }
+    pub fn new(
+        namespace_vms: bool,
+        status: PathBuf,
+        host: &str,
+        host_ns: Option<Netns>,
+        peers: Vec<(String, IpAddr)>,
+    ) -> Self {
+        Vms { namespace_vms, status, host: host.to_string(), ports: BTreeMap::new(), next_tap: 0, host_ns, peers }
+    }
+
+    /// The ports of other hosts: every NIC of a VM placed on a host whose underlay address is known.
+    fn remotes(&self, engine: &Engine) -> Vec<(ResourceId, IpAddr)> {
+        let mut out: Vec<(ResourceId, IpAddr)> = engine
+            .compiled()
+            .nics
+            .values()
+            .filter(|p| p.vm.is_some())
+            .filter_map(|p| {
+                let host = host_of(engine, &p.nic);
+                if host.eq_ignore_ascii_case(&self.host) {
+                    return None;
+                }
+                self.peers.iter().find(|(h, _)| h.eq_ignore_ascii_case(&host)).map(|(_, a)| (p.nic.clone(), *a))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+        out
     }
 
     /// Makes and removes ports (and VMs) to match the feed; returns the switch's update.
-    pub fn reconcile(&mut self, desired: &Desired, _underlay: Option<IpAddr>) -> Command {
+    pub fn reconcile(&mut self, desired: &Desired) -> Command {
         // A NIC runs once a VM uses it; a port follows its VM (a NIC moved to another VM gets
         // a new one).
         let vm_of =
@@ -80,19 +110,23 @@ impl Vms {
         }
         let ports =
             desired.ports.iter().filter_map(|n| self.ports.get(n).map(|p| (n.clone(), p.tap.clone()))).collect();
-        Command::Update { engine: desired.engine.clone(), ports, remotes: Vec::new() }
+        Command::Update { engine: desired.engine.clone(), ports, remotes: self.remotes(&desired.engine) }
     }
 
     fn make_port(&mut self, engine: &Engine, nic: &ResourceId) -> Result<LocalPort, String> {
         let program = engine.program(nic).ok_or("no program")?;
         let tap_name = format!("{}t{}", tessera_lab::PREFIX, self.next_tap);
         self.next_tap += 1;
-        let tap = Tap::create(&tap_name).map_err(|e| e.to_string())?;
+        let tap = match &self.host_ns {
+            Some(ns) => ns.run(|| Tap::create(&tap_name)).map_err(|e| e.to_string())?,
+            None => Tap::create(&tap_name),
+        }
+        .map_err(|e| e.to_string())?;
         let vm = program.vm.as_ref().ok_or("no VM")?.name().to_string();
         let mut namespace = None;
         if self.namespace_vms {
             let ns = Netns::create(&namespace_of(&vm)).map_err(|e| e.to_string())?;
-            ns.adopt_link(&tap_name).map_err(|e| e.to_string())?;
+            ns.adopt_link_from(self.host_ns.as_ref(), &tap_name).map_err(|e| e.to_string())?;
             let prefix = program.subnet.prefixes.iter().find(|p| p.addr().is_ipv4());
             let addresses = program
                 .addresses

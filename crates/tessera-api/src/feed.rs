@@ -26,10 +26,6 @@ use crate::identity::method_not_allowed;
 
 /// The store key of the feed revision.
 pub(crate) const REVISION_KEY: &str = "meta/feed-revision";
-/// The tag that places a VM (or NIC) on a host.
-pub(crate) const HOST_TAG: &str = "tessera-host";
-/// The host of ports without a placement tag.
-pub(crate) const DEFAULT_HOST: &str = "local";
 /// Changes kept for resuming agents.
 const KEEP: usize = 100_000;
 /// Longest wait of one request.
@@ -92,24 +88,12 @@ impl FeedLog {
     }
 }
 
-/// The host a NIC's port runs on.
-pub(crate) fn host_of(engine: &Engine, nic: &ResourceId) -> String {
-    let st = engine.state();
-    let tag = |tags: &std::collections::BTreeMap<String, String>| {
-        tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(HOST_TAG)).map(|(_, v)| v.clone())
-    };
-    let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
-    vm.and_then(|vm| tag(&vm.tags))
-        .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))
-        .unwrap_or_else(|| DEFAULT_HOST.to_string())
-}
-
 fn ports(engine: &Engine, host: &str) -> Vec<Value> {
     let mut out: Vec<Value> = engine
         .compiled()
         .nics
         .values()
-        .filter(|p| host_of(engine, &p.nic).eq_ignore_ascii_case(host))
+        .filter(|p| tessera_engine::placement::host_of(engine, &p.nic).eq_ignore_ascii_case(host))
         .map(|p| {
             json!({"nic": p.nic.as_str(), "vm": p.vm.as_ref().map(ResourceId::as_str),
                    "subnet": p.subnet.subnet.as_str(), "vnet": p.subnet.vnet.as_str(),

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod load;
 pub mod ops;
+pub mod placement;
 pub mod state;
 pub mod synth;
 

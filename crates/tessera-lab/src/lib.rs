@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
 use nix::sched::CloneFlags;
-use rtnetlink::{Handle, LinkUnspec, NetworkNamespace, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, NetworkNamespace, RouteMessageBuilder};
 
 /// The prefix of every namespace and link the lab creates.
 pub const PREFIX: &str = "tsr-";
@@ -119,6 +119,14 @@ impl Netns {
         self.run(|| with_handle(f))?
     }
 
+    /// Moves a link of another namespace (`from`; `None`: the caller's) into this one.
+    pub fn adopt_link_from(&self, from: Option<&Netns>, link: &str) -> Result<()> {
+        match from {
+            None => self.adopt_link(link),
+            Some(ns) => ns.run(|| self.adopt_link(link))?,
+        }
+    }
+
     /// Moves a link of the caller's namespace into this one.
     pub fn adopt_link(&self, link: &str) -> Result<()> {
         let file = File::open(self.path())
@@ -184,6 +192,69 @@ impl Drop for Netns {
         if self.owned {
             let _ = delete_namespace(&self.name);
         }
+    }
+}
+
+/// A Linux bridge in the caller's namespace joining lab hosts (the underlay); removed when
+/// dropped, with the host ends of its veth pairs.
+#[derive(Debug)]
+pub struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    /// Makes the bridge, up.
+    pub fn create(name: &str) -> Result<Bridge> {
+        if !name.starts_with(PREFIX) || name.len() > 15 {
+            return Err(LabError::InvalidName(name.to_string()));
+        }
+        let owned = name.to_string();
+        on_thread(move || {
+            with_handle(async move |h| {
+                if let Ok(index) = index_of(h, &owned).await {
+                    h.link().del(index).execute().await.map_err(netlink)?;
+                }
+                h.link().add(LinkBridge::new(&owned).up().build()).execute().await.map_err(netlink)
+            })
+        })?;
+        Ok(Bridge { name: name.to_string() })
+    }
+
+    /// Joins a namespace to the bridge with a veth pair: `port` (at most 13 characters) stays
+    /// on the bridge, its peer moves into `ns` and is configured as `cfg` says.
+    pub fn attach(&self, ns: &Netns, port: &str, cfg: &VmInterface) -> Result<()> {
+        if !port.starts_with(PREFIX) || port.len() > 13 {
+            return Err(LabError::InvalidName(port.to_string()));
+        }
+        let (port, peer, bridge) = (port.to_string(), format!("{port}-p"), self.name.clone());
+        let peer_name = peer.clone();
+        let mtu = cfg.mtu;
+        on_thread(move || {
+            with_handle(async move |h| {
+                h.link().add(LinkVeth::new(&port, &peer).build()).execute().await.map_err(netlink)?;
+                let (index, master) = (index_of(h, &port).await?, index_of(h, &bridge).await?);
+                let mut msg = LinkUnspec::new_with_index(index).controller(master).up();
+                if let Some(mtu) = mtu {
+                    msg = msg.mtu(mtu);
+                }
+                let msg = msg.build();
+                h.link().set(msg).execute().await.map_err(netlink)
+            })
+        })?;
+        ns.adopt_link(&peer_name)?;
+        ns.configure(&peer_name, cfg)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = on_thread(move || {
+            with_handle(async move |h| {
+                let index = index_of(h, &name).await?;
+                h.link().del(index).execute().await.map_err(netlink)
+            })
+        });
     }
 }
 

@@ -19,6 +19,11 @@ pub mod security;
 pub mod yaml;
 
 pub use error::{ArmError, ArmResult};
+
+/// The tag that places a VM (or a NIC) on a host: that host's agent runs its port.
+pub const HOST_TAG: &str = "tessera-host";
+/// The host of ports without a placement tag.
+pub const DEFAULT_HOST: &str = "local";
 pub use id::{Kind, ResourceId};
 pub use prefix::IpNet;
 pub use resource::Resource;

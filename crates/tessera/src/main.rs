@@ -219,6 +219,12 @@ enum Command {
         /// Do not start a namespace VM behind each port.
         #[arg(long)]
         no_vms: bool,
+        /// Run the host's ports and underlay inside this network namespace (several hosts on one machine).
+        #[arg(long)]
+        netns: Option<String>,
+        /// Another host: NAME=UNDERLAY-ADDRESS (repeat for each).
+        #[arg(long = "peer", value_parser = parse_peer)]
+        peers: Vec<(String, IpAddr)>,
     },
     /// Start the control plane and a host agent, apply a topology, and start its VMs (root).
     Up {
@@ -276,6 +282,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_peer(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, addr) = s.split_once('=').ok_or("expected NAME=ADDRESS")?;
+    Ok((name.to_string(), addr.parse().map_err(|e| format!("{addr}: {e}"))?))
+}
+
 fn read(file: &std::path::Path) -> Result<String, ArmError> {
     std::fs::read_to_string(file)
         .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", file.display())))
@@ -323,8 +334,16 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Up { file, data_dir, listen } => lab::up(&file, &data_dir, listen),
         Command::Down { data_dir } => lab::down(&data_dir),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
-        Command::Agent { host, credentials, underlay, status, no_vms } => {
-            serve::agent(tessera_agent::AgentConfig { credentials, host, underlay, status, namespace_vms: !no_vms })
+        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers } => {
+            serve::agent(tessera_agent::AgentConfig {
+                credentials,
+                host,
+                underlay,
+                status,
+                namespace_vms: !no_vms,
+                netns,
+                peers,
+            })
         }
         Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);

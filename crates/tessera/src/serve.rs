@@ -43,6 +43,8 @@ pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, bool)
                 host,
                 underlay: None,
                 namespace_vms,
+                netns: None,
+                peers: Vec::new(),
             };
             crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
             spawn_agent(config, stopped)

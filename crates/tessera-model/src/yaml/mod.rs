@@ -430,7 +430,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             },
         );
         out.push(Resource::NetworkInterface(nic));
-        let machine: VirtualMachine = tracked(
+        let mut machine: VirtualMachine = tracked(
             vm_id,
             location,
             VmProperties {
@@ -443,6 +443,9 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 provisioning_state: None,
             },
         );
+        if let Some(host) = vm.host {
+            machine.tags.insert(crate::HOST_TAG.to_string(), host);
+        }
         out.push(Resource::VirtualMachine(machine));
     }
 

@@ -167,6 +167,9 @@ pub(super) struct YVm {
     pub(super) nsg: Option<String>,
     #[serde(default)]
     pub(super) backend_pools: Vec<String>,
+    /// The host whose agent runs the VM (the `tessera-host` tag; default `local`).
+    #[serde(default)]
+    pub(super) host: Option<String>,
     #[serde(flatten)]
     pub(super) at: Placement,
 }

@@ -1,0 +1,20 @@
+//! Where ports run: a VM's `tessera-host` tag names the host whose agent runs its NICs' ports
+//! (else the NIC's own tag, else `local`). The server's feed and every agent read it the same way.
+
+use std::collections::BTreeMap;
+
+use tessera_model::{DEFAULT_HOST, HOST_TAG, ResourceId};
+
+use crate::Engine;
+
+/// The host a NIC's port runs on.
+pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
+    let st = engine.state();
+    let tag = |tags: &BTreeMap<String, String>| {
+        tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(HOST_TAG)).map(|(_, v)| v.clone())
+    };
+    let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
+    vm.and_then(|vm| tag(&vm.tags))
+        .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}

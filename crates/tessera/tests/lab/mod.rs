@@ -1,0 +1,238 @@
+//! Shared by the end-to-end tests: a lab of namespace VMs (brought up by `tessera up`, or by
+//! hand for several hosts), and checks from inside the VMs — ping through `tessera exec`, TCP
+//! from sockets opened inside the namespaces. Everything is removed when the guard drops, even
+//! when a check fails.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tessera_lab::Netns;
+
+pub const TESSERA: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A lab brought up in a temporary directory and always brought down, even when a check fails.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub stop: Arc<AtomicBool>,
+    /// Processes to kill and namespaces and bridges to remove at the end (hand-made hosts).
+    pub processes: Vec<std::process::Child>,
+    pub hosts: Vec<Netns>,
+    pub bridge: Option<tessera_lab::Bridge>,
+}
+
+impl Lab {
+    /// A lab with nothing running yet.
+    pub fn empty(dir: tempfile::TempDir) -> Lab {
+        assert!(
+            tessera_lab::privileged(),
+            "namespace VMs need root: run these tests as root (CI does); the switch itself is tested without root \
+             by tessera-dataplane's harness"
+        );
+        Lab { dir, stop: Arc::new(AtomicBool::new(false)), processes: Vec::new(), hosts: Vec::new(), bridge: None }
+    }
+
+    pub fn up(topology: &Path) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let lab = Lab::empty(dir);
+        let out = Command::new(TESSERA)
+            .args(["up", "-f"])
+            .arg(topology)
+            .arg("--data-dir")
+            .arg(lab.data())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .output()
+            .expect("run tessera up");
+        assert!(
+            out.status.success(),
+            "tessera up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("lab")
+    }
+
+    /// `tessera exec VM -- ping -c 1 ADDRESS` succeeds (up to three tries, one second each).
+    pub fn ping(&self, vm: &str, to: &str) -> bool {
+        let out = Command::new(TESSERA)
+            .arg("exec")
+            .arg("--data-dir")
+            .arg(self.data())
+            .args([vm, "--", "ping", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", to])
+            .output()
+            .expect("run tessera exec");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() || text.contains("packet loss"),
+            "ping did not run: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.success()
+    }
+
+    /// The TTL of a ping's reply (to see a hop through an appliance).
+    pub fn ping_ttl(&self, vm: &str, to: &str) -> Option<u32> {
+        let out = Command::new(TESSERA)
+            .arg("exec")
+            .arg("--data-dir")
+            .arg(self.data())
+            .args([vm, "--", "ping", "-c", "1", "-W", "1", to])
+            .output()
+            .expect("run tessera exec");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let ttl = text.split("ttl=").nth(1)?.split_whitespace().next()?;
+        ttl.parse().ok()
+    }
+
+    /// An echo server inside a VM, running until the lab goes down.
+    pub fn serve(&self, vm: &str, port: u16) {
+        let ns = namespace(vm);
+        let stop = self.stop.clone();
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Netns::open(&ns).expect("namespace").enter().expect("enter");
+            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = ready.send(());
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let mut buf = [0u8; 64];
+                        if let Ok(n) = s.read(&mut buf) {
+                            let _ = s.write_all(&buf[..n]);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        started.recv_timeout(Duration::from_secs(5)).expect("server started");
+    }
+
+    /// A TCP connection from a VM that gets its bytes echoed back.
+    pub fn tcp(&self, vm: &str, to: &str) -> bool {
+        let ns = Netns::open(&namespace(vm)).expect("namespace");
+        let to: SocketAddr = to.parse().expect("address");
+        ns.run(|| {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 5];
+            s.write_all(b"hello").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"hello"
+        })
+        .expect("run in namespace")
+    }
+
+    /// A server inside a VM that reads until the client stops sending and answers with the
+    /// number of bytes it read (8 bytes, big-endian).
+    pub fn sink(&self, vm: &str, port: u16) {
+        let ns = namespace(vm);
+        let stop = self.stop.clone();
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Netns::open(&ns).expect("namespace").enter().expect("enter");
+            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = ready.send(());
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let mut buf = vec![0u8; 65536];
+                        let mut total: u64 = 0;
+                        while let Ok(n) = s.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            total += n as u64;
+                        }
+                        let _ = s.write_all(&total.to_be_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        started.recv_timeout(Duration::from_secs(5)).expect("server started");
+    }
+
+    /// Sends `bytes` over TCP from a VM to a sink; true when the sink counted all of them.
+    pub fn bulk(&self, vm: &str, to: &str, bytes: usize) -> bool {
+        let ns = Netns::open(&namespace(vm)).expect("namespace");
+        let to: SocketAddr = to.parse().expect("address");
+        ns.run(|| {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+            let chunk = vec![0x5au8; 65536];
+            let mut sent = 0;
+            while sent < bytes {
+                let n = chunk.len().min(bytes - sent);
+                if s.write_all(&chunk[..n]).is_err() {
+                    return false;
+                }
+                sent += n;
+            }
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut count = [0u8; 8];
+            s.read_exact(&mut count).is_ok() && u64::from_be_bytes(count) == bytes as u64
+        })
+        .expect("run in namespace")
+    }
+
+    /// An ARM call with the lab's credentials.
+    pub fn arm(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let s =
+                tessera_agent::session::Session::sign_in(&self.data().join("credentials.json")).await.expect("sign in");
+            let url = format!("{}{path}?api-version=2024-05-01", s.endpoint);
+            let mut req = s.client.request(method, url).bearer_auth(&s.token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            req.send().await.expect("call").status().as_u16()
+        })
+    }
+
+    /// Waits until `check` holds (programs reach the agent through the feed), up to 10 s.
+    pub fn eventually(&self, what: &str, check: impl Fn() -> bool) {
+        for _ in 0..20 {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("never happened: {what}");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for p in &mut self.processes {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(p.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = p.wait();
+        }
+        let _ = Command::new(TESSERA).arg("down").arg("--data-dir").arg(self.data()).output();
+        self.hosts.clear();
+        self.bridge = None;
+    }
+}
+
+pub fn namespace(vm: &str) -> String {
+    format!("{}{vm}", tessera_lab::PREFIX)
+}

@@ -1,0 +1,110 @@
+//! End to end across two hosts on one machine (needs root, as CI runs): `tessera serve`, and
+//! two `tessera agent`s, each in a host namespace of its own, joined by an underlay bridge;
+//! VMs on different hosts talk over VXLAN — ping, TCP, bulk TCP (TSO super-frames cut into
+//! segments before they leave the host), across regional and global peering, with the
+//! receiving host's NSG deciding and nothing while only one link exists (P1, P3, G1, N1).
+
+mod lab;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lab::{Lab, TESSERA};
+use tessera_lab::{Bridge, Netns, VmInterface};
+
+fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn running(status: &Path) -> usize {
+    std::fs::read_to_string(status)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["vms"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
+    let mut lab = Lab::empty(tempfile::tempdir().expect("temp dir"));
+    let data = lab.data();
+    std::fs::create_dir_all(&data).expect("data dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let serve = Command::new(TESSERA)
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start tessera serve");
+    lab.processes.push(serve);
+    let credentials = data.join("credentials.json");
+    wait_for("the server's credentials", || credentials.exists());
+
+    // The underlay: a bridge and one host namespace per agent.
+    let bridge = Bridge::create("tsr-ul").expect("bridge");
+    let hosts = [("h1", Ipv4Addr::new(10, 99, 0, 1)), ("h2", Ipv4Addr::new(10, 99, 0, 2))];
+    for (i, (name, addr)) in hosts.iter().enumerate() {
+        let ns = Netns::create(&format!("tsr-host-{name}")).expect("host namespace");
+        let cfg = VmInterface {
+            name: "ul0".into(),
+            mac: [0x02, 0, 0, 0x99, 0, u8::try_from(i + 1).expect("small")],
+            addresses: vec![(IpAddr::V4(*addr), 24)],
+            gateway: None,
+            mtu: Some(9000),
+            forwarding: false,
+        };
+        bridge.attach(&ns, &format!("tsr-ul-{name}"), &cfg).expect("attach host");
+        lab.hosts.push(ns);
+    }
+    lab.bridge = Some(bridge);
+    for (i, (name, addr)) in hosts.iter().enumerate() {
+        let (peer, peer_addr) = hosts[1 - i];
+        let agent = Command::new(TESSERA)
+            .args(["agent", "--host", name, "--netns", &format!("tsr-host-{name}")])
+            .args(["--underlay", &format!("{addr}:4789"), "--peer", &format!("{peer}={peer_addr}")])
+            .arg("--credentials")
+            .arg(&credentials)
+            .arg("--status")
+            .arg(data.join(format!("agent-{name}.json")))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start an agent");
+        lab.processes.push(agent);
+    }
+    let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/two-hosts.yaml");
+    let out = Command::new(TESSERA)
+        .args(["apply", "-f"])
+        .arg(&topology)
+        .arg("--credentials")
+        .arg(&credentials)
+        .output()
+        .expect("tessera apply");
+    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for("h1 runs its VM", || running(&data.join("agent-h1.json")) == 1);
+    wait_for("h2 runs its VMs", || running(&data.join("agent-h2.json")) == 3);
+
+    // P1: regional peering across hosts, both ways; TCP and bulk TCP (TSO segmented for VXLAN).
+    assert!(lab.ping("hub-vm", "10.1.0.4"), "h1 -> h2 over regional peering");
+    assert!(lab.ping("spoke-vm", "10.0.0.4"), "h2 -> h1");
+    lab.serve("spoke-vm", 80);
+    lab.serve("spoke-vm", 3389);
+    lab.sink("spoke-vm", 9000);
+    lab.serve("far-vm", 80);
+    assert!(lab.tcp("hub-vm", "10.1.0.4:80"), "TCP across hosts");
+    assert!(lab.bulk("hub-vm", "10.1.0.4:9000", 8 << 20), "8 MB across hosts arrive whole");
+    // N1: the receiving host's NSG denies.
+    assert!(!lab.tcp("hub-vm", "10.1.0.4:3389"), "NSG deny across hosts");
+    // G1: global peering across hosts.
+    assert!(lab.ping("hub-vm", "10.20.0.4"), "global peering across hosts");
+    assert!(lab.tcp("hub-vm", "10.20.0.4:80"), "TCP over global peering across hosts");
+    // P3: one link only.
+    assert!(!lab.ping("lone-vm", "10.0.0.4"), "one link only, across hosts");
+    assert!(!lab.ping("hub-vm", "10.7.0.4"), "one link only, the other way");
+}

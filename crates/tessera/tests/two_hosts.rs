@@ -8,44 +8,15 @@ mod lab;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use lab::{Lab, TESSERA};
+use lab::Lab;
 use tessera_lab::{Bridge, Netns, VmInterface};
-
-fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn running(status: &Path) -> usize {
-    std::fs::read_to_string(status)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["vms"].as_array().map(Vec::len))
-        .unwrap_or(0)
-}
 
 #[test]
 fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     let mut lab = Lab::empty(tempfile::tempdir().expect("temp dir"));
-    let data = lab.data();
-    std::fs::create_dir_all(&data).expect("data dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let serve = Command::new(TESSERA)
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start tessera serve");
-    lab.processes.push(serve);
-    let credentials = data.join("credentials.json");
-    wait_for("the server's credentials", || credentials.exists());
+    lab.start_server(port);
 
     // The underlay: a bridge and one host namespace per agent.
     let bridge = Bridge::create("tsr-ul").expect("bridge");
@@ -66,29 +37,19 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     lab.bridge = Some(bridge);
     for (i, (name, addr)) in hosts.iter().enumerate() {
         let (peer, peer_addr) = hosts[1 - i];
-        let agent = Command::new(TESSERA)
-            .args(["agent", "--host", name, "--netns", &format!("tsr-host-{name}")])
-            .args(["--underlay", &format!("{addr}:4789"), "--peer", &format!("{peer}={peer_addr}")])
-            .arg("--credentials")
-            .arg(&credentials)
-            .arg("--status")
-            .arg(data.join(format!("agent-{name}.json")))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start an agent");
-        lab.processes.push(agent);
+        let args = [
+            "--netns".to_string(),
+            format!("tsr-host-{name}"),
+            "--underlay".to_string(),
+            format!("{addr}:4789"),
+            "--peer".to_string(),
+            format!("{peer}={peer_addr}"),
+        ];
+        lab.start_agent(name, &args);
     }
-    let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/two-hosts.yaml");
-    let out = Command::new(TESSERA)
-        .args(["apply", "-f"])
-        .arg(&topology)
-        .arg("--credentials")
-        .arg(&credentials)
-        .output()
-        .expect("tessera apply");
-    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
-    wait_for("h1 runs its VM", || running(&data.join("agent-h1.json")) == 1);
-    wait_for("h2 runs its VMs", || running(&data.join("agent-h2.json")) == 3);
+    lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/two-hosts.yaml"));
+    lab.wait_for_vms("h1", 1);
+    lab.wait_for_vms("h2", 3);
 
     // P1: regional peering across hosts, both ways; TCP and bulk TCP (TSO segmented for VXLAN).
     assert!(lab.ping("hub-vm", "10.1.0.4"), "h1 -> h2 over regional peering");

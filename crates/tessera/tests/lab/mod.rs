@@ -190,6 +190,102 @@ impl Lab {
         .expect("run in namespace")
     }
 
+    /// Starts `tessera serve` on the lab's data directory (no agent); waits for its credentials.
+    pub fn start_server(&mut self, port: u16) {
+        let data = self.data();
+        std::fs::create_dir_all(&data).expect("data dir");
+        let serve = Command::new(TESSERA)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start tessera serve");
+        self.processes.push(serve);
+        let credentials = data.join("credentials.json");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !credentials.exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `tessera agent --host HOST` with extra arguments; its status goes to
+    /// `agent-HOST.json` in the data directory.
+    pub fn start_agent(&mut self, host: &str, extra: &[String]) {
+        let data = self.data();
+        let agent = Command::new(TESSERA)
+            .args(["agent", "--host", host])
+            .args(extra)
+            .arg("--credentials")
+            .arg(data.join("credentials.json"))
+            .arg("--status")
+            .arg(data.join(format!("agent-{host}.json")))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start an agent");
+        self.processes.push(agent);
+    }
+
+    /// `tessera apply -f FILE` against the lab's server.
+    pub fn apply(&self, topology: &Path) {
+        let out = Command::new(TESSERA)
+            .args(["apply", "-f"])
+            .arg(topology)
+            .arg("--credentials")
+            .arg(self.data().join("credentials.json"))
+            .output()
+            .expect("tessera apply");
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Waits until the agent of `host` runs `count` VMs.
+    pub fn wait_for_vms(&self, host: &str, count: usize) {
+        let status = self.data().join(format!("agent-{host}.json"));
+        let running = || {
+            std::fs::read_to_string(&status)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["vms"].as_array().map(Vec::len))
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while running() != count {
+            assert!(std::time::Instant::now() < deadline, "{host} never ran {count} VMs");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A server inside a VM that echoes every connection until it closes.
+    pub fn echo_stream(&self, vm: &str, port: u16) {
+        let ns = namespace(vm);
+        let stop = self.stop.clone();
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Netns::open(&ns).expect("namespace").enter().expect("enter");
+            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = ready.send(());
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = s.read(&mut buf) {
+                                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        started.recv_timeout(Duration::from_secs(5)).expect("server started");
+    }
+
     /// An ARM call with the lab's credentials.
     pub fn arm(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> u16 {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

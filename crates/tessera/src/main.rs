@@ -1,5 +1,6 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
+mod demo;
 mod lab;
 mod remote;
 mod render;
@@ -238,6 +239,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
     },
+    /// Hub and spoke with real packets, step by step (root): peering states, pings, an NSG, service chaining.
+    Demo {
+        /// Data directory of the demo's lab.
+        #[arg(long, default_value = ".tessera-demo")]
+        data_dir: PathBuf,
+        /// Address of the API.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+    },
     /// Stop what `tessera up` started and remove its VMs.
     Down {
         /// Data directory of the lab.
@@ -333,6 +343,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         }
         Command::Up { file, data_dir, listen } => lab::up(&file, &data_dir, listen),
         Command::Down { data_dir } => lab::down(&data_dir),
+        Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
         Command::Agent { host, credentials, underlay, status, no_vms, netns, peers } => {
             serve::agent(tessera_agent::AgentConfig {

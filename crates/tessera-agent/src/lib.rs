@@ -5,11 +5,13 @@
 //! resumes from the revision held when the controller returns.
 
 pub mod datapath;
+pub mod fabric;
 pub mod feed;
 pub mod offload;
 pub mod session;
 #[allow(unsafe_code)]
 pub mod tap;
+pub mod uvm;
 pub mod vms;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};

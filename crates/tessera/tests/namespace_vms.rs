@@ -16,7 +16,7 @@ use lab::Lab;
 use serde_json::json;
 
 fn estate() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/estate.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/estate.yaml")
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn a_stream_survives_peering_churn_nsg_changes_and_a_controller_restart() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     lab.start_server(port);
     lab.start_agent("local", &[]);
-    lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/churn.yaml"));
+    lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/churn.yaml"));
     lab.wait_for_vms("local", 3);
     lab.echo_stream("spoke-vm", 7000);
     let stop = Arc::new(AtomicBool::new(false));

@@ -47,7 +47,7 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
         ];
         lab.start_agent(name, &args);
     }
-    lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/two-hosts.yaml"));
+    lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/two-hosts.yaml"));
     lab.wait_for_vms("h1", 1);
     lab.wait_for_vms("h2", 3);
 

@@ -11,6 +11,7 @@ pub mod offload;
 pub mod session;
 #[allow(unsafe_code)]
 pub mod tap;
+pub mod userspace;
 pub mod uvm;
 pub mod vms;
 
@@ -37,6 +38,9 @@ pub struct AgentConfig {
     pub status: PathBuf,
     /// Whether to start a namespace VM behind each port.
     pub namespace_vms: bool,
+    /// Run the ports as userspace VMs instead of TAP devices (no root needed); `tessera exec`
+    /// reaches them through `<status>.sock`.
+    pub userspace_vms: bool,
     /// The host's own network namespace (several hosts on one machine): its TAPs and its
     /// underlay socket live there, while the agent talks to the controller from where it runs.
     pub netns: Option<String>,
@@ -62,7 +66,13 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     }
     .transpose()
     .map_err(|e| io_error("UnderlayBindFailed", e))?;
-    let datapath = datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?;
+    let forwarder = if config.userspace_vms {
+        Forwarder::User(
+            userspace::start(&config.status.with_extension("sock")).map_err(|e| io_error("ExecSocketFailed", e))?,
+        )
+    } else {
+        Forwarder::Kernel(datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?)
+    };
     let mut vms =
         vms::Vms::new(config.namespace_vms, config.status.clone(), &config.host, host_ns, config.peers.clone());
     let mut follower: Option<Follower> = None;
@@ -86,9 +96,18 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         match polled {
             Ok(Some(desired)) => {
                 backoff = Duration::from_millis(200);
-                let update = vms.reconcile(&desired);
-                datapath.send(update);
-                vms.write_status(desired.revision);
+                match &forwarder {
+                    Forwarder::Kernel(datapath) => {
+                        datapath.send(vms.reconcile(&desired));
+                        vms.write_status(desired.revision);
+                    }
+                    Forwarder::User(fabric) => {
+                        let running = vms::userspace_vms(&desired);
+                        let names = running.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
+                        fabric.send(userspace::Request::Update(desired.engine.clone(), names));
+                        vms::write_status(&config.status, &config.host, desired.revision, "userspace", running);
+                    }
+                }
             }
             Ok(None) => backoff = Duration::from_millis(200),
             Err(e) if e.status == 401 => {
@@ -106,9 +125,20 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             }
         }
     }
-    datapath.stop();
+    match forwarder {
+        Forwarder::Kernel(d) => d.stop(),
+        Forwarder::User(f) => f.stop(),
+    }
     vms.clear();
     Ok(())
+}
+
+/// Who carries the host's frames.
+enum Forwarder {
+    /// The forwarding thread with TAP ports (and VXLAN).
+    Kernel(datapath::Handle),
+    /// Userspace VMs on a fabric.
+    User(userspace::Handle),
 }
 
 async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {

@@ -161,11 +161,7 @@ impl Vms {
                        "namespace": p.namespace.as_ref().map(Netns::name), "addresses": p.addresses})
             })
             .collect();
-        let body = json!({"host": self.host, "revision": revision, "pid": std::process::id(), "vms": vms});
-        let tmp = self.status.with_extension("tmp");
-        if std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, &self.status)).is_err() {
-            tracing::warn!("cannot write {}", self.status.display());
-        }
+        write_status(&self.status, &self.host, revision, "namespace", vms);
     }
 
     /// Removes every port and VM, and the status file.
@@ -173,4 +169,26 @@ impl Vms {
         self.ports.clear();
         let _ = std::fs::remove_file(&self.status);
     }
+}
+
+/// Writes an agent's status file (atomically): its host, revision, kind of VMs and the VMs.
+pub fn write_status(path: &std::path::Path, host: &str, revision: u64, mode: &str, vms: Vec<serde_json::Value>) {
+    let body = json!({"host": host, "revision": revision, "pid": std::process::id(), "mode": mode, "vms": vms});
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+        tracing::warn!("cannot write {}", path.display());
+    }
+}
+
+/// The VMs of a desired state that use the given NICs: (VM name, NIC, addresses).
+pub fn userspace_vms(desired: &Desired) -> Vec<serde_json::Value> {
+    desired
+        .ports
+        .iter()
+        .filter_map(|nic| {
+            let p = desired.engine.program(nic)?;
+            let vm = p.vm.as_ref()?.name().to_string();
+            Some(json!({"name": vm, "nic": nic.as_str(), "namespace": null, "addresses": p.addresses}))
+        })
+        .collect()
 }

@@ -67,14 +67,7 @@ impl Netns {
         if Path::new(NETNS_DIR).join(name).exists() {
             delete_namespace(name)?;
         }
-        let owned = name.to_string();
-        on_thread(move || {
-            block_on(async move {
-                NetworkNamespace::add(owned.clone())
-                    .await
-                    .map_err(|e| LabError::Namespace { name: owned, message: e.to_string() })
-            })?
-        })?;
+        namespace_call(name, NetworkNamespace::add)?;
         let ns = Netns { name: name.to_string(), owned: true };
         ns.run_netlink(async |h| set_up(h, "lo").await)?;
         Ok(ns)
@@ -299,12 +292,19 @@ pub fn remove_all() -> Result<usize> {
 }
 
 fn delete_namespace(name: &str) -> Result<()> {
+    namespace_call(name, NetworkNamespace::del)
+}
+
+/// Runs rtnetlink's namespace `add` or `del` for `name` on a thread of its own.
+fn namespace_call<F, Fut>(name: &str, op: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut + Send,
+    Fut: std::future::Future<Output = std::result::Result<(), rtnetlink::Error>>,
+{
     let owned = name.to_string();
     on_thread(move || {
         block_on(async move {
-            NetworkNamespace::del(owned.clone())
-                .await
-                .map_err(|e| LabError::Namespace { name: owned, message: e.to_string() })
+            op(owned.clone()).await.map_err(|e| LabError::Namespace { name: owned, message: e.to_string() })
         })?
     })
 }

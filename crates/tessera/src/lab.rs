@@ -41,12 +41,10 @@ fn recorded_pid(data_dir: &Path) -> Option<i32> {
 }
 
 /// `tessera up -f FILE`.
-pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr) -> Result<ExitCode, ArmError> {
-    if !tessera_lab::privileged() {
-        return Err(ArmError::bad_request(
-            "RootRequired",
-            "namespace VMs need root (network namespaces and TAP devices); run `sudo tessera up`",
-        ));
+pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr, userspace: bool) -> Result<ExitCode, ArmError> {
+    let userspace = userspace || !tessera_lab::privileged();
+    if userspace {
+        crate::emit!("tessera: userspace VMs (namespace VMs need root): they answer ping, echo on TCP 7, HTTP on 80");
     }
     let text = crate::read(file)?;
     let format = Format::detect(&file.to_string_lossy(), &text);
@@ -59,7 +57,7 @@ pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr) -> Result<Exi
     match recorded_pid(data_dir) {
         Some(pid) if alive(pid) => crate::emit!("tessera: using the lab already running (pid {pid})"),
         _ => {
-            let pid = spawn_server(data_dir, listen)?;
+            let pid = spawn_server(data_dir, listen, userspace)?;
             crate::emit!("tessera: started the control plane and the host agent (pid {pid})");
         }
     }
@@ -76,10 +74,10 @@ pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr) -> Result<Exi
     for vm in status["vms"].as_array().into_iter().flatten() {
         let addrs: Vec<&str> = vm["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         crate::emit!(
-            "  {:<20} {:<18} namespace {}",
+            "  {:<20} {:<18} {}",
             vm["name"].as_str().unwrap_or("?"),
             addrs.join(","),
-            vm["namespace"].as_str().unwrap_or("-")
+            vm["namespace"].as_str().map_or_else(|| "userspace".to_string(), |n| format!("namespace {n}"))
         );
     }
     if let Some(first) = vms.first() {
@@ -89,13 +87,18 @@ pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn spawn_server(data_dir: &Path, listen: SocketAddr) -> Result<i32, ArmError> {
+fn spawn_server(data_dir: &Path, listen: SocketAddr, userspace: bool) -> Result<i32, ArmError> {
     let exe = std::env::current_exe().map_err(|e| failed("SpawnFailed", e))?;
     let log = std::fs::File::create(data_dir.join("serve.log")).map_err(|e| failed("SpawnFailed", e))?;
     let err = log.try_clone().map_err(|e| failed("SpawnFailed", e))?;
     use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(exe)
-        .arg("serve")
+    let mut command = std::process::Command::new(exe);
+    if userspace {
+        command.arg("serve").arg("--userspace");
+    } else {
+        command.arg("serve");
+    }
+    let child = command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
@@ -181,6 +184,13 @@ pub(crate) fn exec(data_dir: &Path, vm: &str, command: &[String]) -> Result<Exit
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
+    if status["mode"] == "userspace" {
+        let socket = status_file(data_dir).with_extension("sock");
+        let (code, output) =
+            tessera_agent::userspace::exec(&socket, vm, command).map_err(|e| failed("AgentUnreachable", e))?;
+        crate::emit!("{output}");
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
     let namespace = status["vms"]
         .as_array()
         .into_iter()

@@ -202,6 +202,9 @@ enum Command {
         /// With --agent: do not start a namespace VM behind each port.
         #[arg(long)]
         no_vms: bool,
+        /// With --agent: userspace VMs instead of namespaces and TAP devices (no root needed).
+        #[arg(long)]
+        userspace: bool,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -227,7 +230,7 @@ enum Command {
         #[arg(long = "peer", value_parser = parse_peer)]
         peers: Vec<(String, IpAddr)>,
     },
-    /// Start the control plane and a host agent, apply a topology, and start its VMs (root).
+    /// Start the control plane and a host agent, apply a topology, and start its VMs (namespaces as root, else userspace).
     Up {
         /// Topology file: YAML (see README) or ARM JSON.
         #[arg(short = 'f', long = "file")]
@@ -238,6 +241,9 @@ enum Command {
         /// Address of the API.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// Userspace VMs instead of namespace VMs (the default without root).
+        #[arg(long)]
+        userspace: bool,
     },
     /// Hub and spoke with real packets, step by step (root): peering states, pings, an NSG, service chaining.
     Demo {
@@ -341,7 +347,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             crate::emit!("applied {written} resources from {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { file, data_dir, listen } => lab::up(&file, &data_dir, listen),
+        Command::Up { file, data_dir, listen, userspace } => lab::up(&file, &data_dir, listen, userspace),
         Command::Down { data_dir } => lab::down(&data_dir),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
@@ -352,17 +358,23 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 underlay,
                 status,
                 namespace_vms: !no_vms,
+                userspace_vms: false,
                 netns,
                 peers,
             })
         }
-        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms } => {
+        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
             config.settings.retry_after = retry_after;
             config.settings.page_size = page_size;
-            serve::run(config, agent.map(|h| (h, !no_vms)))
+            let vms = match (userspace, no_vms) {
+                (true, _) => serve::Vms::Userspace,
+                (false, true) => serve::Vms::None,
+                (false, false) => serve::Vms::Namespaces,
+            };
+            serve::run(config, agent.map(|h| (h, vms)))
         }
         Command::Validate { common } => {
             let file = required(&common)?;

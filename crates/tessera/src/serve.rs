@@ -13,7 +13,18 @@ fn failed(e: impl std::fmt::Display) -> ArmError {
 }
 
 /// Runs the server (and an agent) until interrupted.
-pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, bool)>) -> Result<ExitCode, ArmError> {
+/// What the in-process agent runs behind its ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vms {
+    /// Namespace VMs on TAP ports (root).
+    Namespaces,
+    /// TAP ports only.
+    None,
+    /// Userspace VMs (no root).
+    Userspace,
+}
+
+pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, Vms)>) -> Result<ExitCode, ArmError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
@@ -36,13 +47,14 @@ pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, bool)
         crate::emit!("  az config set core.instance_discovery=false");
         crate::emit!("  az login --service-principal -u {} -p <secret> --tenant {}", c.client_id, c.tenant_id);
         let (stop, stopped) = watch::channel(false);
-        let agent = agent.map(|(host, namespace_vms)| {
+        let agent = agent.map(|(host, vms)| {
             let config = AgentConfig {
                 credentials: data_dir.join("credentials.json"),
                 status: data_dir.join(format!("agent-{host}.json")),
                 host,
                 underlay: None,
-                namespace_vms,
+                namespace_vms: vms == Vms::Namespaces,
+                userspace_vms: vms == Vms::Userspace,
                 netns: None,
                 peers: Vec::new(),
             };

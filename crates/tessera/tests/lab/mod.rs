@@ -95,8 +95,9 @@ impl Lab {
         ttl.parse().ok()
     }
 
-    /// An echo server inside a VM, running until the lab goes down.
-    pub fn serve(&self, vm: &str, port: u16) {
+    /// A TCP server inside a VM, until the lab goes down: each connection goes to `handle` on a
+    /// thread of its own.
+    pub fn server(&self, vm: &str, port: u16, handle: fn(TcpStream)) {
         let ns = namespace(vm);
         let stop = self.stop.clone();
         let (ready, started) = std::sync::mpsc::channel();
@@ -107,18 +108,53 @@ impl Lab {
             let _ = ready.send(());
             while !stop.load(Ordering::Relaxed) {
                 match l.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
-                        let mut buf = [0u8; 64];
-                        if let Ok(n) = s.read(&mut buf) {
-                            let _ = s.write_all(&buf[..n]);
-                        }
+                        std::thread::spawn(move || handle(s));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
         started.recv_timeout(Duration::from_secs(5)).expect("server started");
+    }
+
+    /// Echoes the first read of each connection.
+    pub fn serve(&self, vm: &str, port: u16) {
+        self.server(vm, port, |mut s| {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf) {
+                let _ = s.write_all(&buf[..n]);
+            }
+        });
+    }
+
+    /// Reads until the client stops sending, then answers with the number of bytes read (8
+    /// bytes, big-endian).
+    pub fn sink(&self, vm: &str, port: u16) {
+        self.server(vm, port, |mut s| {
+            let mut buf = vec![0u8; 65536];
+            let mut total: u64 = 0;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            let _ = s.write_all(&total.to_be_bytes());
+        });
+    }
+
+    /// Echoes every byte of each connection until it closes.
+    pub fn echo_stream(&self, vm: &str, port: u16) {
+        self.server(vm, port, |mut s| {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     /// A TCP connection from a VM that gets its bytes echoed back.
@@ -132,38 +168,6 @@ impl Lab {
             s.write_all(b"hello").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"hello"
         })
         .expect("run in namespace")
-    }
-
-    /// A server inside a VM that reads until the client stops sending and answers with the
-    /// number of bytes it read (8 bytes, big-endian).
-    pub fn sink(&self, vm: &str, port: u16) {
-        let ns = namespace(vm);
-        let stop = self.stop.clone();
-        let (ready, started) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            Netns::open(&ns).expect("namespace").enter().expect("enter");
-            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            let _ = ready.send(());
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let mut buf = vec![0u8; 65536];
-                        let mut total: u64 = 0;
-                        while let Ok(n) = s.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            total += n as u64;
-                        }
-                        let _ = s.write_all(&total.to_be_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        started.recv_timeout(Duration::from_secs(5)).expect("server started");
     }
 
     /// Sends `bytes` over TCP from a VM to a sink; true when the sink counted all of them.
@@ -254,36 +258,6 @@ impl Lab {
             assert!(std::time::Instant::now() < deadline, "{host} never ran {count} VMs");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// A server inside a VM that echoes every connection until it closes.
-    pub fn echo_stream(&self, vm: &str, port: u16) {
-        let ns = namespace(vm);
-        let stop = self.stop.clone();
-        let (ready, started) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            Netns::open(&ns).expect("namespace").enter().expect("enter");
-            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            let _ = ready.send(());
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 4096];
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        started.recv_timeout(Duration::from_secs(5)).expect("server started");
     }
 
     /// An ARM call with the lab's credentials.

@@ -16,7 +16,8 @@ use tessera_engine::{Change, Engine, Limits, load};
 use tessera_model::{ArmError, Kind, Resource, ResourceId};
 use tessera_store::{Op, Store, StoreError};
 
-use crate::auth::ServicePrincipal;
+use crate::auth::{Access, ServicePrincipal};
+use crate::rbac::{Rbac, RoleAssignment, RoleDefinition};
 
 /// The layout version of the records this build writes (next to the store's own schema).
 pub(crate) const RECORD_VERSION: u64 = 1;
@@ -97,6 +98,10 @@ fn aux_key(id: &ResourceId) -> String {
 const SEQUENCE_KEY: &str = "meta/sequence";
 /// The prefix of principal records.
 pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
+/// The prefix of custom role definitions.
+const DEFINITION_PREFIX: &str = "rbac/definition/";
+/// The prefix of role assignments.
+const ASSIGNMENT_PREFIX: &str = "rbac/assignment/";
 
 /// The engine document `id` names, rendered (without etags).
 pub(crate) fn render(engine: &Engine, id: &ResourceId) -> Option<Value> {
@@ -131,6 +136,10 @@ pub(crate) struct Core {
     pub(crate) groups: BTreeMap<String, Group>,
     pub(crate) aux: BTreeMap<ResourceId, Doc>,
     pub(crate) principals: BTreeMap<String, ServicePrincipal>,
+    /// Role definitions and assignments (copy on write: requests hold snapshots).
+    pub(crate) rbac: Arc<Rbac>,
+    /// Which tenant owns each subscription (lowercase ids), kept with the subscriptions.
+    pub(crate) sub_tenants: Arc<HashMap<String, String>>,
     /// Store operations staged by the current request, not yet handed to the committer.
     pending: Vec<Op>,
     /// The change log host agents follow.
@@ -217,6 +226,21 @@ impl Core {
                 core.principals.insert(sp.client_id.to_ascii_lowercase(), sp);
             }
         }
+        let mut rbac = Rbac::with_builtins();
+        for e in list(DEFINITION_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            if let Ok(d) = serde_json::from_value::<RoleDefinition>(body) {
+                rbac.definitions.insert(d.name.to_ascii_lowercase(), d);
+            }
+        }
+        for e in list(ASSIGNMENT_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            if let Ok(a) = serde_json::from_value::<RoleAssignment>(body) {
+                rbac.assignments.insert(a.name.to_ascii_lowercase(), a);
+            }
+        }
+        core.rbac = Arc::new(rbac);
+        core.refresh_tenants();
         Ok(core)
     }
 
@@ -280,7 +304,52 @@ impl Core {
         let doc = serde_json::to_value(&sub).unwrap_or_default();
         self.engine.apply(Change::Put(Resource::Subscription(sub)))?;
         self.pending.push(Op::put(key, record("", &doc)));
+        self.refresh_tenants();
         Ok(())
+    }
+
+    fn refresh_tenants(&mut self) {
+        let map = self
+            .engine
+            .state()
+            .subscriptions
+            .values()
+            .map(|s| (s.subscription_id.to_ascii_lowercase(), s.tenant_id.to_ascii_lowercase()))
+            .collect();
+        self.sub_tenants = Arc::new(map);
+    }
+
+    /// What an authorization decision needs, as of now.
+    pub(crate) fn access(&self) -> Access {
+        Access { rbac: self.rbac.clone(), tenants: self.sub_tenants.clone() }
+    }
+
+    /// Stores a role assignment.
+    pub(crate) fn put_assignment(&mut self, a: RoleAssignment) {
+        let body = serde_json::to_value(&a).unwrap_or_default();
+        self.pending.push(Op::put(format!("{ASSIGNMENT_PREFIX}{}", a.name.to_ascii_lowercase()), record("", &body)));
+        Arc::make_mut(&mut self.rbac).assignments.insert(a.name.to_ascii_lowercase(), a);
+    }
+
+    /// Removes a role assignment; the removed one.
+    pub(crate) fn delete_assignment(&mut self, name: &str) -> Option<RoleAssignment> {
+        let gone = Arc::make_mut(&mut self.rbac).assignments.remove(&name.to_ascii_lowercase())?;
+        self.pending.push(Op::delete(format!("{ASSIGNMENT_PREFIX}{}", name.to_ascii_lowercase())));
+        Some(gone)
+    }
+
+    /// Stores a custom role definition.
+    pub(crate) fn put_definition(&mut self, d: RoleDefinition) {
+        let body = serde_json::to_value(&d).unwrap_or_default();
+        self.pending.push(Op::put(format!("{DEFINITION_PREFIX}{}", d.name.to_ascii_lowercase()), record("", &body)));
+        Arc::make_mut(&mut self.rbac).definitions.insert(d.name.to_ascii_lowercase(), d);
+    }
+
+    /// Removes a custom role definition; the removed one.
+    pub(crate) fn delete_definition(&mut self, name: &str) -> Option<RoleDefinition> {
+        let gone = Arc::make_mut(&mut self.rbac).definitions.remove(&name.to_ascii_lowercase())?;
+        self.pending.push(Op::delete(format!("{DEFINITION_PREFIX}{}", name.to_ascii_lowercase())));
+        Some(gone)
     }
 
     /// Creates or replaces a resource group; returns whether it is new.

@@ -13,12 +13,12 @@ use serde_json::Value;
 use tessera_model::ArmError;
 use tokio::sync::RwLock;
 
-use crate::auth::{Principal, TokenKeys, authorize};
+use crate::auth::{Access, Principal, TokenKeys};
 use crate::commit::Committer;
 use crate::core::Core;
 use crate::operations::{Operation, OperationUrls, Operations};
 use crate::route::{self, Route};
-use crate::{actions, groups, identity, resources};
+use crate::{actions, authorization, groups, identity, resources};
 
 /// Settings of a running API.
 #[derive(Debug, Clone)]
@@ -29,11 +29,21 @@ pub struct ApiSettings {
     pub page_size: usize,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// How long issued tokens live, in seconds.
+    pub token_lifetime_secs: u64,
+    /// The clock skew tolerated when checking a token's expiry, in seconds.
+    pub token_leeway_secs: u64,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { retry_after: 1, page_size: 100, max_body: 4 << 20 }
+        ApiSettings {
+            retry_after: 1,
+            page_size: 100,
+            max_body: 4 << 20,
+            token_lifetime_secs: crate::auth::TOKEN_LIFETIME_SECS,
+            token_leeway_secs: 30,
+        }
     }
 }
 
@@ -85,6 +95,10 @@ pub(crate) struct Req {
     pub(crate) base: String,
     pub(crate) api_version: String,
     pub(crate) principal: Option<Principal>,
+    /// Principals of the auxiliary tokens (`x-ms-authorization-auxiliary`), each validated.
+    pub(crate) auxiliary: Vec<Principal>,
+    /// Role assignments and subscription tenants as of the start of the request.
+    pub(crate) access: Access,
 }
 
 impl Req {
@@ -119,7 +133,7 @@ impl Req {
 
     /// Authorizes `action` on `scope` for the caller.
     pub(crate) fn authorize(&self, action: &str, scope: &str) -> Result<(), ArmError> {
-        authorize(self.principal()?, action, scope)
+        self.access.check(self.principal()?, action, scope)
     }
 
     /// The URL of this request with other query parameters (for nextLink).
@@ -244,6 +258,7 @@ fn namespace_of(route: &Route) -> &str {
         Route::ListInGroup { arm_type, .. } | Route::ListInSubscription { arm_type, .. } => {
             arm_type.split('/').next().unwrap_or_default()
         }
+        Route::RoleAssignment { .. } | Route::RoleDefinition { .. } => "Microsoft.Authorization",
         _ => "Microsoft.Resources",
     }
 }
@@ -256,6 +271,7 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Token { .. }
             | Route::Operation { .. }
             | Route::Feed { .. }
+            | Route::Principal { .. }
     );
     match given {
         None if needs => Err(ArmError::bad_request(
@@ -307,11 +323,13 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
     let api_version = check_api_version(&route, given)?;
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
     let public = matches!(route, Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. });
-    let principal = if public {
-        None
+    let (principal, auxiliary, access) = if public {
+        (None, Vec::new(), Access::default())
     } else {
         let auth = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-        Some(app.keys.authenticate(auth)?)
+        let principal = app.keys.authenticate(auth)?;
+        let auxiliary = auxiliary_principals(&app.keys, &parts.headers)?;
+        (Some(principal), auxiliary, app.core.read().await.access())
     };
     let body = read_body(body, app.settings.max_body).await?;
     let req = Req {
@@ -324,6 +342,8 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         base: format!("https://{host}"),
         api_version,
         principal,
+        auxiliary,
+        access,
     };
     match &req.route {
         Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } => identity::handle(app, &req).await,
@@ -332,10 +352,49 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Operation { id, result } => operation(app, id, *result),
         Route::Action { .. } => actions::handle(app, &req).await,
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
+        Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
+            authorization::handle(app, &req).await
+        }
         Route::Resource(_) | Route::Children { .. } | Route::ListInGroup { .. } | Route::ListInSubscription { .. } => {
             resources::handle(app, &req).await
         }
     }
+}
+
+/// Most auxiliary tokens a request may carry (A5).
+const MAX_AUXILIARY: usize = 3;
+
+/// The principals of `x-ms-authorization-auxiliary: Bearer <t1>[, Bearer <t2>]…` (A5): at most
+/// three, and every one must be valid (401 naming the bad one otherwise).
+fn auxiliary_principals(keys: &TokenKeys, headers: &HeaderMap) -> Result<Vec<Principal>, ArmError> {
+    let Some(value) = headers.get("x-ms-authorization-auxiliary") else { return Ok(Vec::new()) };
+    let text = value.to_str().map_err(|_| {
+        ArmError::with_status(401, "InvalidAuxiliaryTokens", "The auxiliary authorization header is not text.")
+    })?;
+    let tokens: Vec<&str> = text.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    if tokens.len() > MAX_AUXILIARY {
+        return Err(ArmError::bad_request(
+            "TooManyAuxiliaryTokens",
+            format!("The request has {} auxiliary tokens; at most {MAX_AUXILIARY} are allowed.", tokens.len()),
+        ));
+    }
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            keys.authenticate_bearer(t).map_err(|e| {
+                ArmError::with_status(
+                    401,
+                    "InvalidAuxiliaryToken",
+                    format!(
+                        "The auxiliary token {} in 'x-ms-authorization-auxiliary' is not valid: {}",
+                        i + 1,
+                        e.message
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Reads the body up to `max` bytes. A larger body is drained (up to a hard cap, so that the

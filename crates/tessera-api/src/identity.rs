@@ -18,11 +18,17 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         }
         (Route::Token { tenant }, &Method::POST) => Ok(token(app, req, tenant).await),
         (Route::Tenants, &Method::GET) => {
-            req.authorize("Microsoft.Resources/tenants/read", "/")?;
+            // Every principal may list the tenants it belongs to: its home and those it is a
+            // guest in (no role needed, as in Azure).
+            let caller = req.principal()?;
             let core = app.core.read().await;
-            let mut tenants: Vec<String> =
-                core.engine.state().subscriptions.values().map(|s| s.tenant_id.to_ascii_lowercase()).collect();
-            tenants.push(app.identity.tenant.to_ascii_lowercase());
+            let mut tenants: Vec<String> = match core.principals.get(&caller.client_id.to_ascii_lowercase()) {
+                Some(sp) => std::iter::once(sp.tenant_id.clone()).chain(sp.guest_tenants.iter().cloned()).collect(),
+                None => vec![caller.tenant_id.clone()],
+            };
+            for t in &mut tenants {
+                *t = t.to_ascii_lowercase();
+            }
             tenants.sort();
             tenants.dedup();
             let value: Vec<Value> = tenants
@@ -35,9 +41,18 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             Ok(json_value(StatusCode::OK, &json!({ "value": value })))
         }
         (Route::Subscriptions, &Method::GET) => {
-            req.authorize("Microsoft.Resources/subscriptions/read", "/")?;
+            // Only the subscriptions of the token's tenant in which the caller holds a role.
+            let caller = req.principal()?;
             let core = app.core.read().await;
-            let value: Vec<Value> = core.engine.state().subscriptions.values().map(subscription_body).collect();
+            let value: Vec<Value> = core
+                .engine
+                .state()
+                .subscriptions
+                .values()
+                .filter(|s| s.tenant_id.eq_ignore_ascii_case(&caller.tenant_id))
+                .filter(|s| core.rbac.sees(&caller.client_id, &format!("/subscriptions/{}", s.subscription_id)))
+                .map(subscription_body)
+                .collect();
             Ok(json_value(StatusCode::OK, &json!({ "value": value })))
         }
         (Route::Subscription { sub }, &Method::GET) => {
@@ -187,18 +202,18 @@ async fn token(app: &App, req: &Req, tenant: &str) -> Response {
     let Some(sp) = sp.filter(|sp| sp.check_secret(secret)) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client secret or client id.");
     };
-    if !sp.tenant_id.eq_ignore_ascii_case(tenant) {
+    if !sp.member_of(tenant) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             &format!("Application '{client_id}' was not found in the directory '{tenant}'."),
         );
     }
-    match app.keys.issue(sp, audience) {
+    match app.keys.issue(sp, tenant, audience) {
         Ok(token) => json_value(
             StatusCode::OK,
-            &json!({"token_type": "Bearer", "expires_in": crate::auth::TOKEN_LIFETIME_SECS,
-                    "ext_expires_in": crate::auth::TOKEN_LIFETIME_SECS, "access_token": token}),
+            &json!({"token_type": "Bearer", "expires_in": app.keys.lifetime(),
+                    "ext_expires_in": app.keys.lifetime(), "access_token": token}),
         ),
         Err(e) => crate::http::error_response(&e),
     }

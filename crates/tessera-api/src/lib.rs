@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod auth;
+mod authorization;
 mod commit;
 mod core;
 mod feed;
@@ -12,11 +13,11 @@ mod groups;
 mod http;
 mod identity;
 mod operations;
+pub mod rbac;
 mod resources;
 mod route;
 mod server;
 pub mod tls;
 
-pub use auth::authorize;
 pub use http::ApiSettings;
 pub use server::{Credentials, RunningServer, ServeConfig, StoreKind, start};

@@ -418,9 +418,12 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
     if how == ChildWrite::ReadOnly {
         return Err(method_not_allowed(req));
     }
-    req.authorize(&format!("{}/write", parent.kind().arm_type()), id.as_str())?;
     let child_type = format!("{}/{coll}", parent.kind().arm_type());
+    req.authorize(&format!("{child_type}/write"), id.as_str())?;
     let body = body_for(req, id, &child_type)?;
+    if id.kind() == Kind::Peering {
+        crate::authorization::linked(req, &body)?;
+    }
     let sync = req.query("syncRemoteAddressSpace").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let (created, child, location) = app
         .write(|core| {
@@ -459,7 +462,7 @@ async fn delete_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Resu
     if how == ChildWrite::ReadOnly {
         return Err(method_not_allowed(req));
     }
-    req.authorize(&format!("{}/delete", parent.kind().arm_type()), id.as_str())?;
+    req.authorize(&format!("{}/{coll}/delete", parent.kind().arm_type()), id.as_str())?;
     let deleted = app
         .write(|core| {
             check_scope(core, id)?;

@@ -35,6 +35,32 @@ pub(crate) enum Route {
     Action { target: ResourceId, action: String },
     /// `GET /tessera/feed/{host}`: the watch feed for host agents.
     Feed { host: String },
+    /// `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
+    RoleAssignment { scope: String, name: Option<String> },
+    /// `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{name}]`.
+    RoleDefinition { scope: String, name: Option<String> },
+    /// `/tessera/principals/{clientId}`: Tessera's directory of service principals.
+    Principal { client_id: String },
+}
+
+/// A `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]` path.
+fn authorization(seg: &[&str]) -> Option<Route> {
+    let at = seg.windows(3).position(|w| {
+        eq(w[0], "providers")
+            && eq(w[1], "Microsoft.Authorization")
+            && (eq(w[2], "roleAssignments") || eq(w[2], "roleDefinitions"))
+    })?;
+    let rest = &seg[at + 3..];
+    if rest.len() > 1 {
+        return None;
+    }
+    let scope = format!("/{}", seg[..at].join("/"));
+    let name = rest.first().map(|n| (*n).to_string());
+    Some(if eq(seg[at + 2], "roleAssignments") {
+        Route::RoleAssignment { scope, name }
+    } else {
+        Route::RoleDefinition { scope, name }
+    })
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -59,8 +85,12 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
     if seg.iter().any(|s| s.is_empty()) {
         return Err(not_found(path));
     }
+    if let Some(r) = authorization(&seg) {
+        return Ok(r);
+    }
     match seg.as_slice() {
         [m, e] if eq(m, "metadata") && eq(e, "endpoints") => Ok(Route::Metadata),
+        [t, p, id] if eq(t, "tessera") && eq(p, "principals") => Ok(Route::Principal { client_id: (*id).to_string() }),
         [t, v, w, o] if eq(v, "v2.0") && eq(w, ".well-known") && eq(o, "openid-configuration") => {
             Ok(Route::OpenIdConfiguration { tenant: (*t).to_string() })
         }

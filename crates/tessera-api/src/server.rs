@@ -133,6 +133,11 @@ fn first_start(core: &mut Core, store: &dyn Store, creds_path: &Path) -> std::io
         && let Ok(c) = serde_json::from_str::<Credentials>(&text)
         && core.principals.get(&c.client_id.to_ascii_lowercase()).is_some_and(|sp| sp.check_secret(&c.client_secret))
     {
+        // A store from before role assignments existed: its principal administers it.
+        if core.rbac.assignments.is_empty() {
+            core.put_assignment(owner_at_root(&c.client_id));
+            store.commit(&core.take_pending()).map_err(io)?;
+        }
         return Ok((c.client_id, c.client_secret));
     }
     if !core.engine.state().subscriptions.contains_key(DEFAULT_SUBSCRIPTION) {
@@ -146,10 +151,23 @@ fn first_start(core: &mut Core, store: &dyn Store, creds_path: &Path) -> std::io
         tenant_id: DEFAULT_TENANT.to_string(),
         display_name: "tessera-admin".to_string(),
         secret_sha256: sha256_hex(&secret),
+        guest_tenants: Vec::new(),
     };
     core.put_principal(sp);
+    // The first principal administers the server: Owner at the root scope (its tenant's
+    // subscriptions, new subscriptions, principals).
+    core.put_assignment(owner_at_root(&client_id));
     store.commit(&core.take_pending()).map_err(io)?;
     Ok((client_id, secret))
+}
+
+fn owner_at_root(client_id: &str) -> crate::rbac::RoleAssignment {
+    crate::rbac::RoleAssignment {
+        name: uuid::Uuid::new_v4().to_string(),
+        scope: "/".to_string(),
+        role: crate::rbac::OWNER.to_string(),
+        principal_id: client_id.to_ascii_lowercase(),
+    }
 }
 
 fn write_credentials(path: &Path, c: &Credentials) -> std::io::Result<()> {
@@ -167,7 +185,8 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     let certs = crate::tls::ensure_certificates(&config.data_dir)?;
     let tls = crate::tls::server_config(&certs)?;
     let store = open_store(&config)?;
-    let keys = TokenKeys::new(&signing_key(&*store)?);
+    let keys = TokenKeys::new(&signing_key(&*store)?)
+        .with_lifetime(config.settings.token_lifetime_secs, config.settings.token_leeway_secs);
     let mut core = Core::load(&*store, config.limits.clone()).map_err(io)?;
     let creds_path = config.data_dir.join("credentials.json");
     let (client_id, client_secret) = first_start(&mut core, &*store, &creds_path)?;

@@ -37,12 +37,18 @@ impl Api {
     }
 
     pub(crate) async fn start_in(dir: tempfile::TempDir) -> Api {
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// A server with its configuration adjusted by `adjust`.
+    pub(crate) async fn start_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Api {
         let mut config = ServeConfig::new(dir.path());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.store = StoreKind::Redb;
         config.settings.retry_after = 0;
         config.settings.page_size = 2;
         config.settings.max_body = 1 << 20;
+        adjust(&mut config);
         let server = tessera_api::start(config).await.expect("server starts");
         let creds = server.credentials.clone();
         let client = client_for(&creds.ca_certificate);
@@ -63,6 +69,56 @@ impl Api {
             .expect("token body");
         let token = token["access_token"].as_str().expect("access token").to_string();
         Api { server: Some(server), client, token, creds, dir }
+    }
+
+    /// A token for a principal in a tenant (None when the token endpoint refuses).
+    pub(crate) async fn token_for(&self, client_id: &str, secret: &str, tenant: &str) -> Option<String> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", "https://management.azure.com/.default"),
+        ];
+        let v: Value = self
+            .client
+            .post(self.url(&format!("/{tenant}/oauth2/v2.0/token")))
+            .form(&form)
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("token body");
+        v["access_token"].as_str().map(str::to_string)
+    }
+
+    /// One ARM call with a given token and auxiliary tokens.
+    pub(crate) async fn call_as(
+        &self,
+        token: &str,
+        aux: &[&str],
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = if path.contains("api-version=") {
+            self.url(path)
+        } else {
+            self.url(&format!("{path}{sep}api-version=2024-05-01"))
+        };
+        let mut req = self.client.request(method, url).bearer_auth(token);
+        if !aux.is_empty() {
+            let value = aux.iter().map(|t| format!("Bearer {t}")).collect::<Vec<_>>().join(", ");
+            req = req.header("x-ms-authorization-auxiliary", value);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Stops the server and starts a new one on the same data directory.

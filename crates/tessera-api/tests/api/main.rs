@@ -7,3 +7,4 @@ mod bad_input;
 mod feed;
 mod operations;
 mod persistence;
+mod rbac;

@@ -1,0 +1,274 @@
+//! Role-based access and cross-tenant peering (spec §2.4, A1–A5): built-in roles decide each
+//! operation, role assignments through the Microsoft.Authorization API, a token of another
+//! tenant is refused, and a peering link needs `peer/action` on the remote VNet — from an
+//! auxiliary token when the remote VNet is in another tenant (403 `LinkedAuthorizationFailed`
+//! in both of ARM's shapes otherwise).
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::Api;
+
+const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+const NETWORK_CONTRIBUTOR: &str = "4d97b98b-1d4f-4787-a291-c67834d212e7";
+const AUTH_API: &str = "api-version=2022-04-01";
+
+fn guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Makes a principal (home tenant, guest tenants) through the admin's token; its secret.
+async fn principal(api: &Api, tenant: &str, guests: &[&str]) -> (String, String) {
+    let id = guid();
+    let secret = format!("secret-{}", guid());
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &format!("/tessera/principals/{id}"),
+            Some(json!({"tenantId": tenant, "displayName": "test", "guestTenants": guests, "secret": secret})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    (id, secret)
+}
+
+async fn assign(api: &Api, token: &str, scope: &str, role: &str, who: &str) {
+    let (s, v) = api
+        .call_as(
+            token,
+            &[],
+            Method::PUT,
+            &format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", guid()),
+            Some(json!({"properties": {"roleDefinitionId": format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+                                     "principalId": who}})),
+        )
+        .await;
+    assert_eq!(s, 201, "assignment: {v}");
+}
+
+fn vnet_body(prefix: &str) -> Value {
+    json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": [prefix]}}})
+}
+
+/// An operation and its expected status as owner, reader, network contributor on `other`, and a
+/// principal without a role.
+type Row = (&'static str, Method, String, Option<Value>, [u16; 4]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_roles_decide_each_operation() {
+    let api = Api::start().await;
+    let tenant = api.creds.tenant_id.clone();
+    api.group("net").await;
+    api.group("other").await;
+    api.vnet("net", "v1", "10.1.0.0/16").await;
+    api.vnet("other", "v2", "10.2.0.0/16").await;
+    let sub = api.sub();
+    let mut tokens = Vec::new();
+    for role in [Some((READER, sub.clone())), Some((NETWORK_CONTRIBUTOR, format!("{sub}/resourceGroups/other"))), None]
+    {
+        let (id, secret) = principal(&api, &tenant, &[]).await;
+        if let Some((role, scope)) = role {
+            assign(&api, &api.token, &scope, role, &id).await;
+        }
+        tokens.push(api.token_for(&id, &secret, &tenant).await.expect("token"));
+    }
+    let (reader, netc, nobody) = (&tokens[0], &tokens[1], &tokens[2]);
+    let owner = &api.token;
+    let v1 = api.net("net", "virtualNetworks/v1");
+    let assignment = format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", guid());
+    let grant = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{READER}"),
+                                      "principalId": api.creds.client_id}});
+    // (what, method, path, body, status as owner, reader, network contributor on `other`, nobody)
+    let rows: Vec<Row> = vec![
+        ("read a VNet", Method::GET, v1.clone(), None, [200, 200, 403, 403]),
+        ("list a group's VNets", Method::GET, api.net("other", "virtualNetworks"), None, [200, 200, 200, 403]),
+        (
+            "write a VNet in net",
+            Method::PUT,
+            api.net("net", "virtualNetworks/w"),
+            Some(vnet_body("10.3.0.0/16")),
+            [201, 403, 403, 403],
+        ),
+        (
+            "write a VNet in other",
+            Method::PUT,
+            api.net("other", "virtualNetworks/x"),
+            Some(vnet_body("10.4.0.0/16")),
+            [201, 403, 201, 403],
+        ),
+        ("delete a VNet in net", Method::DELETE, api.net("net", "virtualNetworks/none"), None, [204, 403, 403, 403]),
+        ("read a subnet", Method::GET, format!("{v1}/subnets/default"), None, [200, 200, 403, 403]),
+        ("assign a role", Method::PUT, assignment, Some(grant), [201, 403, 403, 403]),
+        (
+            "list role definitions",
+            Method::GET,
+            format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}"),
+            None,
+            [200, 200, 403, 403],
+        ),
+        (
+            "list role assignments",
+            Method::GET,
+            format!("{sub}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}"),
+            None,
+            [200, 200, 403, 403],
+        ),
+    ];
+    for (what, method, path, body, expected) in rows {
+        let mut got = [0u16; 4];
+        for (i, t) in [owner, reader, netc, nobody].into_iter().enumerate() {
+            // A write that succeeded once would answer 200 the second time: each caller gets a
+            // fresh target where the row writes.
+            let path = if method == Method::PUT && i > 0 && path.contains("virtualNetworks/") {
+                path.replace("virtualNetworks/w", "virtualNetworks/w2")
+                    .replace("virtualNetworks/x", &format!("virtualNetworks/x{i}"))
+            } else {
+                path.clone()
+            };
+            let (s, v) = api.call_as(t, &[], method.clone(), &path, body.clone()).await;
+            if s == 403 {
+                assert_eq!(v["error"]["code"], "AuthorizationFailed", "{what}: {v}");
+            }
+            got[i] = s;
+        }
+        assert_eq!(got, expected, "{what} as owner, reader, network contributor on 'other', nobody");
+    }
+    // The network contributor of `other` writes there (A1), including its own second VNet.
+    let (s, v) = api
+        .call_as(netc, &[], Method::PUT, &api.net("other", "virtualNetworks/mine"), Some(vnet_body("10.5.0.0/16")))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // Subscriptions are listed to those who hold a role in them, and no one else.
+    for (t, count) in [(owner, 1), (reader, 1), (netc, 1), (nobody, 0)] {
+        let (s, v) = api.call_as(t, &[], Method::GET, "/subscriptions?api-version=2022-12-01", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["value"].as_array().map(Vec::len), Some(count), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_tenant_peering_needs_peer_action_through_an_auxiliary_token() {
+    let api = Api::start().await;
+    let t1 = api.creds.tenant_id.clone();
+    let (t2, s2) = (guid(), guid());
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &format!("/subscriptions/{s2}?api-version=2022-12-01"),
+            Some(json!({"tenantId": t2, "displayName": "remote"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // The admin becomes a guest of the second tenant to set it up, as an Azure admin would.
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &format!("/tessera/principals/{}", api.creds.client_id),
+            Some(json!({"tenantId": t1, "guestTenants": [t2]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let admin2 = api.token_for(&api.creds.client_id, &api.creds.client_secret, &t2).await.expect("admin in t2");
+    let remote_rg = format!("/subscriptions/{s2}/resourceGroups/remote");
+    let (s, v) = api
+        .call_as(
+            &admin2,
+            &[],
+            Method::PUT,
+            &format!("{remote_rg}?api-version=2022-12-01"),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let vb = format!("{remote_rg}/providers/Microsoft.Network/virtualNetworks/vb");
+    let (s, v) = api.call_as(&admin2, &[], Method::PUT, &vb, Some(vnet_body("10.20.0.0/16"))).await;
+    assert_eq!(s, 201, "{v}");
+    api.group("net").await;
+    api.group("other").await;
+    api.vnet("net", "va", "10.1.0.0/16").await;
+    api.vnet("other", "vo", "10.2.0.0/16").await;
+    let net_rg = format!("{}/resourceGroups/net", api.sub());
+
+    // x: network contributor on both sides, a guest of t2. y: the same at home, nothing remote.
+    let (x, xs) = principal(&api, &t1, &[&t2]).await;
+    let (y, ys) = principal(&api, &t1, &[&t2]).await;
+    for who in [&x, &y] {
+        assign(&api, &api.token, &net_rg, NETWORK_CONTRIBUTOR, who).await;
+    }
+    assign(&api, &admin2, &remote_rg, NETWORK_CONTRIBUTOR, &x).await;
+    let (x1, x2) = (api.token_for(&x, &xs, &t1).await.expect("x"), api.token_for(&x, &xs, &t2).await.expect("x in t2"));
+    let (y1, y2) = (api.token_for(&y, &ys, &t1).await.expect("y"), api.token_for(&y, &ys, &t2).await.expect("y in t2"));
+
+    let link = api.net("net", "virtualNetworks/va/virtualNetworkPeerings/va-to-vb");
+    let body = json!({"properties": {"remoteVirtualNetwork": {"id": vb}, "allowVirtualNetworkAccess": true}});
+    // A4 (b): no token of the remote tenant.
+    let (s, v) = api.call_as(&x1, &[], Method::PUT, &link, Some(body.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("LinkedAuthorizationFailed")), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap_or_default().contains("not authorized to access linked subscription"),
+        "{v}"
+    );
+    // A5: an auxiliary token that is not valid is a 401; more than three is refused.
+    let (s, v) = api.call_as(&x1, &["not-a-token"], Method::PUT, &link, Some(body.clone())).await;
+    assert_eq!(s, 401, "{v}");
+    let (s, _) = api.call_as(&x1, &[&x2, &x2, &x2, &x2], Method::PUT, &link, Some(body.clone())).await;
+    assert_eq!(s, 400);
+    // A4 (a): y's remote-tenant token holds no peer/action on vb.
+    let (s, v) = api.call_as(&y1, &[&y2], Method::PUT, &link, Some(body.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("LinkedAuthorizationFailed")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("peer/action"), "{v}");
+    // A5: with x's token of the remote tenant the link is made.
+    let (s, v) = api.call_as(&x1, &[&x2], Method::PUT, &link, Some(body.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["properties"]["peeringState"], "Initiated");
+    // A4 (a) within one tenant: no rights on the remote VNet of another resource group.
+    let local = api.net("net", "virtualNetworks/va/virtualNetworkPeerings/va-to-vo");
+    let to_vo = json!({"properties": {"remoteVirtualNetwork": {"id": api.net("other", "virtualNetworks/vo")}}});
+    let (s, v) = api.call_as(&x1, &[], Method::PUT, &local, Some(to_vo.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("LinkedAuthorizationFailed")), "{v}");
+    // The admin (Owner at the root) may.
+    let (s, v) = api.call(Method::PUT, &local, Some(to_vo)).await;
+    assert_eq!(s, 201, "{v}");
+    // A token of the home tenant does not open the remote tenant's subscription.
+    let (s, v) = api.call_as(&x1, &[], Method::GET, &vb, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("InvalidAuthenticationTokenTenant")), "{v}");
+    let (s, _) = api.call_as(&x2, &[], Method::GET, &vb, None).await;
+    assert_eq!(s, 200);
+    // A principal signs in only to its home and the tenants it is a guest in.
+    let (z, zs) = principal(&api, &t1, &[]).await;
+    assert!(api.token_for(&z, &zs, &t2).await.is_none());
+    // /tenants lists the caller's tenants.
+    let (_, v) = api.call_as(&x1, &[], Method::GET, "/tenants?api-version=2022-12-01", None).await;
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(2), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_that_are_expired_forged_or_of_no_principal_get_401() {
+    let api = Api::start_with(tempfile::tempdir().expect("dir"), |c| {
+        c.settings.token_lifetime_secs = 1;
+        c.settings.token_leeway_secs = 0;
+    })
+    .await;
+    let path = format!("{}/resourcegroups?api-version=2022-12-01", api.sub());
+    let token = api.token.clone();
+    // A changed signature, and a payload changed to name another tenant: the signature fails.
+    let mut forged = token.clone();
+    let last = forged.pop().map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+    forged.push(last);
+    let parts: Vec<&str> = token.split('.').collect();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("payload")).expect("claims");
+    claims["tid"] = json!(guid());
+    claims["iss"] = json!(format!("https://sts.tessera.local/{}/", claims["tid"].as_str().expect("tid")));
+    let other_tenant = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    for (what, t) in [("signature", forged.as_str()), ("tenant", other_tenant.as_str()), ("garbage", "a.b.c")] {
+        let (s, v) = api.call_as(t, &[], Method::GET, &path, None).await;
+        assert_eq!(s, 401, "{what}: {v}");
+    }
+    let (s, _) = api.call_as(&token, &[], Method::GET, &path, None).await;
+    assert_eq!(s, 200, "the token itself is fine while fresh");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let (s, v) = api.call_as(&token, &[], Method::GET, &path, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("ExpiredAuthenticationToken")), "{v}");
+}

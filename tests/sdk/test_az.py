@@ -205,3 +205,71 @@ def test_az_cli_peering_lifecycle(server, az):
     assert az("network", "vnet", "peering", "list", "-g", GROUP, "--vnet-name", "vnet2") == []
     missing = az.fails("network", "vnet", "peering", "show", "-g", GROUP, "--vnet-name", "vnet2", "-n", "vnet2-to-vnet1")
     assert "NotFound" in missing
+
+
+def test_az_cli_cross_tenant_peering_with_two_logins(server):
+    """A5 through az: one principal, a guest in a second tenant, logged in to both tenants; `az
+    network vnet peering create` to a VNet of the other tenant sends the other tenant's token as
+    the auxiliary one. Without the second login the same command fails with
+    LinkedAuthorizationFailed."""
+    import uuid
+
+    import requests
+
+    c = server.creds
+    t1, s1 = c["tenantId"], c["subscriptionId"]
+    t2, s2 = str(uuid.uuid4()), str(uuid.uuid4())
+    admin = server.token()
+
+    def call(token, method, path, body, api):
+        r = requests.request(method, f"{server.endpoint}{path}?api-version={api}", json=body, verify=server.ca,
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code < 300, r.text
+
+    def tenant_token(client, secret, tenant):
+        r = requests.post(f"{server.endpoint}/{tenant}/oauth2/v2.0/token", verify=server.ca, timeout=10,
+                          data={"grant_type": "client_credentials", "client_id": client, "client_secret": secret,
+                                "scope": "https://management.azure.com/.default"})
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def assign(token, scope, principal):
+        call(token, "PUT", f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
+             {"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/"
+                             "4d97b98b-1d4f-4787-a291-c67834d212e7", "principalId": principal}}, "2022-04-01")
+
+    call(admin, "PUT", f"/subscriptions/{s2}", {"tenantId": t2, "displayName": "az tenant two"}, "2022-12-01")
+    call(admin, "PUT", f"/tessera/principals/{c['clientId']}", {"tenantId": t1, "guestTenants": [t2]}, "2024-05-01")
+    admin2 = tenant_token(c["clientId"], c["clientSecret"], t2)
+    for token, sub, rg, vnet, prefix in ((admin, s1, "az-local", "va", "10.71.0.0/16"),
+                                          (admin2, s2, "az-remote", "vb", "10.72.0.0/16")):
+        call(token, "PUT", f"/subscriptions/{sub}/resourceGroups/{rg}", {"location": LOCATION}, "2022-12-01")
+        call(token, "PUT", f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{vnet}",
+             {"location": LOCATION, "properties": {"addressSpace": {"addressPrefixes": [prefix]}}}, "2024-05-01")
+    x, secret = str(uuid.uuid4()), "az-x-" + uuid.uuid4().hex
+    call(admin, "PUT", f"/tessera/principals/{x}", {"tenantId": t1, "guestTenants": [t2], "secret": secret},
+         "2024-05-01")
+    assign(admin, f"/subscriptions/{s1}/resourceGroups/az-local", x)
+    assign(admin2, f"/subscriptions/{s2}/resourceGroups/az-remote", x)
+    vb = f"/subscriptions/{s2}/resourceGroups/az-remote/providers/Microsoft.Network/virtualNetworks/vb"
+
+    with tempfile.TemporaryDirectory(prefix="tessera-az2-") as config_dir:
+        az = Az(find_az(), Path(config_dir), server.ca)
+        az("cloud", "register", "-n", CLOUD, "--endpoint-resource-manager", server.endpoint + "/")
+        az("cloud", "set", "-n", CLOUD)
+        az("config", "set", "core.instance_discovery=false")
+        az("login", "--service-principal", "-u", x, f"--password={secret}", "--tenant", t1)
+        az("account", "set", "--subscription", s1)
+        create = ("network", "vnet", "peering", "create", "-g", "az-local", "--vnet-name", "va", "-n", "va-to-vb",
+                  "--remote-vnet", vb, "--allow-vnet-access")
+        # Logged in to tenant 1 only: no token of tenant 2 to send.
+        refused = az.fails(*create)
+        assert "LinkedAuthorizationFailed" in refused or s2 in refused, refused[-3000:]
+        # The second login (tenant 2): az sends its token as the auxiliary one.
+        az("login", "--service-principal", "-u", x, f"--password={secret}", "--tenant", t2)
+        subscriptions = {s["id"] for s in az("account", "list")}
+        assert {s1, s2} <= subscriptions, subscriptions
+        az("account", "set", "--subscription", s1)
+        made = az(*create)
+        assert made["peeringState"] == "Initiated"
+        assert made["remoteVirtualNetwork"]["id"].lower() == vb.lower()

@@ -236,7 +236,7 @@ impl Core {
         for e in list(ASSIGNMENT_PREFIX)? {
             let (_, body) = parse_record(&e.value)?;
             if let Ok(a) = serde_json::from_value::<RoleAssignment>(body) {
-                rbac.assignments.insert(a.name.to_ascii_lowercase(), a);
+                rbac.assign(a);
             }
         }
         core.rbac = Arc::new(rbac);
@@ -328,12 +328,12 @@ impl Core {
     pub(crate) fn put_assignment(&mut self, a: RoleAssignment) {
         let body = serde_json::to_value(&a).unwrap_or_default();
         self.pending.push(Op::put(format!("{ASSIGNMENT_PREFIX}{}", a.name.to_ascii_lowercase()), record("", &body)));
-        Arc::make_mut(&mut self.rbac).assignments.insert(a.name.to_ascii_lowercase(), a);
+        Arc::make_mut(&mut self.rbac).assign(a);
     }
 
     /// Removes a role assignment; the removed one.
     pub(crate) fn delete_assignment(&mut self, name: &str) -> Option<RoleAssignment> {
-        let gone = Arc::make_mut(&mut self.rbac).assignments.remove(&name.to_ascii_lowercase())?;
+        let gone = Arc::make_mut(&mut self.rbac).unassign(name)?;
         self.pending.push(Op::delete(format!("{ASSIGNMENT_PREFIX}{}", name.to_ascii_lowercase())));
         Some(gone)
     }

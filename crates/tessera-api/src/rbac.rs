@@ -85,8 +85,10 @@ pub struct RoleAssignment {
 pub struct Rbac {
     /// Definitions by lowercase GUID.
     pub definitions: BTreeMap<String, RoleDefinition>,
-    /// Assignments by lowercase GUID.
+    /// Assignments by lowercase GUID (change them with [`Rbac::assign`] and [`Rbac::unassign`]).
     pub assignments: BTreeMap<String, RoleAssignment>,
+    /// The assignments of each principal (lowercase client id): a decision reads only these.
+    by_principal: std::collections::HashMap<String, Vec<String>>,
 }
 
 fn builtin(name: &str, role: &str, description: &str, actions: &[&str], not_actions: &[&str]) -> RoleDefinition {
@@ -156,12 +158,37 @@ impl Rbac {
         r
     }
 
+    /// Adds (or replaces) an assignment.
+    pub fn assign(&mut self, a: RoleAssignment) {
+        let key = a.name.to_ascii_lowercase();
+        self.unassign(&key);
+        self.by_principal.entry(a.principal_id.to_ascii_lowercase()).or_default().push(key.clone());
+        self.assignments.insert(key, a);
+    }
+
+    /// Removes an assignment; the removed one.
+    pub fn unassign(&mut self, name: &str) -> Option<RoleAssignment> {
+        let key = name.to_ascii_lowercase();
+        let gone = self.assignments.remove(&key)?;
+        if let Some(list) = self.by_principal.get_mut(&gone.principal_id.to_ascii_lowercase()) {
+            list.retain(|k| *k != key);
+        }
+        Some(gone)
+    }
+
+    fn of(&self, principal: &str) -> impl Iterator<Item = &RoleAssignment> {
+        self.by_principal
+            .get(&principal.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.assignments.get(k))
+    }
+
     /// Whether `principal` may perform `action` on `scope`: some role it holds at the scope or
     /// above permits it.
     pub fn allows(&self, principal: &str, action: &str, scope: &str) -> bool {
-        self.assignments.values().any(|a| {
-            a.principal_id.eq_ignore_ascii_case(principal)
-                && covers(&a.scope, scope)
+        self.of(principal).any(|a| {
+            covers(&a.scope, scope)
                 && self.definitions.get(&a.role.to_ascii_lowercase()).is_some_and(|d| d.allows(action))
         })
     }
@@ -169,9 +196,7 @@ impl Rbac {
     /// Whether `principal` holds any role at or under `scope`, or above it (for listing what a
     /// caller can see).
     pub fn sees(&self, principal: &str, scope: &str) -> bool {
-        self.assignments.values().any(|a| {
-            a.principal_id.eq_ignore_ascii_case(principal) && (covers(&a.scope, scope) || covers(scope, &a.scope))
-        })
+        self.of(principal).any(|a| covers(&a.scope, scope) || covers(scope, &a.scope))
     }
 }
 
@@ -214,10 +239,7 @@ mod tests {
 
     fn assign(r: &mut Rbac, who: &str, role: &str, scope: &str) {
         let name = format!("{who}-{role}-{scope}");
-        r.assignments.insert(
-            name.clone(),
-            RoleAssignment { name, scope: scope.into(), role: role.into(), principal_id: who.into() },
-        );
+        r.assign(RoleAssignment { name, scope: scope.into(), role: role.into(), principal_id: who.into() });
     }
 
     #[test]

@@ -27,8 +27,13 @@ pub fn unreachable(e: impl std::fmt::Display) -> ArmError {
     ArmError::with_status(503, "ServerUnreachable", e.to_string())
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 impl Session {
-    /// Signs in with a credentials file (`<data dir>/credentials.json`).
+    /// Signs in with a credentials file: the one `tessera serve` writes (client id and secret),
+    /// or one `tessera login` writes (a token, used while it is valid).
     pub async fn sign_in(credentials: &Path) -> Result<Session, ArmError> {
         let text = std::fs::read_to_string(credentials).map_err(|e| {
             ArmError::bad_request(
@@ -39,28 +44,71 @@ impl Session {
         let c: Value = serde_json::from_str(&text).map_err(unreachable)?;
         let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
         let client = client(Path::new(&s("caCertificate")))?;
-        let endpoint = s("endpoint");
-        let form = [
-            ("grant_type", "client_credentials".to_string()),
-            ("client_id", s("clientId")),
-            ("client_secret", s("clientSecret")),
-            ("scope", "https://management.azure.com/.default".to_string()),
-        ];
-        let r = client
-            .post(format!("{endpoint}/{}/oauth2/v2.0/token", s("tenantId")))
-            .form(&form)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let body: Value = r.json().await.map_err(unreachable)?;
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| {
-                ArmError::with_status(401, "SignInFailed", format!("the server refused the sign-in: {body}"))
-            })?
-            .to_string();
-        Ok(Session { client, endpoint, token, subscription: s("subscriptionId") })
+        if let Some(token) = c["accessToken"].as_str() {
+            if c["expiresOn"].as_u64().unwrap_or(0) <= now() + 30 {
+                return Err(ArmError::with_status(
+                    401,
+                    "ExpiredAuthenticationToken",
+                    format!("the sign-in in {} has expired; run `tessera login` again", credentials.display()),
+                ));
+            }
+            return Ok(Session {
+                client,
+                endpoint: s("endpoint"),
+                token: token.to_string(),
+                subscription: s("subscriptionId"),
+            });
+        }
+        let (token, _) = token(&client, &s("endpoint"), &s("tenantId"), &s("clientId"), &s("clientSecret")).await?;
+        Ok(Session { client, endpoint: s("endpoint"), token, subscription: s("subscriptionId") })
     }
+
+    /// Signs in as a principal of a tenant at the server of `server_credentials` (its endpoint
+    /// and CA); the session and when its token expires (seconds since the epoch).
+    pub async fn sign_in_as(
+        server_credentials: &Path,
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(Session, String, u64), ArmError> {
+        let text = std::fs::read_to_string(server_credentials).map_err(|e| {
+            ArmError::bad_request(
+                "CredentialsNotReadable",
+                format!("cannot read {}: {e}", server_credentials.display()),
+            )
+        })?;
+        let c: Value = serde_json::from_str(&text).map_err(unreachable)?;
+        let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        let ca = s("caCertificate");
+        let client = client(Path::new(&ca))?;
+        let (token, lifetime) = token(&client, &s("endpoint"), tenant, client_id, secret).await?;
+        let session = Session { client, endpoint: s("endpoint"), token, subscription: String::new() };
+        Ok((session, ca, now() + lifetime))
+    }
+}
+
+/// Client credentials at the token endpoint: the token and its lifetime in seconds.
+async fn token(
+    client: &Client,
+    endpoint: &str,
+    tenant: &str,
+    id: &str,
+    secret: &str,
+) -> Result<(String, u64), ArmError> {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+        ("scope", "https://management.azure.com/.default"),
+    ];
+    let r =
+        client.post(format!("{endpoint}/{tenant}/oauth2/v2.0/token")).form(&form).send().await.map_err(unreachable)?;
+    let body: Value = r.json().await.map_err(unreachable)?;
+    let token = body["access_token"]
+        .as_str()
+        .ok_or_else(|| ArmError::with_status(401, "SignInFailed", format!("the server refused the sign-in: {body}")))?
+        .to_string();
+    Ok((token, body["expires_in"].as_u64().unwrap_or(3600)))
 }
 
 fn client(ca: &Path) -> Result<Client, ArmError> {

@@ -38,7 +38,21 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     }
     let a = action.to_ascii_lowercase();
     let kind = target.kind();
-    req.authorize(&format!("{}/{action}/action", kind.arm_type()), target.as_str())?;
+    // Diagnostics need read on what they look at: the NIC, or the watcher and the VM (or NIC)
+    // the question is about.
+    req.authorize(&format!("{}/read", kind.arm_type()), target.as_str())?;
+    if kind == Kind::NetworkWatcher
+        && let Ok(body) = req.json()
+    {
+        let subject = body
+            .get("targetResourceId")
+            .or_else(|| body.get("source").and_then(|s| s.get("resourceId")))
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| ResourceId::parse(s).ok());
+        if let Some(id) = subject {
+            req.authorize(&format!("{}/read", id.kind().arm_type()), id.as_str())?;
+        }
+    }
     let core = app.core.read().await;
     if !core.engine.state().subscriptions.contains_key(&target.subscription().to_ascii_lowercase()) {
         return Err(crate::identity::subscription_not_found(target.subscription()));

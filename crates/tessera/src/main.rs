@@ -1,5 +1,6 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
+mod access;
 mod demo;
 mod lab;
 mod remote;
@@ -254,6 +255,37 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
     },
+    /// Sign in as a service principal of a tenant; the token is kept in a file (like `az login`).
+    Login {
+        /// The principal's client id.
+        #[arg(long)]
+        client_id: String,
+        /// Its secret.
+        #[arg(long, env = "TESSERA_CLIENT_SECRET")]
+        secret: String,
+        /// The tenant to sign in to (its home, or one it is a guest in).
+        #[arg(long)]
+        tenant: String,
+        /// The default subscription (else the first it can see).
+        #[arg(long)]
+        subscription: Option<String>,
+        /// The server's credentials file (for its address and CA).
+        #[arg(long, default_value = ".tessera/credentials.json")]
+        server: PathBuf,
+        /// Where to keep the sign-in (pass it as --credentials to other commands).
+        #[arg(long, default_value = ".tessera/login.json")]
+        out: PathBuf,
+    },
+    /// Service principals (Tessera's directory).
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
+    /// Role assignments (Microsoft.Authorization).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
     /// Stop what `tessera up` started and remove its VMs.
     Down {
         /// Data directory of the lab.
@@ -281,6 +313,54 @@ enum Command {
         /// Protocol.
         #[arg(long, value_enum, default_value = "tcp")]
         proto: CheckProto,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PrincipalCommand {
+    /// A new service principal with a new secret (shown once).
+    Create {
+        /// Its home tenant.
+        #[arg(long)]
+        tenant: String,
+        /// A tenant it is also a guest in (repeat for each).
+        #[arg(long = "guest-of")]
+        guest_of: Vec<String>,
+        /// Display name.
+        #[arg(long, default_value = "tessera-principal")]
+        name: String,
+        /// Credentials of a caller allowed to make principals.
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoleCommand {
+    /// Give a principal a role (Owner, Contributor, Reader, Network Contributor, a custom role's
+    /// name, or a role definition GUID) at a scope.
+    Assign {
+        /// The principal's client id.
+        #[arg(long)]
+        principal: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+        /// The scope: /subscriptions/…, a resource group, or a resource id.
+        #[arg(long)]
+        scope: String,
+        /// Credentials of a caller allowed to assign roles there.
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
+    },
+    /// The role assignments at, above and below a scope.
+    List {
+        /// The scope.
+        #[arg(long)]
+        scope: String,
+        /// Credentials of the caller.
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
     },
 }
 
@@ -349,6 +429,16 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         }
         Command::Up { file, data_dir, listen, userspace } => lab::up(&file, &data_dir, listen, userspace),
         Command::Down { data_dir } => lab::down(&data_dir),
+        Command::Login { client_id, secret, tenant, subscription, server, out } => {
+            access::login(&server, &tenant, &client_id, &secret, subscription.as_deref(), &out)
+        }
+        Command::Principal { command: PrincipalCommand::Create { tenant, guest_of, name, credentials } } => {
+            access::create_principal(&credentials, &tenant, &guest_of, &name)
+        }
+        Command::Role { command: RoleCommand::Assign { principal, role, scope, credentials } } => {
+            access::assign(&credentials, &principal, &role, &scope)
+        }
+        Command::Role { command: RoleCommand::List { scope, credentials } } => access::list(&credentials, &scope),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
         Command::Agent { host, credentials, underlay, status, no_vms, netns, peers } => {

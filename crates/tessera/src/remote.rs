@@ -57,8 +57,12 @@ impl Remote {
         let url = if path.starts_with("https://") {
             path.to_string()
         } else {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            format!("{}{path}{sep}api-version={}", self.endpoint, api_version(path))
+            if path.contains("api-version=") {
+                format!("{}{path}", self.endpoint)
+            } else {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{}{path}{sep}api-version={}", self.endpoint, api_version(path))
+            }
         };
         let mut req = self.client.request(method, url).bearer_auth(&self.token);
         if let Some(b) = body {

@@ -127,3 +127,55 @@ fn without_a_server_the_commands_say_how_to_start_one() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("tessera serve"), "{err}");
 }
+
+/// `tessera principal create`, `login` and `role assign|list`: a new principal sees nothing and
+/// may do nothing until it holds a role; as a Reader it runs the diagnostics (read on the NIC)
+/// and gets the same answer as the admin, but cannot write.
+#[test]
+fn principals_logins_and_roles_from_the_command_line() {
+    let server = Server::start();
+    let file = example("hub-spoke-nva.yaml");
+    let file = file.to_str().expect("utf-8");
+    assert_eq!(server.run(&["apply", "-f", file]).0, 0);
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(server.credentials()).expect("credentials")).expect("json");
+    let (tenant, sub) = (creds["tenantId"].as_str().expect("tenant"), creds["subscriptionId"].as_str().expect("sub"));
+
+    let (code, out, err) = server.run(&["principal", "create", "--tenant", tenant, "--name", "auditor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let field = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let (id, secret) = (field("client id"), field("client secret"));
+    let login = server.dir.join("auditor.json");
+    let login_str = login.to_str().expect("utf-8");
+    let server_creds = server.credentials();
+    let sign_in = ["login", "--client-id", &id, "--secret", &secret, "--tenant", tenant, "--out", login_str];
+    let (code, out, err) = server.run(&[&sign_in[..], &["--server", server_creds.to_str().expect("utf-8")]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("subscription "), "no role yet, no subscription to see: {out}");
+
+    let routes = ["routes", "--nic", "spoke1-vm", "-o", "json", "--credentials", login_str];
+    let (code, _, err) = server.run(&routes);
+    assert_eq!(code, 2);
+    assert!(err.contains("ResourceNotFound"), "without a role the principal sees no NIC: {err}");
+
+    let scope = format!("/subscriptions/{sub}");
+    let (code, out, err) = server.run(&["role", "assign", "--principal", &id, "--role", "Reader", "--scope", &scope]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = server.run(&["role", "list", "--scope", &scope]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.contains(&id) && l.contains("acdd72a7-3385-48ef-bd42-f606fba81ae7")), "{out}");
+
+    let (code, as_reader, err) = server.run(&routes);
+    assert_eq!(code, 0, "{err}");
+    let (_, as_admin, _) = server.run(&routes[..5]);
+    assert_eq!(as_reader, as_admin, "the reader sees the same effective routes");
+    let (code, _, err) = server.run(&["apply", "-f", file, "--credentials", login_str]);
+    assert_eq!(code, 2, "a reader cannot write");
+    assert!(err.contains("AuthorizationFailed"), "{err}");
+}

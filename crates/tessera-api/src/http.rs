@@ -349,7 +349,18 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } => identity::handle(app, &req).await,
         Route::Tenants | Route::Subscriptions | Route::Subscription { .. } => identity::handle(app, &req).await,
         Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => groups::handle(app, &req).await,
-        Route::Operation { id, result } => operation(app, id, *result),
+        Route::Operation { sub, id, result } => {
+            // Any principal of the subscription's tenant may poll (the id is unguessable); a
+            // token of another tenant may not.
+            if !req.access.tenant_matches(req.principal()?, &format!("/subscriptions/{sub}")) {
+                return Err(ArmError::with_status(
+                    401,
+                    "InvalidAuthenticationTokenTenant",
+                    format!("The access token is not from the tenant of subscription '{sub}'."),
+                ));
+            }
+            operation(app, id, *result)
+        }
         Route::Action { .. } => actions::handle(app, &req).await,
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {

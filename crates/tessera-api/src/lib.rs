@@ -16,6 +16,7 @@ mod operations;
 pub mod rbac;
 mod resources;
 mod route;
+pub use route::{OPERATION_FAMILIES, operation_family};
 mod server;
 pub mod tls;
 

@@ -22,7 +22,7 @@ pub(crate) enum Route {
     /// `/subscriptions/{sub}/resourcegroups/{rg}`.
     ResourceGroup { sub: String, rg: String },
     /// `GET /subscriptions/{sub}/providers/{ns}/locations/{loc}/operations|operationResults/{id}`.
-    Operation { id: String, result: bool },
+    Operation { sub: String, id: String, result: bool },
     /// `GET /subscriptions/{sub}/providers/{ns}/{type}`: every resource of a type in a subscription.
     ListInSubscription { sub: String, arm_type: String },
     /// `GET /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}`.
@@ -61,6 +61,85 @@ fn authorization(seg: &[&str]) -> Option<Route> {
     } else {
         Route::RoleDefinition { scope, name }
     })
+}
+
+/// Every family of operations the API serves (a method and the kind of path), for the
+/// authorization matrix and its coverage test.
+pub const OPERATION_FAMILIES: &[&str] = &[
+    "GET metadata",
+    "GET openid-configuration",
+    "POST token",
+    "GET tenants",
+    "GET subscriptions",
+    "GET subscription",
+    "PUT subscription",
+    "GET resource groups",
+    "GET resource group",
+    "HEAD resource group",
+    "PUT resource group",
+    "PATCH resource group",
+    "DELETE resource group",
+    "GET operation",
+    "GET list in subscription",
+    "GET list in resource group",
+    "GET resource",
+    "PUT resource",
+    "PATCH resource",
+    "DELETE resource",
+    "GET child resource",
+    "PUT child resource",
+    "DELETE child resource",
+    "GET child collection",
+    "POST action",
+    "GET feed",
+    "GET role assignment",
+    "PUT role assignment",
+    "DELETE role assignment",
+    "GET role assignments",
+    "GET role definition",
+    "PUT role definition",
+    "DELETE role definition",
+    "GET role definitions",
+    "GET principal",
+    "PUT principal",
+];
+
+impl Route {
+    /// The family of an operation on this route (see [`OPERATION_FAMILIES`]).
+    pub(crate) fn family(&self, method: &str) -> String {
+        let kind = match self {
+            Route::Metadata => "metadata",
+            Route::OpenIdConfiguration { .. } => "openid-configuration",
+            Route::Token { .. } => "token",
+            Route::Tenants => "tenants",
+            Route::Subscriptions => "subscriptions",
+            Route::Subscription { .. } => "subscription",
+            Route::ResourceGroups { .. } => "resource groups",
+            Route::ResourceGroup { .. } => "resource group",
+            Route::Operation { .. } => "operation",
+            Route::ListInSubscription { .. } => "list in subscription",
+            Route::ListInGroup { .. } => "list in resource group",
+            Route::Resource(id) if id.parent().is_some() => "child resource",
+            Route::Resource(_) => "resource",
+            Route::Children { .. } => "child collection",
+            Route::Action { .. } => "action",
+            Route::Feed { .. } => "feed",
+            Route::RoleAssignment { name: Some(_), .. } => "role assignment",
+            Route::RoleAssignment { name: None, .. } => "role assignments",
+            Route::RoleDefinition { name: Some(_), .. } => "role definition",
+            Route::RoleDefinition { name: None, .. } => "role definitions",
+            Route::Principal { .. } => "principal",
+        };
+        format!("{} {kind}", method.to_ascii_uppercase())
+    }
+}
+
+/// The family of a request (`None` when no route matches), for the authorization matrix.
+pub fn operation_family(method: &str, path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or(path);
+    parse(path, method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"))
+        .ok()
+        .map(|r| r.family(method))
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -111,13 +190,13 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [s, sub, g, rg] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
             Ok(Route::ResourceGroup { sub: (*sub).to_string(), rg: (*rg).to_string() })
         }
-        [s, _sub, p, _ns, l, _loc, o, id]
+        [s, sub, p, _ns, l, _loc, o, id]
             if eq(s, "subscriptions")
                 && eq(p, "providers")
                 && eq(l, "locations")
                 && (eq(o, "operations") || eq(o, "operationResults")) =>
         {
-            Ok(Route::Operation { id: (*id).to_string(), result: eq(o, "operationResults") })
+            Ok(Route::Operation { sub: (*sub).to_string(), id: (*id).to_string(), result: eq(o, "operationResults") })
         }
         [s, sub, p, ns, ty] if eq(s, "subscriptions") && eq(p, "providers") => {
             Ok(Route::ListInSubscription { sub: (*sub).to_string(), arm_type: format!("{ns}/{ty}") })
@@ -149,6 +228,46 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
 mod tests {
     use super::*;
 
+    /// Every route's family is listed, so the matrix's coverage test knows of it.
+    #[test]
+    fn every_family_is_listed() {
+        let vnet = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+        let paths = [
+            "/metadata/endpoints".to_string(),
+            "/t/v2.0/.well-known/openid-configuration".into(),
+            "/t/oauth2/v2.0/token".into(),
+            "/tenants".into(),
+            "/subscriptions".into(),
+            "/subscriptions/s".into(),
+            "/subscriptions/s/resourcegroups".into(),
+            "/subscriptions/s/resourcegroups/rg".into(),
+            "/subscriptions/s/providers/Microsoft.Network/locations/l/operations/x".into(),
+            "/subscriptions/s/providers/Microsoft.Network/virtualNetworks".into(),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks".into(),
+            vnet.to_string(),
+            format!("{vnet}/subnets/a"),
+            format!("{vnet}/subnets"),
+            "/tessera/feed/h".into(),
+            "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/a".into(),
+            "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments".into(),
+            "/providers/Microsoft.Authorization/roleDefinitions/d".into(),
+            "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions".into(),
+            "/tessera/principals/p".into(),
+        ];
+        for path in paths {
+            for method in ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"] {
+                let family = operation_family(method, &path).unwrap_or_else(|| panic!("{path} has no route"));
+                let served = OPERATION_FAMILIES.contains(&family.as_str());
+                // Only combinations the server answers need a row; the rest are 405s.
+                let listed_kind = OPERATION_FAMILIES
+                    .iter()
+                    .any(|f| f.split_once(' ').map(|x| x.1) == family.split_once(' ').map(|x| x.1));
+                assert!(served || listed_kind, "{family} ({path}) is in no family");
+            }
+        }
+        assert!(operation_family("POST", &format!("{vnet}/effectiveRouteTable")).is_some_and(|f| f == "POST action"));
+    }
+
     #[test]
     fn paths_match_case_insensitively() {
         let vnet = "/subscriptions/s/resourcegroups/rg/providers/Microsoft.Network/virtualNetworks/v";
@@ -175,7 +294,7 @@ mod tests {
         );
         assert_eq!(
             parse("/subscriptions/s/providers/Microsoft.Network/locations/westus/operationResults/x", true),
-            Ok(Route::Operation { id: "x".into(), result: true })
+            Ok(Route::Operation { sub: "s".into(), id: "x".into(), result: true })
         );
         assert_eq!(
             parse("/t/v2.0/.well-known/openid-configuration", true),

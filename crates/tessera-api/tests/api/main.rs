@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod feed;
+mod matrix;
 mod operations;
 mod persistence;
 mod rbac;

@@ -323,3 +323,47 @@ async fn fuzzed_tokens_and_headers_never_get_a_5xx() {
         assert!(s < 500, "round {round}: {s} {}", r.text().await.unwrap_or_default());
     }
 }
+
+/// A token signed with the right key but for another audience is refused (401), and a role
+/// assigned at a resource's scope covers that resource only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_audience_and_resource_scope() {
+    let mut api = Api::start().await;
+    api.group("net").await;
+    api.vnet("net", "a", "10.1.0.0/16").await;
+    api.vnet("net", "b", "10.2.0.0/16").await;
+    let tenant = api.creds.tenant_id.clone();
+    let (id, secret) = principal(&api, &tenant, &[]).await;
+    let a = api.net("net", "virtualNetworks/a");
+    assign(&api, &api.token, &a, READER, &id).await;
+    let t = api.token_for(&id, &secret, &tenant).await.expect("token");
+    assert_eq!(api.call_as(&t, &[], Method::GET, &a, None).await.0, 200, "read at the VNet's own scope");
+    assert_eq!(api.call_as(&t, &[], Method::GET, &api.net("net", "virtualNetworks/b"), None).await.0, 403);
+    assert_eq!(api.call_as(&t, &[], Method::GET, &format!("{a}/subnets/default"), None).await.0, 200, "and below it");
+
+    // The master key, read from the store while the server is down, signs a token for the
+    // Graph audience: the signature is right, the audience is not.
+    if let Some(s) = api.server.take() {
+        s.shutdown().await.expect("shutdown");
+    }
+    let key = {
+        use tessera_store::Store;
+        let store = tessera_store::RedbStore::open(&api.dir.path().join("store.redb")).expect("store");
+        store.get("meta/signing-key").expect("read").expect("a key").value
+    };
+    let api = Api::start_in(api.dir).await;
+    let sp = tessera_api::auth::ServicePrincipal {
+        client_id: api.creds.client_id.clone(),
+        tenant_id: tenant.clone(),
+        display_name: "admin".into(),
+        secret_sha256: String::new(),
+        guest_tenants: Vec::new(),
+    };
+    let keys = tessera_api::auth::TokenKeys::new(&key);
+    let right = keys.issue(&sp, &tenant, "https://management.azure.com/").expect("sign");
+    let wrong = keys.issue(&sp, &tenant, "https://graph.microsoft.com/").expect("sign");
+    let path = format!("{}/resourcegroups?api-version=2022-12-01", api.sub());
+    assert_eq!(api.call_as(&right, &[], Method::GET, &path, None).await.0, 200, "the same key and the right audience");
+    let (s, v) = api.call_as(&wrong, &[], Method::GET, &path, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("InvalidAuthenticationToken")), "{v}");
+}

@@ -35,13 +35,7 @@ impl Session {
     /// Signs in with a credentials file: the one `tessera serve` writes (client id and secret),
     /// or one `tessera login` writes (a token, used while it is valid).
     pub async fn sign_in(credentials: &Path) -> Result<Session, ArmError> {
-        let text = std::fs::read_to_string(credentials).map_err(|e| {
-            ArmError::bad_request(
-                "CredentialsNotReadable",
-                format!("cannot read {} ({e}); start `tessera serve` or pass --credentials", credentials.display()),
-            )
-        })?;
-        let c: Value = serde_json::from_str(&text).map_err(unreachable)?;
+        let c = read_credentials(credentials)?;
         let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
         let client = client(Path::new(&s("caCertificate")))?;
         if let Some(token) = c["accessToken"].as_str() {
@@ -85,6 +79,17 @@ impl Session {
         let session = Session { client, endpoint: s("endpoint"), token, subscription: String::new() };
         Ok((session, ca, now() + lifetime))
     }
+}
+
+/// A credentials file as JSON.
+fn read_credentials(path: &Path) -> Result<Value, ArmError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ArmError::bad_request(
+            "CredentialsNotReadable",
+            format!("cannot read {} ({e}); start `tessera serve` or pass --credentials", path.display()),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(unreachable)
 }
 
 /// Client credentials at the token endpoint: the token and its lifetime in seconds.

@@ -30,6 +30,32 @@ pub(crate) fn client_for(ca: &std::path::Path) -> Client {
     Client::builder().use_preconfigured_tls(tls).build().expect("client")
 }
 
+/// Client credentials at the token endpoint; the access token, if the endpoint gives one.
+pub(crate) async fn fetch_token(
+    client: &Client,
+    endpoint: &str,
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+) -> Option<String> {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("scope", "https://management.azure.com/.default"),
+    ];
+    let v: Value = client
+        .post(format!("{endpoint}/{tenant}/oauth2/v2.0/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token body");
+    v["access_token"].as_str().map(str::to_string)
+}
+
 impl Api {
     pub(crate) async fn start() -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -52,44 +78,15 @@ impl Api {
         let server = tessera_api::start(config).await.expect("server starts");
         let creds = server.credentials.clone();
         let client = client_for(&creds.ca_certificate);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", creds.client_id.as_str()),
-            ("client_secret", creds.client_secret.as_str()),
-            ("scope", "https://management.azure.com/.default"),
-        ];
-        let token: Value = client
-            .post(format!("{}/{}/oauth2/v2.0/token", creds.endpoint, creds.tenant_id))
-            .form(&form)
-            .send()
+        let token = fetch_token(&client, &creds.endpoint, &creds.tenant_id, &creds.client_id, &creds.client_secret)
             .await
-            .expect("token request")
-            .json()
-            .await
-            .expect("token body");
-        let token = token["access_token"].as_str().expect("access token").to_string();
+            .expect("access token");
         Api { server: Some(server), client, token, creds, dir }
     }
 
     /// A token for a principal in a tenant (None when the token endpoint refuses).
     pub(crate) async fn token_for(&self, client_id: &str, secret: &str, tenant: &str) -> Option<String> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("scope", "https://management.azure.com/.default"),
-        ];
-        let v: Value = self
-            .client
-            .post(self.url(&format!("/{tenant}/oauth2/v2.0/token")))
-            .form(&form)
-            .send()
-            .await
-            .expect("token request")
-            .json()
-            .await
-            .expect("token body");
-        v["access_token"].as_str().map(str::to_string)
+        fetch_token(&self.client, &self.creds.endpoint, tenant, client_id, secret).await
     }
 
     /// One ARM call with a given token and auxiliary tokens.

@@ -367,3 +367,58 @@ async fn wrong_audience_and_resource_scope() {
     let (s, v) = api.call_as(&wrong, &[], Method::GET, &path, None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("InvalidAuthenticationToken")), "{v}");
 }
+
+/// A custom role (A2's action list, with a notAction) assigned at a resource group: its
+/// holder reads and peers there, but may not write VNets, and only there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_role_permits_exactly_its_actions() {
+    let api = Api::start().await;
+    api.group("net").await;
+    api.vnet("net", "a", "10.1.0.0/16").await;
+    api.vnet("net", "b", "10.2.0.0/16").await;
+    let role = guid();
+    let scope = format!("{}/resourceGroups/net", api.sub());
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH_API}"),
+            Some(json!({"properties": {"roleName": "Peering Operator", "assignableScopes": [scope],
+                "permissions": [{"actions": ["Microsoft.Network/virtualNetworks/*"],
+                                 "notActions": ["Microsoft.Network/virtualNetworks/write", "Microsoft.Network/virtualNetworks/delete"]}]}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (id, secret) = principal(&api, &api.creds.tenant_id, &[]).await;
+    assign(&api, &api.token, &scope, &role, &id).await;
+    let t = api.token_for(&id, &secret, &api.creds.tenant_id).await.expect("token");
+    let a = api.net("net", "virtualNetworks/a");
+    assert_eq!(api.call_as(&t, &[], Method::GET, &a, None).await.0, 200);
+    let (s, v) = api.call_as(&t, &[], Method::PUT, &a, Some(vnet_body("10.1.0.0/16"))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("AuthorizationFailed")), "notActions: {v}");
+    let link = json!({"properties": {"remoteVirtualNetwork": {"id": api.net("net", "virtualNetworks/b")}}});
+    let (s, v) = api.call_as(&t, &[], Method::PUT, &format!("{a}/virtualNetworkPeerings/a-to-b"), Some(link)).await;
+    assert_eq!(s, 201, "peerings/write and peer/action: {v}");
+    // The role is in use: it cannot be deleted; a built-in role can never be.
+    let (s, v) = api
+        .call(
+            Method::DELETE,
+            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH_API}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionHasAssignments")), "{v}");
+    let (s, v) = api
+        .call(
+            Method::DELETE,
+            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{READER}?{AUTH_API}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionCannotBeDeleted")), "{v}");
+    // Listed by name at the scope.
+    let (s, v) = api
+        .call(Method::GET, &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName eq 'Peering Operator'"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");
+}

@@ -81,10 +81,28 @@ impl Demo {
         let remote_id = self.network(&format!("virtualNetworks/{to}"));
         let body = json!({"properties": {"remoteVirtualNetwork": {"id": remote_id}, "allowVirtualNetworkAccess": true,
                                          "allowForwardedTraffic": true}});
+        let before = self.agent_revision();
         self.call(Method::PUT, &format!("virtualNetworks/{from}/virtualNetworkPeerings/{from}-to-{to}"), Some(body))?;
-        // The agent picks the new programs up from the watch feed.
-        std::thread::sleep(Duration::from_millis(300));
+        self.wait_for_agent(before);
         Ok(())
+    }
+
+    /// The feed revision the host agent has applied (from its status file).
+    fn agent_revision(&self) -> u64 {
+        std::fs::read_to_string(self.data.join("agent-local.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["revision"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits (up to 10 s) until the agent has applied a change made after revision `before`:
+    /// the new programs reach the switch through the watch feed.
+    fn wait_for_agent(&self, before: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.agent_revision() <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn states(&self) -> Result<(), ArmError> {
@@ -104,8 +122,9 @@ impl Demo {
 
     fn nsg(&self, rules: Value) -> Result<(), ArmError> {
         let body = json!({"location": "westeurope", "properties": {"securityRules": rules}});
+        let before = self.agent_revision();
         self.call(Method::PUT, "networkSecurityGroups/spoke1-nsg", Some(body))?;
-        std::thread::sleep(Duration::from_millis(300));
+        self.wait_for_agent(before);
         Ok(())
     }
 }

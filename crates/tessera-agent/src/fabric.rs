@@ -2,11 +2,16 @@
 //! [`UserVm`] on its port, frames go VM → switch → VM exactly as between TAP ports, and time
 //! only moves when nothing else does (TCP timers run in virtual milliseconds), so a run is
 //! deterministic and a test with thousands of VMs takes seconds. No privileges needed.
+//!
+//! With an underlay socket ([`Fabric::connect`]) the fabric is one host among others: frames
+//! for other hosts' ports leave in VXLAN, frames from them arrive through
+//! [`Switch::receive`], and the clock is the real one (other hosts do not wait).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use smoltcp::time::Instant;
+use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
 use tessera_dataplane::switch::DEFAULT_FLOWS;
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
@@ -28,13 +33,21 @@ pub struct Fabric {
     vms: Vec<UserVm>,
     now: Instant,
     next_ident: u16,
+    /// The VXLAN socket to other hosts, and when the real clock started (None: virtual time).
+    underlay: Option<(Arc<UdpSocket>, std::time::Instant)>,
 }
 
 impl Fabric {
     /// One userspace VM per NIC that a VM uses, on a switch running the engine's programs.
     pub fn new(engine: Arc<Engine>) -> Fabric {
-        let mut nics: Vec<ResourceId> =
+        let nics: Vec<ResourceId> =
             engine.compiled().nics.values().filter(|p| p.vm.is_some()).map(|p| p.nic.clone()).collect();
+        Self::with_nics(engine, nics)
+    }
+
+    /// A userspace VM for each of these NICs (those of one host) that a VM uses.
+    pub fn with_nics(engine: Arc<Engine>, mut nics: Vec<ResourceId>) -> Fabric {
+        nics.retain(|n| engine.program(n).is_some_and(|p| p.vm.is_some()));
         nics.sort_by(|a, b| a.key().cmp(b.key()));
         let mut vms = Vec::new();
         for nic in &nics {
@@ -49,7 +62,54 @@ impl Fabric {
             vms.push(UserVm::new(&name, mac_of(&engine, nic), address, prefix.prefix_len(), gateway, p.ip_forwarding));
         }
         let switch = Switch::new(engine, &nics[..vms.len().min(nics.len())], DEFAULT_FLOWS);
-        Fabric { switch, vms, now: Instant::ZERO, next_ident: 1 }
+        Fabric { switch, vms, now: Instant::ZERO, next_ident: 1, underlay: None }
+    }
+
+    /// Joins other hosts: VXLAN through `socket` (non-blocking), other hosts' NICs at their
+    /// underlay addresses; the clock becomes the real one.
+    pub fn connect(&mut self, socket: Arc<UdpSocket>, remotes: &[(ResourceId, IpAddr)]) {
+        let _ = socket.set_nonblocking(true);
+        for (nic, host) in remotes {
+            self.switch.place_remote(nic.clone(), *host);
+        }
+        self.underlay = Some((socket, std::time::Instant::now()));
+    }
+
+    /// Moves the clock when nothing moved: a virtual millisecond, or (with other hosts) a real
+    /// one.
+    fn idle(&mut self) {
+        match &self.underlay {
+            None => self.now += smoltcp::time::Duration::from_millis(1),
+            Some((_, started)) => {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+                self.now = Instant::from_micros(i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// One turn of the fabric (for a host that serves other hosts between requests).
+    pub fn tick(&mut self) {
+        if !self.step() {
+            self.idle();
+        }
+    }
+
+    /// Frames from other hosts, delivered to the local VMs; whether any came.
+    fn receive_underlay(&mut self) -> bool {
+        let Some((socket, _)) = self.underlay.clone() else { return false };
+        let mut buf = vec![0u8; 65_536];
+        let mut moved = false;
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            let Some((vni, _)) = decapsulate(&buf[..n]) else { continue };
+            let mut frame = buf[8..n].to_vec();
+            if let Outcome::Deliver(to) = self.switch.receive(vni, &mut frame)
+                && let Some(v) = self.vms.get_mut(usize::try_from(to).unwrap_or(usize::MAX))
+            {
+                v.receive(frame);
+            }
+            moved = true;
+        }
+        moved
     }
 
     /// Swaps in new programs (established connections go on, as on a real host).
@@ -84,7 +144,7 @@ impl Fabric {
 
     /// Moves every frame that is waiting; true when any moved.
     fn step(&mut self) -> bool {
-        let mut moved = false;
+        let mut moved = self.receive_underlay();
         for i in 0..self.vms.len() {
             let frames = self.vms[i].poll(self.now);
             for mut frame in frames {
@@ -97,7 +157,14 @@ impl Fabric {
                         }
                     }
                     Outcome::Hairpin(reply) => self.vms[i].receive(reply),
-                    Outcome::Encapsulate { .. } | Outcome::Drop(_) => {}
+                    Outcome::Encapsulate { host, vni } => {
+                        if let Some((socket, _)) = &self.underlay {
+                            let mut out = vxlan_header(vni).to_vec();
+                            out.extend_from_slice(&frame);
+                            let _ = socket.send_to(&out, SocketAddr::new(host, VXLAN_PORT));
+                        }
+                    }
+                    Outcome::Drop(_) => {}
                 }
             }
         }
@@ -117,7 +184,7 @@ impl Fabric {
                 return true;
             }
             if !self.step() {
-                self.now += smoltcp::time::Duration::from_millis(1);
+                self.idle();
             }
         }
         done(self)
@@ -128,7 +195,7 @@ impl Fabric {
         let until = self.now + smoltcp::time::Duration::from_millis(ms);
         while self.now < until {
             if !self.step() {
-                self.now += smoltcp::time::Duration::from_millis(1);
+                self.idle();
             }
         }
     }

@@ -68,7 +68,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     .map_err(|e| io_error("UnderlayBindFailed", e))?;
     let forwarder = if config.userspace_vms {
         Forwarder::User(
-            userspace::start(&config.status.with_extension("sock")).map_err(|e| io_error("ExecSocketFailed", e))?,
+            userspace::start(&config.status.with_extension("sock"), underlay)
+                .map_err(|e| io_error("ExecSocketFailed", e))?,
         )
     } else {
         Forwarder::Kernel(datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?)
@@ -103,8 +104,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                     }
                     Forwarder::User(fabric) => {
                         let running = vms::userspace_vms(&desired);
-                        let names = running.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
-                        fabric.send(userspace::Request::Update(desired.engine.clone(), names));
+                        let remotes = vms.remotes(&desired.engine);
+                        fabric.send(userspace::Request::Update(desired.engine.clone(), desired.ports.clone(), remotes));
                         vms::write_status(&config.status, &config.host, desired.revision, "userspace", running);
                     }
                 }

@@ -1,32 +1,34 @@
 //! An agent's userspace VMs: without root (or when asked), the host's ports are userspace VMs
 //! ([`crate::uvm`]) on a [`Fabric`] owned by one thread, instead of TAP devices and namespaces.
-//! Every VM answers ping and serves a TCP echo on port 7 and HTTP on port 80. `tessera exec`
+//! Every VM answers ping and serves a TCP echo on ports 7, 22 and 3389 and HTTP on port 80. `tessera exec`
 //! reaches them through a Unix socket in the data directory (one JSON line each way) and runs
 //! what a userspace VM can: `ping ADDR`, `curl http://ADDR[:PORT]/`, `nc ADDR PORT` (an echo).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 
 use serde_json::{Value, json};
 use tessera_engine::Engine;
+use tessera_model::ResourceId;
 
 use crate::fabric::Fabric;
 use crate::uvm::Service;
 
-/// The port of every userspace VM's TCP echo.
-pub const ECHO_PORT: u16 = 7;
+/// The ports of every userspace VM's TCP echo (7, and the SSH and RDP ports NSG rules name).
+pub const ECHO_PORTS: [u16; 3] = [7, 22, 3389];
 /// The port of every userspace VM's HTTP responder.
 pub const HTTP_PORT: u16 = 80;
 
 /// What the fabric thread is asked.
 #[derive(Debug)]
 pub enum Request {
-    /// New programs: the VMs of these NICs (a new fabric when the set of VMs changed).
-    Update(Arc<Engine>, Vec<String>),
+    /// New programs: the VMs running here (a new fabric when they changed), and other hosts'
+    /// NICs at their underlay addresses.
+    Update(Arc<Engine>, Vec<ResourceId>, Vec<(ResourceId, IpAddr)>),
     /// Run a command in a VM; the exit status and the output come back.
     Exec {
         /// The VM.
@@ -64,8 +66,9 @@ impl Handle {
     }
 }
 
-/// Starts the fabric thread and the exec socket at `socket`.
-pub fn start(socket: &Path) -> std::io::Result<Handle> {
+/// Starts the fabric thread (with the VXLAN socket to other hosts, if any) and the exec socket
+/// at `socket`.
+pub fn start(socket: &Path, underlay: Option<UdpSocket>) -> std::io::Result<Handle> {
     let (tx, rx) = channel();
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
@@ -76,7 +79,8 @@ pub fn start(socket: &Path) -> std::io::Result<Handle> {
             std::thread::spawn(move || answer(conn, &requests));
         }
     })?;
-    let thread = std::thread::Builder::new().name("tessera-fabric".into()).spawn(move || run(&rx))?;
+    let underlay = underlay.map(Arc::new);
+    let thread = std::thread::Builder::new().name("tessera-fabric".into()).spawn(move || run(&rx, underlay))?;
     Ok(Handle { tx, socket: socket.to_path_buf(), thread: Some(thread) })
 }
 
@@ -109,24 +113,57 @@ pub fn exec(socket: &Path, vm: &str, argv: &[String]) -> std::io::Result<(i32, S
     Ok((status, v["output"].as_str().unwrap_or_default().to_string()))
 }
 
-fn run(rx: &Receiver<Request>) {
-    let mut fabric: Option<(Fabric, Vec<String>)> = None;
-    while let Ok(r) = rx.recv() {
-        match r {
-            Request::Update(engine, vms) => match fabric.as_mut() {
-                Some((f, held)) if *held == vms => f.swap(engine),
-                _ => {
-                    let mut f = Fabric::new(engine);
-                    for vm in &vms {
-                        f.listen(vm, ECHO_PORT, Service::Echo);
-                        f.listen(vm, HTTP_PORT, Service::Http);
+fn run(rx: &Receiver<Request>, underlay: Option<Arc<UdpSocket>>) {
+    let mut fabric: Option<(Fabric, Vec<ResourceId>, Vec<String>)> = None;
+    loop {
+        // With other hosts the fabric keeps turning between requests: their frames arrive
+        // whether or not anyone here asked for something.
+        let r = if underlay.is_some() {
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some((f, _, _)) = fabric.as_mut() {
+                        f.tick();
                     }
-                    fabric = Some((f, vms));
+                    continue;
                 }
-            },
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        };
+        match r {
+            Request::Update(engine, nics, remotes) => {
+                // A NIC runs once a VM uses it: the fabric is rebuilt when that set changes.
+                let nics: Vec<ResourceId> =
+                    nics.into_iter().filter(|n| engine.program(n).is_some_and(|p| p.vm.is_some())).collect();
+                match fabric.as_mut() {
+                    Some((f, held, _)) if *held == nics => f.swap(engine),
+                    _ => {
+                        let names: Vec<String> = nics
+                            .iter()
+                            .filter_map(|n| engine.program(n).and_then(|p| p.vm.as_ref().map(|v| v.name().to_string())))
+                            .collect();
+                        let mut f = Fabric::with_nics(engine, nics.clone());
+                        for vm in &names {
+                            for port in ECHO_PORTS {
+                                f.listen(vm, port, Service::Echo);
+                            }
+                            f.listen(vm, HTTP_PORT, Service::Http);
+                        }
+                        fabric = Some((f, nics, names));
+                    }
+                }
+                if let (Some((f, _, _)), Some(u)) = (fabric.as_mut(), &underlay) {
+                    f.connect(u.clone(), &remotes);
+                }
+            }
             Request::Exec { vm, argv, reply } => {
                 let answer = match fabric.as_mut() {
-                    Some((f, held)) if held.iter().any(|v| v.eq_ignore_ascii_case(&vm)) => command(f, &vm, &argv),
+                    Some((f, _, names)) if names.iter().any(|v| v.eq_ignore_ascii_case(&vm)) => command(f, &vm, &argv),
                     _ => (1, format!("no VM '{vm}' is running")),
                 };
                 let _ = reply.send(answer);

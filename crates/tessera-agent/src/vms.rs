@@ -69,7 +69,7 @@ impl Vms {
     }
 
     /// The ports of other hosts: every NIC of a VM placed on a host whose underlay address is known.
-    fn remotes(&self, engine: &Engine) -> Vec<(ResourceId, IpAddr)> {
+    pub fn remotes(&self, engine: &Engine) -> Vec<(ResourceId, IpAddr)> {
         let mut out: Vec<(ResourceId, IpAddr)> = engine
             .compiled()
             .nics

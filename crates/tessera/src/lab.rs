@@ -44,7 +44,9 @@ fn recorded_pid(data_dir: &Path) -> Option<i32> {
 pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr, userspace: bool) -> Result<ExitCode, ArmError> {
     let userspace = userspace || !tessera_lab::privileged();
     if userspace {
-        crate::emit!("tessera: userspace VMs (namespace VMs need root): they answer ping, echo on TCP 7, HTTP on 80");
+        crate::emit!(
+            "tessera: userspace VMs (namespace VMs need root): they answer ping, echo on TCP 7, 22 and 3389, HTTP on 80"
+        );
     }
     let text = crate::read(file)?;
     let format = Format::detect(&file.to_string_lossy(), &text);
@@ -180,12 +182,35 @@ pub(crate) fn down(data_dir: &Path) -> Result<ExitCode, ArmError> {
 
 /// `tessera exec VM -- COMMAND…`: replaces this process with the command, inside the VM.
 pub(crate) fn exec(data_dir: &Path, vm: &str, command: &[String]) -> Result<ExitCode, ArmError> {
-    let status: Value = std::fs::read_to_string(status_file(data_dir))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    // The agent running the VM: any status file of the data directory that lists it (one per
+    // host), else `tessera up`'s own.
+    let runs = |v: &Value| {
+        v["vms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(vm)))
+    };
+    let mut statuses: Vec<(PathBuf, Value)> = std::fs::read_dir(data_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".json"))
+                })
+                .filter_map(|p| {
+                    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+                    Some((p, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    statuses.sort_by_key(|(p, _)| *p != status_file(data_dir));
+    let (path, status) =
+        statuses.iter().find(|(_, v)| runs(v)).cloned().unwrap_or_else(|| (status_file(data_dir), Value::Null));
     if status["mode"] == "userspace" {
-        let socket = status_file(data_dir).with_extension("sock");
+        let socket = path.with_extension("sock");
         let (code, output) =
             tessera_agent::userspace::exec(&socket, vm, command).map_err(|e| failed("AgentUnreachable", e))?;
         crate::emit!("{output}");

@@ -230,6 +230,9 @@ enum Command {
         /// Another host: NAME=UNDERLAY-ADDRESS (repeat for each).
         #[arg(long = "peer", value_parser = parse_peer)]
         peers: Vec<(String, IpAddr)>,
+        /// Userspace VMs instead of TAP ports and namespaces (no root needed).
+        #[arg(long)]
+        userspace: bool,
     },
     /// Start the control plane and a host agent, apply a topology, and start its VMs (namespaces as root, else userspace).
     Up {
@@ -441,14 +444,14 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Role { command: RoleCommand::List { scope, credentials } } => access::list(&credentials, &scope),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
-        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers } => {
+        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace } => {
             serve::agent(tessera_agent::AgentConfig {
                 credentials,
                 host,
                 underlay,
                 status,
-                namespace_vms: !no_vms,
-                userspace_vms: false,
+                namespace_vms: !no_vms && !userspace,
+                userspace_vms: userspace,
                 netns,
                 peers,
             })

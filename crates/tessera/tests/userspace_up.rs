@@ -63,6 +63,7 @@ fn userspace_vms_behind_tessera_up_talk_as_the_topology_allows() {
     assert!(lab.exec("hub-vm", &["nc", "10.1.0.4", "7"]).0, "TCP echo across peering");
     assert!(!lab.ping("spoke3-vm", "10.1.0.4"), "R3: not transitive");
     assert!(!lab.ping("lone-vm", "10.0.0.4"), "P3: one link only");
+    assert!(lab.exec("hub-vm", &["nc", "10.2.0.4", "22"]).0, "the spoke VM echoes on 22");
     assert!(!lab.exec("hub-vm", &["nc", "10.2.0.4", "3389"]).0, "N1: NSG deny (3389)");
     let (ok, body) = lab.exec("hub-vm", &["curl", "http://10.10.0.101/"]);
     assert!(ok && body.contains("200 OK") && body.contains("web1"), "LB1: Standard ILB over global peering: {body}");

@@ -28,6 +28,25 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// A lab with nothing running yet, for userspace VMs (no privileges needed).
+    pub fn unprivileged(dir: tempfile::TempDir) -> Lab {
+        Lab { dir, stop: Arc::new(AtomicBool::new(false)), processes: Vec::new(), hosts: Vec::new(), bridge: None }
+    }
+
+    /// `tessera exec VM -- ARGS…`: whether it succeeded, and what it printed.
+    pub fn exec(&self, vm: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(TESSERA)
+            .arg("exec")
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg(vm)
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("tessera exec");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
     /// A lab with nothing running yet.
     pub fn empty(dir: tempfile::TempDir) -> Lab {
         assert!(

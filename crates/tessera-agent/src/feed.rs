@@ -20,6 +20,8 @@ pub struct Desired {
     pub engine: Arc<Engine>,
     /// The NICs whose ports run on this host, in order.
     pub ports: Vec<ResourceId>,
+    /// Every registered host's underlay address.
+    pub hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// The state of one host's feed.
@@ -77,7 +79,34 @@ impl Follower {
             .map(|a| a.iter().filter_map(|p| p["nic"].as_str()).filter_map(|s| ResourceId::parse(s).ok()).collect())
             .unwrap_or_default();
         ports.sort_by(|a, b| a.key().cmp(b.key()));
-        Ok(Some(Desired { revision, engine, ports }))
+        let hosts = body["hosts"]
+            .as_object()
+            .map(|m| m.iter().filter_map(|(h, a)| Some((h.clone(), a.as_str()?.parse().ok()?))).collect::<Vec<_>>())
+            .unwrap_or_default();
+        Ok(Some(Desired { revision, engine, ports, hosts }))
+    }
+
+    /// Registers this host's underlay address with the controller (`PUT /tessera/hosts/{host}`).
+    pub async fn register(&self, underlay: std::net::IpAddr) -> Result<(), ArmError> {
+        let url = format!("{}/tessera/hosts/{}", self.session.endpoint, self.host);
+        let r = self
+            .session
+            .client
+            .put(url)
+            .bearer_auth(&self.session.token)
+            .json(&serde_json::json!({"underlay": underlay.to_string()}))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(ArmError::with_status(
+                r.status().as_u16(),
+                "HostRegistrationFailed",
+                r.text().await.unwrap_or_default(),
+            ))
+        }
     }
 
     fn apply(&mut self, body: &Value, snapshot: bool) {

@@ -82,7 +82,16 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         let f = match follower.as_mut() {
             Some(f) => f,
             None => match Session::sign_in(&config.credentials).await {
-                Ok(s) => follower.insert(Follower::new(s, &config.host)),
+                Ok(s) => {
+                    let f = Follower::new(s, &config.host);
+                    // Other hosts learn where this one is from the controller's feed.
+                    if let Some(addr) = config.underlay
+                        && let Err(e) = f.register(addr.ip()).await
+                    {
+                        tracing::warn!("cannot register the underlay address: {e}");
+                    }
+                    follower.insert(f)
+                }
                 Err(_) => {
                     wait(&mut stop, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -104,7 +113,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                     }
                     Forwarder::User(fabric) => {
                         let running = vms::userspace_vms(&desired);
-                        let remotes = vms.remotes(&desired.engine);
+                        let remotes = vms.remotes(&desired.engine, &desired.hosts);
                         fabric.send(userspace::Request::Update(desired.engine.clone(), desired.ports.clone(), remotes));
                         vms::write_status(&config.status, &config.host, desired.revision, "userspace", running);
                     }

@@ -68,8 +68,9 @@ impl Vms {
         Vms { namespace_vms, status, host: host.to_string(), ports: BTreeMap::new(), next_tap: 0, host_ns, peers }
     }
 
-    /// The ports of other hosts: every NIC of a VM placed on a host whose underlay address is known.
-    pub fn remotes(&self, engine: &Engine) -> Vec<(ResourceId, IpAddr)> {
+    /// The ports of other hosts: every NIC of a VM placed on a host whose underlay address is
+    /// known — from `--peer` first, then as the hosts registered with the controller.
+    pub fn remotes(&self, engine: &Engine, registered: &[(String, IpAddr)]) -> Vec<(ResourceId, IpAddr)> {
         let mut out: Vec<(ResourceId, IpAddr)> = engine
             .compiled()
             .nics
@@ -80,7 +81,11 @@ impl Vms {
                 if host.eq_ignore_ascii_case(&self.host) {
                     return None;
                 }
-                self.peers.iter().find(|(h, _)| h.eq_ignore_ascii_case(&host)).map(|(_, a)| (p.nic.clone(), *a))
+                self.peers
+                    .iter()
+                    .chain(registered)
+                    .find(|(h, _)| h.eq_ignore_ascii_case(&host))
+                    .map(|(_, a)| (p.nic.clone(), *a))
             })
             .collect();
         out.sort_by(|a, b| a.0.key().cmp(b.0.key()));
@@ -110,7 +115,11 @@ impl Vms {
         }
         let ports =
             desired.ports.iter().filter_map(|n| self.ports.get(n).map(|p| (n.clone(), p.tap.clone()))).collect();
-        Command::Update { engine: desired.engine.clone(), ports, remotes: self.remotes(&desired.engine) }
+        Command::Update {
+            engine: desired.engine.clone(),
+            ports,
+            remotes: self.remotes(&desired.engine, &desired.hosts),
+        }
     }
 
     fn make_port(&mut self, engine: &Engine, nic: &ResourceId) -> Result<LocalPort, String> {

@@ -98,6 +98,8 @@ fn aux_key(id: &ResourceId) -> String {
 const SEQUENCE_KEY: &str = "meta/sequence";
 /// The prefix of principal records.
 pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
+/// The prefix of host agents' registrations.
+const HOST_PREFIX: &str = "host/";
 /// The prefix of custom role definitions.
 const DEFINITION_PREFIX: &str = "rbac/definition/";
 /// The prefix of role assignments.
@@ -138,6 +140,8 @@ pub(crate) struct Core {
     pub(crate) principals: BTreeMap<String, ServicePrincipal>,
     /// Role definitions and assignments (copy on write: requests hold snapshots).
     pub(crate) rbac: Arc<Rbac>,
+    /// Host agents' underlay addresses, by host name (registered by the agents).
+    pub(crate) hosts: BTreeMap<String, String>,
     /// Which tenant owns each subscription (lowercase ids), kept with the subscriptions.
     pub(crate) sub_tenants: Arc<HashMap<String, String>>,
     /// Store operations staged by the current request, not yet handed to the committer.
@@ -241,6 +245,12 @@ impl Core {
         }
         core.rbac = Arc::new(rbac);
         core.refresh_tenants();
+        for e in list(HOST_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            if let Some(addr) = body.get("underlay").and_then(Value::as_str) {
+                core.hosts.insert(e.key.trim_start_matches(HOST_PREFIX).to_string(), addr.to_string());
+            }
+        }
         Ok(core)
     }
 
@@ -322,6 +332,20 @@ impl Core {
     /// What an authorization decision needs, as of now.
     pub(crate) fn access(&self) -> Access {
         Access { rbac: self.rbac.clone(), tenants: self.sub_tenants.clone() }
+    }
+
+    /// Registers a host agent's underlay address; agents following the feed learn it at the
+    /// next revision. Whether it changed.
+    pub(crate) fn put_host(&mut self, name: &str, underlay: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        if self.hosts.get(&name).is_some_and(|a| a == underlay) {
+            return false;
+        }
+        self.pending.push(Op::put(format!("{HOST_PREFIX}{name}"), record("", &json!({"underlay": underlay}))));
+        self.hosts.insert(name, underlay.to_string());
+        let revision = self.feed.record(Vec::new());
+        self.pending.push(Op::put(crate::feed::REVISION_KEY, revision.to_string().into_bytes()));
+        true
     }
 
     /// Stores a role assignment.

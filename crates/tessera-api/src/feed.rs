@@ -104,6 +104,31 @@ fn ports(engine: &Engine, host: &str) -> Vec<Value> {
     out
 }
 
+/// `PUT /tessera/hosts/{host}` with `{"underlay": "ADDRESS"}`: a host agent says where the
+/// others reach it (VXLAN); the feed lists every host's address.
+pub(crate) async fn register(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
+    if req.method != Method::PUT {
+        return Err(method_not_allowed(req));
+    }
+    req.authorize("Tessera/hosts/write", &format!("/tessera/hosts/{host}"))?;
+    let body = req.json()?;
+    let underlay = body
+        .get("underlay")
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        .ok_or_else(|| ArmError::bad_request("InvalidUnderlayAddress", "'underlay' must be an IP address."))?
+        .to_string();
+    if host.is_empty() || host.len() > 63 {
+        return Err(ArmError::bad_request("InvalidHostName", format!("The host name '{host}' is not valid.")));
+    }
+    app.write(|core| {
+        core.put_host(host, &underlay);
+        Ok(())
+    })
+    .await?;
+    Ok(json(StatusCode::OK, json!({"host": host.to_ascii_lowercase(), "underlay": underlay}).to_string()))
+}
+
 pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
     if req.method != Method::GET {
         return Err(method_not_allowed(req));
@@ -153,7 +178,8 @@ pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response,
     let subscriptions: Vec<Value> =
         core.engine.state().subscriptions.values().map(|s| serde_json::to_value(s).unwrap_or_default()).collect();
     let head = json!({"host": host, "revision": revision, "snapshot": snapshot, "deleted": deleted,
-                      "subscriptions": subscriptions, "ports": ports(&core.engine, host)});
+                      "subscriptions": subscriptions, "ports": ports(&core.engine, host),
+                      "hosts": core.hosts});
     drop(core);
     // The documents are spliced in pre-serialized.
     let mut body = head.to_string();

@@ -272,6 +272,7 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Operation { .. }
             | Route::Feed { .. }
             | Route::Principal { .. }
+            | Route::Host { .. }
     );
     match given {
         None if needs => Err(ArmError::bad_request(
@@ -363,6 +364,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         }
         Route::Action { .. } => actions::handle(app, &req).await,
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
+        Route::Host { name } => crate::feed::register(app, &req, name).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
             authorization::handle(app, &req).await
         }

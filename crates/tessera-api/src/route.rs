@@ -41,6 +41,8 @@ pub(crate) enum Route {
     RoleDefinition { scope: String, name: Option<String> },
     /// `/tessera/principals/{clientId}`: Tessera's directory of service principals.
     Principal { client_id: String },
+    /// `PUT /tessera/hosts/{host}`: a host agent's underlay address.
+    Host { name: String },
 }
 
 /// A `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]` path.
@@ -102,6 +104,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "GET role definitions",
     "GET principal",
     "PUT principal",
+    "PUT host",
 ];
 
 impl Route {
@@ -129,6 +132,7 @@ impl Route {
             Route::RoleDefinition { name: Some(_), .. } => "role definition",
             Route::RoleDefinition { name: None, .. } => "role definitions",
             Route::Principal { .. } => "principal",
+            Route::Host { .. } => "host",
         };
         format!("{} {kind}", method.to_ascii_uppercase())
     }
@@ -170,6 +174,7 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
     match seg.as_slice() {
         [m, e] if eq(m, "metadata") && eq(e, "endpoints") => Ok(Route::Metadata),
         [t, p, id] if eq(t, "tessera") && eq(p, "principals") => Ok(Route::Principal { client_id: (*id).to_string() }),
+        [t, h, name] if eq(t, "tessera") && eq(h, "hosts") => Ok(Route::Host { name: (*name).to_string() }),
         [t, v, w, o] if eq(v, "v2.0") && eq(w, ".well-known") && eq(o, "openid-configuration") => {
             Ok(Route::OpenIdConfiguration { tenant: (*t).to_string() })
         }
@@ -253,6 +258,7 @@ mod tests {
             "/providers/Microsoft.Authorization/roleDefinitions/d".into(),
             "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions".into(),
             "/tessera/principals/p".into(),
+            "/tessera/hosts/h".into(),
         ];
         for path in paths {
             for method in ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"] {

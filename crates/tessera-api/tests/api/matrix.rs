@@ -255,6 +255,12 @@ async fn every_operation_family_as_every_kind_of_caller() {
         row(Method::GET, format!("/tessera/principals/{throwaway}"), None, [403, 403, 403, 403, 403, 200]),
         row(
             Method::PUT,
+            "/tessera/hosts/h9".into(),
+            Some(json!({"underlay": "10.99.0.9"})),
+            [403, 403, 403, 403, 403, 200],
+        ),
+        row(
+            Method::PUT,
             format!("/tessera/principals/{}", guid()),
             Some(json!({"tenantId": t1})),
             [403, 403, 403, 403, 403, 201],

@@ -3,47 +3,18 @@
 //! agent — the one-host scenarios of `tests/lab/estate.yaml` (P1, P3, R3, U4, N1, LB1,
 //! isolation), no privileges used.
 
+mod lab;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-const TESSERA: &str = env!("CARGO_BIN_EXE_tessera");
-
-struct Lab(tempfile::TempDir);
-
-impl Lab {
-    fn data(&self) -> PathBuf {
-        self.0.path().join("lab")
-    }
-
-    /// `tessera exec VM -- ARGS`: whether it succeeded, and what it printed.
-    fn exec(&self, vm: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new(TESSERA)
-            .arg("exec")
-            .arg("--data-dir")
-            .arg(self.data())
-            .arg(vm)
-            .arg("--")
-            .args(args)
-            .output()
-            .expect("tessera exec");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    fn ping(&self, vm: &str, to: &str) -> bool {
-        self.exec(vm, &["ping", "-c", "3", to]).0
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(TESSERA).arg("down").arg("--data-dir").arg(self.data()).output();
-    }
-}
+use lab::{Lab, TESSERA};
 
 #[test]
 fn userspace_vms_behind_tessera_up_talk_as_the_topology_allows() {
-    let lab = Lab(tempfile::tempdir().expect("temp dir"));
+    let lab = Lab::unprivileged(tempfile::tempdir().expect("temp dir"));
+    let ping = |vm: &str, to: &str| lab.exec(vm, &["ping", "-c", "3", to]).0;
     let port = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let estate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/estate.yaml");
     let out = Command::new(TESSERA)
@@ -58,18 +29,18 @@ fn userspace_vms_behind_tessera_up_talk_as_the_topology_allows() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("10 VMs running") && text.contains("userspace"), "{text}");
 
-    assert!(lab.ping("hub-vm", "10.1.0.4"), "P1: hub -> spoke1");
-    assert!(lab.ping("spoke1-vm", "10.2.0.4"), "U4: spoke1 -> spoke2 through the appliance");
+    assert!(ping("hub-vm", "10.1.0.4"), "P1: hub -> spoke1");
+    assert!(ping("spoke1-vm", "10.2.0.4"), "U4: spoke1 -> spoke2 through the appliance");
     assert!(lab.exec("hub-vm", &["nc", "10.1.0.4", "7"]).0, "TCP echo across peering");
-    assert!(!lab.ping("spoke3-vm", "10.1.0.4"), "R3: not transitive");
-    assert!(!lab.ping("lone-vm", "10.0.0.4"), "P3: one link only");
+    assert!(!ping("spoke3-vm", "10.1.0.4"), "R3: not transitive");
+    assert!(!ping("lone-vm", "10.0.0.4"), "P3: one link only");
     assert!(lab.exec("hub-vm", &["nc", "10.2.0.4", "22"]).0, "the spoke VM echoes on 22");
     assert!(!lab.exec("hub-vm", &["nc", "10.2.0.4", "3389"]).0, "N1: NSG deny (3389)");
     let (ok, body) = lab.exec("hub-vm", &["curl", "http://10.10.0.101/"]);
     assert!(ok && body.contains("200 OK") && body.contains("web1"), "LB1: Standard ILB over global peering: {body}");
     assert!(!lab.exec("hub-vm", &["curl", "http://10.10.0.100/"]).0, "LB1: Basic ILB over global peering");
     assert!(lab.exec("neighbour-vm", &["curl", "http://10.10.0.100/"]).0, "LB1: Basic ILB over regional peering");
-    assert!(!lab.ping("iso-a-vm", "10.9.0.5"), "isolated");
+    assert!(!ping("iso-a-vm", "10.9.0.5"), "isolated");
     let (ok, text) = lab.exec("hub-vm", &["traceroute", "10.1.0.4"]);
     assert!(!ok && text.contains("a userspace VM runs"), "unknown commands are explained: {text}");
 }

@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use smoltcp::time::Instant;
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
-use tessera_dataplane::switch::DEFAULT_FLOWS;
+use tessera_dataplane::switch::{DEFAULT_FLOWS, mac_of};
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;
 
 use crate::uvm::{Service, UserVm};
-use crate::vms::mac_of;
 
 /// How long (virtual) a ping or a connection may take.
 const PATIENCE_MS: u64 = 3_000;
@@ -35,6 +34,8 @@ pub struct Fabric {
     next_ident: u16,
     /// The VXLAN socket to other hosts, and when the real clock started (None: virtual time).
     underlay: Option<(Arc<UdpSocket>, std::time::Instant)>,
+    /// The buffer datagrams from other hosts are read into (made on [`Fabric::connect`]).
+    rx: Vec<u8>,
 }
 
 impl Fabric {
@@ -59,10 +60,10 @@ impl Fabric {
                 IpAddr::V6(_) => continue,
             };
             let name = p.vm.as_ref().map(|v| v.name().to_string()).unwrap_or_default();
-            vms.push(UserVm::new(&name, mac_of(&engine, nic), address, prefix.prefix_len(), gateway, p.ip_forwarding));
+            vms.push(UserVm::new(&name, mac_of(&p, &engine), address, prefix.prefix_len(), gateway, p.ip_forwarding));
         }
         let switch = Switch::new(engine, &nics[..vms.len().min(nics.len())], DEFAULT_FLOWS);
-        Fabric { switch, vms, now: Instant::ZERO, next_ident: 1, underlay: None }
+        Fabric { switch, vms, now: Instant::ZERO, next_ident: 1, underlay: None, rx: Vec::new() }
     }
 
     /// Joins other hosts: VXLAN through `socket` (non-blocking), other hosts' NICs at their
@@ -73,6 +74,7 @@ impl Fabric {
             self.switch.place_remote(nic.clone(), *host);
         }
         self.underlay = Some((socket, std::time::Instant::now()));
+        self.rx.resize(65_536, 0);
     }
 
     /// Moves the clock when nothing moved: a virtual millisecond, or (with other hosts) a real
@@ -97,11 +99,10 @@ impl Fabric {
     /// Frames from other hosts, delivered to the local VMs; whether any came.
     fn receive_underlay(&mut self) -> bool {
         let Some((socket, _)) = self.underlay.clone() else { return false };
-        let mut buf = vec![0u8; 65_536];
         let mut moved = false;
-        while let Ok((n, _)) = socket.recv_from(&mut buf) {
-            let Some((vni, _)) = decapsulate(&buf[..n]) else { continue };
-            let mut frame = buf[8..n].to_vec();
+        while let Ok((n, _)) = socket.recv_from(&mut self.rx) {
+            let Some((vni, _)) = decapsulate(&self.rx[..n]) else { continue };
+            let mut frame = self.rx[8..n].to_vec();
             if let Outcome::Deliver(to) = self.switch.receive(vni, &mut frame)
                 && let Some(v) = self.vms.get_mut(usize::try_from(to).unwrap_or(usize::MAX))
             {

@@ -185,7 +185,7 @@ impl UserVm {
     pub fn poll(&mut self, now: Instant) -> Vec<Vec<u8>> {
         self.iface.poll(now, &mut self.wire, &mut self.sockets);
         let mut served = false;
-        for (port, service, h) in self.listeners.clone() {
+        for &(port, service, h) in &self.listeners {
             let s = self.sockets.get_mut::<tcp::Socket<'_>>(h);
             if !s.is_open() {
                 let _ = s.listen(port);

@@ -16,6 +16,7 @@ use tessera_model::ResourceId;
 use crate::datapath::Command;
 use crate::feed::Desired;
 use crate::tap::Tap;
+use tessera_dataplane::switch::mac_of;
 
 /// One local port.
 #[derive(Debug)]
@@ -44,16 +45,6 @@ pub struct Vms {
 /// The namespace of a VM: the lab prefix and the VM's name, lowercased.
 pub fn namespace_of(vm: &str) -> String {
     format!("{}{}", tessera_lab::PREFIX, vm.to_ascii_lowercase())
-}
-
-/// The MAC of a NIC as the engine assigned it (`AA-BB-…`).
-pub fn mac_of(engine: &Engine, nic: &ResourceId) -> [u8; 6] {
-    let text = engine.state().nics.get(nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
-    let mut mac = [0u8; 6];
-    for (i, part) in text.split(['-', ':']).take(6).enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    mac
 }
 
 impl Vms {
@@ -148,7 +139,7 @@ impl Vms {
             });
             let cfg = VmInterface {
                 name: "eth0".into(),
-                mac: mac_of(engine, nic),
+                mac: mac_of(&program, engine),
                 addresses,
                 gateway,
                 mtu: None,

@@ -4,7 +4,7 @@
 //! are guests in), which Azure keeps in Entra ID.
 
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_model::ArmError;
 
@@ -43,7 +43,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                     .await?;
                 Ok(match gone {
                     Some(a) => json_value(StatusCode::OK, &assignment_body(&a)),
-                    None => StatusCode::NO_CONTENT.into_response_ok(),
+                    None => StatusCode::NO_CONTENT.into_response(),
                 })
             }
             _ => Err(method_not_allowed(req)),
@@ -96,7 +96,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                     .await?;
                 Ok(match gone {
                     Some(d) => json_value(StatusCode::OK, &definition_body(&d, scope)),
-                    None => StatusCode::NO_CONTENT.into_response_ok(),
+                    None => StatusCode::NO_CONTENT.into_response(),
                 })
             }
             _ => Err(method_not_allowed(req)),
@@ -118,16 +118,6 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         }
         Route::Principal { client_id } => principal(app, req, client_id).await,
         _ => Err(method_not_allowed(req)),
-    }
-}
-
-trait NoContent {
-    fn into_response_ok(self) -> Response;
-}
-
-impl NoContent for StatusCode {
-    fn into_response_ok(self) -> Response {
-        axum::response::IntoResponse::into_response(self)
     }
 }
 
@@ -225,7 +215,10 @@ async fn put_assignment(app: &App, req: &Req, scope: &str, name: &str) -> Result
     let created = app
         .write(|core| {
             if !core.rbac.definitions.contains_key(&a.role) {
-                return Err(definition_not_found(&a.role).with_bad_request());
+                return Err(ArmError::bad_request(
+                    "RoleDefinitionDoesNotExist",
+                    format!("The specified role definition with ID '{}' does not exist.", a.role),
+                ));
             }
             let known = core.principals.get(&a.principal_id);
             if !known.is_some_and(|sp| tenant.as_deref().is_none_or(|t| sp.member_of(t))) {
@@ -260,18 +253,6 @@ async fn put_assignment(app: &App, req: &Req, scope: &str, name: &str) -> Result
         })
         .await?;
     Ok(json_value(if created { StatusCode::CREATED } else { StatusCode::OK }, &assignment_body(&a)))
-}
-
-trait BadRequest {
-    fn with_bad_request(self) -> ArmError;
-}
-
-impl BadRequest for ArmError {
-    /// The same error as a 400 (a missing role named in a request body).
-    fn with_bad_request(mut self) -> ArmError {
-        self.status = 400;
-        self
-    }
 }
 
 async fn put_definition(app: &App, req: &Req, scope: &str, name: &str) -> Result<Response, ArmError> {

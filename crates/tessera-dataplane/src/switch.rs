@@ -51,7 +51,8 @@ pub struct Switch {
     pub(crate) overlay: crate::overlay::Overlay,
 }
 
-pub(crate) fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
+/// The MAC of a port's NIC as the engine assigned it (`AA-BB-…`; zeros when it has none).
+pub fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
     let text = engine.state().nics.get(&program.nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
     let mut mac = [0u8; 6];
     for (i, part) in text.split(['-', ':']).take(6).enumerate() {

@@ -79,7 +79,7 @@ pub(crate) fn create_principal(
     name: &str,
 ) -> Result<ExitCode, ArmError> {
     let rt = runtime()?;
-    let id = uuid_v4();
+    let id = uuid::Uuid::new_v4();
     let body = json!({"tenantId": tenant, "displayName": name, "guestTenants": guest_of});
     let (_, v, _) = rt.block_on(async {
         let remote = Remote::connect(credentials).await?;
@@ -92,10 +92,6 @@ pub(crate) fn create_principal(
     }
     crate::emit!("client secret  {}", v["secret"].as_str().unwrap_or("(unchanged)"));
     Ok(ExitCode::SUCCESS)
-}
-
-fn uuid_v4() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// `tessera role assign`: gives a principal a role (by name or GUID) at a scope.
@@ -115,7 +111,8 @@ pub(crate) fn assign(credentials: &Path, principal: &str, role: &str, scope: &st
         })?;
         let role_id = d["id"].as_str().unwrap_or_default().to_string();
         let body = json!({"properties": {"roleDefinitionId": role_id, "principalId": principal}});
-        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", uuid_v4());
+        let path =
+            format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", uuid::Uuid::new_v4());
         let (_, made, _) = remote.call(Method::PUT, &path, Some(&body)).await?;
         Ok::<_, ArmError>((role_id, made))
     })?;

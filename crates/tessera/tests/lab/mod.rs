@@ -323,5 +323,5 @@ impl Drop for Lab {
 }
 
 pub fn namespace(vm: &str) -> String {
-    format!("{}{vm}", tessera_lab::PREFIX)
+    tessera_agent::vms::namespace_of(vm)
 }

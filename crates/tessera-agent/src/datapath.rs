@@ -17,6 +17,7 @@ use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;
 
+use crate::fastpath::Flows;
 use crate::offload;
 use crate::tap::{Tap, VNET_HDR_LEN};
 
@@ -36,7 +37,7 @@ pub enum Command {
         /// The engine built from the feed.
         engine: Arc<Engine>,
         /// Local ports in order.
-        ports: Vec<(ResourceId, Arc<Tap>)>,
+        ports: Vec<PortDevice>,
         /// NICs of other hosts and those hosts' underlay addresses.
         remotes: Vec<(ResourceId, IpAddr)>,
     },
@@ -44,6 +45,17 @@ pub enum Command {
     Counters(Sender<Snapshot>),
     /// Stop forwarding.
     Stop,
+}
+
+/// A local port's devices.
+#[derive(Debug, Clone)]
+pub struct PortDevice {
+    /// The NIC.
+    pub nic: ResourceId,
+    /// The TAP the switch reads and writes.
+    pub tap: Arc<Tap>,
+    /// The host end of the VM's veth pair when the kernel fast path carries its flows.
+    pub veth: Option<u32>,
 }
 
 /// Counters read from the switch.
@@ -55,6 +67,45 @@ pub struct Snapshot {
     pub drops: Vec<(String, u64)>,
     /// The switch's program generation.
     pub generation: u64,
+    /// Packets the switch decided from its flow table, or carried by the kernel fast path.
+    pub fast_path: u64,
+    /// Packets decided by the engine (new flows, changed programs).
+    pub slow_path: u64,
+    /// Flows the kernel fast path carries now.
+    pub offloaded: usize,
+}
+
+impl Snapshot {
+    /// As JSON (the agent's counters file).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "generation": self.generation,
+            "fastPath": self.fast_path,
+            "slowPath": self.slow_path,
+            "offloadedFlows": self.offloaded,
+            "drops": self.drops.iter().map(|(r, n)| serde_json::json!({"reason": r, "packets": n})).collect::<Vec<_>>(),
+            "vnetPairs": self.vnet_pairs.iter().map(|(a, b, d, bytes, packets)| serde_json::json!({
+                "source": a.as_str(), "destination": b.as_str(), "direction": d, "bytes": bytes, "packets": packets,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Reads the counters of a running forwarding thread (from any thread).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Probe {
+    /// The switch's counters now; None once the thread stopped.
+    pub fn counters(&self) -> Option<Snapshot> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.tx.send(Command::Counters(tx)).ok()?;
+        let _ = self.waker.wake();
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
 }
 
 /// A handle on the forwarding thread.
@@ -75,9 +126,12 @@ impl Handle {
 
     /// The switch's counters now.
     pub fn counters(&self) -> Option<Snapshot> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.send(Command::Counters(tx));
-        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+        self.probe().counters()
+    }
+
+    /// A counters reader for another thread.
+    pub fn probe(&self) -> Probe {
+        Probe { tx: self.tx.clone(), waker: self.waker.clone() }
     }
 
     /// Stops the thread and waits for it.
@@ -89,8 +143,9 @@ impl Handle {
     }
 }
 
-/// Starts the forwarding thread; `underlay` is this host's VXLAN socket, if it has peers.
-pub fn start(underlay: Option<UdpSocket>) -> std::io::Result<Handle> {
+/// Starts the forwarding thread; `underlay` is this host's VXLAN socket, if it has peers;
+/// `fast` the kernel fast path's flow map, if it runs.
+pub fn start(underlay: Option<UdpSocket>, fast: Option<Flows>) -> std::io::Result<Handle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -99,7 +154,7 @@ pub fn start(underlay: Option<UdpSocket>) -> std::io::Result<Handle> {
         use std::os::fd::AsRawFd;
         poll.registry().register(&mut SourceFd(&u.as_raw_fd()), UNDERLAY, Interest::READABLE)?;
     }
-    let mut dp = Datapath { poll, rx, switch: None, taps: Vec::new(), underlay, ready: VecDeque::new() };
+    let mut dp = Datapath { poll, rx, switch: None, taps: Vec::new(), underlay, ready: VecDeque::new(), fast };
     let thread = std::thread::Builder::new().name("tessera-datapath".into()).spawn(move || dp.run())?;
     Ok(Handle { tx, waker, thread: Some(thread) })
 }
@@ -112,6 +167,8 @@ struct Datapath {
     underlay: Option<UdpSocket>,
     /// Devices with frames left after their batch.
     ready: VecDeque<Token>,
+    /// The kernel fast path's flows.
+    fast: Option<Flows>,
 }
 
 impl Datapath {
@@ -159,11 +216,15 @@ impl Datapath {
         }
     }
 
-    fn update(&mut self, engine: Arc<Engine>, ports: Vec<(ResourceId, Arc<Tap>)>, remotes: Vec<(ResourceId, IpAddr)>) {
-        let nics: Vec<ResourceId> = ports.iter().map(|(n, _)| n.clone()).collect();
+    fn update(&mut self, engine: Arc<Engine>, ports: Vec<PortDevice>, remotes: Vec<(ResourceId, IpAddr)>) {
+        let nics: Vec<ResourceId> = ports.iter().map(|p| p.nic.clone()).collect();
         let same_ports = self.switch.as_ref().is_some_and(|s| {
             s.port_count() == nics.len() && nics.iter().enumerate().all(|(i, n)| s.port_of(n) == u32::try_from(i).ok())
-        }) && self.taps.iter().zip(&ports).all(|(a, (_, b))| Arc::ptr_eq(a, b));
+        }) && self.taps.iter().zip(&ports).all(|(a, b)| Arc::ptr_eq(a, &b.tap));
+        if let Some(f) = self.fast.as_mut() {
+            // Every offloaded flow goes back to the switch, to be decided under the new programs.
+            f.set_ports(self.switch.as_mut(), ports.iter().map(|p| p.veth).collect());
+        }
         if same_ports {
             if let Some(s) = self.switch.as_mut() {
                 s.swap(engine);
@@ -174,7 +235,7 @@ impl Datapath {
                 self.ready.retain(|k| *k != Token(FIRST_PORT + i));
             }
             let mut switch = Switch::new(engine, &nics, DEFAULT_FLOWS);
-            self.taps = ports.into_iter().map(|(_, t)| t).collect();
+            self.taps = ports.into_iter().map(|p| p.tap).collect();
             for (i, t) in self.taps.iter().enumerate() {
                 if let Err(e) =
                     self.poll.registry().register(&mut SourceFd(&t.fd()), Token(FIRST_PORT + i), Interest::READABLE)
@@ -197,8 +258,11 @@ impl Datapath {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
-        let Some(s) = &self.switch else { return Snapshot::default() };
+    fn snapshot(&mut self) -> Snapshot {
+        let Some(s) = self.switch.as_mut() else { return Snapshot::default() };
+        if let Some(f) = self.fast.as_mut() {
+            f.harvest(s);
+        }
         let c = s.counters();
         Snapshot {
             vnet_pairs: c
@@ -212,6 +276,9 @@ impl Datapath {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             generation: s.generation(),
+            fast_path: c.fast_path,
+            slow_path: c.slow_path,
+            offloaded: self.fast.as_ref().map_or(0, Flows::len),
         }
     }
 
@@ -244,6 +311,9 @@ impl Datapath {
                 Outcome::Deliver(to) => {
                     if let Some(dest) = self.taps.get(usize::try_from(to).unwrap_or(usize::MAX)) {
                         let _ = dest.send(&buf[..n]);
+                    }
+                    if let Some(f) = self.fast.as_mut() {
+                        f.offer(switch, port, to, &buf[VNET_HDR_LEN..n]);
                     }
                 }
                 Outcome::Hairpin(reply) => {

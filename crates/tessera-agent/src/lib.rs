@@ -6,6 +6,7 @@
 
 pub mod datapath;
 pub mod fabric;
+pub mod fastpath;
 pub mod feed;
 pub mod offload;
 pub mod session;
@@ -46,6 +47,8 @@ pub struct AgentConfig {
     pub netns: Option<String>,
     /// The other hosts' names and underlay addresses.
     pub peers: Vec<(String, IpAddr)>,
+    /// Let the kernel carry flows the switch decided (eBPF, see [`fastpath`]) when it can.
+    pub kernel_fast_path: bool,
 }
 
 /// Runs the agent until `stop` turns true; then removes everything it made.
@@ -66,16 +69,36 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     }
     .transpose()
     .map_err(|e| io_error("UnderlayBindFailed", e))?;
+    let (programs, flows) = if config.kernel_fast_path && config.namespace_vms && !config.userspace_vms {
+        match fastpath::load() {
+            Ok((p, f)) => (Some(p), Some(f)),
+            Err(e) => {
+                tracing::warn!("no kernel fast path, the switch carries every frame: {e}");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
     let forwarder = if config.userspace_vms {
         Forwarder::User(
             userspace::start(&config.status.with_extension("sock"), underlay)
                 .map_err(|e| io_error("ExecSocketFailed", e))?,
         )
     } else {
-        Forwarder::Kernel(datapath::start(underlay).map_err(|e| io_error("DatapathFailed", e))?)
+        Forwarder::Kernel(datapath::start(underlay, flows).map_err(|e| io_error("DatapathFailed", e))?)
     };
-    let mut vms =
-        vms::Vms::new(config.namespace_vms, config.status.clone(), &config.host, host_ns, config.peers.clone());
+    if let Forwarder::Kernel(d) = &forwarder {
+        counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone());
+    }
+    let mut vms = vms::Vms::new(
+        config.namespace_vms,
+        config.status.clone(),
+        &config.host,
+        host_ns,
+        config.peers.clone(),
+        programs,
+    );
     let mut follower: Option<Follower> = None;
     let mut backoff = Duration::from_millis(200);
     while !*stop.borrow() {
@@ -149,6 +172,25 @@ enum Forwarder {
     Kernel(datapath::Handle),
     /// Userspace VMs on a fabric.
     User(userspace::Handle),
+}
+
+/// Writes the switch's counters to `path` (JSON) every second until `stop` turns true.
+fn counters_file(probe: datapath::Probe, path: PathBuf, stop: watch::Receiver<bool>) {
+    let spawned = std::thread::Builder::new().name("tessera-counters".into()).spawn(move || {
+        while !*stop.borrow() {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(snapshot) = probe.counters() else { break };
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, snapshot.to_json().to_string()).and_then(|()| std::fs::rename(&tmp, &path)).is_err()
+            {
+                tracing::warn!("cannot write {}", path.display());
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("no counters file: {e}");
+    }
 }
 
 async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {

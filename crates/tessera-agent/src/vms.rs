@@ -13,7 +13,8 @@ use tessera_engine::placement::host_of;
 use tessera_lab::{Netns, VmInterface};
 use tessera_model::ResourceId;
 
-use crate::datapath::Command;
+use crate::datapath::{Command, PortDevice};
+use crate::fastpath::Programs;
 use crate::feed::Desired;
 use crate::tap::Tap;
 use tessera_dataplane::switch::mac_of;
@@ -26,6 +27,16 @@ struct LocalPort {
     vm: String,
     namespace: Option<Netns>,
     addresses: Vec<IpAddr>,
+    /// With the kernel fast path: the host ends (veth, TAP) and the programs' links, which
+    /// detach when dropped.
+    fast: Option<FastPort>,
+}
+
+#[derive(Debug)]
+struct FastPort {
+    veth: u32,
+    tap: u32,
+    _links: Vec<aya::programs::tc::SchedClassifierLink>,
 }
 
 /// The ports of this host.
@@ -40,6 +51,8 @@ pub struct Vms {
     host_ns: Option<Netns>,
     /// The underlay address of every other host.
     peers: Vec<(String, IpAddr)>,
+    /// The kernel fast path's programs, when it runs (namespace VMs on veth pairs).
+    programs: Option<Programs>,
 }
 
 /// The namespace of a VM: the lab prefix and the VM's name, lowercased.
@@ -55,8 +68,19 @@ impl Vms {
         host: &str,
         host_ns: Option<Netns>,
         peers: Vec<(String, IpAddr)>,
+        programs: Option<Programs>,
     ) -> Self {
-        Vms { namespace_vms, status, host: host.to_string(), ports: BTreeMap::new(), next_tap: 0, host_ns, peers }
+        let programs = programs.filter(|_| namespace_vms);
+        Vms {
+            namespace_vms,
+            status,
+            host: host.to_string(),
+            ports: BTreeMap::new(),
+            next_tap: 0,
+            host_ns,
+            peers,
+            programs,
+        }
     }
 
     /// The ports of other hosts: every NIC of a VM placed on a host whose underlay address is
@@ -89,7 +113,14 @@ impl Vms {
         // a new one).
         let vm_of =
             |nic: &ResourceId| desired.engine.program(nic).and_then(|p| p.vm.as_ref().map(|v| v.name().to_string()));
-        self.ports.retain(|nic, p| desired.ports.contains(nic) && vm_of(nic).as_deref() == Some(p.vm.as_str()));
+        let programs = &mut self.programs;
+        self.ports.retain(|nic, p| {
+            let keep = desired.ports.contains(nic) && vm_of(nic).as_deref() == Some(p.vm.as_str());
+            if let (false, Some(f), Some(programs)) = (keep, &p.fast, programs.as_mut()) {
+                programs.forget(f.veth, f.tap);
+            }
+            keep
+        });
         for nic in &desired.ports {
             if vm_of(nic).is_none() {
                 continue;
@@ -104,8 +135,14 @@ impl Vms {
                 Err(e) => tracing::error!("cannot make the port of {}: {e}", nic.name()),
             }
         }
-        let ports =
-            desired.ports.iter().filter_map(|n| self.ports.get(n).map(|p| (n.clone(), p.tap.clone()))).collect();
+        let ports = desired
+            .ports
+            .iter()
+            .filter_map(|n| {
+                let p = self.ports.get(n)?;
+                Some(PortDevice { nic: n.clone(), tap: p.tap.clone(), veth: p.fast.as_ref().map(|f| f.veth) })
+            })
+            .collect();
         Command::Update {
             engine: desired.engine.clone(),
             ports,
@@ -124,9 +161,9 @@ impl Vms {
         .map_err(|e| e.to_string())?;
         let vm = program.vm.as_ref().ok_or("no VM")?.name().to_string();
         let mut namespace = None;
+        let mut fast = None;
         if self.namespace_vms {
             let ns = Netns::create(&namespace_of(&vm)).map_err(|e| e.to_string())?;
-            ns.adopt_link_from(self.host_ns.as_ref(), &tap_name).map_err(|e| e.to_string())?;
             let prefix = program.subnet.prefixes.iter().find(|p| p.addr().is_ipv4());
             let addresses = program
                 .addresses
@@ -145,10 +182,29 @@ impl Vms {
                 mtu: None,
                 forwarding: program.ip_forwarding,
             };
-            ns.configure(&tap_name, &cfg).map_err(|e| e.to_string())?;
+            match self.programs.as_mut() {
+                Some(programs) => {
+                    // The VM's interface is a veth; the TAP stays here for the switch's frames.
+                    let veth_name = format!("{}h{}", tessera_lab::PREFIX, self.next_tap - 1);
+                    let mut plumb = || -> Result<FastPort, String> {
+                        let tap = tessera_lab::port_up(&tap_name).map_err(|e| e.to_string())?;
+                        let veth = tessera_lab::veth_port(&ns, &veth_name, &cfg).map_err(|e| e.to_string())?;
+                        let _links = programs.attach((&veth_name, veth), (&tap_name, tap))?;
+                        Ok(FastPort { veth, tap, _links })
+                    };
+                    fast = Some(match &self.host_ns {
+                        Some(h) => h.run(plumb).map_err(|e| e.to_string())??,
+                        None => plumb()?,
+                    });
+                }
+                None => {
+                    ns.adopt_link_from(self.host_ns.as_ref(), &tap_name).map_err(|e| e.to_string())?;
+                    ns.configure(&tap_name, &cfg).map_err(|e| e.to_string())?;
+                }
+            }
             namespace = Some(ns);
         }
-        Ok(LocalPort { tap: Arc::new(tap), vm, namespace, addresses: program.addresses.clone() })
+        Ok(LocalPort { tap: Arc::new(tap), vm, namespace, addresses: program.addresses.clone(), fast })
     }
 
     /// Writes the status file: the revision and the VMs running here.

@@ -21,6 +21,11 @@ impl Count {
         self.packets += 1;
         self.bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
     }
+
+    fn add_many(&mut self, n: Count) {
+        self.packets += n.packets;
+        self.bytes += n.bytes;
+    }
 }
 
 /// Which side of a VNet pair a count belongs to.
@@ -104,6 +109,18 @@ impl Counters {
         let both = self.pairs.entry((from, to)).or_default();
         both[0].add(len);
         both[1].add(len);
+    }
+
+    /// Frames carried outside the switch (an offloaded flow) from one port to another.
+    pub(crate) fn carried(&mut self, from: (PortId, VnetIndex), to: (PortId, VnetIndex), n: Count) {
+        slot(&mut self.port_rx, idx(from.0)).add_many(n);
+        slot(&mut self.port_tx, idx(to.0)).add_many(n);
+        if from.1 != to.1 {
+            for c in self.pairs.entry((from.1, to.1)).or_default() {
+                c.add_many(n);
+            }
+        }
+        self.fast_path += n.packets;
     }
 
     /// One side of a crossing between hosts: the sender counts egress, the receiver ingress.

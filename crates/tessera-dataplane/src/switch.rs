@@ -35,6 +35,17 @@ pub struct Port {
     pub vnet: crate::counters::VnetIndex,
 }
 
+/// A flow the switch lets a kernel fast path carry (see [`Switch::offload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// The flow at the port it leaves.
+    pub key: FlowKey,
+    /// The port that takes it.
+    pub to: PortId,
+    /// The Ethernet addresses the switch writes: destination then source.
+    pub macs: [u8; 12],
+}
+
 /// The default number of flow entries.
 pub const DEFAULT_FLOWS: usize = 1 << 20;
 
@@ -131,6 +142,32 @@ impl Switch {
     /// The current program generation.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// What a kernel fast path may do with further frames of this frame's flow, which the
+    /// switch has just delivered: a plain delivery to a local port (no rewrite but the MACs),
+    /// under the current programs. None for anything else (rewrites, other hosts, drops, ARP…),
+    /// which stays with the switch. An offloaded flow's frames are counted with [`Switch::account`].
+    pub fn offload(&self, port: PortId, frame: &[u8]) -> Option<Offload> {
+        let Some(Frame::Ip(f)) = wire::parse(frame) else { return None };
+        let key = FlowKey::of(port, &f);
+        let entry = self.flows.get(&key)?;
+        match entry.action {
+            Some(Action::Deliver { to, nat: None }) if entry.generation == self.generation => {
+                let dest = self.port(to)?;
+                let mut macs = [0u8; 12];
+                macs[..6].copy_from_slice(&dest.mac);
+                macs[6..].copy_from_slice(&GATEWAY_MAC);
+                Some(Offload { key, to, macs })
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts frames an offloaded flow carried outside the switch from `from` to `to`.
+    pub fn account(&mut self, from: PortId, to: PortId, carried: crate::counters::Count) {
+        let (Some(a), Some(b)) = (self.port(from).map(|p| p.vnet), self.port(to).map(|p| p.vnet)) else { return };
+        self.counters.carried((from, a), (to, b), carried);
     }
 
     /// Processes one frame on a port. A delivered frame is rewritten in place (MACs, NAT).

@@ -251,6 +251,48 @@ impl Drop for Bridge {
     }
 }
 
+/// Makes a veth pair in the caller's namespace for a VM: `host_end` (at most 13 characters)
+/// stays here as a port (see [`port_up`]), its peer moves into `vm` and is configured as `cfg`
+/// says. Returns the host end's interface index.
+pub fn veth_port(vm: &Netns, host_end: &str, cfg: &VmInterface) -> Result<u32> {
+    if !host_end.starts_with(PREFIX) || host_end.len() > 13 {
+        return Err(LabError::InvalidName(host_end.to_string()));
+    }
+    let (port, peer) = (host_end.to_string(), format!("{host_end}-p"));
+    let peer_name = peer.clone();
+    on_thread(move || {
+        with_handle(async move |h| {
+            if let Ok(stale) = index_of(h, &port).await {
+                h.link().del(stale).execute().await.map_err(netlink)?;
+            }
+            h.link().add(LinkVeth::new(&port, &peer).build()).execute().await.map_err(netlink)
+        })
+    })?;
+    let index = port_up(host_end)?;
+    vm.adopt_link(&peer_name)?;
+    vm.configure(&peer_name, cfg)?;
+    Ok(index)
+}
+
+/// Brings a link of the caller's namespace up as a switch port: IPv6 off first and no address,
+/// so this namespace never sends on it or answers what arrives. Returns its interface index.
+pub fn port_up(name: &str) -> Result<u32> {
+    let owned = name.to_string();
+    on_thread(move || {
+        let key = format!("/proc/sys/net/ipv6/conf/{owned}/disable_ipv6");
+        // Without IPv6 in the kernel there is nothing to turn off.
+        if Path::new(&key).exists() {
+            std::fs::write(&key, "1")
+                .map_err(|e| LabError::Namespace { name: owned.clone(), message: format!("{key}: {e}") })?;
+        }
+        with_handle(async move |h| {
+            let index = index_of(h, &owned).await?;
+            h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(netlink)?;
+            Ok(index)
+        })
+    })
+}
+
 /// How a VM's interface is set up inside its namespace.
 #[derive(Debug, Clone)]
 pub struct VmInterface {

@@ -41,7 +41,13 @@ fn recorded_pid(data_dir: &Path) -> Option<i32> {
 }
 
 /// `tessera up -f FILE`.
-pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr, userspace: bool) -> Result<ExitCode, ArmError> {
+pub(crate) fn up(
+    file: &Path,
+    data_dir: &Path,
+    listen: SocketAddr,
+    userspace: bool,
+    kernel_fast_path: bool,
+) -> Result<ExitCode, ArmError> {
     let userspace = userspace || !tessera_lab::privileged();
     if userspace {
         crate::emit!(
@@ -59,7 +65,7 @@ pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr, userspace: bo
     match recorded_pid(data_dir) {
         Some(pid) if alive(pid) => crate::emit!("tessera: using the lab already running (pid {pid})"),
         _ => {
-            let pid = spawn_server(data_dir, listen, userspace)?;
+            let pid = spawn_server(data_dir, listen, userspace, kernel_fast_path)?;
             crate::emit!("tessera: started the control plane and the host agent (pid {pid})");
         }
     }
@@ -89,16 +95,18 @@ pub(crate) fn up(file: &Path, data_dir: &Path, listen: SocketAddr, userspace: bo
     Ok(ExitCode::SUCCESS)
 }
 
-fn spawn_server(data_dir: &Path, listen: SocketAddr, userspace: bool) -> Result<i32, ArmError> {
+fn spawn_server(data_dir: &Path, listen: SocketAddr, userspace: bool, fast_path: bool) -> Result<i32, ArmError> {
     let exe = std::env::current_exe().map_err(|e| failed("SpawnFailed", e))?;
     let log = std::fs::File::create(data_dir.join("serve.log")).map_err(|e| failed("SpawnFailed", e))?;
     let err = log.try_clone().map_err(|e| failed("SpawnFailed", e))?;
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(exe);
+    command.arg("serve");
     if userspace {
-        command.arg("serve").arg("--userspace");
-    } else {
-        command.arg("serve");
+        command.arg("--userspace");
+    }
+    if !fast_path {
+        command.arg("--no-fast-path");
     }
     let child = command
         .arg("--data-dir")

@@ -206,6 +206,9 @@ enum Command {
         /// With --agent: userspace VMs instead of namespaces and TAP devices (no root needed).
         #[arg(long)]
         userspace: bool,
+        /// With --agent: the switch carries every frame (no eBPF fast path in the kernel).
+        #[arg(long)]
+        no_fast_path: bool,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -233,6 +236,9 @@ enum Command {
         /// Userspace VMs instead of TAP ports and namespaces (no root needed).
         #[arg(long)]
         userspace: bool,
+        /// The switch carries every frame (no eBPF fast path in the kernel).
+        #[arg(long)]
+        no_fast_path: bool,
     },
     /// Start the control plane and a host agent, apply a topology, and start its VMs (namespaces as root, else userspace).
     Up {
@@ -248,6 +254,9 @@ enum Command {
         /// Userspace VMs instead of namespace VMs (the default without root).
         #[arg(long)]
         userspace: bool,
+        /// The switch carries every frame (no eBPF fast path in the kernel).
+        #[arg(long)]
+        no_fast_path: bool,
     },
     /// Hub and spoke with real packets, step by step (root): peering states, pings, an NSG, service chaining.
     Demo {
@@ -430,7 +439,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             crate::emit!("applied {written} resources from {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { file, data_dir, listen, userspace } => lab::up(&file, &data_dir, listen, userspace),
+        Command::Up { file, data_dir, listen, userspace, no_fast_path } => {
+            lab::up(&file, &data_dir, listen, userspace, !no_fast_path)
+        }
         Command::Down { data_dir } => lab::down(&data_dir),
         Command::Login { client_id, secret, tenant, subscription, server, out } => {
             access::login(&server, &tenant, &client_id, &secret, subscription.as_deref(), &out)
@@ -444,7 +455,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Role { command: RoleCommand::List { scope, credentials } } => access::list(&credentials, &scope),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
-        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace } => {
+        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace, no_fast_path } => {
             serve::agent(tessera_agent::AgentConfig {
                 credentials,
                 host,
@@ -454,9 +465,10 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 userspace_vms: userspace,
                 netns,
                 peers,
+                kernel_fast_path: !no_fast_path,
             })
         }
-        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace } => {
+        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace, no_fast_path } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
@@ -467,7 +479,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 (false, true) => serve::Vms::None,
                 (false, false) => serve::Vms::Namespaces,
             };
-            serve::run(config, agent.map(|h| (h, vms)))
+            serve::run(config, agent.map(|h| (h, vms)), !no_fast_path)
         }
         Command::Validate { common } => {
             let file = required(&common)?;

@@ -24,7 +24,11 @@ pub(crate) enum Vms {
     Userspace,
 }
 
-pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, Vms)>) -> Result<ExitCode, ArmError> {
+pub(crate) fn run(
+    config: tessera_api::ServeConfig,
+    agent: Option<(String, Vms)>,
+    kernel_fast_path: bool,
+) -> Result<ExitCode, ArmError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
@@ -57,6 +61,7 @@ pub(crate) fn run(config: tessera_api::ServeConfig, agent: Option<(String, Vms)>
                 userspace_vms: vms == Vms::Userspace,
                 netns: None,
                 peers: Vec::new(),
+                kernel_fast_path,
             };
             crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
             spawn_agent(config, stopped)

@@ -1,0 +1,239 @@
+//! The kernel fast path: the tc programs of `bpf/fastpath.c`, loaded with aya.
+//!
+//! With it a namespace VM's interface is one end of a veth pair; the other end stays on the
+//! host, where `from_vm` looks each frame's flow up in the `FLOWS` map. A hit goes straight into
+//! the destination VM with the switch's MAC rewrite (`bpf_redirect_peer`) and is counted in
+//! the entry; a miss goes to the port's TAP, so the userspace switch reads exactly what it read
+//! before (with the virtio-net header and GSO), and whatever the switch writes to a TAP
+//! `from_agent` hands to that port's VM.
+//!
+//! The switch stays the only place where decisions are made: after it delivered a frame, the
+//! forwarding thread offers the flow ([`Flows::offer`]) and only a plain local delivery under
+//! the current programs ([`tessera_dataplane::Switch::offload`]) becomes an entry. TCP SYN,
+//! FIN and RST always reach the switch (state tracking), and a FIN or RST withdraws both
+//! directions. New programs empty the map, so every flow is decided again by the switch on its
+//! next frame (lazily, as the switch itself re-checks cached decisions). The entries' counters
+//! are added to the switch's (port and VNet-pair counters, the peering meter's input) whenever
+//! counters are read and before entries go.
+
+use std::collections::HashMap as StdHashMap;
+use std::net::IpAddr;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, MapData};
+use aya::programs::tc::SchedClassifierLink;
+use aya::programs::{SchedClassifier, TcAttachType};
+use tessera_dataplane::counters::Count;
+use tessera_dataplane::flow::FlowKey;
+use tessera_dataplane::wire::{self, Frame, TCP};
+use tessera_dataplane::{PortId, Switch};
+
+/// The compiled programs (empty when build.rs found no clang).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
+
+/// `struct flow_key` of fastpath.c.
+type Key = [u8; 44];
+/// `struct flow_value` of fastpath.c.
+type Value = [u8; 32];
+/// `BPF_NOEXIST`: an entry is never overwritten (its counters would be lost).
+const NO_EXIST: u64 = 1;
+
+/// The programs, shared by every port; the VM side of the agent attaches them.
+pub struct Programs {
+    ebpf: Ebpf,
+    links: HashMap<MapData, u32, u32>,
+}
+
+impl std::fmt::Debug for Programs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Programs")
+    }
+}
+
+/// The flow map, kept by the forwarding thread.
+pub struct Flows {
+    map: HashMap<MapData, Key, Value>,
+    /// Counters already added to the switch, per entry.
+    seen: StdHashMap<Key, Count>,
+    /// The host-side veth of each switch port (None: a port without the fast path).
+    veths: Vec<Option<u32>>,
+    ports: StdHashMap<u32, PortId>,
+}
+
+impl std::fmt::Debug for Flows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flows").field("veths", &self.veths).finish_non_exhaustive()
+    }
+}
+
+/// Loads the programs and their maps (needs CAP_BPF and CAP_NET_ADMIN).
+pub fn load() -> Result<(Programs, Flows), String> {
+    if OBJECT.is_empty() {
+        return Err("built without clang, so without the eBPF programs".into());
+    }
+    let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the eBPF object: {e}"))?;
+    for name in ["from_vm", "from_agent"] {
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("no program {name}"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        p.load().map_err(|e| format!("verifying {name}: {e}"))?;
+    }
+    let take = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).ok_or_else(|| format!("no map {name}"));
+    let links = HashMap::try_from(take(&mut ebpf, "LINKS")?).map_err(|e| e.to_string())?;
+    let map = HashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(|e| e.to_string())?;
+    Ok((Programs { ebpf, links }, Flows { map, seen: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() }))
+}
+
+impl Programs {
+    /// Joins a port's host-side veth and TAP (interface indexes, in the caller's namespace):
+    /// frames from the VM go through `from_vm`, frames the agent writes through `from_agent`.
+    /// The links detach when dropped.
+    pub fn attach(&mut self, veth: (&str, u32), tap: (&str, u32)) -> Result<Vec<SchedClassifierLink>, String> {
+        self.links.insert(veth.1, tap.1, 0).map_err(|e| e.to_string())?;
+        self.links.insert(tap.1, veth.1, 0).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (program, link) in [("from_vm", veth.0), ("from_agent", tap.0)] {
+            let p: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| format!("no program {program}"))?
+                .try_into()
+                .map_err(|e| format!("{program}: {e}"))?;
+            let id = p.attach(link, TcAttachType::Ingress).map_err(|e| format!("attaching to {link}: {e}"))?;
+            out.push(p.take_link(id).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets a port's devices.
+    pub fn forget(&mut self, veth: u32, tap: u32) {
+        let _ = self.links.remove(&veth);
+        let _ = self.links.remove(&tap);
+    }
+}
+
+impl Flows {
+    /// The host-side veth of each switch port, in port order; empties the map first (the
+    /// ports, or the programs, changed).
+    pub fn set_ports(&mut self, switch: Option<&mut Switch>, veths: Vec<Option<u32>>) {
+        self.clear(switch);
+        self.ports = veths.iter().enumerate().filter_map(|(i, v)| Some(((*v)?, PortId::try_from(i).ok()?))).collect();
+        self.veths = veths;
+    }
+
+    /// After the switch delivered `frame` from `port`: an entry for its flow when the switch
+    /// allows it; a TCP FIN or RST withdraws both directions of its connection.
+    pub fn offer(&mut self, switch: &mut Switch, port: PortId, to: PortId, frame: &[u8]) {
+        if self.veth(port).is_none() {
+            return;
+        }
+        if let Some(Frame::Ip(f)) = wire::parse(frame)
+            && f.proto == TCP
+            && (f.tcp.fin || f.tcp.rst)
+        {
+            let key = FlowKey::of(port, &f);
+            self.withdraw(switch, &key);
+            self.withdraw(switch, &key.reply_at(to));
+            return;
+        }
+        let Some(o) = switch.offload(port, frame) else { return };
+        let (Some(key), Some(to)) = (self.key(&o.key), self.veth(o.to)) else { return };
+        let mut value = [0u8; 32];
+        value[..4].copy_from_slice(&to.to_ne_bytes());
+        value[4..16].copy_from_slice(&o.macs);
+        // An entry that exists stays (EEXIST): its counters keep counting.
+        let _ = self.map.insert(key, value, NO_EXIST);
+    }
+
+    /// Adds what the entries carried since the last time to the switch's counters.
+    pub fn harvest(&mut self, switch: &mut Switch) {
+        let entries: Vec<(Key, Value)> = self.map.iter().filter_map(Result::ok).collect();
+        for (k, v) in entries {
+            self.account(switch, &k, &v);
+        }
+    }
+
+    /// Empties the map (counters harvested first).
+    pub fn clear(&mut self, switch: Option<&mut Switch>) {
+        if let Some(s) = switch {
+            self.harvest(s);
+        }
+        let keys: Vec<Key> = self.map.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.map.remove(&k);
+        }
+        self.seen.clear();
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.map.keys().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn withdraw(&mut self, switch: &mut Switch, key: &FlowKey) {
+        let Some(k) = self.key(key) else { return };
+        if let Ok(v) = self.map.get(&k, 0) {
+            self.account(switch, &k, &v);
+            let _ = self.map.remove(&k);
+        }
+        self.seen.remove(&k);
+    }
+
+    fn account(&mut self, switch: &mut Switch, k: &Key, v: &Value) {
+        let now = Count { packets: ne_u64(&v[16..24]), bytes: ne_u64(&v[24..32]) };
+        let before = self.seen.insert(*k, now).unwrap_or_default();
+        let delta = Count {
+            packets: now.packets.saturating_sub(before.packets),
+            bytes: now.bytes.saturating_sub(before.bytes),
+        };
+        let from = self.ports.get(&ne_u32(&k[..4])).copied();
+        let to = self.ports.get(&ne_u32(&v[..4])).copied();
+        if let (Some(from), Some(to), true) = (from, to, delta.packets > 0) {
+            switch.account(from, to, delta);
+        }
+    }
+
+    fn veth(&self, port: PortId) -> Option<u32> {
+        self.veths.get(usize::try_from(port).ok()?).copied().flatten()
+    }
+
+    /// The map key of a flow at a port, as `from_vm` builds it.
+    fn key(&self, f: &FlowKey) -> Option<Key> {
+        let mut k = [0u8; 44];
+        k[..4].copy_from_slice(&self.veth(f.port)?.to_ne_bytes());
+        k[4] = f.proto;
+        k[8..10].copy_from_slice(&f.sport.to_be_bytes());
+        k[10..12].copy_from_slice(&f.dport.to_be_bytes());
+        match (f.src, f.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                k[5] = 4;
+                k[12..16].copy_from_slice(&s.octets());
+                k[28..32].copy_from_slice(&d.octets());
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                k[5] = 6;
+                k[12..28].copy_from_slice(&s.octets());
+                k[28..44].copy_from_slice(&d.octets());
+            }
+            _ => return None,
+        }
+        Some(k)
+    }
+}
+
+fn ne_u32(b: &[u8]) -> u32 {
+    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn ne_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_ne_bytes(a)
+}

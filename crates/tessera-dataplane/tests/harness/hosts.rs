@@ -8,7 +8,7 @@ use tessera_dataplane::counters::TrafficDirection;
 use tessera_dataplane::overlay::{decapsulate, vni_of, vxlan_header};
 use tessera_dataplane::wire::GATEWAY_MAC;
 
-use crate::lab::{Lab, Sent, engine, inspect, v4};
+use crate::lab::{Lab, Sent, engine, inspect, v4, vnet_id};
 
 const PEERED: &str = r#"
 vnets:
@@ -23,10 +23,6 @@ peerings:
 
 fn h(n: u8) -> IpAddr {
     IpAddr::from([192, 0, 2, n])
-}
-
-fn vnet_id(lab: &Lab, name: &str) -> tessera_model::ResourceId {
-    lab.engine.state().vnets.keys().find(|v| v.name() == name).cloned().expect("vnet")
 }
 
 /// Wraps and unwraps a frame the way two agents would (UDP payload = VXLAN header + frame).

@@ -260,6 +260,11 @@ pub(crate) fn inspect(frame: &[u8]) -> Seen {
     }
 }
 
+/// The id of a VNet of the lab, by name.
+pub(crate) fn vnet_id(lab: &Lab, name: &str) -> tessera_model::ResourceId {
+    lab.engine.state().vnets.keys().find(|v| v.name() == name).cloned().expect("vnet")
+}
+
 pub(crate) fn v4(s: &str) -> Ipv4Addr {
     s.parse().expect("ipv4")
 }

@@ -6,6 +6,7 @@
 mod agreement;
 mod hosts;
 mod lab;
+mod offload;
 mod services;
 
 use lab::{Lab, Sent, delivered, example, inspect, v4};

@@ -324,13 +324,41 @@ pub fn namespaces() -> Vec<String> {
     out
 }
 
-/// Removes every namespace of the lab; returns how many.
+/// Removes every namespace of the lab, and the host ends of VM veth pairs left in the caller's
+/// namespace (a VM namespace that a lingering socket keeps alive keeps its pair); returns how
+/// many namespaces and links.
 pub fn remove_all() -> Result<usize> {
     let names = namespaces();
     for n in &names {
         delete_namespace(n)?;
     }
-    Ok(names.len())
+    let links = on_thread(|| {
+        with_handle(async |h| {
+            let mut found = Vec::new();
+            let mut all = h.link().get().execute();
+            while let Ok(Some(msg)) = all.try_next().await {
+                let name = msg.attributes.iter().find_map(|a| match a {
+                    rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                });
+                if name.is_some_and(|n| is_port_end(&n)) {
+                    found.push(msg.header.index);
+                }
+            }
+            for index in &found {
+                h.link().del(*index).execute().await.map_err(netlink)?;
+            }
+            Ok(found.len())
+        })
+    })?;
+    Ok(names.len() + links)
+}
+
+/// The host end of a VM's veth pair as the agent names it (`tsr-h` and a number).
+fn is_port_end(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.strip_prefix('h'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn delete_namespace(name: &str) -> Result<()> {

@@ -182,7 +182,7 @@ pub(crate) fn down(data_dir: &Path) -> Result<ExitCode, ArmError> {
     }
     let left = tessera_lab::remove_all().map_err(|e| failed("CleanupFailed", e))?;
     if left > 0 {
-        crate::emit!("tessera: removed {left} namespaces left behind");
+        crate::emit!("tessera: removed {left} namespaces and links left behind");
     }
     crate::emit!("tessera: down");
     Ok(ExitCode::SUCCESS)

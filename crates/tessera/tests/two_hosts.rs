@@ -3,6 +3,8 @@
 //! VMs on different hosts talk over VXLAN — ping, TCP, bulk TCP (TSO super-frames cut into
 //! segments before they leave the host), across regional and global peering, with the
 //! receiving host's NSG deciding and nothing while only one link exists (P1, P3, G1, N1).
+//! h1 runs with `--no-fast-path` (the switch carries every frame), h2 with the kernel fast
+//! path inside its host namespace, which carries a peering between two of its own VMs.
 
 mod lab;
 
@@ -37,7 +39,7 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     lab.bridge = Some(bridge);
     for (i, (name, addr)) in hosts.iter().enumerate() {
         let (peer, peer_addr) = hosts[1 - i];
-        let args = [
+        let mut args = vec![
             "--netns".to_string(),
             format!("tsr-host-{name}"),
             "--underlay".to_string(),
@@ -45,11 +47,14 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
             "--peer".to_string(),
             format!("{peer}={peer_addr}"),
         ];
+        if *name == "h1" {
+            args.push("--no-fast-path".to_string());
+        }
         lab.start_agent(name, &args);
     }
     lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/two-hosts.yaml"));
     lab.wait_for_vms("h1", 1);
-    lab.wait_for_vms("h2", 3);
+    lab.wait_for_vms("h2", 4);
 
     // P1: regional peering across hosts, both ways; TCP and bulk TCP (TSO segmented for VXLAN).
     assert!(lab.ping("hub-vm", "10.1.0.4"), "h1 -> h2 over regional peering");
@@ -68,4 +73,18 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     // P3: one link only.
     assert!(!lab.ping("lone-vm", "10.0.0.4"), "one link only, across hosts");
     assert!(!lab.ping("hub-vm", "10.7.0.4"), "one link only, the other way");
+    // A peering within h2: its kernel carries the flow (both directions), h1's carries nothing.
+    assert!(lab.ping("spoke-vm", "10.5.0.4"), "peered VMs on one host");
+    lab.serve("near-vm", 80);
+    assert!(lab.tcp("spoke-vm", "10.5.0.4:80"), "TCP between peered VMs on one host");
+    let offloaded = |host: &str| {
+        let path = lab.data().join(format!("agent-{host}.counters.json"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|c| c["offloadedFlows"].as_u64())
+    };
+    lab.eventually("h2's kernel carries the echo flow both ways", || {
+        assert!(lab.ping("spoke-vm", "10.5.0.4"));
+        offloaded("h2").is_some_and(|n| n >= 2)
+    });
+    assert_eq!(offloaded("h1"), Some(0), "h1 runs without the fast path");
 }

@@ -95,6 +95,10 @@ impl Programs {
         self.links.insert(tap.1, veth.1, 0).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for (program, link) in [("from_vm", veth.0), ("from_agent", tap.0)] {
+            // Before 6.6 (no TCX) tc programs hang off a clsact qdisc.
+            if aya::util::KernelVersion::current().is_ok_and(|v| v < aya::util::KernelVersion::new(6, 6, 0)) {
+                let _ = aya::programs::tc::qdisc_add_clsact(link);
+            }
             let p: &mut SchedClassifier = self
                 .ebpf
                 .program_mut(program)

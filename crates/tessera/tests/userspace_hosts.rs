@@ -23,7 +23,7 @@ fn userspace_vms_on_two_hosts_talk_over_vxlan() {
     }
     lab.apply(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/two-hosts.yaml"));
     lab.wait_for_vms("h1", 1);
-    lab.wait_for_vms("h2", 3);
+    lab.wait_for_vms("h2", 4);
 
     let ping = |vm: &str, to: &str| lab.exec(vm, &["ping", to]).0;
     assert!(ping("hub-vm", "10.1.0.4"), "P1: h1 -> h2 over regional peering");
@@ -35,4 +35,5 @@ fn userspace_vms_on_two_hosts_talk_over_vxlan() {
     assert!(!lab.exec("hub-vm", &["nc", "10.1.0.4", "3389"]).0, "N1: the receiving host's NSG denies 3389");
     assert!(!ping("lone-vm", "10.0.0.4"), "P3: one link only");
     assert!(!ping("hub-vm", "10.7.0.4"), "P3: one link only, the other way");
+    assert!(ping("spoke-vm", "10.5.0.4"), "P1: peered VMs on one host");
 }

@@ -99,6 +99,21 @@ ALWAYS int ports(struct flow_key *k, void *l4, void *end) {
     return 0;
 }
 
+// Fills the family, protocol and addresses (source then destination, `len` bytes each, at
+// `addrs`); returns where the L4 header starts (right after the addresses in both families).
+ALWAYS void *addresses(struct flow_key *k, __u8 family, __u8 proto, __u8 *addrs, int len) {
+    k->family = family;
+    k->proto = proto;
+    if (len == 4) {
+        __builtin_memcpy(k->src, addrs, 4);
+        __builtin_memcpy(k->dst, addrs + 4, 4);
+    } else {
+        __builtin_memcpy(k->src, addrs, 16);
+        __builtin_memcpy(k->dst, addrs + 16, 16);
+    }
+    return addrs + 2 * len;
+}
+
 SEC("classifier/from_vm") int from_vm(struct __sk_buff *skb) {
     void *data = (void *)(long)skb->data;
     void *end = (void *)(long)skb->data_end;
@@ -108,28 +123,18 @@ SEC("classifier/from_vm") int from_vm(struct __sk_buff *skb) {
     struct flow_key k = {};
     k.ifindex = skb->ifindex;
     __u16 type = *(__u16 *)(eth + 12);
+    __u8 *ip = eth + ETH_HLEN;
     void *l4;
     if (type == __builtin_bswap16(0x0800)) {
-        __u8 *ip = eth + ETH_HLEN;
-        if ((void *)(ip + 20) > end || ip[0] != 0x45)
+        // IPv4 without options; fragments go to the switch.
+        if ((void *)(ip + 20) > end || ip[0] != 0x45 || (*(__u16 *)(ip + 6) & __builtin_bswap16(0x3fff)))
             return punt(skb);
-        // Fragments go to the switch.
-        if (*(__u16 *)(ip + 6) & __builtin_bswap16(0x3fff))
-            return punt(skb);
-        k.family = 4;
-        k.proto = ip[9];
-        __builtin_memcpy(k.src, ip + 12, 4);
-        __builtin_memcpy(k.dst, ip + 16, 4);
-        l4 = ip + 20;
+        l4 = addresses(&k, 4, ip[9], ip + 12, 4);
     } else if (type == __builtin_bswap16(0x86dd)) {
-        __u8 *ip = eth + ETH_HLEN;
+        // IPv6 without extension headers (anything else fails `ports`).
         if ((void *)(ip + 40) > end)
             return punt(skb);
-        k.family = 6;
-        k.proto = ip[6];
-        __builtin_memcpy(k.src, ip + 8, 16);
-        __builtin_memcpy(k.dst, ip + 24, 16);
-        l4 = ip + 40;
+        l4 = addresses(&k, 6, ip[6], ip + 8, 16);
     } else {
         return punt(skb);
     }

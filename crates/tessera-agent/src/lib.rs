@@ -1,6 +1,7 @@
 //! The host agent: follows the controller's watch feed, builds the engine from the documents,
 //! swaps the programs into the switch, and owns the I/O — a TAP port per NIC placed on this
-//! host (with a namespace VM behind it when asked) and the VXLAN underlay to other hosts. When
+//! host (with a namespace VM behind it when asked, on a veth pair whose flows the kernel fast
+//! path carries once the switch decided them) and the VXLAN underlay to other hosts. When
 //! the controller is away the switch keeps forwarding with the programs it has, and the feed
 //! resumes from the revision held when the controller returns.
 

@@ -1,9 +1,11 @@
 //! Namespace VMs and hosts for `tessera up` and the end-to-end tests.
 //!
-//! A VM is a network namespace whose one interface (`eth0`) is a TAP device the agent opened in
-//! the host's namespace and moved in; the agent keeps the file descriptor, so the switch carries
-//! every frame the VM sends. Every name this crate makes starts with [`PREFIX`], so
-//! [`remove_all`] finds and removes whatever a crashed run left behind.
+//! A VM is a network namespace whose one interface (`eth0`) is either a TAP device the agent
+//! opened in the host's namespace and moved in (the agent keeps the file descriptor, so the
+//! switch carries every frame the VM sends), or one end of a veth pair whose other end stays in
+//! the host's namespace as a port ([`veth_port`], for the agent's kernel fast path). Every name
+//! this crate makes starts with [`PREFIX`], so [`remove_all`] finds and removes whatever a
+//! crashed run left behind.
 //!
 //! Netlink work (links, addresses, routes) goes through `rtnetlink`; it runs on a short-lived
 //! thread that entered the namespace, so the caller's thread never changes namespace and no

@@ -33,7 +33,7 @@ struct flow_key {
     __u8 proto;       // IP protocol
     __u8 family;      // 4 or 6
     __u8 pad[2];
-    __u16 sport, dport;  // as on the wire (ICMP echo: identifier, 0)
+    __u16 sport, dport;  // as on the wire (ICMP echo request: identifier, 0; reply: 0, identifier)
     __u8 src[16], dst[16];  // IPv4: first 4 bytes, rest zero
 };
 
@@ -89,11 +89,14 @@ ALWAYS int ports(struct flow_key *k, void *l4, void *end) {
         if ((void *)(i + 8) > end)
             return 0;
         __u8 t = i[0];
-        int echo = k->proto == 1 ? (t == 8 || t == 0) : (t == 128 || t == 129);
-        if (!echo)
+        int request = k->proto == 1 ? t == 8 : t == 128;
+        int reply = k->proto == 1 ? t == 0 : t == 129;
+        if (!request && !reply)
             return 0;
-        k->sport = *(__u16 *)(i + 4);
-        k->dport = 0;
+        // The identifier is the request's source port and the reply's destination port
+        // (tessera_dataplane::wire), so a reply's flow is the request's reversed.
+        k->sport = request ? *(__u16 *)(i + 4) : 0;
+        k->dport = reply ? *(__u16 *)(i + 4) : 0;
         return 1;
     }
     return 0;

@@ -37,9 +37,9 @@ pub struct IpFlow {
     pub src: IpAddr,
     /// Destination address.
     pub dst: IpAddr,
-    /// Source port (ICMP: the echo identifier).
+    /// Source port (ICMP: the identifier, except in an echo reply).
     pub sport: u16,
-    /// Destination port (ICMP: 0).
+    /// Destination port (ICMP: 0, except the identifier in an echo reply).
     pub dport: u16,
     /// TCP flags.
     pub tcp: TcpFlags,
@@ -136,15 +136,23 @@ fn l4(src: IpAddr, dst: IpAddr, t: Option<TransportSlice<'_>>) -> Option<Frame> 
         }
         Some(TransportSlice::Udp(u)) => f(UDP, u.source_port(), u.destination_port(), TcpFlags::default()),
         Some(TransportSlice::Icmpv4(i)) => {
-            let id = u16::from_be_bytes([i.bytes5to8()[0], i.bytes5to8()[1]]);
-            f(ICMP, id, 0, TcpFlags::default())
+            let (sport, dport) = icmp_ports(i.type_u8() == 0, i.bytes5to8());
+            f(ICMP, sport, dport, TcpFlags::default())
         }
         Some(TransportSlice::Icmpv6(i)) => {
-            let id = u16::from_be_bytes([i.bytes5to8()[0], i.bytes5to8()[1]]);
-            f(ICMPV6, id, 0, TcpFlags::default())
+            let (sport, dport) = icmp_ports(i.type_u8() == 129, i.bytes5to8());
+            f(ICMPV6, sport, dport, TcpFlags::default())
         }
         _ => Some(Frame::OtherIp),
     }
+}
+
+/// The "ports" of an ICMP message: its identifier as the source port of an echo request (and
+/// of any other message) and as the destination port of an echo reply, so that a reply's flow
+/// is the request's reversed and returns as established traffic (N4).
+fn icmp_ports(echo_reply: bool, bytes5to8: [u8; 4]) -> (u16, u16) {
+    let id = u16::from_be_bytes([bytes5to8[0], bytes5to8[1]]);
+    if echo_reply { (0, id) } else { (id, 0) }
 }
 
 /// The ARP reply that the virtual gateway sends for any address (as Azure does).

@@ -111,6 +111,20 @@ fn nsg_denies_between_peered_vnets_and_replies_are_stateful() {
 }
 
 #[test]
+fn an_echo_reply_returns_through_an_nsg_that_denies_inbound() {
+    // a's subnet denies every inbound flow; its own pings still get their replies (N4).
+    let yaml =
+        TWO_VNETS.replace("      - { name: no-outbound, priority: 100, direction: Outbound, access: Deny }\n", "");
+    let mut lab = Lab::new(&yaml);
+    let (a, b) = (lab.ip("a-vm"), lab.ip("b-vm"));
+    assert_eq!(lab.send("b-vm", lab.ping("b-vm", a, false)), Sent::Drop(DropReason::NsgDeniedInbound));
+    let (port, _) = delivered(lab.send("a-vm", lab.ping("a-vm", b, false)));
+    assert_eq!(port, lab.port("b-vm"));
+    let (port, _) = delivered(lab.send("b-vm", lab.ping("b-vm", a, true)));
+    assert_eq!(port, lab.port("a-vm"), "the echo reply is return traffic of a's ping");
+}
+
+#[test]
 fn fins_in_both_directions_end_a_connection() {
     let mut lab = Lab::new(TWO_VNETS);
     let (a, b) = (lab.ip("a-vm"), lab.ip("b-vm"));

@@ -20,6 +20,16 @@ pub struct AddressOwner {
     pub holder: ResourceId,
     /// The subnet the address belongs to.
     pub subnet: ResourceId,
+    /// The holder's parent (the NIC, load balancer or gateway), kept so that finding who is at
+    /// an address — once per new flow in the data plane — does not parse an id.
+    pub parent: Option<ResourceId>,
+}
+
+impl AddressOwner {
+    fn new(holder: ResourceId, subnet: ResourceId) -> Self {
+        let parent = holder.parent();
+        AddressOwner { holder, subnet, parent }
+    }
 }
 
 /// All resources, keyed by id (case-insensitive).
@@ -148,10 +158,7 @@ impl State {
                 continue;
             };
             self.vnet_nics.entry(vnet.clone()).or_default().insert(nic.id.clone());
-            self.addresses
-                .entry(vnet)
-                .or_default()
-                .insert(ip, AddressOwner { holder: id.clone(), subnet: subnet.id.clone() });
+            self.addresses.entry(vnet).or_default().insert(ip, AddressOwner::new(id.clone(), subnet.id.clone()));
         }
     }
 
@@ -179,7 +186,7 @@ impl State {
                 continue;
             };
             let holder = c.id.clone().unwrap_or_else(|| g.id.clone());
-            self.set_address(vnet, ip, add.then(|| AddressOwner { holder, subnet: subnet.id.clone() }));
+            self.set_address(vnet, ip, add.then(|| AddressOwner::new(holder, subnet.id.clone())));
         }
     }
 
@@ -192,7 +199,7 @@ impl State {
                 continue;
             };
             let holder = f.id.clone().unwrap_or_else(|| lb.resource.id.clone());
-            self.set_address(vnet, ip, add.then(|| AddressOwner { holder, subnet: subnet.id.clone() }));
+            self.set_address(vnet, ip, add.then(|| AddressOwner::new(holder, subnet.id.clone())));
         }
     }
 

@@ -228,7 +228,7 @@ pub enum Endpoint {
 /// The endpoint that holds `ip` in `vnet`.
 pub fn endpoint(st: &State, vnet: &ResourceId, ip: IpAddr) -> Option<Endpoint> {
     let owner = st.address_owner(vnet, ip)?;
-    let parent = owner.holder.parent()?;
+    let parent = owner.parent.clone()?;
     Some(match owner.holder.kind() {
         Kind::IpConfiguration => Endpoint::Nic(parent),
         Kind::FrontendIpConfiguration => Endpoint::LoadBalancerFrontend(owner.holder.clone()),

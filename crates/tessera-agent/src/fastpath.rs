@@ -133,16 +133,14 @@ impl Flows {
         if self.veth(port).is_none() {
             return;
         }
-        if let Some(Frame::Ip(f)) = wire::parse(frame)
-            && f.proto == TCP
-            && (f.tcp.fin || f.tcp.rst)
-        {
-            let key = FlowKey::of(port, &f);
+        let Some(Frame::Ip(f)) = wire::parse(frame) else { return };
+        let key = FlowKey::of(port, &f);
+        if f.proto == TCP && (f.tcp.fin || f.tcp.rst) {
             self.withdraw(switch, &key);
             self.withdraw(switch, &key.reply_at(to));
             return;
         }
-        let Some(o) = switch.offload(port, frame) else { return };
+        let Some(o) = switch.offload_flow(key) else { return };
         let (Some(key), Some(to)) = (self.key(&o.key), self.veth(o.to)) else { return };
         let mut value = [0u8; 32];
         value[..4].copy_from_slice(&to.to_ne_bytes());
@@ -151,34 +149,40 @@ impl Flows {
         let _ = self.map.insert(key, value, NO_EXIST);
     }
 
-    /// Adds what the entries carried since the last time to the switch's counters.
-    pub fn harvest(&mut self, switch: &mut Switch) {
+    /// Adds what the entries carried since the last time to the switch's counters; returns
+    /// the entries (every one is then in `seen`).
+    pub fn harvest(&mut self, switch: &mut Switch) -> Vec<Key> {
         let entries: Vec<(Key, Value)> = self.map.iter().filter_map(Result::ok).collect();
-        for (k, v) in entries {
-            self.account(switch, &k, &v);
-        }
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                self.account(switch, &k, &v);
+                k
+            })
+            .collect()
     }
 
-    /// Empties the map (counters harvested first).
+    /// Empties the map (counters harvested first, when there is a switch to add them to).
     pub fn clear(&mut self, switch: Option<&mut Switch>) {
-        if let Some(s) = switch {
-            self.harvest(s);
-        }
-        let keys: Vec<Key> = self.map.keys().filter_map(Result::ok).collect();
+        let keys = match switch {
+            Some(s) => self.harvest(s),
+            None => self.map.keys().filter_map(Result::ok).collect(),
+        };
         for k in keys {
             let _ = self.map.remove(&k);
         }
         self.seen.clear();
     }
 
-    /// The number of entries.
+    /// The number of entries as of the last harvest (entries come and go only through this
+    /// type, and a harvest sees them all).
     pub fn len(&self) -> usize {
-        self.map.keys().count()
+        self.seen.len()
     }
 
-    /// Whether there are none.
+    /// Whether there were none at the last harvest.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.seen.is_empty()
     }
 
     fn withdraw(&mut self, switch: &mut Switch, key: &FlowKey) {

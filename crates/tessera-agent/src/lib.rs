@@ -181,11 +181,7 @@ fn counters_file(probe: datapath::Probe, path: PathBuf, stop: watch::Receiver<bo
         while !*stop.borrow() {
             std::thread::sleep(Duration::from_secs(1));
             let Some(snapshot) = probe.counters() else { break };
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, snapshot.to_json().to_string()).and_then(|()| std::fs::rename(&tmp, &path)).is_err()
-            {
-                tracing::warn!("cannot write {}", path.display());
-            }
+            vms::write_json(&path, &snapshot.to_json());
         }
         let _ = std::fs::remove_file(&path);
     });

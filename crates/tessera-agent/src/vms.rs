@@ -230,6 +230,11 @@ impl Vms {
 /// Writes an agent's status file (atomically): its host, revision, kind of VMs and the VMs.
 pub fn write_status(path: &std::path::Path, host: &str, revision: u64, mode: &str, vms: Vec<serde_json::Value>) {
     let body = json!({"host": host, "revision": revision, "pid": std::process::id(), "mode": mode, "vms": vms});
+    write_json(path, &body);
+}
+
+/// Writes a JSON file atomically (a temporary file renamed over it); a failure is logged.
+pub fn write_json(path: &std::path::Path, body: &serde_json::Value) {
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
         tracing::warn!("cannot write {}", path.display());

@@ -150,7 +150,11 @@ impl Switch {
     /// which stays with the switch. An offloaded flow's frames are counted with [`Switch::account`].
     pub fn offload(&self, port: PortId, frame: &[u8]) -> Option<Offload> {
         let Some(Frame::Ip(f)) = wire::parse(frame) else { return None };
-        let key = FlowKey::of(port, &f);
+        self.offload_flow(FlowKey::of(port, &f))
+    }
+
+    /// [`Switch::offload`] for a flow already parsed.
+    pub fn offload_flow(&self, key: FlowKey) -> Option<Offload> {
         let entry = self.flows.get(&key)?;
         match entry.action {
             Some(Action::Deliver { to, nat: None }) if entry.generation == self.generation => {

@@ -288,9 +288,8 @@ pub fn port_up(name: &str) -> Result<u32> {
                 .map_err(|e| LabError::Namespace { name: owned.clone(), message: format!("{key}: {e}") })?;
         }
         with_handle(async move |h| {
-            let index = index_of(h, &owned).await?;
-            h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(netlink)?;
-            Ok(index)
+            set_up(h, &owned).await?;
+            index_of(h, &owned).await
         })
     })
 }

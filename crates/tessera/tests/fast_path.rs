@@ -18,11 +18,6 @@ use tessera_lab::Netns;
 
 const SUB: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/fast-rg";
 
-fn counters(lab: &Lab) -> Value {
-    let path = lab.data().join("agent-local.counters.json");
-    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
-}
-
 /// Packets metered from VNet `from` to VNet `to` (egress side).
 fn metered(c: &Value, from: &str, to: &str) -> u64 {
     c["vnetPairs"]
@@ -79,10 +74,10 @@ fn scenario(fast_path: bool) {
 
     // Both directions of the connection are offloaded (only with the fast path), and what the
     // kernel carried is metered like what the switch carried.
-    let before = counters(&lab);
+    let before = lab.counters("local");
     assert!(exchange(&mut s, 500));
-    lab.eventually("the counters show the 500 messages", || metered(&counters(&lab), "a", "b") >= 550);
-    let after = counters(&lab);
+    lab.eventually("the counters show the 500 messages", || metered(&lab.counters("local"), "a", "b") >= 550);
+    let after = lab.counters("local");
     assert!(metered(&after, "b", "a") >= 550, "the echoes are metered: {after}");
     let offloaded = after["offloadedFlows"].as_u64().unwrap_or(0);
     let slow = after["slowPath"].as_u64().unwrap_or(0) - before["slowPath"].as_u64().unwrap_or(0);
@@ -96,10 +91,12 @@ fn scenario(fast_path: bool) {
     // N2: a rule that denies the connection's port stops it, though the kernel carried it.
     let generation = after["generation"].as_u64().unwrap_or(0);
     nsg(&lab, true);
-    lab.eventually("the agent has the new programs", || counters(&lab)["generation"].as_u64() > Some(generation));
+    lab.eventually("the agent has the new programs", || {
+        lab.counters("local")["generation"].as_u64() > Some(generation)
+    });
     s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
     assert!(!exchange(&mut s, 1), "a denied connection carries nothing");
-    assert_eq!(counters(&lab)["offloadedFlows"].as_u64(), Some(0), "nothing denied stays in the kernel");
+    assert_eq!(lab.counters("local")["offloadedFlows"].as_u64(), Some(0), "nothing denied stays in the kernel");
     // Lifted again: TCP retransmits and the connection resumes.
     nsg(&lab, false);
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");

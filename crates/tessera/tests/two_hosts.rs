@@ -77,11 +77,7 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     assert!(lab.ping("spoke-vm", "10.5.0.4"), "peered VMs on one host");
     lab.serve("near-vm", 80);
     assert!(lab.tcp("spoke-vm", "10.5.0.4:80"), "TCP between peered VMs on one host");
-    let offloaded = |host: &str| {
-        let path = lab.data().join(format!("agent-{host}.counters.json"));
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|c| c["offloadedFlows"].as_u64())
-    };
+    let offloaded = |host: &str| lab.counters(host)["offloadedFlows"].as_u64();
     lab.eventually("h2's kernel carries the echo flow both ways", || {
         assert!(lab.ping("spoke-vm", "10.5.0.4"));
         offloaded("h2").is_some_and(|n| n >= 2)

@@ -294,6 +294,12 @@ impl Lab {
         })
     }
 
+    /// The counters file of the agent of `host` (`Null` until it is written).
+    pub fn counters(&self, host: &str) -> serde_json::Value {
+        let path = self.data().join(format!("agent-{host}.counters.json"));
+        std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
     /// Waits until `check` holds (programs reach the agent through the feed), up to 10 s.
     pub fn eventually(&self, what: &str, check: impl Fn() -> bool) {
         for _ in 0..20 {

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
-use tessera_dataplane::switch::DEFAULT_FLOWS;
+use tessera_dataplane::switch::{DEFAULT_FLOWS, PREFETCH_BATCH};
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;
@@ -174,7 +174,8 @@ struct Datapath {
 impl Datapath {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
-        let mut buf = vec![0u8; BUF];
+        // One buffer per frame of a prefetched group; the underlay uses the first.
+        let mut bufs = vec![vec![0u8; BUF]; PREFETCH_BATCH];
         loop {
             let timeout = if self.ready.is_empty() { None } else { Some(std::time::Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut events, timeout)
@@ -193,8 +194,11 @@ impl Datapath {
             }
             for _ in 0..self.ready.len() {
                 let Some(token) = self.ready.pop_front() else { break };
-                let more =
-                    if token == UNDERLAY { self.underlay_batch(&mut buf) } else { self.port_batch(token, &mut buf) };
+                let more = if token == UNDERLAY {
+                    self.underlay_batch(&mut bufs[0])
+                } else {
+                    self.port_batch(token, &mut bufs)
+                };
                 if more {
                     self.ready.push_back(token);
                 }
@@ -282,61 +286,82 @@ impl Datapath {
         }
     }
 
-    /// Reads up to a batch from a TAP port; true when frames may remain.
-    fn port_batch(&mut self, token: Token, buf: &mut [u8]) -> bool {
+    /// Reads up to a batch from a TAP port; true when frames may remain. Frames are taken in
+    /// groups of [`PREFETCH_BATCH`]: the switch loads a group's flow entries together, then
+    /// processes its frames.
+    fn port_batch(&mut self, token: Token, bufs: &mut [Vec<u8>]) -> bool {
         let index = token.0 - FIRST_PORT;
-        let (Some(tap), Some(switch)) = (self.taps.get(index).cloned(), self.switch.as_mut()) else {
-            return false;
-        };
+        let Some(tap) = self.taps.get(index).cloned() else { return false };
         let port = u32::try_from(index).unwrap_or(u32::MAX);
-        for _ in 0..BATCH {
-            let n = match tap.recv(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    tracing::warn!("read from {}: {e}", tap.name());
-                    return false;
+        let mut lens = [0usize; PREFETCH_BATCH];
+        for _ in 0..BATCH / PREFETCH_BATCH {
+            let mut n = 0;
+            let mut more = true;
+            for _ in 0..PREFETCH_BATCH.min(bufs.len()) {
+                match tap.recv(&mut bufs[n]) {
+                    Ok(len) if len > VNET_HDR_LEN => {
+                        lens[n] = len;
+                        n += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if e.kind() != std::io::ErrorKind::WouldBlock {
+                            tracing::warn!("read from {}: {e}", tap.name());
+                        }
+                        more = false;
+                        break;
+                    }
                 }
-            };
-            if n <= VNET_HDR_LEN {
-                continue;
             }
-            let (hdr, frame) = buf[..n].split_at_mut(VNET_HDR_LEN);
-            let partial = offload::PartialSum::take(hdr, frame);
-            let outcome = switch.process(port, Direction::Outbound, frame);
-            if let Some(p) = partial {
-                p.restore(frame);
+            let Some(switch) = self.switch.as_ref() else { return false };
+            switch.prefetch(port, bufs.iter().zip(&lens[..n]).map(|(b, len)| &b[VNET_HDR_LEN..*len]));
+            for (buf, len) in bufs.iter_mut().zip(&lens[..n]) {
+                self.forward(&tap, port, &mut buf[..*len]);
             }
-            match outcome {
-                Outcome::Deliver(to) => {
-                    if let Some(dest) = self.taps.get(usize::try_from(to).unwrap_or(usize::MAX)) {
-                        let _ = dest.send(&buf[..n]);
-                    }
-                    if let Some(f) = self.fast.as_mut() {
-                        f.offer(switch, port, to, &buf[VNET_HDR_LEN..n]);
-                    }
-                }
-                Outcome::Hairpin(reply) => {
-                    let mut out = vec![0u8; VNET_HDR_LEN + reply.len()];
-                    out[VNET_HDR_LEN..].copy_from_slice(&reply);
-                    let _ = tap.send(&out);
-                }
-                Outcome::Encapsulate { host, vni } => {
-                    if let Some(u) = &self.underlay {
-                        let to = SocketAddr::new(host, VXLAN_PORT);
-                        let header = vxlan_header(vni);
-                        offload::for_each_segment(hdr, frame, |segment| {
-                            let mut out = Vec::with_capacity(8 + segment.len());
-                            out.extend_from_slice(&header);
-                            out.extend_from_slice(segment);
-                            let _ = u.send_to(&out, to);
-                        });
-                    }
-                }
-                Outcome::Drop(_) => {}
+            if !more {
+                return false;
             }
         }
         true
+    }
+
+    /// Processes one frame (with its virtio-net header) read from `port`'s TAP and sends it on.
+    fn forward(&mut self, tap: &Tap, port: u32, buf: &mut [u8]) {
+        let Some(switch) = self.switch.as_mut() else { return };
+        let (hdr, frame) = buf.split_at_mut(VNET_HDR_LEN);
+        let partial = offload::PartialSum::take(hdr, frame);
+        let outcome = switch.process(port, Direction::Outbound, frame);
+        if let Some(p) = partial {
+            p.restore(frame);
+        }
+        match outcome {
+            Outcome::Deliver(to) => {
+                if let Some(dest) = self.taps.get(usize::try_from(to).unwrap_or(usize::MAX)) {
+                    let _ = dest.send(buf);
+                }
+                if let Some(f) = self.fast.as_mut() {
+                    f.offer(switch, port, to, &buf[VNET_HDR_LEN..]);
+                }
+            }
+            Outcome::Hairpin(reply) => {
+                let mut out = vec![0u8; VNET_HDR_LEN + reply.len()];
+                out[VNET_HDR_LEN..].copy_from_slice(&reply);
+                let _ = tap.send(&out);
+            }
+            Outcome::Encapsulate { host, vni } => {
+                if let Some(u) = &self.underlay {
+                    let to = SocketAddr::new(host, VXLAN_PORT);
+                    let header = vxlan_header(vni);
+                    offload::for_each_segment(hdr, frame, |segment| {
+                        let mut out = Vec::with_capacity(8 + segment.len());
+                        out.extend_from_slice(&header);
+                        out.extend_from_slice(segment);
+                        let _ = u.send_to(&out, to);
+                    });
+                }
+            }
+            Outcome::Drop(_) => {}
+        }
     }
 
     /// Reads up to a batch of VXLAN datagrams from other hosts; true when more may remain.

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use hashbrown::HashMap;
 
 use crate::outcome::{DropReason, PortId};
+use crate::v4_flows::{TOUCH_MAX, V4Flows, V4Key};
 use crate::wire::IpFlow;
 
 /// The exact-match key of a flow at a port.
@@ -28,6 +29,16 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// A placeholder key (port 0, unspecified addresses).
+    pub const EMPTY: FlowKey = FlowKey {
+        port: 0,
+        proto: 0,
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        sport: 0,
+        dport: 0,
+    };
+
     /// The key of a packet leaving `port`.
     pub fn of(port: PortId, f: &IpFlow) -> Self {
         FlowKey { port, proto: f.proto, src: f.src, dst: f.dst, sport: f.sport, dport: f.dport }
@@ -98,17 +109,18 @@ impl Entry {
     }
 }
 
-/// A bounded flow table. IPv4 flows (nearly all) are kept under a packed 16-byte key, the
-/// rest under the full key: small keys hash and compare fast and keep the table dense.
+/// A bounded flow table. IPv4 flows (nearly all) are kept under a packed 16-byte key in a table
+/// whose lines can be loaded ahead of a batch of lookups ([`FlowTable::touch`]); the rest under
+/// the full key.
 #[derive(Debug)]
 pub struct FlowTable {
-    v4: HashMap<(u64, u64, PortId), Entry>,
+    v4: V4Flows,
     other: HashMap<FlowKey, Entry>,
     capacity: usize,
 }
 
 /// The packed key of an IPv4 flow: (src, dst), (sport, dport, proto), port.
-fn packed(key: &FlowKey) -> Option<(u64, u64, PortId)> {
+fn packed(key: &FlowKey) -> Option<V4Key> {
     match (key.src, key.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => Some((
             u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)),
@@ -124,7 +136,19 @@ impl FlowTable {
     pub fn new(capacity: usize) -> Self {
         // Grown on demand: a table sized for its limit spreads a few active flows over far more
         // memory than the caches hold, and every lookup misses.
-        FlowTable { v4: HashMap::with_capacity(capacity.min(4096)), other: HashMap::new(), capacity }
+        FlowTable { v4: V4Flows::with_capacity(capacity.min(4096)), other: HashMap::new(), capacity }
+    }
+
+    /// Loads the memory where the entries of `keys` live, so that their lookups soon after do
+    /// not wait for it: the cache misses of a batch overlap instead of following each other.
+    pub fn touch(&self, keys: &[FlowKey]) {
+        let mut packed_keys = [(0, 0, 0); TOUCH_MAX];
+        let mut n = 0;
+        for k in keys.iter().filter_map(packed).take(TOUCH_MAX) {
+            packed_keys[n] = k;
+            n += 1;
+        }
+        self.v4.touch(&packed_keys[..n]);
     }
 
     /// The entry of a key.
@@ -167,36 +191,29 @@ impl FlowTable {
     /// false when the table is full. One lookup.
     pub fn mark_established(&mut self, key: FlowKey, reply_nat: Option<Nat>) -> bool {
         let fresh = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
-        let full = self.len() >= self.capacity;
-        fn mark<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Entry>, k: K, fresh: Entry, full: bool) -> bool {
-            match map.entry(k) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => {
-                    if !e.get().established {
-                        e.insert(fresh);
-                    }
-                    true
+        let may_add = self.len() < self.capacity;
+        let entry = match packed(&key) {
+            Some(k) => self.v4.entry_or_insert(k, fresh, may_add),
+            None => match self.other.entry(key) {
+                hashbrown::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                hashbrown::hash_map::Entry::Vacant(v) => may_add.then(|| v.insert(fresh)),
+            },
+        };
+        match entry {
+            Some(e) => {
+                if !e.established {
+                    *e = fresh;
                 }
-                hashbrown::hash_map::Entry::Vacant(v) => {
-                    if full {
-                        return false;
-                    }
-                    v.insert(fresh);
-                    true
-                }
+                true
             }
-        }
-        match packed(&key) {
-            Some(k) => mark(&mut self.v4, k, fresh, full),
-            None => mark(&mut self.other, key, fresh, full),
+            None => false,
         }
     }
 
     /// Removes an entry.
     pub fn remove(&mut self, key: &FlowKey) {
         match packed(key) {
-            Some(k) => {
-                self.v4.remove(&k);
-            }
+            Some(k) => self.v4.remove(&k),
             None => {
                 self.other.remove(key);
             }
@@ -210,6 +227,6 @@ impl FlowTable {
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.other.is_empty()
+        self.len() == 0
     }
 }

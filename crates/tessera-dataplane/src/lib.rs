@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod outcome;
 pub mod overlay;
 pub mod switch;
+mod v4_flows;
 pub mod wire;
 
 pub use outcome::{Direction, DropReason, Outcome, PortId};

@@ -49,6 +49,10 @@ pub struct Offload {
 /// The default number of flow entries.
 pub const DEFAULT_FLOWS: usize = 1 << 20;
 
+/// Frames touched with [`Switch::prefetch`] before they are processed: enough to overlap the
+/// cache misses of their lookups, few enough that the first is still cached when it is processed.
+pub const PREFETCH_BATCH: usize = 16;
+
 /// A virtual switch for the NICs of one host.
 #[derive(Debug)]
 pub struct Switch {
@@ -172,6 +176,21 @@ impl Switch {
     pub fn account(&mut self, from: PortId, to: PortId, carried: crate::counters::Count) {
         let (Some(a), Some(b)) = (self.port(from).map(|p| p.vnet), self.port(to).map(|p| p.vnet)) else { return };
         self.counters.carried((from, a), (to, b), carried);
+    }
+
+    /// Loads the flow entries of frames about to be processed on `port` into the caches (at
+    /// most [`PREFETCH_BATCH`]). With many active flows each lookup waits for memory; touching
+    /// a batch of frames first and then processing them lets those waits overlap.
+    pub fn prefetch<'a>(&self, port: PortId, frames: impl IntoIterator<Item = &'a [u8]>) {
+        let mut keys = [FlowKey::EMPTY; PREFETCH_BATCH];
+        let mut n = 0;
+        for frame in frames.into_iter().take(PREFETCH_BATCH) {
+            if let Some(Frame::Ip(f)) = wire::parse(frame) {
+                keys[n] = FlowKey::of(port, &f);
+                n += 1;
+            }
+        }
+        self.flows.touch(&keys[..n]);
     }
 
     /// Processes one frame on a port. A delivered frame is rewritten in place (MACs, NAT).

@@ -101,7 +101,8 @@ pub fn switch() -> Switch {
 
 /// Feeds a sequence of frames to the switch. Input: repeated `[port, flags, len_hi, len_lo,
 /// frame…]`; flags bit 0 = inbound, bit 1 = swap the programs in first, bit 2 = arriving from
-/// another host (VXLAN) with the VNI of the hub (port byte even) or the spoke. Invariants: no panic;
+/// another host (VXLAN) with the VNI of the hub (port byte even) or the spoke; frames from a port are
+/// prefetched first, as the agent does. Invariants: no panic;
 /// a delivery names an existing port and keeps the frame's length; the flow table stays within
 /// its capacity.
 pub fn process(switch: &mut Switch, mut data: &[u8]) {
@@ -125,6 +126,8 @@ pub fn process(switch: &mut Switch, mut data: &[u8]) {
             let vni = vnets.get(usize::from(data_port_parity(port))).map_or(0, crate::overlay::vni_of);
             switch.receive(vni, &mut frame)
         } else {
+            // Loading the flow's entry first must change nothing.
+            switch.prefetch(port, [frame.as_slice()]);
             switch.process(port, direction, &mut frame)
         };
         match outcome {

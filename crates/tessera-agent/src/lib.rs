@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub peers: Vec<(String, IpAddr)>,
     /// Let the kernel carry flows the switch decided (eBPF, see [`fastpath`]) when it can.
     pub kernel_fast_path: bool,
+    /// Forwarding workers (threads, and queues per TAP).
+    pub workers: usize,
 }
 
 /// Runs the agent until `stop` turns true; then removes everything it made.
@@ -87,7 +89,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 .map_err(|e| io_error("ExecSocketFailed", e))?,
         )
     } else {
-        Forwarder::Kernel(datapath::start(underlay, flows).map_err(|e| io_error("DatapathFailed", e))?)
+        Forwarder::Kernel(datapath::start(config.workers, underlay, flows).map_err(|e| io_error("DatapathFailed", e))?)
     };
     if let Forwarder::Kernel(d) = &forwarder {
         counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone());
@@ -99,6 +101,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         host_ns,
         config.peers.clone(),
         programs,
+        config.workers,
     );
     let mut follower: Option<Follower> = None;
     let mut backoff = Duration::from_millis(200);

@@ -53,6 +53,8 @@ pub struct Vms {
     peers: Vec<(String, IpAddr)>,
     /// The kernel fast path's programs, when it runs (namespace VMs on veth pairs).
     programs: Option<Programs>,
+    /// Queues per TAP: one per forwarding worker.
+    queues: usize,
 }
 
 /// The namespace of a VM: the lab prefix and the VM's name, lowercased.
@@ -69,6 +71,7 @@ impl Vms {
         host_ns: Option<Netns>,
         peers: Vec<(String, IpAddr)>,
         programs: Option<Programs>,
+        queues: usize,
     ) -> Self {
         let programs = programs.filter(|_| namespace_vms);
         Vms {
@@ -80,6 +83,7 @@ impl Vms {
             host_ns,
             peers,
             programs,
+            queues,
         }
     }
 
@@ -155,8 +159,8 @@ impl Vms {
         let tap_name = format!("{}t{}", tessera_lab::PREFIX, self.next_tap);
         self.next_tap += 1;
         let tap = match &self.host_ns {
-            Some(ns) => ns.run(|| Tap::create(&tap_name)).map_err(|e| e.to_string())?,
-            None => Tap::create(&tap_name),
+            Some(ns) => ns.run(|| Tap::create(&tap_name, self.queues)).map_err(|e| e.to_string())?,
+            None => Tap::create(&tap_name, self.queues),
         }
         .map_err(|e| e.to_string())?;
         let vm = program.vm.as_ref().ok_or("no VM")?.name().to_string();

@@ -143,7 +143,7 @@ pub(crate) fn run(data_dir: &Path, listen: std::net::SocketAddr) -> Result<ExitC
     std::fs::create_dir_all(data_dir.parent().unwrap_or(Path::new("."))).map_err(failed)?;
     std::fs::write(&file, ESTATE).map_err(failed)?;
     crate::emit!("Tessera demo: hub and spoke with VNet peering, on namespace VMs of this machine.");
-    crate::lab::up(&file, data_dir, listen, false, true)?;
+    crate::lab::up(&file, data_dir, listen, false, crate::Forwarding::default())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
     let remote = rt.block_on(Remote::connect(&data_dir.join("credentials.json")))?;
     let exe = std::env::current_exe().map_err(failed)?;

@@ -46,7 +46,7 @@ pub(crate) fn up(
     data_dir: &Path,
     listen: SocketAddr,
     userspace: bool,
-    kernel_fast_path: bool,
+    forwarding: crate::Forwarding,
 ) -> Result<ExitCode, ArmError> {
     let userspace = userspace || !tessera_lab::privileged();
     if userspace {
@@ -65,7 +65,7 @@ pub(crate) fn up(
     match recorded_pid(data_dir) {
         Some(pid) if alive(pid) => crate::emit!("tessera: using the lab already running (pid {pid})"),
         _ => {
-            let pid = spawn_server(data_dir, listen, userspace, kernel_fast_path)?;
+            let pid = spawn_server(data_dir, listen, userspace, forwarding)?;
             crate::emit!("tessera: started the control plane and the host agent (pid {pid})");
         }
     }
@@ -95,7 +95,12 @@ pub(crate) fn up(
     Ok(ExitCode::SUCCESS)
 }
 
-fn spawn_server(data_dir: &Path, listen: SocketAddr, userspace: bool, fast_path: bool) -> Result<i32, ArmError> {
+fn spawn_server(
+    data_dir: &Path,
+    listen: SocketAddr,
+    userspace: bool,
+    forwarding: crate::Forwarding,
+) -> Result<i32, ArmError> {
     let exe = std::env::current_exe().map_err(|e| failed("SpawnFailed", e))?;
     let log = std::fs::File::create(data_dir.join("serve.log")).map_err(|e| failed("SpawnFailed", e))?;
     let err = log.try_clone().map_err(|e| failed("SpawnFailed", e))?;
@@ -105,9 +110,7 @@ fn spawn_server(data_dir: &Path, listen: SocketAddr, userspace: bool, fast_path:
     if userspace {
         command.arg("--userspace");
     }
-    if !fast_path {
-        command.arg("--no-fast-path");
-    }
+    command.args(forwarding.args());
     let child = command
         .arg("--data-dir")
         .arg(data_dir)

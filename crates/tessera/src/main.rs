@@ -73,6 +73,44 @@ struct Common {
     output: Output,
 }
 
+/// How a host agent forwards frames.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct Forwarding {
+    /// The switch carries every frame (no eBPF fast path in the kernel).
+    #[arg(long)]
+    no_fast_path: bool,
+    /// Forwarding threads; each reads its own queue of every TAP, and a flow stays on one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding { no_fast_path: false, workers: 1 }
+    }
+}
+
+impl Forwarding {
+    /// Whether the kernel fast path may carry flows.
+    pub(crate) fn kernel_fast_path(self) -> bool {
+        !self.no_fast_path
+    }
+
+    /// Worker threads.
+    pub(crate) fn workers(self) -> usize {
+        usize::from(self.workers)
+    }
+
+    /// The same settings as command-line arguments.
+    pub(crate) fn args(self) -> Vec<String> {
+        let mut out = vec!["--workers".to_string(), self.workers.to_string()];
+        if self.no_fast_path {
+            out.push("--no-fast-path".into());
+        }
+        out
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum DirArg {
     In,
@@ -206,9 +244,9 @@ enum Command {
         /// With --agent: userspace VMs instead of namespaces and TAP devices (no root needed).
         #[arg(long)]
         userspace: bool,
-        /// With --agent: the switch carries every frame (no eBPF fast path in the kernel).
-        #[arg(long)]
-        no_fast_path: bool,
+        /// With --agent: how it forwards.
+        #[command(flatten)]
+        forwarding: Forwarding,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -236,9 +274,8 @@ enum Command {
         /// Userspace VMs instead of TAP ports and namespaces (no root needed).
         #[arg(long)]
         userspace: bool,
-        /// The switch carries every frame (no eBPF fast path in the kernel).
-        #[arg(long)]
-        no_fast_path: bool,
+        #[command(flatten)]
+        forwarding: Forwarding,
     },
     /// Start the control plane and a host agent, apply a topology, and start its VMs (namespaces as root, else userspace).
     Up {
@@ -254,9 +291,8 @@ enum Command {
         /// Userspace VMs instead of namespace VMs (the default without root).
         #[arg(long)]
         userspace: bool,
-        /// The switch carries every frame (no eBPF fast path in the kernel).
-        #[arg(long)]
-        no_fast_path: bool,
+        #[command(flatten)]
+        forwarding: Forwarding,
     },
     /// Hub and spoke with real packets, step by step (root): peering states, pings, an NSG, service chaining.
     Demo {
@@ -439,8 +475,8 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             crate::emit!("applied {written} resources from {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { file, data_dir, listen, userspace, no_fast_path } => {
-            lab::up(&file, &data_dir, listen, userspace, !no_fast_path)
+        Command::Up { file, data_dir, listen, userspace, forwarding } => {
+            lab::up(&file, &data_dir, listen, userspace, forwarding)
         }
         Command::Down { data_dir } => lab::down(&data_dir),
         Command::Login { client_id, secret, tenant, subscription, server, out } => {
@@ -455,7 +491,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Role { command: RoleCommand::List { scope, credentials } } => access::list(&credentials, &scope),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
-        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace, no_fast_path } => {
+        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace, forwarding } => {
             serve::agent(tessera_agent::AgentConfig {
                 credentials,
                 host,
@@ -465,10 +501,11 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 userspace_vms: userspace,
                 netns,
                 peers,
-                kernel_fast_path: !no_fast_path,
+                kernel_fast_path: forwarding.kernel_fast_path(),
+                workers: forwarding.workers(),
             })
         }
-        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace, no_fast_path } => {
+        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace, forwarding } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
@@ -479,7 +516,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 (false, true) => serve::Vms::None,
                 (false, false) => serve::Vms::Namespaces,
             };
-            serve::run(config, agent.map(|h| (h, vms)), !no_fast_path)
+            serve::run(config, agent.map(|h| (h, vms)), forwarding)
         }
         Command::Validate { common } => {
             let file = required(&common)?;

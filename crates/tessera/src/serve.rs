@@ -27,7 +27,7 @@ pub(crate) enum Vms {
 pub(crate) fn run(
     config: tessera_api::ServeConfig,
     agent: Option<(String, Vms)>,
-    kernel_fast_path: bool,
+    forwarding: crate::Forwarding,
 ) -> Result<ExitCode, ArmError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async move {
@@ -61,7 +61,8 @@ pub(crate) fn run(
                 userspace_vms: vms == Vms::Userspace,
                 netns: None,
                 peers: Vec::new(),
-                kernel_fast_path,
+                kernel_fast_path: forwarding.kernel_fast_path(),
+                workers: forwarding.workers(),
             };
             crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
             spawn_agent(config, stopped)

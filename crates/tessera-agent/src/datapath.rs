@@ -190,6 +190,7 @@ struct Update {
     remotes: Vec<(ResourceId, IpAddr)>,
 }
 
+#[derive(Clone)]
 enum Message {
     Update(u64, Arc<Update>),
     Stop,
@@ -232,18 +233,14 @@ impl Handle {
             Command::Update { engine, ports, remotes } => {
                 let taps = Arc::new(ports.iter().map(|p| p.tap.clone()).collect());
                 let seq = self.next_update.fetch_add(1, Ordering::Relaxed) + 1;
-                Some((seq, Arc::new(Update { engine, ports, taps, remotes })))
+                Message::Update(seq, Arc::new(Update { engine, ports, taps, remotes }))
             }
-            Command::Stop => None,
+            Command::Stop => Message::Stop,
         };
         // Every worker has the update queued before any is woken: a worker that finds the
         // switch on newer ports than its own finds those ports in its queue.
         for w in &self.workers {
-            let m = match &message {
-                Some((seq, u)) => Message::Update(*seq, u.clone()),
-                None => Message::Stop,
-            };
-            let _ = w.tx.send(m);
+            let _ = w.tx.send(message.clone());
         }
         for w in &self.workers {
             let _ = w.waker.wake();

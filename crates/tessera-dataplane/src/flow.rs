@@ -167,47 +167,34 @@ impl FlowTable {
         }
     }
 
-    /// Inserts or replaces an entry; false when the table is full.
-    pub fn insert(&mut self, key: FlowKey, entry: Entry) -> bool {
-        let full = self.len() >= self.capacity;
+    /// The entry of `key`, made from `fresh` when there is none and the table has room.
+    fn entry_or_insert(&mut self, key: FlowKey, fresh: Entry) -> Option<&mut Entry> {
+        let may_add = self.len() < self.capacity;
         match packed(&key) {
-            Some(k) => {
-                if full && !self.v4.contains_key(&k) {
-                    return false;
-                }
-                self.v4.insert(k, entry);
-            }
-            None => {
-                if full && !self.other.contains_key(&key) {
-                    return false;
-                }
-                self.other.insert(key, entry);
-            }
+            Some(k) => self.v4.entry_or_insert(k, fresh, may_add),
+            None => match self.other.entry(key) {
+                hashbrown::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                hashbrown::hash_map::Entry::Vacant(v) => may_add.then(|| v.insert(fresh)),
+            },
         }
-        true
+    }
+
+    /// Inserts or replaces an entry; false when the table is full. One lookup.
+    pub fn insert(&mut self, key: FlowKey, entry: Entry) -> bool {
+        self.entry_or_insert(key, entry).map(|e| *e = entry).is_some()
     }
 
     /// Marks a flow established (the reply of an allowed connection) unless it already is;
     /// false when the table is full. One lookup.
     pub fn mark_established(&mut self, key: FlowKey, reply_nat: Option<Nat>) -> bool {
         let fresh = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
-        let may_add = self.len() < self.capacity;
-        let entry = match packed(&key) {
-            Some(k) => self.v4.entry_or_insert(k, fresh, may_add),
-            None => match self.other.entry(key) {
-                hashbrown::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                hashbrown::hash_map::Entry::Vacant(v) => may_add.then(|| v.insert(fresh)),
-            },
-        };
-        match entry {
-            Some(e) => {
+        self.entry_or_insert(key, fresh)
+            .map(|e| {
                 if !e.established {
                     *e = fresh;
                 }
-                true
-            }
-            None => false,
-        }
+            })
+            .is_some()
     }
 
     /// Removes an entry.

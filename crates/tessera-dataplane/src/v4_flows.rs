@@ -119,17 +119,6 @@ impl V4Flows {
         self.lines[i].0.as_mut().map(|(_, e)| e)
     }
 
-    pub(crate) fn contains_key(&self, key: &V4Key) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Inserts or replaces.
-    pub(crate) fn insert(&mut self, key: V4Key, entry: Entry) {
-        if let Some(e) = self.entry_or_insert(key, entry, true) {
-            *e = entry;
-        }
-    }
-
     /// The entry of `key`, inserting `fresh` when there is none and `may_add` allows it.
     pub(crate) fn entry_or_insert(&mut self, key: V4Key, fresh: Entry, may_add: bool) -> Option<&mut Entry> {
         if (self.len + 1) * 8 > self.lines.len() * 7 {
@@ -224,7 +213,9 @@ mod tests {
                     reference.remove(&key);
                 }
                 _ => {
-                    t.insert(key, entry(step));
+                    if let Some(e) = t.entry_or_insert(key, entry(step), true) {
+                        *e = entry(step);
+                    }
                     reference.insert(key, step);
                 }
             }

@@ -29,6 +29,24 @@ fn unknown_action(target: &ResourceId, action: &str) -> ArmError {
     )
 }
 
+/// The resource ids a diagnostics body names (`targetResourceId`, `targetNicResourceId`,
+/// `source.resourceId`, `destination.resourceId`, and any other `…resourceId` field).
+fn named_resources(body: &serde_json::Value) -> Vec<ResourceId> {
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(map) = body {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::String(s) if k.to_ascii_lowercase().ends_with("resourceid") => {
+                    out.extend(ResourceId::parse(s).ok());
+                }
+                serde_json::Value::Object(_) => out.extend(named_resources(v)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     let Route::Action { target, action } = &req.route else {
         return Err(method_not_allowed(req));
@@ -38,19 +56,15 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     }
     let a = action.to_ascii_lowercase();
     let kind = target.kind();
-    // Diagnostics need read on what they look at: the NIC, or the watcher and the VM (or NIC)
-    // the question is about.
+    // Diagnostics need read on what they look at: the NIC, or the watcher and every resource
+    // the question names (its VM, NIC, destination VM). A resource the caller may not read gets
+    // the same 403 whether it exists or not (`linked::readable`).
     req.authorize(&format!("{}/read", kind.arm_type()), target.as_str())?;
     if kind == Kind::NetworkWatcher
         && let Ok(body) = req.json()
     {
-        let subject = body
-            .get("targetResourceId")
-            .or_else(|| body.get("source").and_then(|s| s.get("resourceId")))
-            .and_then(serde_json::Value::as_str)
-            .and_then(|s| ResourceId::parse(s).ok());
-        if let Some(id) = subject {
-            req.authorize(&format!("{}/read", id.kind().arm_type()), id.as_str())?;
+        for id in named_resources(&serde_json::Value::Object(body)) {
+            crate::linked::readable(req, &id)?;
         }
     }
     let core = app.core.read().await;

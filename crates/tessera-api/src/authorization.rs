@@ -69,8 +69,12 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             Method::GET => {
                 req.authorize("Microsoft.Authorization/roleDefinitions/read", scope)?;
                 let core = app.core.read().await;
-                let d =
-                    core.rbac.definitions.get(&name.to_ascii_lowercase()).ok_or_else(|| definition_not_found(name))?;
+                let d = core
+                    .rbac
+                    .definitions
+                    .get(&name.to_ascii_lowercase())
+                    .filter(|d| visible_at(d, scope))
+                    .ok_or_else(|| definition_not_found(name))?;
                 Ok(json_value(StatusCode::OK, &definition_body(d, scope)))
             }
             Method::DELETE => {
@@ -78,7 +82,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                 let gone = app
                     .write(|core| {
                         let key = name.to_ascii_lowercase();
-                        match core.rbac.definitions.get(&key) {
+                        match core.rbac.definitions.get(&key).filter(|d| visible_at(d, scope)) {
                             None => Ok(None),
                             Some(d) if d.role_type == "BuiltInRole" => Err(ArmError::bad_request(
                                 "RoleDefinitionCannotBeDeleted",
@@ -90,7 +94,13 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                                     "There are role assignments that use this role definition; delete them first.",
                                 ))
                             }
-                            Some(_) => Ok(core.delete_definition(&key)),
+                            Some(d) => {
+                                // The right must hold wherever the role can be assigned.
+                                for s in &d.assignable_scopes {
+                                    req.authorize("Microsoft.Authorization/roleDefinitions/delete", s)?;
+                                }
+                                Ok(core.delete_definition(&key))
+                            }
                         }
                     })
                     .await?;
@@ -110,7 +120,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                 .rbac
                 .definitions
                 .values()
-                .filter(|d| d.assignable_scopes.iter().any(|s| covers(s, scope) || covers(scope, s)))
+                .filter(|d| visible_at(d, scope))
                 .filter(|d| role_name.as_ref().is_none_or(|n| d.role_name.eq_ignore_ascii_case(n)))
                 .map(|d| definition_body(d, scope))
                 .collect();
@@ -134,6 +144,17 @@ fn guid(text: &str, code: &str, what: &str) -> Result<(), ArmError> {
     uuid::Uuid::parse_str(text)
         .map(|_| ())
         .map_err(|_| ArmError::bad_request(code, format!("The {what} '{text}' is not valid. It must be a GUID.")))
+}
+
+/// Whether a role definition shows at `scope`: a built-in role everywhere, a custom role where
+/// one of its assignable scopes contains the scope or lies under it.
+fn visible_at(d: &RoleDefinition, scope: &str) -> bool {
+    d.role_type == "BuiltInRole" || d.assignable_scopes.iter().any(|s| covers(s, scope) || covers(scope, s))
+}
+
+/// Whether a role may be assigned at `scope`: one of its assignable scopes contains it.
+fn assignable_at(d: &RoleDefinition, scope: &str) -> bool {
+    d.assignable_scopes.iter().any(|s| covers(s, scope))
 }
 
 fn definition_id(scope: &str, guid: &str) -> String {
@@ -214,7 +235,7 @@ async fn put_assignment(app: &App, req: &Req, scope: &str, name: &str) -> Result
     let a = RoleAssignment { name: name.to_ascii_lowercase(), scope: scope.to_string(), role, principal_id: principal };
     let created = app
         .write(|core| {
-            if !core.rbac.definitions.contains_key(&a.role) {
+            if !core.rbac.definitions.get(&a.role).is_some_and(|d| assignable_at(d, &a.scope)) {
                 return Err(ArmError::bad_request(
                     "RoleDefinitionDoesNotExist",
                     format!("The specified role definition with ID '{}' does not exist.", a.role),
@@ -299,6 +320,14 @@ async fn put_definition(app: &App, req: &Req, scope: &str, name: &str) -> Result
                     "RoleDefinitionCannotBeModified",
                     "A built-in role definition cannot be changed.",
                 ));
+            }
+            // Replacing a role changes it wherever it could be assigned: the caller needs the
+            // right at every assignable scope of the existing definition too (another tenant's
+            // role fails here, on its tenant's scopes).
+            if let Some(o) = old {
+                for s in &o.assignable_scopes {
+                    req.authorize("Microsoft.Authorization/roleDefinitions/write", s)?;
+                }
             }
             if core
                 .rbac
@@ -390,64 +419,4 @@ async fn principal(app: &App, req: &Req, client_id: &str) -> Result<Response, Ar
         }
         _ => Err(method_not_allowed(req)),
     }
-}
-
-/// Linked authorization of a peering link (A2, A4): besides write on the link, the caller needs
-/// `peer/action` on the remote VNet (`Microsoft.ClassicNetwork/…` for a classic one). When the
-/// remote VNet's subscription belongs to another tenant, the right must come from an auxiliary
-/// token of that tenant (A5). 403 `LinkedAuthorizationFailed` in either of ARM's two shapes.
-pub(crate) fn linked(req: &Req, body: &serde_json::Map<String, Value>) -> Result<(), ArmError> {
-    let Some(remote) = body
-        .get("properties")
-        .and_then(|p| p.get("remoteVirtualNetwork"))
-        .and_then(|r| r.get("id"))
-        .and_then(Value::as_str)
-    else {
-        return Ok(());
-    };
-    let classic = remote.to_ascii_lowercase().contains("/providers/microsoft.classicnetwork/");
-    let action = if classic {
-        "Microsoft.ClassicNetwork/virtualNetworks/peer/action"
-    } else {
-        "Microsoft.Network/virtualNetworks/peer/action"
-    };
-    let caller = req.principal()?;
-    let link_scope = req.path.as_str();
-    let remote_tenant = subscription_of(remote).and_then(|s| req.access.tenant_of(s));
-    let deciding = match remote_tenant {
-        Some(t) if !t.eq_ignore_ascii_case(&caller.tenant_id) => {
-            match req.auxiliary.iter().find(|p| p.tenant_id.eq_ignore_ascii_case(t)) {
-                Some(p) => p,
-                None => {
-                    return Err(ArmError::with_status(
-                        403,
-                        "LinkedAuthorizationFailed",
-                        format!(
-                            "The client '{c}' with object id '{c}' has permission to perform action '{action}' on \
-                             scope '{link_scope}'; however, the current tenant '{}' is not authorized to access \
-                             linked subscription '{}'.",
-                            caller.tenant_id,
-                            subscription_of(remote).unwrap_or_default(),
-                            c = caller.client_id
-                        ),
-                    ));
-                }
-            }
-        }
-        _ => caller,
-    };
-    if req.access.rbac.allows(&deciding.client_id, action, remote) {
-        return Ok(());
-    }
-    Err(ArmError::with_status(
-        403,
-        "LinkedAuthorizationFailed",
-        format!(
-            "The client '{c}' with object id '{c}' has permission to perform action \
-             'Microsoft.Network/virtualNetworks/virtualNetworkPeerings/write' on scope '{link_scope}'; however, it \
-             does not have permission to perform action(s) '{action}' on the linked scope(s) '{remote}' (respectively) \
-             or the linked scope(s) are invalid.",
-            c = deciding.client_id
-        ),
-    ))
 }

@@ -72,18 +72,14 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
 }
 
 /// Tessera extension: `PUT /subscriptions/{id}` with `{"displayName", "tenantId"}` creates a
-/// subscription (Azure makes them through billing; a local cloud needs another way). Only
-/// principals of the server's own tenant may do it.
+/// subscription (Azure makes them through billing; a local cloud needs another way) or renames
+/// one. Creating one takes an Owner at the root scope (`/`) signed in to the server's own
+/// tenant; renaming one takes an Owner of the subscription; moving one to another tenant takes
+/// a root-scope Owner who is a member of both tenants. A Contributor can do none of these.
 async fn put_subscription(app: &App, req: &Req, sub: &str) -> Result<Response, ArmError> {
-    req.authorize("Microsoft.Resources/subscriptions/write", &format!("/subscriptions/{sub}"))?;
-    let caller = req.principal()?;
-    if !caller.tenant_id.eq_ignore_ascii_case(&app.identity.tenant) {
-        return Err(ArmError::with_status(
-            403,
-            "AuthorizationFailed",
-            format!("The client '{}' may not create subscriptions.", caller.client_id),
-        ));
-    }
+    let scope = format!("/subscriptions/{sub}");
+    req.authorize("Microsoft.Resources/subscriptions/write", &scope)?;
+    let caller = req.principal()?.clone();
     if uuid::Uuid::parse_str(sub).is_err() {
         return Err(ArmError::bad_request(
             "InvalidSubscriptionId",
@@ -91,20 +87,68 @@ async fn put_subscription(app: &App, req: &Req, sub: &str) -> Result<Response, A
         ));
     }
     let body = req.json()?;
-    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    let tenant = text("tenantId").unwrap_or_else(|| app.identity.tenant.clone());
-    if uuid::Uuid::parse_str(&tenant).is_err() {
-        return Err(ArmError::bad_request("InvalidTenantId", format!("The tenant id '{tenant}' is not a GUID.")));
+    let field = |k: &str| -> Result<Option<String>, ArmError> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(_) => Err(ArmError::bad_request("InvalidRequestContent", format!("'{k}' must be a string."))),
+        }
+    };
+    let (given_tenant, given_name) = (field("tenantId")?, field("displayName")?);
+    if let Some(t) = &given_tenant
+        && uuid::Uuid::parse_str(t).is_err()
+    {
+        return Err(ArmError::bad_request("InvalidTenantId", format!("The tenant id '{t}' is not a GUID.")));
     }
-    let name = text("displayName").unwrap_or_else(|| sub.to_string());
-    let subscription =
-        tessera_model::account::Subscription::new(&sub.to_ascii_lowercase(), &tenant.to_ascii_lowercase(), &name);
-    let body = subscription_body(&subscription);
-    let created = app
+    let forbidden = |why: &str| {
+        ArmError::with_status(
+            403,
+            "AuthorizationFailed",
+            format!("The client '{}' with object id '{}' {why}", caller.client_id, caller.client_id),
+        )
+    };
+    let owner_at =
+        |scope: &str| req.access.rbac.allows(&caller.client_id, "Microsoft.Authorization/roleAssignments/write", scope);
+    let root_owner =
+        owner_at("/") && req.access.rbac.allows(&caller.client_id, "Microsoft.Resources/subscriptions/write", "/");
+    let (created, body) = app
         .write(|core| {
-            let created = !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase());
+            let key = sub.to_ascii_lowercase();
+            let existing = core.engine.state().subscriptions.get(&key).cloned();
+            let tenant = given_tenant
+                .clone()
+                .or_else(|| existing.as_ref().map(|e| e.tenant_id.clone()))
+                .unwrap_or_else(|| app.identity.tenant.clone())
+                .to_ascii_lowercase();
+            match &existing {
+                None => {
+                    if !root_owner || !caller.tenant_id.eq_ignore_ascii_case(&app.identity.tenant) {
+                        return Err(forbidden("may not create subscriptions: that takes an Owner at the root scope '/'."));
+                    }
+                }
+                Some(e) => {
+                    if !owner_at(&scope) {
+                        return Err(forbidden(&format!("may not change subscription '{sub}': that takes its Owner.")));
+                    }
+                    if !e.tenant_id.eq_ignore_ascii_case(&tenant) {
+                        let member = |t: &str| core.principals.get(&caller.client_id.to_ascii_lowercase()).is_some_and(|p| p.member_of(t));
+                        if !root_owner || !member(&e.tenant_id) || !member(&tenant) {
+                            return Err(forbidden(&format!(
+                                "may not move subscription '{sub}' to tenant '{tenant}': that takes an Owner at the root \
+                                 scope '/' who is a member of both tenants."
+                            )));
+                        }
+                    }
+                }
+            }
+            let name = given_name
+                .clone()
+                .or_else(|| existing.as_ref().map(|e| e.display_name.clone()))
+                .unwrap_or_else(|| sub.to_string());
+            let subscription = tessera_model::account::Subscription::new(&key, &tenant, &name);
+            let body = subscription_body(&subscription);
             core.put_subscription(subscription)?;
-            Ok(created)
+            Ok((existing.is_none(), body))
         })
         .await?;
     Ok(json_value(if created { StatusCode::CREATED } else { StatusCode::OK }, &body))

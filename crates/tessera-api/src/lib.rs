@@ -12,6 +12,7 @@ mod feed;
 mod groups;
 mod http;
 mod identity;
+pub mod linked;
 mod operations;
 pub mod rbac;
 mod resources;

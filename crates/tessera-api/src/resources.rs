@@ -325,6 +325,7 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
         // O8: links are never created, changed or deleted through the VNet's embedded list.
         props.remove("virtualNetworkPeerings");
     }
+    crate::linked::authorize_references(req, id.kind().arm_type(), &body)?;
     let resource = parse_resource(Value::Object(body))?;
     let (created, bytes, location) = app
         .write(|core| {
@@ -421,9 +422,7 @@ async fn put_child(app: &App, req: &Req, id: &ResourceId, coll: &str) -> Result<
     let child_type = format!("{}/{coll}", parent.kind().arm_type());
     req.authorize(&format!("{child_type}/write"), id.as_str())?;
     let body = body_for(req, id, &child_type)?;
-    if id.kind() == Kind::Peering {
-        crate::authorization::linked(req, &body)?;
-    }
+    crate::linked::authorize_references(req, &child_type, &body)?;
     let sync = req.query("syncRemoteAddressSpace").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let (created, child, location) = app
         .write(|core| {

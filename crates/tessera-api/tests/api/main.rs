@@ -9,3 +9,5 @@ mod matrix;
 mod operations;
 mod persistence;
 mod rbac;
+mod references;
+mod takeover;

@@ -141,24 +141,14 @@ impl Engine {
         self.seq
     }
 
-    /// Puts back what only history explains, after a rebuild from stored documents: each
-    /// link's state (Disconnected survives its partner) and the remote space it last synced.
-    /// Then re-derives every link and recompiles.
-    fn restore_links(&mut self, saved: &[tessera_model::network::Peering], seq: u64) {
-        for link in saved {
-            let Some(id) = &link.id else { continue };
-            let Some(vnet) = id.parent().and_then(|v| self.state.vnets.get_mut(&v)) else { continue };
-            let slot =
-                vnet.properties.virtual_network_peerings.iter_mut().find(|l| l.name.eq_ignore_ascii_case(id.name()));
-            if let Some(slot) = slot {
-                slot.properties.peering_state = link.properties.peering_state;
-                slot.properties.remote_address_space = link.properties.remote_address_space.clone();
-            }
-        }
-        let all: BTreeSet<ResourceId> = self.state.vnets.keys().cloned().collect();
-        lifecycle::refresh_links(&mut self.state, &all, false);
-        self.seq = self.seq.max(seq);
-        self.compile_all();
+    /// An engine on a state restored from stored documents ([`load::restore`]): the links'
+    /// read-only fields derived again, everything compiled.
+    fn restored(mut state: State, limits: Limits, seq: u64) -> Engine {
+        let all: BTreeSet<ResourceId> = state.vnets.keys().cloned().collect();
+        lifecycle::refresh_links(&mut state, &all, false);
+        let mut engine = Engine { state, limits, seq, ..Engine::default() };
+        engine.compile_all();
+        engine
     }
 
     /// Recompiles the VNets changed since the last flush.

@@ -63,29 +63,108 @@ pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, Arm
     Ok(engine)
 }
 
-/// Rebuilds an engine from documents a store kept (as [`export`] writes them), then puts back
-/// what only history explains: Disconnected links and the remote space each link last synced
-/// (S2–S4). `sequence` is the stored [`Engine::sequence`].
+/// Rebuilds an engine from documents a store kept (as [`export`] writes them): they are the
+/// state as it was acknowledged, so they are put back as they are — never validated again as
+/// new requests (a link left Disconnected by a deleted VNet, spaces that grew legally after
+/// peering, limits lowered since). The read-only link fields are derived again from them and
+/// everything is compiled. `sequence` is the stored [`Engine::sequence`].
 pub fn restore(resources: Vec<Resource>, sequence: u64, limits: Limits) -> Result<Engine, ArmError> {
-    let links: Vec<tessera_model::network::Peering> = resources
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Peering(p) => Some(p.clone()),
-            _ => None,
-        })
+    let mut st = crate::State::default();
+    let mut links = Vec::new();
+    let mut subnets = Vec::new();
+    for r in resources {
+        match r {
+            Resource::Subscription(mut s) => {
+                s.id = format!("/subscriptions/{}", s.subscription_id);
+                st.subscriptions.insert(s.subscription_id.to_ascii_lowercase(), s);
+            }
+            Resource::VirtualNetwork(v) => {
+                st.vnets.insert(v.id.clone(), v);
+            }
+            Resource::Peering(p) => links.push(p),
+            Resource::Subnet(s) => subnets.push(s),
+            Resource::ClassicVirtualNetwork(v) => {
+                st.classic_vnets.insert(v.id.clone(), v);
+            }
+            Resource::NetworkSecurityGroup(n) => {
+                st.nsgs.insert(n.id.clone(), n);
+            }
+            Resource::RouteTable(t) => {
+                st.route_tables.insert(t.id.clone(), t);
+            }
+            Resource::NetworkInterface(n) => {
+                st.index_nic(&n);
+                st.nics.insert(n.id.clone(), n);
+            }
+            Resource::VirtualMachine(v) => {
+                st.vms.insert(v.id.clone(), v);
+            }
+            Resource::VirtualNetworkGateway(g) => {
+                st.index_gateway(&g, true);
+                st.gateways.insert(g.id.clone(), g);
+            }
+            Resource::LocalNetworkGateway(l) => {
+                st.local_gateways.insert(l.id.clone(), l);
+            }
+            Resource::Connection(c) => {
+                st.connections.insert(c.id.clone(), c);
+            }
+            Resource::LoadBalancer(l) => {
+                st.index_lb(&l, true);
+                st.load_balancers.insert(l.resource.id.clone(), l);
+            }
+        }
+    }
+    // Links and subnets stored on their own go back into their VNet (a VNet document embeds
+    // them; one without its VNet has nowhere to live and is left out).
+    for s in subnets {
+        let Some(vnet) = s.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else { continue };
+        let list = &mut vnet.properties.subnets;
+        list.retain(|o| !o.name.eq_ignore_ascii_case(&s.name));
+        list.push(s);
+    }
+    for p in links {
+        let Some(vnet) = p.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else { continue };
+        let list = &mut vnet.properties.virtual_network_peerings;
+        list.retain(|o| !o.name.eq_ignore_ascii_case(&p.name));
+        list.push(p);
+    }
+    let used: BTreeSet<String> = st
+        .vnets
+        .keys()
+        .chain(st.nics.keys())
+        .chain(st.nsgs.keys())
+        .map(|id| id.subscription().to_ascii_lowercase())
         .collect();
-    let mut engine = build(resources, limits)?;
-    engine.restore_links(&links, sequence);
-    Ok(engine)
+    for s in used {
+        st.subscriptions.entry(s.clone()).or_insert_with(|| Subscription::new(&s, DEFAULT_TENANT, &s));
+    }
+    Ok(Engine::restored(st, limits, sequence))
 }
 
-/// Parses and builds in one step.
+/// Parses and builds in one step. A snapshot ([`export`]'s output, marked `"snapshot": true`)
+/// is state a server acknowledged: it is restored as it is ([`restore`]), not validated again.
 pub fn load(text: &str, format: Format, limits: Limits) -> Result<Engine, ArmError> {
-    build(parse(text, format)?, limits)
+    let resources = parse(text, format)?;
+    if format == Format::Json && is_snapshot(text) {
+        return restore(resources, 0, limits);
+    }
+    build(resources, limits)
 }
 
-/// The whole state as an ARM JSON document `{"resources": [...]}`, each resource as `GET`
-/// returns it (VNets embed their subnets and peering links). Loading it gives the same model.
+/// Whether an ARM JSON document is a snapshot [`export`] wrote.
+fn is_snapshot(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Marker {
+        #[serde(default)]
+        snapshot: bool,
+    }
+    serde_json::from_str::<Marker>(text).is_ok_and(|m| m.snapshot)
+}
+
+/// The whole state as an ARM JSON document `{"snapshot": true, "resources": [...]}`, each
+/// resource as `GET` returns it (VNets embed their subnets and peering links). Loading it gives
+/// the same model, history included.
 pub fn export(engine: &Engine) -> serde_json::Value {
     use serde_json::to_value;
     let st = engine.state();
@@ -101,5 +180,5 @@ pub fn export(engine: &Engine) -> serde_json::Value {
     out.extend(st.nics.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.vms.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.connections.values().filter_map(|r| to_value(r).ok()));
-    serde_json::json!({ "resources": out })
+    serde_json::json!({ "snapshot": true, "resources": out })
 }

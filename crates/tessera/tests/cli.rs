@@ -649,6 +649,31 @@ fn export_prints_arm_json_that_loads_back_into_the_same_topology() {
     assert_error(&refused, "VnetAddressSpacesOverlap", "export of an invalid topology");
 }
 
+#[test]
+fn a_snapshot_loads_as_it_was_acknowledged() {
+    // A link left pointing at a deleted VNet (P3) would be refused as a new request; in a
+    // snapshot it is history, and the diagnostics load it as it is.
+    let mut e = engine(HUB_SPOKE);
+    let hub = e.state().vnets.keys().find(|id| id.name() == "hub").cloned().expect("hub");
+    let gone = tessera_model::ResourceId::parse(&hub.as_str().replace("/hub", "/gone")).expect("id");
+    let put = |v: serde_json::Value| {
+        tessera_engine::Change::Put(tessera_model::resource::from_arm_json(v).expect("parses").remove(0))
+    };
+    e.apply(put(serde_json::json!({"id": gone.as_str(), "location": "westeurope",
+        "properties": {"addressSpace": {"addressPrefixes": ["10.99.0.0/16"]}}})))
+        .expect("vnet");
+    for (a, b) in [(&hub, &gone), (&gone, &hub)] {
+        e.apply(put(serde_json::json!({"id": format!("{a}/virtualNetworkPeerings/to-{}", b.name()),
+            "properties": {"remoteVirtualNetwork": {"id": b.as_str()}}})))
+            .expect("link");
+    }
+    e.apply(tessera_engine::Change::Delete(gone)).expect("deleted");
+    let tmp = TempFile::new("json", &load::export(&e).to_string());
+    let routes = tessera(&["routes", "-f", tmp.path(), "--nic", "spoke1-vm", "-o", "json"]);
+    assert_eq!(routes.expect_code(0, "routes on a snapshot").json(), expected_routes(HUB_SPOKE, "spoke1-vm-nic"));
+    tessera(&["validate", "-f", tmp.path()]).expect_code(0, "a snapshot is valid as it stands");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input
 // ---------------------------------------------------------------------------------------------

@@ -43,3 +43,45 @@ async fn acknowledged_state_survives_a_restart() {
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("RemotePeeringIsDisconnected")));
 }
+
+/// The four calls of the trust issue: peer two VNets, delete one, restart. The server starts
+/// on the link left Disconnected (it is never validated again as a new request); so it does on
+/// two spokes of one hub grown into the same prefix (S1, P3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_restarts_on_what_it_acknowledged() {
+    let api = Api::start().await;
+    api.group("net").await;
+    for (name, prefix) in
+        [("hub", "10.0.0.0/16"), ("s1", "10.1.0.0/16"), ("s2", "10.2.0.0/16"), ("gone", "10.3.0.0/16")]
+    {
+        api.vnet("net", name, prefix).await;
+    }
+    let link = |from: &str, to: &str| {
+        (
+            format!("{}/virtualNetworkPeerings/{from}-{to}", api.net("net", &format!("virtualNetworks/{from}"))),
+            json!({"properties": {"remoteVirtualNetwork": {"id": api.net("net", &format!("virtualNetworks/{to}"))},
+                                  "allowVirtualNetworkAccess": true}}),
+        )
+    };
+    for (a, b) in [("hub", "gone"), ("gone", "hub"), ("hub", "s1"), ("s1", "hub"), ("hub", "s2"), ("s2", "hub")] {
+        let (path, body) = link(a, b);
+        let (s, v) = api.call(Method::PUT, &path, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, _) = api.call(Method::DELETE, &api.net("net", "virtualNetworks/gone"), None).await;
+    assert_eq!(s, 202);
+    for spoke in ["s1", "s2"] {
+        let n = &spoke[1..];
+        let body = json!({"location": "westeurope", "properties": {
+            "addressSpace": {"addressPrefixes": [format!("10.{n}.0.0/16"), "10.9.0.0/16"]},
+            "subnets": [{"name": "default", "properties": {"addressPrefix": format!("10.{n}.0.0/24")}}]}});
+        let (s, v) = api.call(Method::PUT, &api.net("net", &format!("virtualNetworks/{spoke}")), Some(body)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let before = api.everything().await;
+    let hub_to_gone = link("hub", "gone").0;
+    let api = api.restart().await;
+    assert_eq!(api.everything().await, before, "the same documents after the restart");
+    let (s, v) = api.call(Method::GET, &hub_to_gone, None).await;
+    assert_eq!((s, v["properties"]["peeringState"].as_str()), (200, Some("Disconnected")), "{v}");
+}

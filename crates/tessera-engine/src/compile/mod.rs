@@ -71,6 +71,8 @@ pub struct Compiled {
 impl Compiled {
     /// Rebuilds the programs of the given VNets (and drops those of VNets that no longer exist).
     pub fn recompile(&mut self, st: &State, vnets: &BTreeSet<ResourceId>) {
+        // Every old program goes before any new one is made: a NIC that moved from one dirty
+        // VNet to another must not lose its new program to the removal of its old one.
         for v in vnets {
             if let Some((subnets, nics)) = self.by_vnet.remove(v) {
                 for s in subnets {
@@ -80,6 +82,8 @@ impl Compiled {
                     self.nics.remove(&n);
                 }
             }
+        }
+        for v in vnets {
             if let Some(vnet) = st.vnets.get(v) {
                 self.compile_vnet(st, vnet);
             }

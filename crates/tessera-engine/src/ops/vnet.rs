@@ -80,16 +80,18 @@ pub(crate) fn put(
             let new = subnets.iter().find(|s| s.name.eq_ignore_ascii_case(&os.name));
             check_subnet_change(st, &sid, new)?;
         }
-        // S1: a peered VNet may change its space, but never into a peer's space.
+        // S1: a peered VNet may change its space, but never into a peer's space — neither the
+        // peer's space now nor the one its link still carries until the next sync (S5), else
+        // one prefix would have a local and a peering route.
         for link in &old.properties.virtual_network_peerings {
             let Some(remote) = remote_of(link) else {
                 continue;
             };
-            if let Some(rspace) = st.address_space(remote) {
-                let clash = prefix::overlapping(&space, rspace);
-                if !clash.is_empty() {
-                    return Err(overlap_error(&link_id(&id, &link.name), &id, remote, &clash));
-                }
+            let carried = link.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter());
+            let rspace: Vec<IpNet> = st.address_space(remote).unwrap_or(&[]).iter().chain(carried).copied().collect();
+            let clash = prefix::overlapping(&space, &rspace);
+            if !clash.is_empty() {
+                return Err(overlap_error(&link_id(&id, &link.name), &id, remote, &clash));
             }
         }
     }

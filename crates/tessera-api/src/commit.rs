@@ -102,11 +102,26 @@ fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limit
             }
             Err(e) => {
                 let error = store_error(e);
+                tracing::error!(error = %error.message, ops = ops.len(), "a commit failed; reloading the state from the store");
                 {
                     let mut core = core.blocking_write();
                     epoch.fetch_add(1, Ordering::AcqRel);
-                    if let Ok(fresh) = Core::load(store, limits.clone()) {
-                        *core = fresh;
+                    match Core::load(store, limits.clone()) {
+                        Ok(fresh) => *core = fresh,
+                        Err(reload) => {
+                            // Memory has run ahead of a store that cannot be read back: serving
+                            // writes on it would acknowledge what may never be stored.
+                            tracing::error!(
+                                commit = %error.message,
+                                reload = %reload.message,
+                                "the state could not be reloaded after a failed commit; writes are stopped"
+                            );
+                            core.halted = Some(format!(
+                                "a write to the store failed ({}) and the state could not be read back ({}); \
+                                 writes are stopped until the server is restarted",
+                                error.message, reload.message
+                            ));
+                        }
                     }
                 }
                 for b in live {
@@ -114,5 +129,65 @@ fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limit
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tessera_store::{Entry, Event, MemoryStore, Revision, StoreError, StoreResult};
+
+    use super::*;
+
+    /// A store that works until told to fail, then fails every call.
+    struct Failing {
+        inner: MemoryStore,
+        broken: AtomicBool,
+    }
+
+    impl Failing {
+        fn check(&self) -> StoreResult<()> {
+            if self.broken.load(Ordering::Acquire) { Err(StoreError::Backend("disk gone".into())) } else { Ok(()) }
+        }
+    }
+
+    impl Store for Failing {
+        fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
+            self.check()?;
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, Revision)> {
+            self.check()?;
+            self.inner.list(prefix)
+        }
+        fn commit(&self, ops: &[Op]) -> StoreResult<Revision> {
+            self.check()?;
+            self.inner.commit(ops)
+        }
+        fn changes_since(&self, revision: Revision) -> StoreResult<Vec<Event>> {
+            self.check()?;
+            self.inner.changes_since(revision)
+        }
+        fn revision(&self) -> StoreResult<Revision> {
+            self.check()?;
+            self.inner.revision()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision> {
+            self.inner.subscribe()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_then_a_failed_reload_stops_writes() {
+        let store = Arc::new(Failing { inner: MemoryStore::new(), broken: AtomicBool::new(false) });
+        let core = Arc::new(RwLock::new(Core::load(&*store, Limits::default()).expect("loads")));
+        let (committer, _thread) = Committer::spawn(store.clone(), core.clone(), Limits::default()).expect("spawn");
+        committer.submit(vec![Op::put("a", b"1".to_vec())]).wait().await.expect("a healthy commit");
+        store.broken.store(true, Ordering::Release);
+        let err = committer.submit(vec![Op::put("b", b"2".to_vec())]).wait().await.expect_err("fails");
+        assert_eq!(err.status, 500, "{err:?}");
+        let halted = core.read().await.halted.clone().expect("writes are stopped");
+        assert!(halted.contains("disk gone"), "{halted}");
     }
 }

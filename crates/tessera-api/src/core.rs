@@ -148,6 +148,8 @@ pub(crate) struct Core {
     pending: Vec<Op>,
     /// The change log host agents follow.
     pub(crate) feed: crate::feed::FeedLog,
+    /// Why writes are stopped: a commit failed and the state could not be read back.
+    pub(crate) halted: Option<String>,
 }
 
 /// A store failure as an ARM error.

@@ -71,6 +71,9 @@ impl App {
     pub(crate) async fn write<T>(&self, f: impl FnOnce(&mut Core) -> Result<T, ArmError>) -> Result<T, ArmError> {
         let (result, receipt) = {
             let mut core = self.core.write().await;
+            if let Some(why) = &core.halted {
+                return Err(ArmError::with_status(503, "ServiceUnavailable", why.clone()));
+            }
             let result = f(&mut core);
             let ops = core.take_pending();
             let receipt = (!ops.is_empty()).then(|| self.committer.submit(ops));

@@ -182,6 +182,11 @@ fn write_credentials(path: &Path, c: &Credentials) -> std::io::Result<()> {
 /// block a worker).
 pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
+    {
+        // The store, the keys and the credentials live here: its owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let certs = crate::tls::ensure_certificates(&config.data_dir)?;
     let tls = crate::tls::server_config(&certs)?;
     let store = open_store(&config)?;

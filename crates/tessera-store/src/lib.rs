@@ -130,6 +130,14 @@ pub enum StoreError {
         /// The oldest revision still in the log.
         oldest: Revision,
     },
+    /// The file is not a store of this program (empty, truncated, or another program's).
+    #[error("{path} is not a Tessera store ({why}); refusing to start on it or to overwrite it")]
+    NotAStore {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The database was written by a newer layout.
     #[error("the store has schema version {found}; this build reads up to {SCHEMA_VERSION}")]
     Schema {

@@ -43,8 +43,42 @@ impl RedbStore {
     }
 
     /// Opens the store keeping `retention` revisions of change log.
+    ///
+    /// A new file is made readable by its owner only (0600). An existing file must be a store
+    /// of this program: an empty, truncated or foreign file is refused ([`StoreError::NotAStore`])
+    /// and never taken for a new install.
     pub fn open_with_retention(path: &Path, retention: u64) -> StoreResult<Self> {
-        let db = Database::create(path).map_err(backend)?;
+        let not_a_store = |why: String| StoreError::NotAStore { path: path.display().to_string(), why };
+        let existed = match std::fs::metadata(path) {
+            Ok(m) if m.len() == 0 => return Err(not_a_store("the file is empty".into())),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(backend(e)),
+        };
+        if !existed {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(backend)?;
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(backend)?;
+        }
+        let db = if existed {
+            // redb asserts (panics) on some truncated files instead of returning an error.
+            match std::panic::catch_unwind(|| Database::open(path)) {
+                Ok(opened) => opened.map_err(|e| not_a_store(e.to_string()))?,
+                Err(_) => return Err(not_a_store("the file is truncated or damaged".into())),
+            }
+        } else {
+            Database::create(path).map_err(backend)?
+        };
+        if existed {
+            // A redb file of another program has no schema: it is not ours to write into.
+            let txn = db.begin_read().map_err(|e| not_a_store(e.to_string()))?;
+            let schema = txn.open_table(META).ok().and_then(|m| m.get("schema").ok().flatten().map(|g| g.value()));
+            if schema.is_none() {
+                return Err(not_a_store("it holds no Tessera schema version".into()));
+            }
+        }
         let txn = db.begin_write().map_err(backend)?;
         let revision = {
             let mut meta = txn.open_table(META).map_err(backend)?;

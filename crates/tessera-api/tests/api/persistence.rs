@@ -85,3 +85,29 @@ async fn the_server_restarts_on_what_it_acknowledged() {
     let (s, v) = api.call(Method::GET, &hub_to_gone, None).await;
     assert_eq!((s, v["properties"]["peeringState"].as_str()), (200, Some("Disconnected")), "{v}");
 }
+
+/// The data directory is its owner's only, and a store file that is not a store (here empty,
+/// as a full disk or a careless copy leaves it) stops the start: no new admin, no new
+/// credentials written over the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_private_and_a_broken_store_is_never_a_new_install() {
+    use std::os::unix::fs::PermissionsExt;
+    let api = Api::start().await;
+    let dir = api.dir.path().to_path_buf();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the data directory");
+    for file in ["store.redb", "credentials.json", "server.key"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let Api { server, dir: tmp, .. } = api;
+    server.expect("running").shutdown().await.expect("shutdown");
+    let credentials = std::fs::read(dir.join("credentials.json")).expect("credentials");
+    std::fs::write(dir.join("store.redb"), b"").expect("empty the store");
+    let mut config = tessera_api::ServeConfig::new(&dir);
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let err = tessera_api::start(config).await.expect_err("refuses to start");
+    assert!(err.to_string().contains("not a Tessera store"), "{err}");
+    assert_eq!(std::fs::read(dir.join("credentials.json")).expect("credentials"), credentials, "kept");
+    assert_eq!(std::fs::metadata(dir.join("store.redb")).expect("store").len(), 0, "left as found");
+    drop(tmp);
+}

@@ -82,7 +82,9 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
             check_group_name(rg)?;
             let body = req.json()?;
             let patch = req.method == Method::PATCH;
-            let tags = body.get("tags").cloned().unwrap_or(json!({}));
+            // PATCH without `tags` keeps them (ARM merges a PATCH); PUT replaces the group.
+            let given_tags = body.get("tags").cloned();
+            let tags = given_tags.clone().unwrap_or(json!({}));
             if !tags.is_object() {
                 return Err(ArmError::bad_request("InvalidRequestContent", "tags must be an object of strings."));
             }
@@ -114,6 +116,10 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                                 "The location property is required for this definition.",
                             ));
                         }
+                    };
+                    let tags = match (&given_tags, &existing, patch) {
+                        (None, Some(old), true) => old.get("tags").cloned().unwrap_or(json!({})),
+                        _ => tags.clone(),
                     };
                     // A group keeps the spelling of its first creation (ARM is case-preserving).
                     let name = existing

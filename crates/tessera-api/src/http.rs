@@ -33,6 +33,11 @@ pub struct ApiSettings {
     pub token_lifetime_secs: u64,
     /// The clock skew tolerated when checking a token's expiry, in seconds.
     pub token_leeway_secs: u64,
+    /// How long a client may take to send a request's headers (and its TLS handshake), in
+    /// seconds; slower connections are closed.
+    pub header_read_timeout_secs: u64,
+    /// Most connections open at once (bounded further by the process's file limit).
+    pub max_connections: usize,
 }
 
 impl Default for ApiSettings {
@@ -43,6 +48,8 @@ impl Default for ApiSettings {
             max_body: 4 << 20,
             token_lifetime_secs: crate::auth::TOKEN_LIFETIME_SECS,
             token_leeway_secs: 30,
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
         }
     }
 }

@@ -7,6 +7,7 @@ mod actions;
 pub mod auth;
 mod authorization;
 mod commit;
+mod conn;
 mod core;
 mod feed;
 mod groups;

@@ -345,8 +345,9 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
 async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmError> {
     req.authorize(&format!("{}/write", id.kind().arm_type()), id.as_str())?;
     let body = req.json()?;
-    let tags = body.get("tags").cloned().unwrap_or(json!({}));
-    if !tags.as_object().is_some_and(|t| t.values().all(Value::is_string)) {
+    // A PATCH without `tags` keeps them; with `tags` it replaces the set (ARM's updateTags).
+    let tags = body.get("tags").cloned();
+    if tags.as_ref().is_some_and(|t| !t.as_object().is_some_and(|t| t.values().all(Value::is_string))) {
         return Err(ArmError::bad_request("InvalidRequestContent", "tags must be an object of strings."));
     }
     let bytes = app
@@ -355,7 +356,9 @@ async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
             let doc = core.doc(id).ok_or_else(|| top_not_found(id))?;
             req.check_preconditions(Some(&doc.etag))?;
             let mut raw = (*doc.raw).clone();
-            raw["tags"] = tags;
+            if let Some(tags) = tags {
+                raw["tags"] = tags;
+            }
             if id.kind() == Kind::NetworkWatcher {
                 core.put_aux(id, raw);
             } else {

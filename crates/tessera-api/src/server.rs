@@ -178,6 +178,16 @@ fn write_credentials(path: &Path, c: &Credentials) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// The most connections to hold: the configured bound, within the process's file limit (raised
+/// to its hard limit first), leaving room for the store, the logs and the agents' sockets.
+fn connection_bound(configured: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return configured };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    let room = usize::try_from(limit.saturating_sub(128)).unwrap_or(usize::MAX).max(16);
+    configured.min(room)
+}
+
 /// Starts the server on the current tokio runtime (multi-threaded, so that store commits can
 /// block a worker).
 pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
@@ -224,11 +234,15 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     // TCP_NODELAY: a response goes out in more than one write; without it Nagle's algorithm
     // and delayed ACKs add 40 ms to every response larger than one segment.
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
-    let server = axum_server::from_tcp(listener)
+    let slow = std::time::Duration::from_secs(config.settings.header_read_timeout_secs.max(1));
+    let mut server = axum_server::from_tcp(listener)
         .acceptor(
-            axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new()),
+            axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .handshake_timeout(slow)
+                .acceptor(crate::conn::BoundedAcceptor::new(connection_bound(config.settings.max_connections))),
         )
         .handle(handle.clone());
+    server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(slow);
     let task = tokio::spawn(async move {
         let served = server.serve(router.into_make_service()).await;
         // The router (and with it the committer's last handle) is gone: wait for the committer

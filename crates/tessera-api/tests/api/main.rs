@@ -10,4 +10,5 @@ mod operations;
 mod persistence;
 mod rbac;
 mod references;
+mod slow_clients;
 mod takeover;

@@ -79,3 +79,26 @@ async fn put_delete_and_post_answer_as_long_running_operations() {
     ));
     assert_eq!(api.client.get(&missing).bearer_auth(&api.token).send().await.expect("poll").status().as_u16(), 404);
 }
+
+/// A PATCH without `tags` keeps them; with `tags` it replaces the set — for a resource and a
+/// resource group (ARM's updateTags).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_keeps_tags_it_does_not_name() {
+    let api = Api::start().await;
+    api.group("net").await;
+    let vnet = api.net("net", "virtualNetworks/v");
+    let group = format!("{}/resourcegroups/net?api-version=2022-12-01", api.sub());
+    let body = json!({"location": "westeurope", "tags": {"team": "net"},
+        "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}}});
+    let (s, v) = api.call(Method::PUT, &vnet, Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api.call(Method::PATCH, &group, Some(json!({"tags": {"cost": "1"}}))).await;
+    assert_eq!((s, &v["tags"]), (200, &json!({"cost": "1"})), "{v}");
+    for path in [vnet.as_str(), group.as_str()] {
+        let (s, v) = api.call(Method::PATCH, path, Some(json!({}))).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["tags"].as_object().is_some_and(|t| !t.is_empty()), "{path}: tags kept: {v}");
+        let (s, v) = api.call(Method::PATCH, path, Some(json!({"tags": {"only": "this"}}))).await;
+        assert_eq!((s, &v["tags"]), (200, &json!({"only": "this"})), "{path}: {v}");
+    }
+}

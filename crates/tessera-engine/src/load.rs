@@ -129,6 +129,15 @@ pub fn restore(resources: Vec<Resource>, sequence: u64, limits: Limits) -> Resul
         list.retain(|o| !o.name.eq_ignore_ascii_case(&p.name));
         list.push(p);
     }
+    // A NIC's `virtualMachine` is the VM that names it (a VM's write does not rewrite its NICs'
+    // documents, so it is derived here as the VM's write derived it).
+    for vm in st.vms.values() {
+        for r in &vm.properties.network_profile.network_interfaces {
+            if let Some(nic) = st.nics.get_mut(&r.id) {
+                nic.properties.virtual_machine = Some(tessera_model::envelope::SubResource::new(vm.id.clone()));
+            }
+        }
+    }
     let used: BTreeSet<String> = st
         .vnets
         .keys()

@@ -273,6 +273,18 @@ impl Access {
             .is_none_or(|t| t.eq_ignore_ascii_case(&principal.tenant_id))
     }
 
+    /// Who decides on `scope` for a caller with auxiliary tokens (A5): the caller when the
+    /// scope's subscription belongs to the caller's tenant (or is unknown), else the caller's
+    /// auxiliary principal of that tenant — `None` when it has none.
+    pub fn decider<'a>(&self, caller: &'a Principal, auxiliary: &'a [Principal], scope: &str) -> Option<&'a Principal> {
+        match subscription_of(scope).and_then(|s| self.tenant_of(s)) {
+            Some(t) if !t.eq_ignore_ascii_case(&caller.tenant_id) => {
+                auxiliary.iter().find(|p| p.tenant_id.eq_ignore_ascii_case(t))
+            }
+            _ => Some(caller),
+        }
+    }
+
     /// The one authorization decision: may `principal` perform `action` (e.g.
     /// `Microsoft.Network/virtualNetworks/write`) on `scope` (a resource id, resource group,
     /// subscription, or `/`)? 401 when its token is from another tenant than the

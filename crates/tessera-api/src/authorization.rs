@@ -96,9 +96,10 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                             }
                             Some(d) => {
                                 // The right must hold wherever the role can be assigned.
-                                for s in &d.assignable_scopes {
-                                    req.authorize("Microsoft.Authorization/roleDefinitions/delete", s)?;
-                                }
+                                req.authorize_all(
+                                    "Microsoft.Authorization/roleDefinitions/delete",
+                                    &d.assignable_scopes,
+                                )?;
                                 Ok(core.delete_definition(&key))
                             }
                         }
@@ -301,9 +302,7 @@ async fn put_definition(app: &App, req: &Req, scope: &str, name: &str) -> Result
     if assignable_scopes.is_empty() {
         return Err(ArmError::bad_request("InvalidAssignableScopes", "A custom role needs an assignable scope."));
     }
-    for s in &assignable_scopes {
-        req.authorize("Microsoft.Authorization/roleDefinitions/write", s)?;
-    }
+    req.authorize_all("Microsoft.Authorization/roleDefinitions/write", &assignable_scopes)?;
     let d = RoleDefinition {
         name: name.to_ascii_lowercase(),
         role_name,
@@ -325,9 +324,7 @@ async fn put_definition(app: &App, req: &Req, scope: &str, name: &str) -> Result
             // right at every assignable scope of the existing definition too (another tenant's
             // role fails here, on its tenant's scopes).
             if let Some(o) = old {
-                for s in &o.assignable_scopes {
-                    req.authorize("Microsoft.Authorization/roleDefinitions/write", s)?;
-                }
+                req.authorize_all("Microsoft.Authorization/roleDefinitions/write", &o.assignable_scopes)?;
             }
             if core
                 .rbac

@@ -6,6 +6,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum_server::accept::Accept;
@@ -17,11 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Clone)]
 pub(crate) struct BoundedAcceptor {
     open: Arc<Semaphore>,
+    /// Whether the last connection was refused: a flood is logged once, when it starts.
+    full: Arc<AtomicBool>,
 }
 
 impl BoundedAcceptor {
     pub(crate) fn new(limit: usize) -> Self {
-        BoundedAcceptor { open: Arc::new(Semaphore::new(limit.max(1))) }
+        BoundedAcceptor { open: Arc::new(Semaphore::new(limit.max(1))), full: Arc::new(AtomicBool::new(false)) }
     }
 }
 
@@ -39,9 +42,14 @@ impl<S: Send + 'static> Accept<TcpStream, S> for BoundedAcceptor {
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let placed = self.open.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!("connection refused: the server holds its most open connections");
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!("refusing connections: the server holds its most open connections");
+            }
             io::Error::other("too many open connections")
         });
+        if placed.is_ok() {
+            self.full.store(false, Ordering::Relaxed);
+        }
         std::future::ready(placed.and_then(|place| {
             stream.set_nodelay(true)?;
             Ok((Bounded { stream, _place: place }, service))

@@ -84,11 +84,10 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
             let patch = req.method == Method::PATCH;
             // PATCH without `tags` keeps them (ARM merges a PATCH); PUT replaces the group.
             let given_tags = body.get("tags").cloned();
-            let tags = given_tags.clone().unwrap_or(json!({}));
-            if !tags.is_object() {
+            if given_tags.as_ref().is_some_and(|t| !t.is_object()) {
                 return Err(ArmError::bad_request("InvalidRequestContent", "tags must be an object of strings."));
             }
-            if tags.as_object().is_some_and(|t| t.values().any(|v| !v.is_string())) {
+            if given_tags.as_ref().and_then(Value::as_object).is_some_and(|t| t.values().any(|v| !v.is_string())) {
                 return Err(ArmError::bad_request("InvalidRequestContent", "Tag values must be strings."));
             }
             let location = body.get("location").and_then(Value::as_str).map(str::to_string);
@@ -117,10 +116,8 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                             ));
                         }
                     };
-                    let tags = match (&given_tags, &existing, patch) {
-                        (None, Some(old), true) => old.get("tags").cloned().unwrap_or(json!({})),
-                        _ => tags.clone(),
-                    };
+                    let kept = existing.as_ref().filter(|_| patch).and_then(|old| old.get("tags").cloned());
+                    let tags = given_tags.clone().or(kept).unwrap_or(json!({}));
                     // A group keeps the spelling of its first creation (ARM is case-preserving).
                     let name = existing
                         .as_ref()

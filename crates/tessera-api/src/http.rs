@@ -146,6 +146,11 @@ impl Req {
         self.access.check(self.principal()?, action, scope)
     }
 
+    /// Authorizes `action` for the caller on every one of `scopes`.
+    pub(crate) fn authorize_all(&self, action: &str, scopes: &[String]) -> Result<(), ArmError> {
+        scopes.iter().try_for_each(|s| self.authorize(action, s))
+    }
+
     /// The URL of this request with other query parameters (for nextLink).
     pub(crate) fn url_with(&self, extra: &str) -> String {
         format!("{}{}?api-version={}{extra}", self.base, self.path, self.api_version)

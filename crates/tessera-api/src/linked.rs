@@ -16,7 +16,6 @@
 use serde_json::{Map, Value};
 use tessera_model::{ArmError, ResourceId};
 
-use crate::auth::{Principal, subscription_of};
 use crate::http::Req;
 
 /// The right a reference needs on the resource it names.
@@ -111,27 +110,25 @@ pub const BACK_REFERENCES: &[(&str, &str)] = &[
 ];
 
 /// The values at `path` in `doc` (arrays marked `[]` are walked).
-fn values_at<'a>(doc: &'a Value, path: &str) -> Vec<&'a Value> {
-    let mut here = vec![doc];
-    for segment in path.split('.') {
-        let (name, array) = match segment.strip_suffix("[]") {
-            Some(n) => (n, true),
-            None => (segment, false),
-        };
-        here = here
-            .into_iter()
-            .filter_map(|v| v.get(name))
-            .flat_map(|v| -> Vec<&Value> {
-                if array { v.as_array().map(|a| a.iter().collect()).unwrap_or_default() } else { vec![v] }
-            })
-            .collect();
+fn values_at<'a>(doc: &'a Map<String, Value>, path: &str) -> Vec<&'a Value> {
+    let mut segments = path.split('.').map(|s| match s.strip_suffix("[]") {
+        Some(name) => (name, true),
+        None => (s, false),
+    });
+    let step = |v: &'a Value, array: bool| -> Vec<&'a Value> {
+        if array { v.as_array().map(|a| a.iter().collect()).unwrap_or_default() } else { vec![v] }
+    };
+    let Some((first, array)) = segments.next() else { return Vec::new() };
+    let mut here: Vec<&Value> = doc.get(first).map(|v| step(v, array)).unwrap_or_default();
+    for (name, array) in segments {
+        here = here.into_iter().filter_map(|v| v.get(name)).flat_map(|v| step(v, array)).collect();
     }
     here
 }
 
 /// The references a request body for a resource of type `owner` makes: (referenced id, the
 /// right it needs). Ids that do not parse are left to the model, which refuses them.
-pub fn references(owner: &str, body: &Value) -> Vec<(ResourceId, LinkRight)> {
+pub fn references(owner: &str, body: &Map<String, Value>) -> Vec<(ResourceId, LinkRight)> {
     let mut out = Vec::new();
     for r in LINK_RULES.iter().filter(|r| r.owner.eq_ignore_ascii_case(owner)) {
         for v in values_at(body, r.path) {
@@ -189,27 +186,16 @@ fn action_of(right: LinkRight, target: &ResourceId) -> String {
     }
 }
 
-/// Who decides on `scope`: the caller when the scope's subscription is the caller's tenant's
-/// (or unknown), else the caller's auxiliary principal of that tenant, if any.
-fn deciding<'a>(req: &'a Req, caller: &'a Principal, scope: &str) -> Result<&'a Principal, String> {
-    match subscription_of(scope).and_then(|s| req.access.tenant_of(s)) {
-        Some(t) if !t.eq_ignore_ascii_case(&caller.tenant_id) => {
-            req.auxiliary.iter().find(|p| p.tenant_id.eq_ignore_ascii_case(t)).ok_or_else(|| t.to_string())
-        }
-        _ => Ok(caller),
-    }
-}
-
 /// Checks every reference of a write of `owner` (an ARM type) at `scope` whose body is `body`.
 pub(crate) fn authorize_references(req: &Req, owner: &str, body: &Map<String, Value>) -> Result<(), ArmError> {
     let caller = req.principal()?;
     let write = format!("{owner}/write");
     let scope = req.path.as_str();
-    for (target, right) in references(owner, &Value::Object(body.clone())) {
+    for (target, right) in references(owner, body) {
         let action = action_of(right, &target);
-        let who = match deciding(req, caller, target.as_str()) {
-            Ok(p) => p,
-            Err(_) => {
+        let who = match req.access.decider(caller, &req.auxiliary, target.as_str()) {
+            Some(p) => p,
+            None => {
                 return Err(ArmError::with_status(
                     403,
                     "LinkedAuthorizationFailed",
@@ -246,8 +232,10 @@ pub(crate) fn authorize_references(req: &Req, owner: &str, body: &Map<String, Va
 pub(crate) fn readable(req: &Req, id: &ResourceId) -> Result<(), ArmError> {
     let caller = req.principal()?;
     let action = format!("{}/read", id.kind().arm_type());
-    let allowed = deciding(req, caller, id.as_str())
-        .is_ok_and(|who| req.access.rbac.allows(&who.client_id, &action, id.as_str()));
+    let allowed = req
+        .access
+        .decider(caller, &req.auxiliary, id.as_str())
+        .is_some_and(|who| req.access.rbac.allows(&who.client_id, &action, id.as_str()));
     if allowed {
         return Ok(());
     }
@@ -276,10 +264,11 @@ mod tests {
             {"properties": {"subnet": {"id": subnet}, "loadBalancerBackendAddressPools": [{"id": pool}, {"id": "nonsense"}]}},
             {"properties": {"subnet": {"id": subnet}}}
         ]}});
-        let refs = references("Microsoft.Network/networkInterfaces", &body);
+        let body = body.as_object().expect("object");
+        let refs = references("Microsoft.Network/networkInterfaces", body);
         let got: Vec<(String, LinkRight)> = refs.iter().map(|(id, r)| (id.as_str().to_string(), *r)).collect();
         assert_eq!(got, vec![(subnet.to_string(), SUBNET_JOIN), (pool.to_string(), POOL_JOIN)]);
-        assert!(references("Microsoft.Network/routeTables", &body).is_empty());
+        assert!(references("Microsoft.Network/routeTables", body).is_empty());
     }
 
     #[test]

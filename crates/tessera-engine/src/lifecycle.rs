@@ -44,6 +44,15 @@ pub fn peered_remote_space(st: &State, link: &Peering) -> Vec<IpNet> {
     }
 }
 
+/// Every prefix a link's VNet routes to its remote or may route after the next sync: the remote
+/// VNet's space now and the space the link still carries from its last sync (S5). A VNet's own
+/// space, or another link's, must stay clear of all of it.
+pub(crate) fn remote_space_now_and_carried(st: &State, link: &Peering) -> Vec<IpNet> {
+    let now = remote_of(link).and_then(|r| st.address_space(r)).unwrap_or(&[]);
+    let carried = link.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter());
+    now.iter().chain(carried).copied().collect()
+}
+
 fn only_v6(link: &Peering) -> bool {
     link.properties.enable_only_i_pv6_peering == Some(true)
 }

@@ -36,18 +36,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<Resource>, ArmError> {
 /// Builds an engine from resources. Subscriptions that are referenced but not declared are
 /// added in the default tenant. Fails on the first refusal, naming the resource.
 pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, ArmError> {
-    let declared: BTreeSet<String> = resources
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Subscription(s) => Some(s.subscription_id.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect();
-    let used: BTreeSet<String> =
-        resources.iter().filter_map(|r| r.id()).map(|id| id.subscription().to_ascii_lowercase()).collect();
-    for s in used.difference(&declared) {
-        resources.push(Resource::Subscription(Subscription::new(s, DEFAULT_TENANT, s)));
-    }
+    add_implied_subscriptions(&mut resources);
     resources.sort_by_key(Resource::apply_rank);
     let mut engine = Engine::new(limits);
     for r in resources {
@@ -63,12 +52,29 @@ pub fn build(mut resources: Vec<Resource>, limits: Limits) -> Result<Engine, Arm
     Ok(engine)
 }
 
+/// Adds the subscriptions resources name but no resource declares, in the default tenant.
+fn add_implied_subscriptions(resources: &mut Vec<Resource>) {
+    let declared: BTreeSet<String> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Subscription(s) => Some(s.subscription_id.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let used: BTreeSet<String> =
+        resources.iter().filter_map(|r| r.id()).map(|id| id.subscription().to_ascii_lowercase()).collect();
+    for s in used.difference(&declared) {
+        resources.push(Resource::Subscription(Subscription::new(s, DEFAULT_TENANT, s)));
+    }
+}
+
 /// Rebuilds an engine from documents a store kept (as [`export`] writes them): they are the
 /// state as it was acknowledged, so they are put back as they are — never validated again as
 /// new requests (a link left Disconnected by a deleted VNet, spaces that grew legally after
 /// peering, limits lowered since). The read-only link fields are derived again from them and
 /// everything is compiled. `sequence` is the stored [`Engine::sequence`].
-pub fn restore(resources: Vec<Resource>, sequence: u64, limits: Limits) -> Result<Engine, ArmError> {
+pub fn restore(mut resources: Vec<Resource>, sequence: u64, limits: Limits) -> Result<Engine, ArmError> {
+    add_implied_subscriptions(&mut resources);
     let mut st = crate::State::default();
     let mut links = Vec::new();
     let mut subnets = Vec::new();
@@ -137,16 +143,6 @@ pub fn restore(resources: Vec<Resource>, sequence: u64, limits: Limits) -> Resul
                 nic.properties.virtual_machine = Some(tessera_model::envelope::SubResource::new(vm.id.clone()));
             }
         }
-    }
-    let used: BTreeSet<String> = st
-        .vnets
-        .keys()
-        .chain(st.nics.keys())
-        .chain(st.nsgs.keys())
-        .map(|id| id.subscription().to_ascii_lowercase())
-        .collect();
-    for s in used {
-        st.subscriptions.entry(s.clone()).or_insert_with(|| Subscription::new(&s, DEFAULT_TENANT, &s));
     }
     Ok(Engine::restored(st, limits, sequence))
 }

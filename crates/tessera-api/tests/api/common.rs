@@ -6,6 +6,19 @@ use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
 use tessera_api::{Credentials, RunningServer, ServeConfig, StoreKind};
 
+/// Built-in roles (Azure's GUIDs).
+pub(crate) const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+pub(crate) const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+pub(crate) const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+pub(crate) const NETWORK_CONTRIBUTOR: &str = "4d97b98b-1d4f-4787-a291-c67834d212e7";
+/// The api-versions of Microsoft.Authorization and Microsoft.Resources calls.
+pub(crate) const AUTH: &str = "api-version=2022-04-01";
+pub(crate) const RES: &str = "api-version=2022-12-01";
+
+pub(crate) fn guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 pub(crate) struct Api {
     pub(crate) server: Option<RunningServer>,
     pub(crate) client: Client,
@@ -160,6 +173,62 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Makes a principal (home tenant, guest tenants) through the admin's token; its id and secret.
+    pub(crate) async fn principal(&self, tenant: &str, guests: &[&str]) -> (String, String) {
+        let (id, secret) = (guid(), format!("secret-{}", guid()));
+        let body = json!({"tenantId": tenant, "displayName": "test", "guestTenants": guests, "secret": secret});
+        let (s, v) = self.call(Method::PUT, &format!("/tessera/principals/{id}"), Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        (id, secret)
+    }
+
+    /// Assigns `role` to `who` at `scope` with `token`: the answer.
+    pub(crate) async fn try_assign(&self, token: &str, scope: &str, role: &str, who: &str) -> (u16, Value) {
+        let body = json!({"properties": {
+            "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+            "principalId": who}});
+        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH}", guid());
+        self.call_as(token, &[], Method::PUT, &path, Some(body)).await
+    }
+
+    /// Assigns `role` to `who` at `scope` with `token`, which must succeed: the assignment's name.
+    pub(crate) async fn assign(&self, token: &str, scope: &str, role: &str, who: &str) -> String {
+        let (s, v) = self.try_assign(token, scope, role, who).await;
+        assert_eq!(s, 201, "assignment: {v}");
+        v["name"].as_str().expect("name").to_string()
+    }
+
+    /// A second tenant with a subscription, the admin a guest in it (as an Azure admin would set
+    /// it up): (tenant, subscription, the admin's token in that tenant).
+    pub(crate) async fn second_tenant(&self) -> (String, String, String) {
+        let (t2, s2) = (guid(), guid());
+        let body = json!({"tenantId": t2, "displayName": "second"});
+        let (s, v) = self.call(Method::PUT, &format!("/subscriptions/{s2}?{RES}"), Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        let admin = json!({"tenantId": self.creds.tenant_id, "guestTenants": [t2]});
+        let (s, v) =
+            self.call(Method::PUT, &format!("/tessera/principals/{}", self.creds.client_id), Some(admin)).await;
+        assert_eq!(s, 200, "{v}");
+        let token = self.token_for(&self.creds.client_id, &self.creds.client_secret, &t2).await.expect("admin in t2");
+        (t2, s2, token)
+    }
+
+    /// Every item of a list (all pages), read with `token`.
+    pub(crate) async fn list_all(&self, token: &str, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut url = self.url(path);
+        loop {
+            let page: Value =
+                self.client.get(&url).bearer_auth(token).send().await.expect("list").json().await.expect("json");
+            out.extend(page["value"].as_array().cloned().unwrap_or_default());
+            match page["nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => break,
+            }
+        }
+        out
+    }
+
     pub(crate) async fn group(&self, rg: &str) {
         let (s, _) = self
             .call(
@@ -181,18 +250,7 @@ impl Api {
 
     /// Every VNet document of the subscription (all pages), for before/after comparisons.
     pub(crate) async fn everything(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut url =
-            self.url(&format!("{}/providers/Microsoft.Network/virtualNetworks?api-version=2024-05-01", self.sub()));
-        loop {
-            let page: Value =
-                self.client.get(&url).bearer_auth(&self.token).send().await.expect("list").json().await.expect("json");
-            out.extend(page["value"].as_array().cloned().unwrap_or_default());
-            match page["nextLink"].as_str() {
-                Some(next) => url = next.to_string(),
-                None => break,
-            }
-        }
-        out
+        let path = format!("{}/providers/Microsoft.Network/virtualNetworks?api-version=2024-05-01", self.sub());
+        self.list_all(&self.token, &path).await
     }
 }

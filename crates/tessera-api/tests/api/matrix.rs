@@ -7,12 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::Api;
-
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
-const NETWORK_CONTRIBUTOR: &str = "4d97b98b-1d4f-4787-a291-c67834d212e7";
-const AUTH: &str = "api-version=2022-04-01";
-const RES: &str = "api-version=2022-12-01";
+use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER, RES, guid};
 
 /// Who calls, in the order each row runs them (the owner last, so that what others may not do
 /// is refused before the owner changes anything).
@@ -29,28 +24,6 @@ struct Row {
 
 fn row(method: Method, path: String, body: Option<Value>, expected: [u16; 6]) -> Row {
     Row { method, path, body, form: false, expected }
-}
-
-fn guid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-async fn principal(api: &Api, tenant: &str, guests: &[&str]) -> (String, String) {
-    let (id, secret) = (guid(), format!("matrix-{}", guid()));
-    let body = json!({"tenantId": tenant, "guestTenants": guests, "secret": secret});
-    let (s, v) = api.call(Method::PUT, &format!("/tessera/principals/{id}"), Some(body)).await;
-    assert_eq!(s, 201, "{v}");
-    (id, secret)
-}
-
-async fn assign(api: &Api, token: &str, scope: &str, role: &str, who: &str) -> String {
-    let name = guid();
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
-                                     "principalId": who}});
-    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH}");
-    let (s, v) = api.call_as(token, &[], Method::PUT, &path, Some(body)).await;
-    assert_eq!(s, 201, "{v}");
-    name
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,19 +65,19 @@ async fn every_operation_family_as_every_kind_of_caller() {
         (Some(READER), sub.clone()),
         (Some(NETWORK_CONTRIBUTOR), format!("{sub}/resourceGroups/other")),
     ] {
-        let (id, secret) = principal(&api, &t1, &[]).await;
+        let (id, secret) = api.principal(&t1, &[]).await;
         let assignment = match role {
-            Some(r) => Some(assign(&api, &api.token, &scope, r, &id).await),
+            Some(r) => Some(api.assign(&api.token, &scope, r, &id).await),
             None => None,
         };
         tokens.push(api.token_for(&id, &secret, &t1).await.expect("token"));
         ids.push((id, assignment));
     }
-    let (foreign, fs) = principal(&api, &t2, &[&t1]).await;
+    let (foreign, fs) = api.principal(&t2, &[&t1]).await;
     let foreign_home = api.token_for(&foreign, &fs, &t2).await.expect("foreign token");
     let foreign_here = api.token_for(&foreign, &fs, &t1).await.expect("foreign as a guest");
     let reader_assignment = ids[1].1.clone().expect("reader's assignment");
-    let throwaway = principal(&api, &t1, &[]).await.0;
+    let throwaway = api.principal(&t1, &[]).await.0;
     let custom = guid();
     let made_sub = guid();
 

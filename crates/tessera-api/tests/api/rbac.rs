@@ -7,44 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::Api;
-
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
-const NETWORK_CONTRIBUTOR: &str = "4d97b98b-1d4f-4787-a291-c67834d212e7";
-const AUTH_API: &str = "api-version=2022-04-01";
-
-fn guid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// Makes a principal (home tenant, guest tenants) through the admin's token; its secret.
-async fn principal(api: &Api, tenant: &str, guests: &[&str]) -> (String, String) {
-    let id = guid();
-    let secret = format!("secret-{}", guid());
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/tessera/principals/{id}"),
-            Some(json!({"tenantId": tenant, "displayName": "test", "guestTenants": guests, "secret": secret})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    (id, secret)
-}
-
-async fn assign(api: &Api, token: &str, scope: &str, role: &str, who: &str) {
-    let (s, v) = api
-        .call_as(
-            token,
-            &[],
-            Method::PUT,
-            &format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", guid()),
-            Some(json!({"properties": {"roleDefinitionId": format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}"),
-                                     "principalId": who}})),
-        )
-        .await;
-    assert_eq!(s, 201, "assignment: {v}");
-}
+use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER, guid};
 
 fn vnet_body(prefix: &str) -> Value {
     json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": [prefix]}}})
@@ -66,16 +29,16 @@ async fn built_in_roles_decide_each_operation() {
     let mut tokens = Vec::new();
     for role in [Some((READER, sub.clone())), Some((NETWORK_CONTRIBUTOR, format!("{sub}/resourceGroups/other"))), None]
     {
-        let (id, secret) = principal(&api, &tenant, &[]).await;
+        let (id, secret) = api.principal(&tenant, &[]).await;
         if let Some((role, scope)) = role {
-            assign(&api, &api.token, &scope, role, &id).await;
+            api.assign(&api.token, &scope, role, &id).await;
         }
         tokens.push(api.token_for(&id, &secret, &tenant).await.expect("token"));
     }
     let (reader, netc, nobody) = (&tokens[0], &tokens[1], &tokens[2]);
     let owner = &api.token;
     let v1 = api.net("net", "virtualNetworks/v1");
-    let assignment = format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH_API}", guid());
+    let assignment = format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH}", guid());
     let grant = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{READER}"),
                                       "principalId": api.creds.client_id}});
     // (what, method, path, body, status as owner, reader, network contributor on `other`, nobody)
@@ -102,14 +65,14 @@ async fn built_in_roles_decide_each_operation() {
         (
             "list role definitions",
             Method::GET,
-            format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}"),
+            format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH}"),
             None,
             [200, 200, 403, 403],
         ),
         (
             "list role assignments",
             Method::GET,
-            format!("{sub}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}"),
+            format!("{sub}/providers/Microsoft.Authorization/roleAssignments?{AUTH}"),
             None,
             [200, 200, 403, 403],
         ),
@@ -150,25 +113,7 @@ async fn built_in_roles_decide_each_operation() {
 async fn cross_tenant_peering_needs_peer_action_through_an_auxiliary_token() {
     let api = Api::start().await;
     let t1 = api.creds.tenant_id.clone();
-    let (t2, s2) = (guid(), guid());
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/subscriptions/{s2}?api-version=2022-12-01"),
-            Some(json!({"tenantId": t2, "displayName": "remote"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    // The admin becomes a guest of the second tenant to set it up, as an Azure admin would.
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/tessera/principals/{}", api.creds.client_id),
-            Some(json!({"tenantId": t1, "guestTenants": [t2]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let admin2 = api.token_for(&api.creds.client_id, &api.creds.client_secret, &t2).await.expect("admin in t2");
+    let (t2, s2, admin2) = api.second_tenant().await;
     let remote_rg = format!("/subscriptions/{s2}/resourceGroups/remote");
     let (s, v) = api
         .call_as(
@@ -190,12 +135,12 @@ async fn cross_tenant_peering_needs_peer_action_through_an_auxiliary_token() {
     let net_rg = format!("{}/resourceGroups/net", api.sub());
 
     // x: network contributor on both sides, a guest of t2. y: the same at home, nothing remote.
-    let (x, xs) = principal(&api, &t1, &[&t2]).await;
-    let (y, ys) = principal(&api, &t1, &[&t2]).await;
+    let (x, xs) = api.principal(&t1, &[&t2]).await;
+    let (y, ys) = api.principal(&t1, &[&t2]).await;
     for who in [&x, &y] {
-        assign(&api, &api.token, &net_rg, NETWORK_CONTRIBUTOR, who).await;
+        api.assign(&api.token, &net_rg, NETWORK_CONTRIBUTOR, who).await;
     }
-    assign(&api, &admin2, &remote_rg, NETWORK_CONTRIBUTOR, &x).await;
+    api.assign(&admin2, &remote_rg, NETWORK_CONTRIBUTOR, &x).await;
     let (x1, x2) = (api.token_for(&x, &xs, &t1).await.expect("x"), api.token_for(&x, &xs, &t2).await.expect("x in t2"));
     let (y1, y2) = (api.token_for(&y, &ys, &t1).await.expect("y"), api.token_for(&y, &ys, &t2).await.expect("y in t2"));
 
@@ -235,7 +180,7 @@ async fn cross_tenant_peering_needs_peer_action_through_an_auxiliary_token() {
     let (s, _) = api.call_as(&x2, &[], Method::GET, &vb, None).await;
     assert_eq!(s, 200);
     // A principal signs in only to its home and the tenants it is a guest in.
-    let (z, zs) = principal(&api, &t1, &[]).await;
+    let (z, zs) = api.principal(&t1, &[]).await;
     assert!(api.token_for(&z, &zs, &t2).await.is_none());
     // /tenants lists the caller's tenants.
     let (_, v) = api.call_as(&x1, &[], Method::GET, "/tenants?api-version=2022-12-01", None).await;
@@ -333,9 +278,9 @@ async fn wrong_audience_and_resource_scope() {
     api.vnet("net", "a", "10.1.0.0/16").await;
     api.vnet("net", "b", "10.2.0.0/16").await;
     let tenant = api.creds.tenant_id.clone();
-    let (id, secret) = principal(&api, &tenant, &[]).await;
+    let (id, secret) = api.principal(&tenant, &[]).await;
     let a = api.net("net", "virtualNetworks/a");
-    assign(&api, &api.token, &a, READER, &id).await;
+    api.assign(&api.token, &a, READER, &id).await;
     let t = api.token_for(&id, &secret, &tenant).await.expect("token");
     assert_eq!(api.call_as(&t, &[], Method::GET, &a, None).await.0, 200, "read at the VNet's own scope");
     assert_eq!(api.call_as(&t, &[], Method::GET, &api.net("net", "virtualNetworks/b"), None).await.0, 403);
@@ -381,15 +326,15 @@ async fn a_custom_role_permits_exactly_its_actions() {
     let (s, v) = api
         .call(
             Method::PUT,
-            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH_API}"),
+            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH}"),
             Some(json!({"properties": {"roleName": "Peering Operator", "assignableScopes": [scope],
                 "permissions": [{"actions": ["Microsoft.Network/virtualNetworks/*"],
                                  "notActions": ["Microsoft.Network/virtualNetworks/write", "Microsoft.Network/virtualNetworks/delete"]}]}})),
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    let (id, secret) = principal(&api, &api.creds.tenant_id, &[]).await;
-    assign(&api, &api.token, &scope, &role, &id).await;
+    let (id, secret) = api.principal(&api.creds.tenant_id, &[]).await;
+    api.assign(&api.token, &scope, &role, &id).await;
     let t = api.token_for(&id, &secret, &api.creds.tenant_id).await.expect("token");
     let a = api.net("net", "virtualNetworks/a");
     assert_eq!(api.call_as(&t, &[], Method::GET, &a, None).await.0, 200);
@@ -400,24 +345,20 @@ async fn a_custom_role_permits_exactly_its_actions() {
     assert_eq!(s, 201, "peerings/write and peer/action: {v}");
     // The role is in use: it cannot be deleted; a built-in role can never be.
     let (s, v) = api
-        .call(
-            Method::DELETE,
-            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH_API}"),
-            None,
-        )
+        .call(Method::DELETE, &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}?{AUTH}"), None)
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionHasAssignments")), "{v}");
     let (s, v) = api
         .call(
             Method::DELETE,
-            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{READER}?{AUTH_API}"),
+            &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{READER}?{AUTH}"),
             None,
         )
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionCannotBeDeleted")), "{v}");
     // Listed by name at the scope.
     let (s, v) = api
-        .call(Method::GET, &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName eq 'Peering Operator'"), None)
+        .call(Method::GET, &format!("{scope}/providers/Microsoft.Authorization/roleDefinitions?{AUTH}&$filter=roleName eq 'Peering Operator'"), None)
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");

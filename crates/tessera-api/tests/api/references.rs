@@ -11,37 +11,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_api::linked::{BACK_REFERENCES, LINK_RULES};
 
-use crate::common::Api;
-
-/// Contributor: every write in its scope (the attackers own their groups this far).
-const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
-const AUTH: &str = "api-version=2022-04-01";
-const RES: &str = "api-version=2022-12-01";
-
-fn guid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
+use crate::common::{AUTH, Api, CONTRIBUTOR, RES, guid};
 
 async fn ok(api: &Api, token: &str, method: Method, path: &str, body: Value) -> Value {
     let (s, v) = api.call_as(token, &[], method.clone(), path, Some(body)).await;
     assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
     v
-}
-
-async fn principal(api: &Api, tenant: &str, guests: &[&str]) -> (String, String) {
-    let (id, secret) = (guid(), format!("refs-{}", guid()));
-    let body = json!({"tenantId": tenant, "guestTenants": guests, "secret": secret});
-    let (s, v) = api.call(Method::PUT, &format!("/tessera/principals/{id}"), Some(body)).await;
-    assert_eq!(s, 201, "{v}");
-    (id, secret)
-}
-
-async fn assign(api: &Api, token: &str, scope: &str, role: &str, who: &str) {
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
-                                     "principalId": who}});
-    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH}", guid());
-    let (s, v) = api.call_as(token, &[], Method::PUT, &path, Some(body)).await;
-    assert_eq!(s, 201, "{v}");
 }
 
 /// One write that references a resource of the owner's group: the rule it exercises, the
@@ -298,16 +273,8 @@ async fn documents(api: &Api, sub: &str, rg: &str) -> Vec<Value> {
         "Microsoft.Network/connections",
         "Microsoft.Network/loadBalancers",
     ] {
-        let mut url = api.url(&format!("{sub}/resourceGroups/{rg}/providers/{kind}?api-version=2024-05-01"));
-        loop {
-            let page: Value =
-                api.client.get(&url).bearer_auth(&api.token).send().await.expect("list").json().await.expect("json");
-            out.extend(page["value"].as_array().cloned().unwrap_or_default());
-            match page["nextLink"].as_str() {
-                Some(next) => url = next.to_string(),
-                None => break,
-            }
-        }
+        let path = format!("{sub}/resourceGroups/{rg}/providers/{kind}?api-version=2024-05-01");
+        out.extend(api.list_all(&api.token, &path).await);
     }
     out
 }
@@ -320,27 +287,14 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
     // The attackers: a Contributor of group `mine` (same tenant), and a principal of tenant 2,
     // Contributor of a group of its own subscription and a guest here without a role.
     api.group("mine").await;
-    let (netc, netc_secret) = principal(&api, &t1, &[]).await;
-    assign(&api, &api.token, &format!("{sub}/resourceGroups/mine"), CONTRIBUTOR, &netc).await;
+    let (netc, netc_secret) = api.principal(&t1, &[]).await;
+    api.assign(&api.token, &format!("{sub}/resourceGroups/mine"), CONTRIBUTOR, &netc).await;
     let netc_token = api.token_for(&netc, &netc_secret, &t1).await.expect("token");
-    let (t2, s2) = (guid(), guid());
-    let (s, v) = api
-        .call(Method::PUT, &format!("/subscriptions/{s2}?{RES}"), Some(json!({"tenantId": t2, "displayName": "t2"})))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/tessera/principals/{}", api.creds.client_id),
-            Some(json!({"tenantId": t1, "guestTenants": [t2]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let admin2 = api.token_for(&api.creds.client_id, &api.creds.client_secret, &t2).await.expect("admin in t2");
+    let (t2, s2, admin2) = api.second_tenant().await;
     let theirs = format!("/subscriptions/{s2}/resourceGroups/theirs");
     ok(&api, &admin2, Method::PUT, &format!("{theirs}?{RES}"), json!({"location": "westeurope"})).await;
-    let (foreign, foreign_secret) = principal(&api, &t2, &[&t1]).await;
-    assign(&api, &admin2, &theirs, CONTRIBUTOR, &foreign).await;
+    let (foreign, foreign_secret) = api.principal(&t2, &[&t1]).await;
+    api.assign(&admin2, &theirs, CONTRIBUTOR, &foreign).await;
     let foreign_home = api.token_for(&foreign, &foreign_secret, &t2).await.expect("token");
     let foreign_here = api.token_for(&foreign, &foreign_secret, &t1).await.expect("guest token");
 
@@ -468,7 +422,7 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
             "permissions": [{"actions": actions}]}}),
     )
     .await;
-    assign(&api, &api.token, &owned_scope, &joiner, &netc).await;
+    api.assign(&api.token, &owned_scope, &joiner, &netc).await;
     let granted: Vec<Row> = rows(&ids, &mine, 0);
     let mut failures = Vec::new();
     for r in &granted {
@@ -485,7 +439,7 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
     assert!(failures.is_empty(), "with the right granted:\n{}", failures.join("\n"));
     // The foreign principal's guest identity gets the role too: its auxiliary token now carries
     // the right (the peering row works cross-tenant; without the auxiliary token it still fails).
-    assign(&api, &api.token, &owned_scope, &joiner, &foreign).await;
+    api.assign(&api.token, &owned_scope, &joiner, &foreign).await;
     let peering =
         rows(&ids, &their_base, 2).into_iter().find(|r| r.owner.ends_with("virtualNetworkPeerings")).expect("row");
     let (s, v) = api.call_as(&foreign_home, &[], Method::PUT, &peering.target, Some(peering.body.clone())).await;

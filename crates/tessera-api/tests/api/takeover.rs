@@ -5,31 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::Api;
-
-const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
-const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
-const AUTH: &str = "api-version=2022-04-01";
-const RES: &str = "api-version=2022-12-01";
-
-fn guid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-async fn principal(api: &Api, tenant: &str, guests: &[&str]) -> (String, String) {
-    let (id, secret) = (guid(), format!("takeover-{}", guid()));
-    let body = json!({"tenantId": tenant, "guestTenants": guests, "secret": secret});
-    let (s, v) = api.call(Method::PUT, &format!("/tessera/principals/{id}"), Some(body)).await;
-    assert_eq!(s, 201, "{v}");
-    (id, secret)
-}
-
-async fn assign(api: &Api, token: &str, scope: &str, role: &str, who: &str) -> (u16, Value) {
-    let body = json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
-                                     "principalId": who}});
-    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}?{AUTH}", guid());
-    api.call_as(token, &[], Method::PUT, &path, Some(body)).await
-}
+use crate::common::{AUTH, Api, CONTRIBUTOR, OWNER, RES, guid};
 
 fn role_path(scope: &str, id: &str) -> String {
     format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}?{AUTH}")
@@ -39,27 +15,12 @@ fn role_body(name: &str, scopes: &[&str], actions: &[&str]) -> Value {
     json!({"properties": {"roleName": name, "assignableScopes": scopes, "permissions": [{"actions": actions}]}})
 }
 
-/// A second tenant with a subscription whose Owner is a principal of that tenant.
+/// A second tenant with a subscription whose Owner is a principal of that tenant: (tenant,
+/// subscription, the Owner's token).
 async fn second_tenant(api: &Api) -> (String, String, String) {
-    let (t2, s2) = (guid(), guid());
-    let (s, v) = api
-        .call(Method::PUT, &format!("/subscriptions/{s2}?{RES}"), Some(json!({"tenantId": t2, "displayName": "t2"})))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (owner2, secret) = principal(api, &t2, &[]).await;
-    // The server admin assigns through a guest token of tenant 2.
-    let t1 = api.creds.tenant_id.clone();
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &format!("/tessera/principals/{}", api.creds.client_id),
-            Some(json!({"tenantId": t1, "guestTenants": [t2]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let admin2 = api.token_for(&api.creds.client_id, &api.creds.client_secret, &t2).await.expect("admin in t2");
-    let (s, v) = assign(api, &admin2, &format!("/subscriptions/{s2}"), OWNER, &owner2).await;
-    assert_eq!(s, 201, "{v}");
+    let (t2, s2, admin2) = api.second_tenant().await;
+    let (owner2, secret) = api.principal(&t2, &[]).await;
+    api.assign(&admin2, &format!("/subscriptions/{s2}"), OWNER, &owner2).await;
     let token = api.token_for(&owner2, &secret, &t2).await.expect("owner2");
     (t2, s2, token)
 }
@@ -102,9 +63,9 @@ async fn custom_roles_cannot_be_hijacked_or_widened() {
     assert!(!listed.to_string().contains(&role), "their list does not show it: {listed}");
 
     // A resource group's Owner cannot widen (or delete) a subscription-wide role.
-    let (rg_owner, secret) = principal(&api, &t1, &[]).await;
+    let (rg_owner, secret) = api.principal(&t1, &[]).await;
     let net = format!("{sub}/resourceGroups/net");
-    let (s, v) = assign(&api, &api.token, &net, OWNER, &rg_owner).await;
+    let (s, v) = api.try_assign(&api.token, &net, OWNER, &rg_owner).await;
     assert_eq!(s, 201, "{v}");
     let token = api.token_for(&rg_owner, &secret, &t1).await.expect("token");
     let widened = role_body("Peering Reader", &[&net], &["*"]);
@@ -115,13 +76,13 @@ async fn custom_roles_cannot_be_hijacked_or_widened() {
     assert_eq!(api.call(Method::GET, &role_path(&sub, &role), None).await.1, original, "the role is unchanged");
 
     // A role is assigned only where it is assignable: not another tenant's, not outside its scopes.
-    let (s, v) = assign(&api, &owner2, &theirs, &role, &rg_owner).await;
+    let (s, v) = api.try_assign(&owner2, &theirs, &role, &rg_owner).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionDoesNotExist")), "{v}");
     let narrow = guid();
     let (s, v) =
         api.call(Method::PUT, &role_path(&net, &narrow), Some(role_body("Net Only", &[&net], &["*/read"]))).await;
     assert_eq!(s, 201, "{v}");
-    let (s, v) = assign(&api, &api.token, &sub, &narrow, &rg_owner).await;
+    let (s, v) = api.try_assign(&api.token, &sub, &narrow, &rg_owner).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("RoleDefinitionDoesNotExist")), "{v}");
     // Its creator (Owner of the group) may still change its own group's role.
     let (s, v) = api
@@ -136,12 +97,12 @@ async fn a_subscription_moves_tenant_only_by_a_root_owner_of_both() {
     let (t1, sub) = (api.creds.tenant_id.clone(), api.sub());
     let (t2, _s2, _owner2) = second_tenant(&api).await;
     // A Contributor at the root scope, and an Owner of the subscription only.
-    let (contributor, cs) = principal(&api, &t1, &[&t2]).await;
-    let (s, v) = assign(&api, &api.token, "", CONTRIBUTOR, &contributor).await;
+    let (contributor, cs) = api.principal(&t1, &[&t2]).await;
+    let (s, v) = api.try_assign(&api.token, "", CONTRIBUTOR, &contributor).await;
     assert_eq!(s, 201, "{v}");
     let contributor = api.token_for(&contributor, &cs, &t1).await.expect("token");
-    let (sub_owner, os) = principal(&api, &t1, &[&t2]).await;
-    let (s, v) = assign(&api, &api.token, &sub, OWNER, &sub_owner).await;
+    let (sub_owner, os) = api.principal(&t1, &[&t2]).await;
+    let (s, v) = api.try_assign(&api.token, &sub, OWNER, &sub_owner).await;
     assert_eq!(s, 201, "{v}");
     let sub_owner = api.token_for(&sub_owner, &os, &t1).await.expect("token");
     let path = format!("{sub}?{RES}");

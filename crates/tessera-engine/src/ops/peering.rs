@@ -273,11 +273,7 @@ fn check_already_peered(
         if peer == vnet || p.properties.peering_state == Some(PeeringState::Disconnected) {
             continue;
         }
-        // The peer's space now, and as `other`'s link still carries it until its next sync
-        // (S5): `other` routes both.
-        let carried = p.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter());
-        let peer_space: Vec<IpNet> = st.address_space(peer).unwrap_or(&[]).iter().chain(carried).copied().collect();
-        let clash = prefix::overlapping(space, &peer_space);
+        let clash = prefix::overlapping(space, &crate::lifecycle::remote_space_now_and_carried(st, p));
         if !clash.is_empty() {
             let list: Vec<String> = clash.iter().map(ToString::to_string).collect();
             return Err(ArmError::bad_request(

@@ -87,9 +87,7 @@ pub(crate) fn put(
             let Some(remote) = remote_of(link) else {
                 continue;
             };
-            let carried = link.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter());
-            let rspace: Vec<IpNet> = st.address_space(remote).unwrap_or(&[]).iter().chain(carried).copied().collect();
-            let clash = prefix::overlapping(&space, &rspace);
+            let clash = prefix::overlapping(&space, &crate::lifecycle::remote_space_now_and_carried(st, link));
             if !clash.is_empty() {
                 return Err(overlap_error(&link_id(&id, &link.name), &id, remote, &clash));
             }

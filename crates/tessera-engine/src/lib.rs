@@ -61,9 +61,28 @@ fn link_scope(st: &State, change: &Change) -> (BTreeSet<ResourceId>, bool) {
     }
 }
 
-/// The top-level documents a change names directly (before it is applied).
-fn target_documents(change: &Change) -> impl Iterator<Item = ResourceId> {
+/// The top-level documents a change names directly (before it is applied). A VM's write also
+/// names the NICs it takes or lets go: their `virtualMachine` changes with it.
+fn target_documents(st: &State, change: &Change) -> impl Iterator<Item = ResourceId> {
+    use tessera_model::Resource;
+    let nics_of = |id: &ResourceId| -> Vec<ResourceId> {
+        st.vms
+            .get(id)
+            .map(|vm| vm.properties.network_profile.network_interfaces.iter().map(|n| n.id.clone()).collect())
+            .unwrap_or_default()
+    };
     let named: Vec<ResourceId> = match change {
+        Change::Put(Resource::VirtualMachine(vm)) => {
+            let mut ids = vec![vm.id.clone()];
+            ids.extend(nics_of(&vm.id));
+            ids.extend(vm.properties.network_profile.network_interfaces.iter().map(|n| n.id.clone()));
+            ids
+        }
+        Change::Delete(id) if id.kind() == tessera_model::Kind::VirtualMachine => {
+            let mut ids = vec![id.clone()];
+            ids.extend(nics_of(id));
+            ids
+        }
         Change::Put(r) => r.id().cloned().into_iter().collect(),
         Change::Delete(id) | Change::SyncPeering(id) | Change::DeletePeeringPair(id) => vec![id.clone()],
         Change::MoveVnet { id, subscription, resource_group } => {
@@ -123,7 +142,7 @@ impl Engine {
     /// what [`Engine::apply`] returns.
     pub fn apply_deferred(&mut self, change: Change) -> ArmResult<BTreeSet<ResourceId>> {
         let (changed, pair_only) = link_scope(&self.state, &change);
-        let mut docs: BTreeSet<ResourceId> = target_documents(&change).collect();
+        let mut docs: BTreeSet<ResourceId> = target_documents(&self.state, &change).collect();
         // A refused change consumes no sequence number, so GUIDs do not depend on refusals.
         let touched = ops::apply(&mut self.state, &self.limits, change, self.seq + 1)?;
         self.seq += 1;

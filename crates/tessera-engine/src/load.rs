@@ -135,8 +135,8 @@ pub fn restore(mut resources: Vec<Resource>, sequence: u64, limits: Limits) -> R
         list.retain(|o| !o.name.eq_ignore_ascii_case(&p.name));
         list.push(p);
     }
-    // A NIC's `virtualMachine` is the VM that names it (a VM's write does not rewrite its NICs'
-    // documents, so it is derived here as the VM's write derived it).
+    // A NIC's `virtualMachine` is the VM that names it. A VM's write stores its NICs' documents
+    // too, but stores of the previous version did not: derive it as the VM's write did.
     for vm in st.vms.values() {
         for r in &vm.properties.network_profile.network_interfaces {
             if let Some(nic) = st.nics.get_mut(&r.id) {

@@ -1,17 +1,18 @@
 //! The store always reopens on what it acknowledged: random sequences of changes (VNets and
-//! their address spaces, peering links, syncs, deletes, NICs, NSGs), then the documents a
-//! store keeps are restored (`load::restore`). The restore never refuses, every document and
+//! their address spaces, peering links, syncs, deletes, NICs, NSGs, VMs taking NICs), each
+//! writing the documents it names to a store as the server does, then the stored documents are
+//! restored (`load::restore`). The restore never refuses, every document and
 //! every NIC's effective routes are the same after as before, and no NIC ever has two Active
 //! routes for one prefix (S1, S4, S5, R2, P3). The sequences of the trust issue are fixed cases.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tessera_engine::diag::effective;
-use tessera_engine::load::{self, Format};
+use tessera_engine::load;
 use tessera_engine::{Change, Engine, Limits};
-use tessera_model::{Resource, ResourceId};
+use tessera_model::{Kind, Resource, ResourceId};
 
 const RG: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg/providers/Microsoft.Network";
 const VNETS: usize = 4;
@@ -29,10 +30,17 @@ enum Op {
     Sync(usize, usize),
     Nic(usize, usize, bool),
     DeleteNic(usize),
+    /// A VM taking a NIC.
+    Vm(usize, usize),
+    DeleteVm(usize),
 }
 
 fn vnet_id(i: usize) -> String {
     format!("{RG}/virtualNetworks/v{i}")
+}
+
+fn vm_id(v: usize) -> String {
+    format!("{}/Microsoft.Compute/virtualMachines/vm{v}", RG.trim_end_matches("/Microsoft.Network"))
 }
 
 fn resource(v: Value) -> Resource {
@@ -76,6 +84,9 @@ fn change(e: &Engine, op: &Op) -> Option<Change> {
                 "properties": props})))
         }
         Op::DeleteNic(k) => Change::Delete(ResourceId::parse(&format!("{RG}/networkInterfaces/n{k}")).ok()?),
+        Op::Vm(v, k) => Change::Put(resource(json!({"id": vm_id(*v), "location": "westeurope", "properties": {
+            "networkProfile": {"networkInterfaces": [{"id": format!("{RG}/networkInterfaces/n{k}")}]}}}))),
+        Op::DeleteVm(v) => Change::Delete(ResourceId::parse(&vm_id(*v)).ok()?),
     })
 }
 
@@ -89,11 +100,13 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (v.clone(), v.clone()).prop_map(|(a, b)| Op::Sync(a, b)),
         2 => (0..4usize, v.clone(), any::<bool>()).prop_map(|(k, i, n)| Op::Nic(k, i, n)),
         1 => (0..4usize).prop_map(Op::DeleteNic),
+        2 => (0..2usize, 0..4usize).prop_map(|(v, k)| Op::Vm(v, k)),
+        1 => (0..2usize).prop_map(Op::DeleteVm),
     ]
 }
 
-/// An engine with the NSG the NICs may name.
-fn start() -> Engine {
+/// An engine with the NSG the NICs may name, and its store.
+fn start() -> (Engine, Stored) {
     let mut e = Engine::new(Limits::default());
     let sub = tessera_model::account::Subscription::new(
         "00000000-0000-4000-8000-000000000001",
@@ -105,8 +118,9 @@ fn start() -> Engine {
         "securityRules": [{"name": "deny-rdp", "properties": {"priority": 100, "direction": "Inbound", "access": "Deny",
             "protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*",
             "destinationAddressPrefix": "*", "destinationPortRange": "3389"}}]}});
-    e.apply(Change::Put(resource(nsg))).expect("nsg");
-    e
+    let mut stored = Stored::new();
+    apply(&mut e, &mut stored, Change::Put(resource(nsg)));
+    (e, stored)
 }
 
 fn routes(e: &Engine, nic: &ResourceId) -> Value {
@@ -127,10 +141,43 @@ fn one_active_route_per_prefix(e: &Engine) -> Result<(), String> {
     Ok(())
 }
 
-/// Stores (exports) and restores; checks the restore is the same state.
-fn restart(e: &Engine) -> Result<(), String> {
-    let text = load::export(e).to_string();
-    let resources = load::parse(&text, Format::Json).map_err(|err| format!("stored documents do not parse: {err}"))?;
+/// A store as the server keeps one: each document a change names, as it is after the change.
+type Stored = BTreeMap<ResourceId, Value>;
+
+/// The document `id` names in the engine's state, as the server renders it.
+fn render(e: &Engine, id: &ResourceId) -> Option<Value> {
+    let st = e.state();
+    let v = match id.kind() {
+        Kind::VirtualNetwork => serde_json::to_value(st.vnets.get(id)?),
+        Kind::NetworkSecurityGroup => serde_json::to_value(st.nsgs.get(id)?),
+        Kind::NetworkInterface => serde_json::to_value(st.nics.get(id)?),
+        Kind::VirtualMachine => serde_json::to_value(st.vms.get(id)?),
+        other => panic!("no document of kind {other:?} in these sequences"),
+    };
+    v.ok()
+}
+
+/// Applies a change and writes what it names to the store, as the server does.
+fn apply(e: &mut Engine, stored: &mut Stored, change: Change) {
+    if let Ok(named) = e.apply(change) {
+        for id in named {
+            match render(e, &id) {
+                Some(doc) => stored.insert(id, doc),
+                None => stored.remove(&id),
+            };
+        }
+    }
+}
+
+/// Restores from the store and checks the restore is the same state.
+fn restart(e: &Engine, stored: &Stored) -> Result<(), String> {
+    let mut resources = e.state().subscriptions.values().map(|s| Resource::Subscription(s.clone())).collect::<Vec<_>>();
+    for doc in stored.values() {
+        resources.extend(
+            tessera_model::resource::from_arm_json(doc.clone())
+                .map_err(|err| format!("stored documents do not parse: {err}"))?,
+        );
+    }
     let again = load::restore(resources, e.sequence(), Limits::default())
         .map_err(|err| format!("the restore refused what was acknowledged: {} {}", err.code, err.message))?;
     if load::export(&again) != load::export(e) {
@@ -145,14 +192,14 @@ fn restart(e: &Engine) -> Result<(), String> {
 }
 
 fn run(ops: &[Op]) -> Result<Engine, String> {
-    let mut e = start();
+    let (mut e, mut stored) = start();
     for op in ops {
         if let Some(c) = change(&e, op) {
-            let _ = e.apply(c);
+            apply(&mut e, &mut stored, c);
         }
         one_active_route_per_prefix(&e).map_err(|err| format!("after {op:?}: {err}"))?;
     }
-    restart(&e)?;
+    restart(&e, &stored)?;
     Ok(e)
 }
 
@@ -248,4 +295,20 @@ fn a_spoke_whose_old_prefix_a_hub_link_still_carries_does_not_give_it_to_another
     .expect("restores");
     let err = e.apply(change(&e, &Op::Sync(0, 2)).expect("change")).expect_err("refused");
     assert_eq!(err.code, "VnetAddressSpaceOverlapsWithAlreadyPeeredVnet", "{}", err.message);
+}
+
+#[test]
+fn a_store_of_the_previous_version_restores_the_nics_of_its_vms() {
+    // The previous version did not rewrite a NIC's document when a VM took it: the stored NIC
+    // has no `virtualMachine`. The restore derives it from the VM, as the VM's write did.
+    let (mut e, mut stored) = start();
+    for op in [Op::Vnet(0, vec![0]), Op::Nic(0, 0, false), Op::Vm(0, 0)] {
+        let c = change(&e, &op).expect("change");
+        apply(&mut e, &mut stored, c);
+    }
+    let nic = ResourceId::parse(&format!("{RG}/networkInterfaces/n0")).expect("id");
+    let doc = stored.get_mut(&nic).expect("stored NIC");
+    assert!(doc["properties"]["virtualMachine"].is_object(), "a VM's write stores its NIC: {doc}");
+    doc["properties"].as_object_mut().expect("properties").remove("virtualMachine");
+    restart(&e, &stored).expect("restores as before");
 }

@@ -102,3 +102,34 @@ async fn patch_keeps_tags_it_does_not_name() {
         assert_eq!((s, &v["tags"]), (200, &json!({"only": "this"})), "{path}: {v}");
     }
 }
+
+/// A VM's write rewrites the NICs it takes or lets go: GET shows the NIC's `virtualMachine`
+/// while the VM holds it, and not after (and so does the store, which agents are fed from).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nic_shows_the_vm_that_holds_it() {
+    let api = Api::start().await;
+    api.group("net").await;
+    let v = api.vnet("net", "v", "10.1.0.0/16").await;
+    let nic = api.net("net", "networkInterfaces/n");
+    let subnet = format!("{}/subnets/default", v["id"].as_str().expect("id"));
+    let body = json!({"location": "westeurope", "properties": {"ipConfigurations": [
+        {"name": "ip", "properties": {"subnet": {"id": subnet}}}]}});
+    assert_eq!(api.call(Method::PUT, &nic, Some(body)).await.0, 201);
+    let vm = format!("{}/resourceGroups/net/providers/Microsoft.Compute/virtualMachines/vm", api.sub());
+    let body =
+        json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": nic}]}}});
+    let (s, v) = api.call(Method::PUT, &vm, Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    let (_, n) = api.call(Method::GET, &nic, None).await;
+    assert_eq!(
+        n["properties"]["virtualMachine"]["id"].as_str().map(str::to_ascii_lowercase),
+        Some(vm.to_ascii_lowercase()),
+        "{n}"
+    );
+    let api = api.restart().await;
+    let (_, n) = api.call(Method::GET, &nic, None).await;
+    assert!(n["properties"]["virtualMachine"].is_object(), "after a restart: {n}");
+    assert_eq!(api.call(Method::DELETE, &vm, None).await.0, 202);
+    let (_, n) = api.call(Method::GET, &nic, None).await;
+    assert!(n["properties"].get("virtualMachine").is_none(), "{n}");
+}

@@ -93,10 +93,12 @@ pub const LINK_RULES: &[LinkRule] = &[
     rule("Microsoft.Network/connections", "properties.localNetworkGateway2", LinkRight::Write),
 ];
 
-/// Read-only fields holding ids of other resources (filled by the server, ignored in requests),
-/// and references to the document's own parts: (type, path).
+/// Read-only fields holding ids of other resources (filled by the server or left out, never
+/// taken from a request): (type, path). References to a document's own parts (a load balancer
+/// rule's frontend) are neither links nor back-references.
 pub const BACK_REFERENCES: &[(&str, &str)] = &[
     ("Microsoft.Network/virtualNetworks", "properties.subnets[].properties.ipConfigurations[]"),
+    ("Microsoft.Network/virtualNetworks/subnets", "properties.ipConfigurations[]"),
     ("Microsoft.Network/virtualNetworks", "properties.virtualNetworkPeerings[].properties.remoteVirtualNetwork"),
     ("Microsoft.Network/virtualNetworks", "properties.virtualNetworkPeerings[].properties.remoteGateways[]"),
     ("Microsoft.Network/networkSecurityGroups", "properties.subnets[]"),
@@ -104,10 +106,33 @@ pub const BACK_REFERENCES: &[(&str, &str)] = &[
     ("Microsoft.Network/routeTables", "properties.subnets[]"),
     ("Microsoft.Network/networkInterfaces", "properties.virtualMachine"),
     ("Microsoft.Network/loadBalancers", "properties.backendAddressPools[].properties.backendIPConfigurations[]"),
-    ("Microsoft.Network/loadBalancers", "properties.loadBalancingRules[].properties.frontendIPConfiguration"),
-    ("Microsoft.Network/loadBalancers", "properties.loadBalancingRules[].properties.backendAddressPool"),
-    ("Microsoft.Network/loadBalancers", "properties.loadBalancingRules[].properties.probe"),
 ];
+
+/// Removes the read-only back-references of a request body for a resource of type `owner`:
+/// a client's value is ignored (arm-api.md §1), never stored as if the server had filled it.
+pub(crate) fn strip_back_references(owner: &str, body: &mut Map<String, Value>) {
+    fn remove(v: &mut Value, segments: &[&str]) {
+        let Some((first, rest)) = segments.split_first() else { return };
+        let name = first.strip_suffix("[]").unwrap_or(first);
+        let Some(map) = v.as_object_mut() else { return };
+        if rest.is_empty() {
+            map.remove(name);
+            return;
+        }
+        match map.get_mut(name) {
+            Some(Value::Array(items)) if first.ends_with("[]") => items.iter_mut().for_each(|i| remove(i, rest)),
+            Some(child) if !first.ends_with("[]") => remove(child, rest),
+            _ => {}
+        }
+    }
+    let mut doc = Value::Object(std::mem::take(body));
+    for (_, path) in BACK_REFERENCES.iter().filter(|(t, _)| t.eq_ignore_ascii_case(owner)) {
+        remove(&mut doc, &path.split('.').collect::<Vec<_>>());
+    }
+    if let Value::Object(map) = doc {
+        *body = map;
+    }
+}
 
 /// The values at `path` in `doc` (arrays marked `[]` are walked).
 fn values_at<'a>(doc: &'a Map<String, Value>, path: &str) -> Vec<&'a Value> {
@@ -279,6 +304,22 @@ mod tests {
                 "properties": {"subnet": {"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/a"}}}],
             "loadBalancingRules": [{"properties": {"probe": {"id": format!("{own}/probes/p")}}}]}});
         assert_eq!(id_paths(&doc), vec!["properties.frontendIPConfigurations[].properties.subnet".to_string()]);
+    }
+
+    #[test]
+    fn back_references_are_dropped_from_requests() {
+        let foreign =
+            json!({"id": "/subscriptions/x/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/a"});
+        let mut body = json!({"location": "westeurope", "properties": {"subnets": [foreign], "securityRules": []}});
+        let map = body.as_object_mut().expect("object");
+        strip_back_references("Microsoft.Network/networkSecurityGroups", map);
+        assert_eq!(body, json!({"location": "westeurope", "properties": {"securityRules": []}}));
+        let mut nested = json!({"properties": {"subnets": [{"name": "s", "properties": {"ipConfigurations": [foreign], "addressPrefix": "10.0.0.0/24"}}]}});
+        strip_back_references("Microsoft.Network/virtualNetworks", nested.as_object_mut().expect("object"));
+        assert_eq!(
+            nested,
+            json!({"properties": {"subnets": [{"name": "s", "properties": {"addressPrefix": "10.0.0.0/24"}}]}})
+        );
     }
 
     #[test]

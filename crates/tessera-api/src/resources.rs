@@ -273,6 +273,7 @@ fn body_for(req: &Req, id: &ResourceId, kind_type: &str) -> Result<Map<String, V
         Some(_) => return Err(ArmError::bad_request("InvalidRequestContent", "properties must be an object.")),
     }
     strip_read_only(&mut body, id.kind() == Kind::Peering);
+    crate::linked::strip_back_references(kind_type, &mut body);
     Ok(body)
 }
 

@@ -447,6 +447,13 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
     let (s, v) = api.call_as(&foreign_home, &[&foreign_here], Method::PUT, &peering.target, Some(peering.body)).await;
     assert_eq!(s, 201, "{v}");
 
+    // A back-reference a client sends is not a way to name another's resource: it is dropped.
+    let nsg = format!("{mine}/Microsoft.Network/networkSecurityGroups/claims");
+    let claim = json!({"location": "westeurope", "properties": {"subnets": [{"id": ids["subnet"]}],
+        "networkInterfaces": [{"id": ids["nic"]}]}});
+    let v = ok(&api, &netc_token, Method::PUT, &nsg, claim).await;
+    assert!(!v.to_string().contains("/resourceGroups/owned/"), "the owner's resources are not claimed: {v}");
+
     // Coverage of the fields: every reference a document holds is a rule or a back-reference.
     let mut unknown = Vec::new();
     for rg in ["owned", "mine"] {

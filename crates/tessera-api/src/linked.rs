@@ -19,7 +19,7 @@ use tessera_model::{ArmError, ResourceId};
 use crate::http::Req;
 
 /// The right a reference needs on the resource it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkRight {
     /// A fixed action (a join action).
     Action(&'static str),
@@ -155,10 +155,13 @@ fn values_at<'a>(doc: &'a Map<String, Value>, path: &str) -> Vec<&'a Value> {
 /// right it needs). Ids that do not parse are left to the model, which refuses them.
 pub fn references(owner: &str, body: &Map<String, Value>) -> Vec<(ResourceId, LinkRight)> {
     let mut out = Vec::new();
+    // A body may name one resource many times (a large VNet's subnets, one NSG each): each is
+    // decided once, in the order first named.
+    let mut seen = std::collections::HashSet::new();
     for r in LINK_RULES.iter().filter(|r| r.owner.eq_ignore_ascii_case(owner)) {
         for v in values_at(body, r.path) {
             if let Some(id) = v.get("id").and_then(Value::as_str).and_then(|s| ResourceId::parse(s).ok())
-                && !out.iter().any(|(seen, right)| *seen == id && *right == r.right)
+                && seen.insert((id.clone(), r.right))
             {
                 out.push((id, r.right));
             }

@@ -44,41 +44,22 @@ impl RedbStore {
 
     /// Opens the store keeping `retention` revisions of change log.
     ///
-    /// A new file is made readable by its owner only (0600). An existing file must be a store
-    /// of this program: an empty, truncated or foreign file is refused ([`StoreError::NotAStore`])
-    /// and never taken for a new install.
+    /// A new store is made beside `path` readable by its owner only (0600) and renamed into
+    /// place once its schema is written, so that a first start cut short leaves no file at
+    /// `path`. An existing file must be a store of this program: an empty, truncated or foreign
+    /// file is refused ([`StoreError::NotAStore`]) and never taken for a new install.
     pub fn open_with_retention(path: &Path, retention: u64) -> StoreResult<Self> {
-        let not_a_store = |why: String| StoreError::NotAStore { path: path.display().to_string(), why };
-        let existed = match std::fs::metadata(path) {
-            Ok(m) if m.len() == 0 => return Err(not_a_store("the file is empty".into())),
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        let (db, new) = match std::fs::metadata(path) {
+            Ok(m) => (open_existing(path, m.len())?, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let new = path.with_file_name(format!(
+                    "{}.new",
+                    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                ));
+                (create_private(&new)?, Some(new))
+            }
             Err(e) => return Err(backend(e)),
         };
-        if !existed {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(backend)?;
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(backend)?;
-        }
-        let db = if existed {
-            // redb asserts (panics) on some truncated files instead of returning an error.
-            match std::panic::catch_unwind(|| Database::open(path)) {
-                Ok(opened) => opened.map_err(|e| not_a_store(e.to_string()))?,
-                Err(_) => return Err(not_a_store("the file is truncated or damaged".into())),
-            }
-        } else {
-            Database::create(path).map_err(backend)?
-        };
-        if existed {
-            // A redb file of another program has no schema: it is not ours to write into.
-            let txn = db.begin_read().map_err(|e| not_a_store(e.to_string()))?;
-            let schema = txn.open_table(META).ok().and_then(|m| m.get("schema").ok().flatten().map(|g| g.value()));
-            if schema.is_none() {
-                return Err(not_a_store("it holds no Tessera schema version".into()));
-            }
-        }
         let txn = db.begin_write().map_err(backend)?;
         let revision = {
             let mut meta = txn.open_table(META).map_err(backend)?;
@@ -95,8 +76,49 @@ impl RedbStore {
             meta.get("revision").map_err(backend)?.map(|g| g.value()).unwrap_or(0)
         };
         txn.commit().map_err(backend)?;
+        if let Some(new) = new {
+            std::fs::rename(&new, path).map_err(backend)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(backend)?;
+            }
+        }
         Ok(RedbStore { db, retention: retention.max(1), notify: watch::channel(revision).0 })
     }
+}
+
+/// Opens a file that exists (narrowing its mode to 0600): refused unless it is a store of ours.
+fn open_existing(path: &Path, len: u64) -> StoreResult<Database> {
+    use std::os::unix::fs::PermissionsExt;
+    let not_a_store = |why: String| StoreError::NotAStore { path: path.display().to_string(), why };
+    if len == 0 {
+        return Err(not_a_store("the file is empty".into()));
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(backend)?;
+    // redb asserts (panics) on some truncated files instead of returning an error.
+    let db = match std::panic::catch_unwind(|| Database::open(path)) {
+        Ok(opened) => opened.map_err(|e| not_a_store(e.to_string()))?,
+        Err(_) => return Err(not_a_store("the file is truncated or damaged".into())),
+    };
+    // A redb file of another program has no schema: it is not ours to write into.
+    let txn = db.begin_read().map_err(|e| not_a_store(e.to_string()))?;
+    let schema = txn.open_table(META).ok().and_then(|m| m.get("schema").ok().flatten().map(|g| g.value()));
+    if schema.is_none() {
+        return Err(not_a_store("it holds no Tessera schema version".into()));
+    }
+    drop(txn);
+    Ok(db)
+}
+
+/// Makes a new database at `path` (what an interrupted first start left there is replaced),
+/// readable by its owner only.
+fn create_private(path: &Path) -> StoreResult<Database> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(backend(e)),
+        _ => {}
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(backend)?;
+    Database::create(path).map_err(backend)
 }
 
 impl Store for RedbStore {

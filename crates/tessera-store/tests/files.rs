@@ -65,3 +65,19 @@ fn an_empty_truncated_or_foreign_file_is_refused_and_left_alone() {
     }
     assert!(refused(&other).contains("schema"));
 }
+
+#[test]
+fn a_first_start_cut_short_leaves_no_store_to_refuse() {
+    // A crash while the new store was being made leaves only `store.redb.new` (here empty):
+    // the next start makes the store afresh, and no half-made file ever sits at the store's path.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    std::fs::write(dir.path().join("store.redb.new"), b"").expect("leftover");
+    let s = RedbStore::open(&path).expect("a new store");
+    s.commit(&[Op::put("k", b"v".to_vec())]).expect("commit");
+    drop(s);
+    assert!(!dir.path().join("store.redb.new").exists(), "moved into place");
+    assert_eq!(mode(&path), 0o600);
+    let again = RedbStore::open(&path).expect("reopens");
+    assert_eq!(again.get("k").expect("get").map(|e| e.value), Some(b"v".to_vec()));
+}

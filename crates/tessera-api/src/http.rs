@@ -38,6 +38,10 @@ pub struct ApiSettings {
     pub header_read_timeout_secs: u64,
     /// Most connections open at once (bounded further by the process's file limit).
     pub max_connections: usize,
+    /// Failed sign-ins of one client id within a minute before it is locked.
+    pub sign_in_failures: u32,
+    /// How long a client id stays locked after too many failed sign-ins, in seconds.
+    pub sign_in_lockout_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -50,6 +54,8 @@ impl Default for ApiSettings {
             token_leeway_secs: 30,
             header_read_timeout_secs: 10,
             max_connections: 4096,
+            sign_in_failures: 5,
+            sign_in_lockout_secs: 60,
         }
     }
 }
@@ -69,6 +75,8 @@ pub(crate) struct App {
     pub(crate) ops: Operations,
     pub(crate) settings: ApiSettings,
     pub(crate) identity: Identity,
+    /// Failed sign-ins per client id (429 once too many).
+    pub(crate) sign_ins: crate::signin::SignInGuard,
 }
 
 impl App {

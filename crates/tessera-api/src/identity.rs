@@ -226,6 +226,20 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     json_value(status, &json!({"error": error, "error_description": description, "error_codes": []}))
 }
 
+/// 429 with `Retry-After` (whole seconds, rounded up) for a locked client id.
+fn too_many_sign_ins(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        &format!("Too many failed sign-ins with this client id; retry in {secs} s."),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 async fn token(app: &App, req: &Req, tenant: &str) -> Response {
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body).unwrap_or_default();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -241,11 +255,19 @@ async fn token(app: &App, req: &Req, tenant: &str) -> Response {
     if !AUDIENCES.contains(&audience) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The scope '{scope}' is not valid."));
     }
+    let now = std::time::Instant::now();
+    if let Some(wait) = app.sign_ins.locked(client_id, now) {
+        return too_many_sign_ins(wait);
+    }
     let core = app.core.read().await;
     let sp = core.principals.get(&client_id.to_ascii_lowercase());
     let Some(sp) = sp.filter(|sp| sp.check_secret(secret)) else {
+        if let Some(wait) = app.sign_ins.failed(client_id, now) {
+            tracing::warn!(client_id, "too many failed sign-ins: the client id is locked for {}s", wait.as_secs());
+        }
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client secret or client id.");
     };
+    app.sign_ins.succeeded(client_id);
     if !sp.member_of(tenant) {
         return oauth_error(
             StatusCode::BAD_REQUEST,

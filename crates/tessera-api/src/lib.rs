@@ -20,6 +20,7 @@ mod resources;
 mod route;
 pub use route::{OPERATION_FAMILIES, operation_family};
 mod server;
+mod signin;
 pub mod tls;
 
 pub use http::ApiSettings;

@@ -228,6 +228,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         ops: Operations::default(),
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
+        sign_ins: crate::signin::SignInGuard::new(
+            config.settings.sign_in_failures,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(config.settings.sign_in_lockout_secs),
+        ),
     });
     let router = axum::Router::new().fallback(crate::http::dispatch).with_state(app);
     let handle = axum_server::Handle::new();

@@ -363,3 +363,42 @@ async fn a_custom_role_permits_exactly_its_actions() {
     assert_eq!(s, 200);
     assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");
 }
+
+/// Repeated failed sign-ins lock the client id for a while: 429 with `Retry-After`, even with
+/// the right secret, then sign-in works again; other client ids are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_sign_ins_are_throttled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let api = Api::start_with(dir, |c| {
+        c.settings.sign_in_failures = 3;
+        c.settings.sign_in_lockout_secs = 2;
+    })
+    .await;
+    let tenant = api.creds.tenant_id.clone();
+    let (id, secret) = api.principal(&tenant, &[]).await;
+    let sign_in = |secret: String| {
+        let form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", id.clone()),
+            ("client_secret", secret),
+            ("scope", "https://management.azure.com/.default".to_string()),
+        ];
+        let request = api.client.post(api.url(&format!("/{tenant}/oauth2/v2.0/token"))).form(&form);
+        async move {
+            let r = request.send().await.expect("token request");
+            let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            (r.status().as_u16(), retry)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(sign_in("wrong-secret-guess".into()).await.0, 401);
+    }
+    let (status, retry) = sign_in(secret.clone()).await;
+    assert_eq!(status, 429, "locked, even with the right secret");
+    let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Another client id signs in meanwhile.
+    assert!(api.token_for(&api.creds.client_id, &api.creds.client_secret, &tenant).await.is_some());
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    assert_eq!(sign_in(secret).await.0, 200, "after the lock");
+}

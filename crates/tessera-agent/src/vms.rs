@@ -57,6 +57,12 @@ pub struct Vms {
     queues: usize,
 }
 
+/// The host end of the veth pair of the VM behind TAP `tsr-tN`: `tsr-hN`.
+pub fn veth_of_tap(tap: &str) -> Option<String> {
+    let n = tap.strip_prefix(tessera_lab::PREFIX)?.strip_prefix('t')?;
+    Some(format!("{}h{n}", tessera_lab::PREFIX))
+}
+
 /// The namespace of a VM: the lab prefix and the VM's name, lowercased.
 pub fn namespace_of(vm: &str) -> String {
     format!("{}{}", tessera_lab::PREFIX, vm.to_ascii_lowercase())
@@ -156,6 +162,15 @@ impl Vms {
 
     fn make_port(&mut self, engine: &Engine, nic: &ResourceId) -> Result<LocalPort, String> {
         let program = engine.program(nic).ok_or("no program")?;
+        // Another lab on this machine may hold a number: take the next free one.
+        let free = |n: u32| {
+            let tap = format!("{}t{n}", tessera_lab::PREFIX);
+            self.host_ns.is_some()
+                || !(tessera_lab::link_exists(&tap) || veth_of_tap(&tap).is_some_and(|v| tessera_lab::link_exists(&v)))
+        };
+        while !free(self.next_tap) {
+            self.next_tap += 1;
+        }
         let tap_name = format!("{}t{}", tessera_lab::PREFIX, self.next_tap);
         self.next_tap += 1;
         let tap = match &self.host_ns {
@@ -189,7 +204,7 @@ impl Vms {
             match self.programs.as_mut() {
                 Some(programs) => {
                     // The VM's interface is a veth; the TAP stays here for the switch's frames.
-                    let veth_name = format!("{}h{}", tessera_lab::PREFIX, self.next_tap - 1);
+                    let veth_name = veth_of_tap(&tap_name).ok_or("no veth name")?;
                     let mut plumb = || -> Result<FastPort, String> {
                         let tap = tessera_lab::port_up(&tap_name).map_err(|e| e.to_string())?;
                         let veth = tessera_lab::veth_port(&ns, &veth_name, &cfg).map_err(|e| e.to_string())?;

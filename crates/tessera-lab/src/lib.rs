@@ -326,11 +326,22 @@ pub fn namespaces() -> Vec<String> {
 }
 
 /// Removes every namespace of the lab, and the host ends of VM veth pairs left in the caller's
-/// namespace (a VM namespace that a lingering socket keeps alive keeps its pair); returns how
-/// many namespaces and links.
+/// namespace (a VM namespace that a lingering socket keeps alive keeps its pair), whatever lab
+/// made them; returns how many namespaces and links.
 pub fn remove_all() -> Result<usize> {
-    let names = namespaces();
-    for n in &names {
+    remove_matching(&namespaces(), is_port_end)
+}
+
+/// Removes the named namespaces and the named links of the caller's namespace that exist (one
+/// lab's); returns how many.
+pub fn remove(names: &[String], links: &[String]) -> Result<usize> {
+    let present = namespaces();
+    let names: Vec<String> = names.iter().filter(|n| present.contains(n)).cloned().collect();
+    remove_matching(&names, |n| links.iter().any(|l| l == n))
+}
+
+fn remove_matching(names: &[String], link: impl Fn(&str) -> bool + Send + Sync) -> Result<usize> {
+    for n in names {
         delete_namespace(n)?;
     }
     let links = on_thread(|| {
@@ -342,7 +353,7 @@ pub fn remove_all() -> Result<usize> {
                     rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
                     _ => None,
                 });
-                if name.is_some_and(|n| is_port_end(&n)) {
+                if name.is_some_and(|n| link(&n)) {
                     found.push(msg.header.index);
                 }
             }
@@ -353,6 +364,11 @@ pub fn remove_all() -> Result<usize> {
         })
     })?;
     Ok(names.len() + links)
+}
+
+/// Whether a link of that name exists in the caller's namespace.
+pub fn link_exists(name: &str) -> bool {
+    !name.contains('/') && Path::new("/sys/class/net").join(name).exists()
 }
 
 /// The host end of a VM's veth pair as the agent names it (`tsr-h` and a number).

@@ -102,7 +102,12 @@ fn spawn_server(
     forwarding: crate::Forwarding,
 ) -> Result<i32, ArmError> {
     let exe = std::env::current_exe().map_err(|e| failed("SpawnFailed", e))?;
-    let log = std::fs::File::create(data_dir.join("serve.log")).map_err(|e| failed("SpawnFailed", e))?;
+    // Appended to: the logs of earlier runs stay (`down` keeps them).
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("serve.log"))
+        .map_err(|e| failed("SpawnFailed", e))?;
     let err = log.try_clone().map_err(|e| failed("SpawnFailed", e))?;
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(exe);
@@ -166,8 +171,36 @@ fn wait_for_vms(data_dir: &Path, vms: &[String]) -> Result<Value, ArmError> {
     }
 }
 
-/// `tessera down`.
-pub(crate) fn down(data_dir: &Path) -> Result<ExitCode, ArmError> {
+/// What the lab's agents made on this machine, as their status files name it: the VMs'
+/// namespaces, and their TAPs and the host ends of their veth pairs.
+fn lab_leftovers(data_dir: &Path) -> (Vec<String>, Vec<String>) {
+    let (mut namespaces, mut links) = (Vec::new(), Vec::new());
+    let statuses = std::fs::read_dir(data_dir).into_iter().flatten().filter_map(Result::ok).filter(|e| {
+        let name = e.file_name().to_string_lossy().to_string();
+        name.starts_with("agent-") && name.ends_with(".json") && !name.ends_with(".counters.json")
+    });
+    for e in statuses {
+        let Some(v) = std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        else {
+            continue;
+        };
+        for vm in v["vms"].as_array().into_iter().flatten() {
+            namespaces.extend(vm["namespace"].as_str().map(str::to_string));
+            if let Some(tap) = vm["tap"].as_str() {
+                links.extend(tessera_agent::vms::veth_of_tap(tap));
+                links.push(tap.to_string());
+            }
+        }
+    }
+    (namespaces, links)
+}
+
+/// `tessera down`: stops the lab's process, removes what its agents made (its own VMs only:
+/// other labs on this machine go on) and its state; the logs stay. With `all`, also every
+/// namespace and port any lab left on this machine.
+pub(crate) fn down(data_dir: &Path, all: bool) -> Result<ExitCode, ArmError> {
+    // Read before the stop: a stopping agent removes its status file with its VMs.
+    let (namespaces, links) = lab_leftovers(data_dir);
     if let Some(pid) = recorded_pid(data_dir) {
         let p = nix::unistd::Pid::from_raw(pid);
         if alive(pid) {
@@ -181,13 +214,27 @@ pub(crate) fn down(data_dir: &Path) -> Result<ExitCode, ArmError> {
             }
             crate::emit!("tessera: stopped the control plane and the host agent (pid {pid})");
         }
-        let _ = std::fs::remove_dir_all(data_dir);
     }
-    let left = tessera_lab::remove_all().map_err(|e| failed("CleanupFailed", e))?;
+    let left = if tessera_lab::privileged() {
+        let mut left = tessera_lab::remove(&namespaces, &links).map_err(|e| failed("CleanupFailed", e))?;
+        if all {
+            left += tessera_lab::remove_all().map_err(|e| failed("CleanupFailed", e))?;
+        }
+        left
+    } else {
+        0
+    };
     if left > 0 {
         crate::emit!("tessera: removed {left} namespaces and links left behind");
     }
-    crate::emit!("tessera: down");
+    // The lab's state goes (the next `up` starts afresh); its logs stay for reading.
+    for e in std::fs::read_dir(data_dir).into_iter().flatten().filter_map(Result::ok) {
+        if e.path().extension().is_some_and(|x| x == "log") {
+            continue;
+        }
+        let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+    }
+    crate::emit!("tessera: down (logs kept in {})", data_dir.display());
     Ok(ExitCode::SUCCESS)
 }
 

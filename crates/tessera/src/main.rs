@@ -334,11 +334,14 @@ enum Command {
         #[command(subcommand)]
         command: RoleCommand,
     },
-    /// Stop what `tessera up` started and remove its VMs.
+    /// Stop what `tessera up` started and remove its VMs (other labs go on; the logs stay).
     Down {
         /// Data directory of the lab.
         #[arg(long, default_value = ".tessera")]
         data_dir: PathBuf,
+        /// Also remove every namespace and port any lab left on this machine.
+        #[arg(long)]
+        all: bool,
     },
     /// Run a command inside a VM started by `tessera up`.
     Exec {
@@ -478,7 +481,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Up { file, data_dir, listen, userspace, forwarding } => {
             lab::up(&file, &data_dir, listen, userspace, forwarding)
         }
-        Command::Down { data_dir } => lab::down(&data_dir),
+        Command::Down { data_dir, all } => lab::down(&data_dir, all),
         Command::Login { client_id, secret, tenant, subscription, server, out } => {
             access::login(&server, &tenant, &client_id, &secret, subscription.as_deref(), &out)
         }

@@ -255,35 +255,60 @@ pub(crate) fn finish_operation(
     set(r, "retry-after", &app.settings.retry_after.to_string());
 }
 
-/// api-versions accepted, by provider namespace: a date range (and `-preview` forms).
-fn api_version_allowed(ns: &str, v: &str) -> bool {
+/// api-versions accepted, by provider namespace: the first and the newest (dates; `-preview`
+/// forms of a date in the range too). Microsoft.Network's newest is what the current Python SDK
+/// sends (arm-api.md); the others are their providers' published ranges.
+const NAMESPACE_VERSIONS: &[(&str, &str, &str)] = &[
+    ("Microsoft.Network", "2015-06-15", "2026-03-01"),
+    ("Microsoft.Compute", "2015-06-15", "2025-11-01"),
+    ("Microsoft.ClassicNetwork", "2014-01-01", "2017-11-15"),
+    ("Microsoft.Authorization", "2015-07-01", "2022-05-01"),
+    ("Microsoft.Resources", "2014-04-01", "2025-12-31"),
+];
+
+/// Types and actions younger than their provider: the first api-version that has them.
+const TYPE_SINCE: &[(&str, &str)] = &[
+    ("Microsoft.Network/virtualNetworks/virtualNetworkPeerings", "2016-06-01"),
+    ("Microsoft.Network/networkWatchers", "2016-09-01"),
+    ("Microsoft.Network/networkWatchers/connectivityCheck", "2017-06-01"),
+    ("Microsoft.Network/networkInterfaces/effectiveRouteTable", "2016-09-01"),
+    ("Microsoft.Network/networkInterfaces/effectiveNetworkSecurityGroups", "2016-09-01"),
+];
+
+/// The date of a well-formed api-version (`YYYY-MM-DD`, optionally `-preview`).
+fn version_date(v: &str) -> Option<&str> {
     let date = v.strip_suffix("-preview").unwrap_or(v);
     let b = date.as_bytes();
     let well_formed = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
         && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !well_formed {
-        return false;
-    }
-    let (lo, hi) = if ns.eq_ignore_ascii_case("Microsoft.Resources") {
-        ("2014-04-01", "2025-12-31")
-    } else {
-        ("2015-06-15", "2026-03-01")
-    };
-    (lo..=hi).contains(&date)
+    well_formed.then_some(date)
 }
 
-fn namespace_of(route: &Route) -> &str {
+/// The ARM type (or action) a route addresses, for its api-versions.
+fn type_of(route: &Route) -> String {
     match route {
-        Route::Resource(id) => id.namespace(),
-        Route::Children { parent: id, .. } | Route::Action { target: id, .. } => id.namespace(),
-        Route::ListInGroup { arm_type, .. } | Route::ListInSubscription { arm_type, .. } => {
-            arm_type.split('/').next().unwrap_or_default()
-        }
-        Route::RoleAssignment { .. } | Route::RoleDefinition { .. } => "Microsoft.Authorization",
-        _ => "Microsoft.Resources",
+        Route::Resource(id) => id.kind().arm_type().to_string(),
+        Route::Children { parent, segment } => format!("{}/{segment}", parent.kind().arm_type()),
+        Route::Action { target, action } => format!("{}/{action}", target.kind().arm_type()),
+        Route::ListInGroup { arm_type, .. } | Route::ListInSubscription { arm_type, .. } => arm_type.clone(),
+        Route::RoleAssignment { .. } => "Microsoft.Authorization/roleAssignments".to_string(),
+        Route::RoleDefinition { .. } => "Microsoft.Authorization/roleDefinitions".to_string(),
+        _ => "Microsoft.Resources".to_string(),
     }
+}
+
+/// The api-versions `ty` has: its provider's range, from the version that introduced it.
+fn versions_of(ty: &str) -> (&'static str, &'static str) {
+    let ns = ty.split('/').next().unwrap_or_default();
+    let (_, lo, hi) = NAMESPACE_VERSIONS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(ns)).copied().unwrap_or((
+        "",
+        "2015-06-15",
+        "2026-03-01",
+    ));
+    let since = TYPE_SINCE.iter().find(|(t, _)| t.eq_ignore_ascii_case(ty)).map_or(lo, |(_, s)| *s);
+    (since, hi)
 }
 
 fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmError> {
@@ -297,27 +322,25 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Principal { .. }
             | Route::Host { .. }
     );
-    match given {
-        None if needs => Err(ArmError::bad_request(
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        )),
-        None => Ok("2024-05-01".to_string()),
-        Some(v) if !needs => Ok(v.to_string()),
-        Some(v) => {
-            let ns = namespace_of(route);
-            if api_version_allowed(ns, v) {
-                Ok(v.to_string())
-            } else {
-                Err(ArmError::bad_request(
-                    "InvalidApiVersionParameter",
-                    format!(
-                        "The api-version '{v}' is invalid. The supported versions for '{ns}' are dates up to {}.",
-                        if ns.eq_ignore_ascii_case("Microsoft.Resources") { "2025-12-31" } else { "2026-03-01" }
-                    ),
-                ))
-            }
+    let v = match given {
+        None if needs => {
+            return Err(ArmError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ));
         }
+        None => return Ok("2024-05-01".to_string()),
+        Some(v) if !needs => return Ok(v.to_string()),
+        Some(v) => v,
+    };
+    let ty = type_of(route);
+    let (lo, hi) = versions_of(&ty);
+    match version_date(v) {
+        Some(date) if (lo..=hi).contains(&date) => Ok(v.to_string()),
+        _ => Err(ArmError::bad_request(
+            "InvalidApiVersionParameter",
+            format!("The api-version '{v}' is invalid for '{ty}'. The supported versions are dates from {lo} to {hi}."),
+        )),
     }
 }
 

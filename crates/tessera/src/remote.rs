@@ -12,6 +12,7 @@ use tessera_model::{ArmError, Kind, Resource, ResourceId};
 /// The api-version this client speaks.
 const NETWORK_API: &str = "2024-05-01";
 const COMPUTE_API: &str = "2024-07-01";
+const CLASSIC_API: &str = "2016-11-01";
 const RESOURCES_API: &str = "2022-12-01";
 
 /// Top-level types fetched to rebuild the state.
@@ -37,7 +38,14 @@ pub(crate) struct Remote {
 }
 
 fn api_version(path: &str) -> &'static str {
-    if path.to_ascii_lowercase().contains("/providers/microsoft.compute/") { COMPUTE_API } else { NETWORK_API }
+    let path = path.to_ascii_lowercase();
+    if path.contains("/providers/microsoft.compute/") {
+        COMPUTE_API
+    } else if path.contains("/providers/microsoft.classicnetwork/") {
+        CLASSIC_API
+    } else {
+        NETWORK_API
+    }
 }
 
 impl Remote {

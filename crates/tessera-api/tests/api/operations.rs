@@ -133,3 +133,26 @@ async fn a_nic_shows_the_vm_that_holds_it() {
     let (_, n) = api.call(Method::GET, &nic, None).await;
     assert!(n["properties"].get("virtualMachine").is_none(), "{n}");
 }
+
+/// Each type answers the api-versions it has: a VNet from Microsoft.Network's first, a peering
+/// only from the version that introduced peering, a VM within Microsoft.Compute's range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_follow_each_type() {
+    let api = Api::start().await;
+    api.group("net").await;
+    api.vnet("net", "v", "10.1.0.0/16").await;
+    let vnets = api.net("net", "virtualNetworks");
+    let links = format!("{vnets}/v/virtualNetworkPeerings");
+    let vms = format!("{}/resourceGroups/net/providers/Microsoft.Compute/virtualMachines", api.sub());
+    for (path, version, status) in [
+        (&vnets, "2015-06-15", 200),
+        (&links, "2016-03-30", 400),
+        (&links, "2016-06-01", 200),
+        (&links, "2023-11-01", 200),
+        (&vms, "2024-07-01", 200),
+        (&vms, "2026-03-01", 400),
+    ] {
+        let (s, v) = api.call(Method::GET, &format!("{path}?api-version={version}"), None).await;
+        assert_eq!(s, status, "{path} at {version}: {v}");
+    }
+}

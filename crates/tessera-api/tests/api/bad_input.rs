@@ -41,6 +41,8 @@ async fn bad_input_gets_arm_errors_and_changes_nothing() {
             400,
             "InvalidRequestContent",
         ),
+        ("wrong type in a subscription", Method::PUT, format!("/subscriptions/{}?api-version=2022-12-01", uuid::Uuid::new_v4()),
+            Some(json!({"tenantId": 5, "displayName": "typo"}).to_string().into_bytes()), 400, "InvalidRequestContent"),
         ("bad CIDR", Method::PUT, vnet.clone(), Some(ok_body("10.9.0.0/33").to_string().into_bytes()), 400, "InvalidAddressPrefixFormat"),
         ("no location", Method::PUT, vnet.clone(), Some(json!({"properties": {}}).to_string().into_bytes()), 400, "LocationRequired"),
         ("unknown region", Method::PUT, vnet.clone(), Some(json!({"location": "mars", "properties": {"addressSpace": {"addressPrefixes": ["10.9.0.0/16"]}}}).to_string().into_bytes()), 400, "LocationNotAvailableForResourceType"),

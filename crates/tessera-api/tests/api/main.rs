@@ -10,5 +10,6 @@ mod operations;
 mod persistence;
 mod rbac;
 mod references;
+mod restart_property;
 mod slow_clients;
 mod takeover;

@@ -342,7 +342,12 @@ pub fn remove(names: &[String], links: &[String]) -> Result<usize> {
 
 fn remove_matching(names: &[String], link: impl Fn(&str) -> bool + Send + Sync) -> Result<usize> {
     for n in names {
-        delete_namespace(n)?;
+        // Its agent may be removing it at the same moment: gone is what was asked.
+        if let Err(e) = delete_namespace(n)
+            && namespaces().contains(n)
+        {
+            return Err(e);
+        }
     }
     let links = on_thread(|| {
         with_handle(async |h| {
@@ -353,14 +358,21 @@ fn remove_matching(names: &[String], link: impl Fn(&str) -> bool + Send + Sync) 
                     rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
                     _ => None,
                 });
-                if name.is_some_and(|n| link(&n)) {
-                    found.push(msg.header.index);
+                if let Some(n) = name.filter(|n| link(n)) {
+                    found.push((msg.header.index, n));
                 }
             }
-            for index in &found {
-                h.link().del(*index).execute().await.map_err(netlink)?;
+            let mut removed = 0;
+            for (index, name) in &found {
+                // Deleting one end of a veth pair deletes the other, and an agent may be
+                // removing its ports at the same moment: a link already gone is not a failure.
+                match h.link().del(*index).execute().await {
+                    Ok(()) => removed += 1,
+                    Err(_) if !link_exists(name) => {}
+                    Err(e) => return Err(netlink(e)),
+                }
             }
-            Ok(found.len())
+            Ok(removed)
         })
     })?;
     Ok(names.len() + links)

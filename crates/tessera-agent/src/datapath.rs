@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
-use tessera_dataplane::switch::{DEFAULT_FLOWS, PREFETCH_BATCH};
+use tessera_dataplane::switch::PREFETCH_BATCH;
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;
@@ -114,6 +114,8 @@ struct Shared {
     update: u64,
     /// Frames each worker read from its TAP queues.
     frames: Vec<u64>,
+    /// The origin of the switch's clock.
+    epoch: std::time::Instant,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -144,7 +146,7 @@ impl Shared {
         match self.switch.as_mut() {
             Some(s) if same_ports => s.swap(update.engine.clone()),
             _ => {
-                self.switch = Some(Switch::new(update.engine.clone(), &nics, DEFAULT_FLOWS));
+                self.switch = Some(Switch::new(update.engine.clone(), &nics, tessera_dataplane::FlowLimits::default()));
                 self.taps = update.taps.clone();
             }
         }
@@ -155,12 +157,23 @@ impl Shared {
         }
     }
 
+    /// Tells the switch the time; the flows it expires leave the kernel fast path too.
+    fn advance(&mut self) {
+        let Some(s) = self.switch.as_mut() else { return };
+        let expired = s.advance(self.epoch.elapsed());
+        if let (Some(f), false) = (self.fast.as_mut(), expired.is_empty()) {
+            f.expired(s, &expired);
+        }
+    }
+
     fn snapshot(&mut self) -> Snapshot {
         let worker_frames = self.frames.clone();
-        let Some(s) = self.switch.as_mut() else { return Snapshot { worker_frames, ..Snapshot::default() } };
-        if let Some(f) = self.fast.as_mut() {
+        if let (Some(s), Some(f)) = (self.switch.as_mut(), self.fast.as_mut()) {
+            // What the kernel carried keeps its flows alive before the switch ages them.
             f.harvest(s);
         }
+        self.advance();
+        let Some(s) = self.switch.as_mut() else { return Snapshot { worker_frames, ..Snapshot::default() } };
         let c = s.counters();
         Snapshot {
             vnet_pairs: c
@@ -280,6 +293,7 @@ pub fn start(workers: usize, underlay: Option<UdpSocket>, fast: Option<Flows>) -
         fast,
         update: 0,
         frames: vec![0; count],
+        epoch: std::time::Instant::now(),
     }));
     if let Some(u) = &underlay {
         u.set_nonblocking(true)?;
@@ -447,6 +461,7 @@ impl Datapath {
         let mut outs = std::mem::take(&mut self.outs);
         {
             let mut guard = lock(&self.shared);
+            guard.advance();
             let s = &mut *guard;
             if let Some(n) = s.frames.get_mut(self.queue) {
                 *n += lens.len() as u64;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use smoltcp::time::Instant;
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
-use tessera_dataplane::switch::{DEFAULT_FLOWS, mac_of};
+use tessera_dataplane::FlowLimits;
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;
@@ -55,14 +55,11 @@ impl Fabric {
             let Some(p) = engine.program(nic) else { continue };
             let Some(IpAddr::V4(address)) = p.addresses.first().copied() else { continue };
             let Some(prefix) = p.subnet.prefixes.iter().find(|n| n.contains(&IpAddr::V4(address))) else { continue };
-            let gateway = match prefix.network() {
-                IpAddr::V4(n) => Ipv4Addr::from(u32::from(n) + 1),
-                IpAddr::V6(_) => continue,
-            };
+            let Some(gateway) = p.subnet.gateway else { continue };
             let name = p.vm.as_ref().map(|v| v.name().to_string()).unwrap_or_default();
-            vms.push(UserVm::new(&name, mac_of(&p, &engine), address, prefix.prefix_len(), gateway, p.ip_forwarding));
+            vms.push(UserVm::new(&name, p.mac, address, prefix.prefix_len(), gateway, p.ip_forwarding));
         }
-        let switch = Switch::new(engine, &nics[..vms.len().min(nics.len())], DEFAULT_FLOWS);
+        let switch = Switch::new(engine, &nics[..vms.len().min(nics.len())], FlowLimits::default());
         Fabric { switch, vms, now: Instant::ZERO, next_ident: 1, underlay: None, rx: Vec::new() }
     }
 
@@ -87,6 +84,7 @@ impl Fabric {
                 self.now = Instant::from_micros(i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX));
             }
         }
+        self.switch.advance(std::time::Duration::from_micros(u64::try_from(self.now.total_micros()).unwrap_or(0)));
     }
 
     /// One turn of the fabric (for a host that serves other hosts between requests).

@@ -55,6 +55,8 @@ pub struct Flows {
     map: HashMap<MapData, Key, Value>,
     /// Counters already added to the switch, per entry.
     seen: StdHashMap<Key, Count>,
+    /// The switch's key of each entry offered (its activity keeps the switch's entry alive).
+    flows: StdHashMap<Key, FlowKey>,
     /// The host-side veth of each switch port (None: a port without the fast path).
     veths: Vec<Option<u32>>,
     ports: StdHashMap<u32, PortId>,
@@ -83,7 +85,7 @@ pub fn load() -> Result<(Programs, Flows), String> {
     let take = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).ok_or_else(|| format!("no map {name}"));
     let links = HashMap::try_from(take(&mut ebpf, "LINKS")?).map_err(|e| e.to_string())?;
     let map = HashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(|e| e.to_string())?;
-    Ok((Programs { ebpf, links }, Flows { map, seen: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() }))
+    Ok((Programs { ebpf, links }, Flows { map, seen: StdHashMap::new(), flows: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() }))
 }
 
 impl Programs {
@@ -146,7 +148,17 @@ impl Flows {
         value[..4].copy_from_slice(&to.to_ne_bytes());
         value[4..16].copy_from_slice(&o.macs);
         // An entry that exists stays (EEXIST): its counters keep counting.
-        let _ = self.map.insert(key, value, NO_EXIST);
+        if self.map.insert(key, value, NO_EXIST).is_ok() {
+            self.flows.insert(key, o.key);
+        }
+    }
+
+    /// Withdraws the entries of flows the switch expired (idle: the kernel carried nothing for
+    /// them either, or [`Flows::harvest`] would have kept them alive).
+    pub fn expired(&mut self, switch: &mut Switch, keys: &[FlowKey]) {
+        for k in keys {
+            self.withdraw(switch, k);
+        }
     }
 
     /// Adds what the entries carried since the last time to the switch's counters; returns
@@ -172,6 +184,7 @@ impl Flows {
             let _ = self.map.remove(&k);
         }
         self.seen.clear();
+        self.flows.clear();
     }
 
     /// The number of entries as of the last harvest (entries come and go only through this
@@ -192,6 +205,7 @@ impl Flows {
             let _ = self.map.remove(&k);
         }
         self.seen.remove(&k);
+        self.flows.remove(&k);
     }
 
     fn account(&mut self, switch: &mut Switch, k: &Key, v: &Value) {
@@ -205,6 +219,10 @@ impl Flows {
         let to = self.ports.get(&ne_u32(&v[..4])).copied();
         if let (Some(from), Some(to), true) = (from, to, delta.packets > 0) {
             switch.account(from, to, delta);
+            // Carried by the kernel since the last look: in use, so not idle in the switch.
+            if let Some(flow) = self.flows.get(k) {
+                switch.keep_alive(flow);
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! `tessera up` and `tessera exec` which VMs run where.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +17,6 @@ use crate::datapath::{Command, PortDevice};
 use crate::fastpath::Programs;
 use crate::feed::Desired;
 use crate::tap::Tap;
-use tessera_dataplane::switch::mac_of;
 
 /// One local port.
 #[derive(Debug)]
@@ -189,13 +188,10 @@ impl Vms {
                 .iter()
                 .filter_map(|a| program.subnet.prefixes.iter().find(|p| p.contains(a)).map(|p| (*a, p.prefix_len())))
                 .collect();
-            let gateway = prefix.and_then(|p| match p.network() {
-                IpAddr::V4(n) => Some(Ipv4Addr::from(u32::from(n) + 1)),
-                IpAddr::V6(_) => None,
-            });
+            let gateway = prefix.and(program.subnet.gateway);
             let cfg = VmInterface {
                 name: "eth0".into(),
-                mac: mac_of(&program, engine),
+                mac: program.mac,
                 addresses,
                 gateway,
                 mtu: None,

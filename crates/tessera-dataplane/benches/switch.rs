@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use etherparse::PacketBuilder;
 use tessera_dataplane::switch::PREFETCH_BATCH;
 use tessera_dataplane::wire::GATEWAY_MAC;
-use tessera_dataplane::{Direction, Outcome, Switch};
+use tessera_dataplane::{Direction, FlowLimits, Outcome, Switch};
 use tessera_engine::load::{self, Format};
 use tessera_engine::synth::HubAndSpokes;
 use tessera_engine::{Change, Engine, Limits};
@@ -71,7 +71,7 @@ fn udp(sport: u16, dport: u16) -> Vec<u8> {
 
 fn switch(engine: &Arc<Engine>, flows: usize) -> Switch {
     let nics: Vec<_> = engine.state().nics.keys().cloned().collect();
-    Switch::new(engine.clone(), &nics, flows)
+    Switch::new(engine.clone(), &nics, FlowLimits::new(flows))
 }
 
 fn benches(c: &mut Criterion) {
@@ -135,7 +135,7 @@ fn benches(c: &mut Criterion) {
     big.compile_all();
     let big = Arc::new(big);
     let nics: Vec<_> = big.state().nics.keys().cloned().collect();
-    let mut sw = Switch::new(big.clone(), &nics, 1 << 16);
+    let mut sw = Switch::new(big.clone(), &nics, FlowLimits::new(1 << 16));
     let mut g = c.benchmark_group("switch");
     g.bench_function("swap_programs_hub_1000_spokes_1010_ports", |b| b.iter(|| sw.swap(big.clone())));
     g.finish();

@@ -52,6 +52,12 @@ pub struct Counters {
     vnet_ids: HashMap<ResourceId, VnetIndex>,
     /// Packets decided by the slow path.
     pub slow_path: u64,
+    /// Flow entries removed idle.
+    pub expired: u64,
+    /// Per port: its entries evicted to make room for another port's flows.
+    evictions: Vec<u64>,
+    /// Per port: its new flows refused because it held its quota.
+    quota_drops: Vec<u64>,
     /// Packets decided by a cached flow.
     pub fast_path: u64,
 }
@@ -59,6 +65,13 @@ pub struct Counters {
 fn slot(v: &mut Vec<Count>, i: usize) -> &mut Count {
     if v.len() <= i {
         v.resize(i + 1, Count::default());
+    }
+    &mut v[i]
+}
+
+fn count_slot(v: &mut Vec<u64>, i: usize) -> &mut u64 {
+    if v.len() <= i {
+        v.resize(i + 1, 0);
     }
     &mut v[i]
 }
@@ -105,6 +118,24 @@ impl Counters {
     pub(crate) fn drop(&mut self, reason: DropReason, len: usize) {
         slot(&mut self.drops, reason as usize).add(len);
     }
+    pub(crate) fn evicted(&mut self, port: PortId) {
+        *count_slot(&mut self.evictions, idx(port)) += 1;
+    }
+
+    pub(crate) fn quota_drop(&mut self, port: PortId) {
+        *count_slot(&mut self.quota_drops, idx(port)) += 1;
+    }
+
+    /// Entries of a port evicted to make room for other ports' flows.
+    pub fn evictions(&self, port: PortId) -> u64 {
+        self.evictions.get(idx(port)).copied().unwrap_or(0)
+    }
+
+    /// New flows of a port refused because it held its quota of entries.
+    pub fn quota_drops(&self, port: PortId) -> u64 {
+        self.quota_drops.get(idx(port)).copied().unwrap_or(0)
+    }
+
     pub(crate) fn crossing(&mut self, from: VnetIndex, to: VnetIndex, len: usize) {
         let both = self.pairs.entry((from, to)).or_default();
         both[0].add(len);

@@ -1,12 +1,20 @@
 //! The flow table: one exact-match entry per (port, 5-tuple), caching the decision of the slow
 //! path with the program generation it was made under. A stale entry is re-decided lazily on
 //! its next packet; an entry may also mark the reverse direction of an allowed connection as
-//! established (stateful NSGs, N4). The table is bounded; a full table drops new flows.
+//! established (stateful NSGs, N4).
+//!
+//! Entries age ([`crate::aging`]): each has an expiry its packets push on, and expired ones
+//! are reclaimed by [`FlowTable::expire`] without a walk. The table is shared fairly: every
+//! entry is charged to the port that opened its flow, a port holds at most its quota (a new
+//! flow beyond it is refused and counted against that port only), and when the whole table is
+//! full a new flow of a port under its quota evicts the entry closest to expiry of the port that
+//! holds the most.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use hashbrown::HashMap;
 
+use crate::aging::Wheel;
 use crate::outcome::{DropReason, PortId};
 use crate::v4_flows::{TOUCH_MAX, V4Flows, V4Key};
 use crate::wire::IpFlow;
@@ -80,34 +88,66 @@ pub enum Action {
     Drop(DropReason),
 }
 
-/// One entry.
+/// One entry (with its key, one cache line).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
-    /// Generation of the programs the action was decided under.
-    pub generation: u64,
     /// The decision (None until the first packet of this direction is decided).
     pub action: Option<Action>,
-    /// Return traffic of an allowed connection: NSGs are not evaluated again.
-    pub established: bool,
     /// The rewrite that replies of this direction need (set on the reverse entry).
     pub reply_nat: Option<Nat>,
+    /// Generation of the programs the action was decided under (its low 32 bits).
+    pub generation: u32,
+    /// The second (of the switch's clock) after which the entry is idle and goes.
+    pub expires: u32,
+    /// The port charged for the entry: the one whose flow made it.
+    pub owner: PortId,
+    /// Return traffic of an allowed connection: NSGs are not evaluated again.
+    pub established: bool,
     /// TCP FIN seen in this direction.
     pub fin: bool,
 }
 
 impl Entry {
     /// A decision made under `generation`, keeping what the entry it replaces knew (the
-    /// reply rewrite, a FIN already seen) and whether the flow is established.
-    pub fn decided(generation: u64, action: Action, established: bool, existing: Option<Entry>) -> Entry {
+    /// reply rewrite, a FIN already seen, the port charged) and whether the flow is established.
+    pub fn decided(
+        generation: u32,
+        action: Action,
+        established: bool,
+        existing: Option<Entry>,
+        owner: PortId,
+        expires: u32,
+    ) -> Entry {
         Entry {
-            generation,
             action: Some(action),
-            established,
             reply_nat: existing.and_then(|e| e.reply_nat),
+            generation,
+            expires,
+            owner: existing.map_or(owner, |e| e.owner),
+            established,
             fin: existing.is_some_and(|e| e.fin),
         }
     }
 }
+
+/// Why a new entry was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The port holds its quota of entries.
+    Quota,
+    /// The table is full and no port holds more than its share to evict from.
+    Full,
+}
+
+/// What making an entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Admitted {
+    /// The port an entry was evicted from to make room.
+    pub evicted: Option<PortId>,
+}
+
+/// How many wheel keys an eviction looks at before it gives up.
+const EVICTION_BUDGET: usize = 4096;
 
 /// A bounded flow table. IPv4 flows (nearly all) are kept under a packed 16-byte key in a table
 /// whose lines can be loaded ahead of a batch of lookups ([`FlowTable::touch`]); the rest under
@@ -117,6 +157,10 @@ pub struct FlowTable {
     v4: V4Flows,
     other: HashMap<FlowKey, Entry>,
     capacity: usize,
+    port_quota: usize,
+    /// Entries charged to each port.
+    owned: Vec<usize>,
+    wheel: Wheel,
 }
 
 /// The packed key of an IPv4 flow: (src, dst), (sport, dport, proto), port.
@@ -132,11 +176,18 @@ fn packed(key: &FlowKey) -> Option<V4Key> {
 }
 
 impl FlowTable {
-    /// A table holding at most `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
+    /// A table holding at most `capacity` entries, at most `port_quota` of them for one port.
+    pub fn new(capacity: usize, port_quota: usize) -> Self {
         // Grown on demand: a table sized for its limit spreads a few active flows over far more
         // memory than the caches hold, and every lookup misses.
-        FlowTable { v4: V4Flows::with_capacity(capacity.min(4096)), other: HashMap::new(), capacity }
+        FlowTable {
+            v4: V4Flows::with_capacity(capacity.min(4096)),
+            other: HashMap::new(),
+            capacity,
+            port_quota: port_quota.max(1),
+            owned: Vec::new(),
+            wheel: Wheel::default(),
+        }
     }
 
     /// Loads the memory where the entries of `keys` live, so that their lookups soon after do
@@ -159,7 +210,7 @@ impl FlowTable {
         }
     }
 
-    /// The entry of a key, mutably.
+    /// The entry of a key, mutably (its key, owner and expiry stay as they are).
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Entry> {
         match packed(key) {
             Some(k) => self.v4.get_mut(&k),
@@ -167,44 +218,178 @@ impl FlowTable {
         }
     }
 
-    /// The entry of `key`, made from `fresh` when there is none and the table has room.
-    fn entry_or_insert(&mut self, key: FlowKey, fresh: Entry) -> Option<&mut Entry> {
-        let may_add = self.len() < self.capacity;
+    /// A packet of a cached flow at `now`: the entry decided under `generation`, its expiry
+    /// pushed to `expires`. A refused decision keeps its own expiry, and once past it is
+    /// decided again. One lookup.
+    pub fn hit(&mut self, key: &FlowKey, generation: u32, now: u32, expires: u32) -> Option<Entry> {
+        let e = self.get_mut(key)?;
+        if e.generation != generation || e.action.is_none() {
+            return None;
+        }
+        let earlier = match e.action {
+            Some(Action::Drop(_)) if e.expires <= now => return None,
+            Some(Action::Drop(_)) => false,
+            _ => {
+                let earlier = expires < e.expires;
+                e.expires = expires;
+                earlier
+            }
+        };
+        let copy = *e;
+        if earlier {
+            // A FIN shortens the flow's life: its key goes to the earlier second too.
+            self.wheel.schedule(*key, expires);
+        }
+        Some(copy)
+    }
+
+    /// Adds `fresh` under `key` unless an entry is there; whether it was added.
+    fn add_absent(&mut self, key: FlowKey, fresh: Entry) -> bool {
         match packed(&key) {
-            Some(k) => self.v4.entry_or_insert(k, fresh, may_add),
+            Some(k) => {
+                let before = self.v4.len();
+                self.v4.entry_or_insert(k, fresh, true);
+                self.v4.len() > before
+            }
             None => match self.other.entry(key) {
-                hashbrown::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                hashbrown::hash_map::Entry::Vacant(v) => may_add.then(|| v.insert(fresh)),
+                hashbrown::hash_map::Entry::Occupied(_) => false,
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    v.insert(fresh);
+                    true
+                }
             },
         }
     }
 
-    /// Inserts or replaces an entry; false when the table is full. One lookup.
-    pub fn insert(&mut self, key: FlowKey, entry: Entry) -> bool {
-        self.entry_or_insert(key, entry).map(|e| *e = entry).is_some()
+    /// Room for one more entry of `owner`: within its quota (unless `over_quota`) and the
+    /// table's capacity, evicting another port's entry when the table is full.
+    fn room(&mut self, owner: PortId, over_quota: bool) -> Result<Admitted, Refusal> {
+        if !over_quota && self.owned(owner) >= self.port_quota {
+            return Err(Refusal::Quota);
+        }
+        if self.len() < self.capacity {
+            return Ok(Admitted::default());
+        }
+        self.evict(owner).map(|p| Admitted { evicted: Some(p) }).ok_or(Refusal::Full)
     }
 
-    /// Marks a flow established (the reply of an allowed connection) unless it already is;
-    /// false when the table is full. One lookup.
-    pub fn mark_established(&mut self, key: FlowKey, reply_nat: Option<Nat>) -> bool {
-        let fresh = Entry { generation: 0, action: None, established: true, reply_nat, fin: false };
-        self.entry_or_insert(key, fresh)
-            .map(|e| {
-                if !e.established {
-                    *e = fresh;
-                }
-            })
-            .is_some()
+    /// Evicts the entry closest to expiry of the port holding the most entries, if that is
+    /// not `owner` itself (a port cannot push others out to grow past them).
+    fn evict(&mut self, owner: PortId) -> Option<PortId> {
+        let (heaviest, held) = self.owned.iter().enumerate().max_by_key(|(_, n)| **n)?;
+        let heaviest = PortId::try_from(heaviest).ok()?;
+        if heaviest == owner || *held <= self.owned(owner) + 1 {
+            return None;
+        }
+        let (v4, other) = (&self.v4, &self.other);
+        let key = self.wheel.take_first(EVICTION_BUDGET, |k| {
+            let e = match packed(k) {
+                Some(p) => v4.get(&p),
+                None => other.get(k),
+            };
+            e.is_some_and(|e| e.owner == heaviest)
+        })?;
+        self.remove(&key);
+        Some(heaviest)
+    }
+
+    /// Makes or replaces the entry of `key`. A new entry is charged to `entry.owner` and needs
+    /// room ([`Refusal`] otherwise); a replaced one keeps its charge. One lookup when present.
+    pub fn insert(&mut self, key: FlowKey, entry: Entry) -> Result<Admitted, Refusal> {
+        if let Some(e) = self.get_mut(&key) {
+            let owner = e.owner;
+            let earlier = entry.expires < e.expires;
+            *e = Entry { owner, ..entry };
+            if earlier {
+                self.wheel.schedule(key, entry.expires);
+            }
+            return Ok(Admitted::default());
+        }
+        let admitted = self.room(entry.owner, false)?;
+        self.add(key, entry);
+        Ok(admitted)
+    }
+
+    fn add(&mut self, key: FlowKey, entry: Entry) {
+        if self.add_absent(key, entry) {
+            self.charge(entry.owner, true);
+            self.wheel.schedule(key, entry.expires);
+        }
+    }
+
+    /// Marks a flow established (the reply of an allowed connection, charged to `owner`, the
+    /// port that opened it, beyond its quota by the reply) unless it already is.
+    pub fn mark_established(
+        &mut self,
+        key: FlowKey,
+        reply_nat: Option<Nat>,
+        owner: PortId,
+        expires: u32,
+    ) -> Result<Admitted, Refusal> {
+        let fresh = Entry { generation: 0, action: None, established: true, reply_nat, fin: false, owner, expires };
+        if let Some(e) = self.get_mut(&key) {
+            if !e.established {
+                *e = Entry { owner: e.owner, expires: e.expires.max(expires), ..fresh };
+            }
+            return Ok(Admitted::default());
+        }
+        let admitted = self.room(owner, true)?;
+        self.add(key, fresh);
+        Ok(admitted)
     }
 
     /// Removes an entry.
     pub fn remove(&mut self, key: &FlowKey) {
-        match packed(key) {
+        let gone = match packed(key) {
             Some(k) => self.v4.remove(&k),
-            None => {
-                self.other.remove(key);
+            None => self.other.remove(key),
+        };
+        if let Some(e) = gone {
+            self.charge(e.owner, false);
+        }
+    }
+
+    fn charge(&mut self, owner: PortId, add: bool) {
+        let i = usize::try_from(owner).unwrap_or(usize::MAX);
+        if self.owned.len() <= i {
+            self.owned.resize(i + 1, 0);
+        }
+        if add {
+            self.owned[i] += 1;
+        } else {
+            self.owned[i] = self.owned[i].saturating_sub(1);
+        }
+    }
+
+    /// Removes every entry idle past `now` (a second of the switch's clock) and returns their
+    /// keys. Work in proportion to the seconds passed and the entries due, never the table.
+    pub fn expire(&mut self, now: u32) -> Vec<FlowKey> {
+        let mut gone = Vec::new();
+        self.wheel.catch_up(now);
+        while let Some(keys) = self.wheel.next_due(now) {
+            for key in keys {
+                match self.get(&key).map(|e| e.expires) {
+                    None => {}
+                    Some(expires) if expires <= now => {
+                        self.remove(&key);
+                        gone.push(key);
+                    }
+                    // Traffic pushed it on: filed again under its new second.
+                    Some(expires) => self.wheel.schedule(key, expires),
+                }
             }
         }
+        gone
+    }
+
+    /// The entries charged to a port.
+    pub fn owned(&self, port: PortId) -> usize {
+        self.owned.get(usize::try_from(port).unwrap_or(usize::MAX)).copied().unwrap_or(0)
+    }
+
+    /// The most entries one port may hold.
+    pub fn port_quota(&self) -> usize {
+        self.port_quota
     }
 
     /// Number of entries.

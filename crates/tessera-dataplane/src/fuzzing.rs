@@ -96,7 +96,7 @@ fn data_port_parity(port: PortId) -> u8 {
 pub fn switch() -> Switch {
     let engine = engine();
     let nics: Vec<_> = engine.state().nics.keys().cloned().collect();
-    Switch::new(engine, &nics, 4096)
+    Switch::new(engine, &nics, crate::FlowLimits::new(4096))
 }
 
 /// Feeds a sequence of frames to the switch. Input: repeated `[port, flags, len_hi, len_lo,

@@ -14,6 +14,7 @@
 //!                     Deliver { port, frame with gateway/destination MACs, NAT } | Drop(reason)
 //! ```
 
+pub mod aging;
 pub mod control;
 pub mod counters;
 pub mod flow;
@@ -26,4 +27,4 @@ mod v4_flows;
 pub mod wire;
 
 pub use outcome::{Direction, DropReason, Outcome, PortId};
-pub use switch::Switch;
+pub use switch::{FlowLimits, Switch};

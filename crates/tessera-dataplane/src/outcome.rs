@@ -1,6 +1,8 @@
 //! What the switch does with a frame: deliver it to a port, answer it, or drop it for a named
 //! reason. Outcomes and reasons are small `Copy` values, so counting them costs nothing.
 
+use tessera_engine::forward::Cause;
+
 /// Which way a frame travels, as seen from the VM of the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -52,8 +54,10 @@ pub enum DropReason {
     Gateway,
     /// The destination NIC has no port on this switch.
     DestinationNotOnThisHost,
-    /// The flow table is full.
+    /// The flow table is full, and no port holds more than its share to evict from.
     FlowTableFull,
+    /// The port holds its quota of flow entries: its new flows wait for its old ones to end.
+    FlowQuotaExceeded,
     /// The route sent the packet around more appliances than allowed.
     RoutingLoop,
 }
@@ -80,8 +84,29 @@ impl DropReason {
         DropReason::Gateway,
         DropReason::DestinationNotOnThisHost,
         DropReason::FlowTableFull,
+        DropReason::FlowQuotaExceeded,
         DropReason::RoutingLoop,
     ];
+}
+
+impl From<Cause> for DropReason {
+    fn from(c: Cause) -> Self {
+        match c {
+            Cause::NsgDeniedOutbound => DropReason::NsgDeniedOutbound,
+            Cause::NsgDeniedInbound => DropReason::NsgDeniedInbound,
+            Cause::NoRoute | Cause::NextHopNone | Cause::GatewayHasNoRoute => DropReason::NoRoute,
+            Cause::NoPeeringBack | Cause::PeeringNotConnected => DropReason::PeeringNotConnected,
+            Cause::SubnetNotPeered => DropReason::SubnetNotPeered,
+            Cause::ForwardedTrafficNotAllowed => DropReason::ForwardedTrafficNotAllowed,
+            Cause::NoResourceAtAddress => DropReason::NoSuchHost,
+            Cause::ApplianceUnreachable => DropReason::ApplianceUnreachable,
+            Cause::IpForwardingDisabled => DropReason::ApplianceForwardingDisabled,
+            Cause::BasicLoadBalancerOverGlobalPeering => DropReason::BasicLoadBalancerOverGlobalPeering,
+            Cause::NoLoadBalancingRule | Cause::NoHealthyBackend => DropReason::NoLoadBalancerBackend,
+            Cause::RoutingLoop => DropReason::RoutingLoop,
+            Cause::DestinationNotRoutableOnInternet => DropReason::Internet,
+        }
+    }
 }
 
 /// The result of processing one frame.

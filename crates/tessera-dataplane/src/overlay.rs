@@ -14,28 +14,19 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 use tessera_engine::compile::security::Protocol;
+use tessera_engine::forward::{Flow, admit_inbound};
 use tessera_model::ResourceId;
-use tessera_model::security::{Access, Direction as NsgDirection};
+
+pub use tessera_engine::compile::vni_of;
 
 use crate::counters::{TrafficDirection, VnetIndex};
 use crate::flow::{Action, Entry, FlowKey, Nat};
 use crate::outcome::{DropReason, Outcome, PortId};
-use crate::switch::{Port, Switch, mac_of, rewrite};
+use crate::switch::{Port, Switch, rewrite};
 use crate::wire::{self, Frame, GATEWAY_MAC, TCP, UDP};
 
 /// The UDP port of VXLAN (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
-
-/// The VNI of a VNet: 24 bits of an FNV-1a hash of its id (never 0), the same on every host.
-pub fn vni_of(vnet: &ResourceId) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in vnet.key().bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let vni = (h ^ (h >> 24)) & 0x00ff_ffff;
-    if vni == 0 { 1 } else { vni }
-}
 
 /// The 8-byte VXLAN header (flags: VNI present).
 pub fn vxlan_header(vni: u32) -> [u8; 8] {
@@ -75,7 +66,7 @@ impl Overlay {
     pub(crate) fn index_local(&mut self, ports: &[Port]) {
         self.local.clear();
         for (i, p) in ports.iter().enumerate() {
-            let vni = vni_of(&p.program.subnet.vnet);
+            let vni = p.program.subnet.network.vni;
             for a in &p.program.addresses {
                 self.local.insert((vni, *a), PortId::try_from(i).unwrap_or(PortId::MAX));
             }
@@ -115,12 +106,7 @@ impl Switch {
             }
             let Some(program) = self.engine.program(nic) else { continue };
             let vnet = self.counters.vnet_index(&program.subnet.vnet);
-            let remote = RemotePort {
-                host: *host,
-                mac: mac_of(&program, &self.engine),
-                vnet,
-                vni: vni_of(&program.subnet.vnet),
-            };
+            let remote = RemotePort { host: *host, mac: program.mac, vnet, vni: program.subnet.network.vni };
             by_nic.insert(nic.clone(), u32::try_from(remotes.len()).unwrap_or(u32::MAX));
             remotes.push(remote);
         }
@@ -156,27 +142,38 @@ impl Switch {
             return self.drop_frame(DropReason::NoSuchHost, frame.len());
         };
         let key = FlowKey::of(to, &f);
-        let existing = self.flows.get(&key).copied();
-        let established = existing.is_some_and(|e| e.established);
-        let cached = existing.filter(|e| e.generation == self.generation).and_then(|e| e.action);
-        let action = match cached {
+        let tcp_idle = self.port(to).map_or(0, |p| p.program.subnet.network.tcp_idle_timeout_secs);
+        let expires = self.now.saturating_add(self.timeouts.idle(&f, tcp_idle));
+        let (generation, now) = (self.generation as u32, self.now);
+        let cached = self.flows.hit(&key, generation, now, expires);
+        let existing = match cached {
+            Some(e) => Some(e),
+            None => self.flows.get(&key).copied(),
+        };
+        let action = match cached.and_then(|e| e.action) {
             Some(a) => a,
             None => {
-                let allowed = established || self.inbound_allows(to, &f);
-                let action = if allowed {
-                    Action::Deliver { to, nat: None }
+                let established = existing.is_some_and(|e| e.established);
+                let allowed = self.port(to).is_some_and(|p| {
+                    let flow = Flow { proto: proto_of(f.proto), src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
+                    admit_inbound(&p.program, flow).is_ok()
+                });
+                let (action, expires) = if allowed {
+                    (Action::Deliver { to, nat: None }, expires)
                 } else {
-                    Action::Drop(DropReason::NsgDeniedInbound)
+                    (Action::Drop(DropReason::NsgDeniedInbound), now.saturating_add(self.timeouts.refused))
                 };
-                let entry = Entry::decided(self.generation, action, established, existing);
-                if !self.flows.insert(key, entry) {
-                    return self.drop_frame(DropReason::FlowTableFull, frame.len());
+                let entry = Entry::decided(generation, action, established, existing, to, expires);
+                match self.flows.insert(key, entry) {
+                    Ok(admitted) => self.count_eviction(admitted),
+                    Err(r) => {
+                        let reason = self.refused(to, r);
+                        return self.drop_frame(reason, frame.len());
+                    }
                 }
                 if allowed && !established {
                     // N4: the port's reply leaves as an established flow.
-                    if !self.flows.mark_established(key.reply_at(to), None) {
-                        self.counters.drop(DropReason::FlowTableFull, 0);
-                    }
+                    self.establish(key.reply_at(to), None, to, expires);
                 }
                 action
             }
@@ -202,29 +199,8 @@ impl Switch {
 
     /// The peered VNet a packet arriving at `dest` comes from (None within its own VNet).
     fn source_vnet(&mut self, dest: &Port, src: IpAddr) -> Option<VnetIndex> {
-        let st = self.engine.state();
-        let here = st.vnet(&dest.program.subnet.vnet)?;
-        if here.properties.address_space.address_prefixes.iter().any(|n| n.contains(&src)) {
-            return None;
-        }
-        let remote = here
-            .properties
-            .virtual_network_peerings
-            .iter()
-            .filter(|l| tessera_engine::lifecycle::is_connected(l))
-            .filter_map(tessera_engine::state::remote_of)
-            .find(|r| st.address_space(r).is_some_and(|space| space.iter().any(|n| n.contains(&src))))?
-            .clone();
-        Some(self.counters.vnet_index(&remote))
-    }
-
-    /// The port's inbound NSGs, subnet first, then NIC (both must allow).
-    fn inbound_allows(&self, port: PortId, f: &wire::IpFlow) -> bool {
-        let Some(p) = self.port(port) else { return false };
-        let proto = proto_of(f.proto);
-        [p.program.subnet.nsg.as_ref(), p.program.nsg.as_ref()].into_iter().flatten().all(|nsg| {
-            nsg.evaluate(NsgDirection::Inbound, proto, f.src, f.sport, f.dst, f.dport)
-                .is_some_and(|r| r.access == Access::Allow)
-        })
+        let network = dest.program.subnet.network.clone();
+        let remote = network.peer_holding(src)?;
+        Some(self.counters.vnet_index(remote))
     }
 }

@@ -1,24 +1,29 @@
 //! The switch: one port per NIC, executing the engine's programs.
 //!
 //! Fast path: parse, look the (port, 5-tuple) up in the flow table; an entry of the current
-//! generation carries the decision (deliver to a port, with a rewrite, or drop). Slow path (a
-//! new flow, or an entry of an older generation): one forwarding step of the engine
-//! (`tessera_engine::diag::trace::step`: NSGs out, route, peering crossing, NSGs in at the
-//! port that takes the packet), whose result is cached; an allowed flow also marks its reply
-//! as established at the ports it reached, so return traffic passes NSGs (N4).
+//! generation carries the decision (deliver to a port, with a rewrite, or drop) and its packet
+//! pushes the entry's expiry on. Slow path (a new flow, an expired one, or an entry of an older
+//! generation): one forwarding step of the engine ([`tessera_engine::forward::step`]: NSGs
+//! out, route, peering crossing, NSGs in at the port that takes the packet), whose verdict is
+//! cached, charged to the port; an allowed flow also marks its reply as established at the
+//! ports it reached, so return traffic passes NSGs (N4).
+//!
+//! The switch reads no clock: [`Switch::advance`] tells it the time, and expires idle flows.
 
 use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_engine::compile::security::Protocol;
-use tessera_engine::diag::trace::{Flow, Issue, IssueType, Origin, StepOutcome, step};
+use tessera_engine::forward::{self, Exit, Flow, Verdict};
 use tessera_engine::{Engine, NicProgram};
 use tessera_model::ResourceId;
 
+use crate::aging::Timeouts;
 use crate::control;
 use crate::counters::Counters;
-use crate::flow::{Action, Entry, FlowKey, FlowTable, Nat};
+use crate::flow::{Action, Entry, FlowKey, FlowTable, Nat, Refusal};
 use crate::outcome::{Direction, DropReason, Outcome, PortId};
 use crate::wire::{self, End, Frame, GATEWAY_MAC, IpFlow, TCP, UDP};
 
@@ -49,6 +54,34 @@ pub struct Offload {
 /// The default number of flow entries.
 pub const DEFAULT_FLOWS: usize = 1 << 20;
 
+/// The default number of flow entries one port may hold (a quarter of the table: Azure's
+/// per-VM flow limits are of this order).
+pub const DEFAULT_PORT_FLOWS: usize = DEFAULT_FLOWS / 4;
+
+/// The size and fairness of a switch's flow table, and its idle timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowLimits {
+    /// Entries in all.
+    pub capacity: usize,
+    /// Entries one port may hold.
+    pub port_quota: usize,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl FlowLimits {
+    /// A table of `capacity` entries, any port may fill it (no quota below the capacity).
+    pub fn new(capacity: usize) -> Self {
+        FlowLimits { capacity, port_quota: capacity, timeouts: Timeouts::default() }
+    }
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits { capacity: DEFAULT_FLOWS, port_quota: DEFAULT_PORT_FLOWS, timeouts: Timeouts::default() }
+    }
+}
+
 /// Frames touched with [`Switch::prefetch`] before they are processed: enough to overlap the
 /// cache misses of their lookups, few enough that the first is still cached when it is processed.
 pub const PREFETCH_BATCH: usize = 16;
@@ -61,39 +94,33 @@ pub struct Switch {
     pub(crate) by_nic: HashMap<ResourceId, PortId>,
     pub(crate) flows: FlowTable,
     pub(crate) generation: u64,
+    pub(crate) timeouts: Timeouts,
+    /// The time, in whole seconds of the caller's clock ([`Switch::advance`]).
+    pub(crate) now: u32,
     pub(crate) counters: Counters,
     /// Ports of other hosts (VXLAN), and the local ports by (VNI, address).
     pub(crate) overlay: crate::overlay::Overlay,
 }
 
-/// The MAC of a port's NIC as the engine assigned it (`AA-BB-…`; zeros when it has none).
-pub fn mac_of(program: &NicProgram, engine: &Engine) -> [u8; 6] {
-    let text = engine.state().nics.get(&program.nic).and_then(|n| n.properties.mac_address.clone()).unwrap_or_default();
-    let mut mac = [0u8; 6];
-    for (i, part) in text.split(['-', ':']).take(6).enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    mac
-}
-
 impl Switch {
     /// A switch with a port for each NIC (in order: the first NIC is port 0).
-    pub fn new(engine: Arc<Engine>, nics: &[ResourceId], flow_capacity: usize) -> Self {
+    pub fn new(engine: Arc<Engine>, nics: &[ResourceId], limits: FlowLimits) -> Self {
         let mut s = Switch {
             engine,
             ports: Vec::new(),
             by_nic: HashMap::new(),
-            flows: FlowTable::new(flow_capacity),
+            flows: FlowTable::new(limits.capacity, limits.port_quota),
             generation: 1,
+            timeouts: limits.timeouts,
+            now: 0,
             counters: Counters::new(nics.len()),
             overlay: crate::overlay::Overlay::default(),
         };
         for nic in nics {
             if let Some(program) = s.engine.program(nic) {
                 let id = PortId::try_from(s.ports.len()).unwrap_or(PortId::MAX);
-                let mac = mac_of(&program, &s.engine);
                 let vnet = s.counters.vnet_index(&program.subnet.vnet);
-                s.ports.push(Port { nic: nic.clone(), program, mac, vnet });
+                s.ports.push(Port { nic: nic.clone(), mac: program.mac, program, vnet });
                 s.by_nic.insert(nic.clone(), id);
             }
         }
@@ -107,6 +134,7 @@ impl Switch {
         for p in &mut self.ports {
             if let Some(program) = engine.program(&p.nic) {
                 p.vnet = self.counters.vnet_index(&program.subnet.vnet);
+                p.mac = program.mac;
                 p.program = program;
             }
         }
@@ -148,6 +176,43 @@ impl Switch {
         self.generation
     }
 
+    /// The generation as flow entries keep it.
+    fn generation32(&self) -> u32 {
+        self.generation as u32
+    }
+
+    /// The flow entries charged to a port.
+    pub fn flows_of(&self, port: PortId) -> usize {
+        self.flows.owned(port)
+    }
+
+    /// Tells the switch the time (any monotonic clock of the caller's: the agent's, or a
+    /// virtual one) and removes the flows idle past it. Returns their keys, for a kernel fast
+    /// path to withdraw. Cheap when called with every batch: work happens once a second.
+    pub fn advance(&mut self, now: Duration) -> Vec<FlowKey> {
+        let now = u32::try_from(now.as_secs()).unwrap_or(u32::MAX);
+        if now < self.now {
+            return Vec::new();
+        }
+        self.now = now;
+        let gone = self.flows.expire(now);
+        self.counters.expired += gone.len() as u64;
+        gone
+    }
+
+    /// Marks a flow active now without a packet through the switch (a kernel fast path carried
+    /// its packets), so it does not expire while it is in use.
+    pub fn keep_alive(&mut self, key: &FlowKey) {
+        let (generation, now) = (self.generation32(), self.now);
+        let tcp = self.port(key.port).map_or(0, |p| p.program.subnet.network.tcp_idle_timeout_secs);
+        let idle = match key.proto {
+            TCP => tcp,
+            UDP => self.timeouts.udp,
+            _ => self.timeouts.icmp,
+        };
+        self.flows.hit(key, generation, now, now.saturating_add(idle));
+    }
+
     /// What a kernel fast path may do with further frames of this frame's flow, which the
     /// switch has just delivered: a plain delivery to a local port (no rewrite but the MACs),
     /// under the current programs. None for anything else (rewrites, other hosts, drops, ARP…),
@@ -161,7 +226,7 @@ impl Switch {
     pub fn offload_flow(&self, key: FlowKey) -> Option<Offload> {
         let entry = self.flows.get(&key)?;
         match entry.action {
-            Some(Action::Deliver { to, nat: None }) if entry.generation == self.generation => {
+            Some(Action::Deliver { to, nat: None }) if entry.generation == self.generation32() => {
                 let dest = self.port(to)?;
                 let mut macs = [0u8; 12];
                 macs[..6].copy_from_slice(&dest.mac);
@@ -205,6 +270,7 @@ impl Switch {
         }
         let forwards = p.program.ip_forwarding;
         let own = p.program.addresses.first().copied();
+        let tcp_idle = p.program.subnet.network.tcp_idle_timeout_secs;
         self.counters.rx(port, frame.len());
         match wire::parse(frame) {
             None => self.drop(DropReason::Unparsable, frame.len()),
@@ -229,13 +295,13 @@ impl Switch {
                     return self.drop(DropReason::SpoofedSource, frame.len());
                 }
                 let key = FlowKey::of(port, &f);
-                let existing = self.flows.get(&key).copied();
-                let action = match existing {
-                    Some(e) if e.generation == self.generation && e.action.is_some() => {
+                let expires = self.now.saturating_add(self.timeouts.idle(&f, tcp_idle));
+                let action = match self.flows.hit(&key, self.generation32(), self.now, expires) {
+                    Some(e) => {
                         self.counters.fast_path += 1;
                         e.action
                     }
-                    _ => None,
+                    None => None,
                 };
                 let action = match action {
                     Some(a) => a,
@@ -244,9 +310,9 @@ impl Switch {
                         let Some(program) = self.port(port).map(|p| p.program.clone()) else {
                             return self.drop(DropReason::UnknownPort, frame.len());
                         };
-                        match self.decide(&program, key, &f, existing) {
-                            Some(a) => a,
-                            None => return self.drop(DropReason::FlowTableFull, frame.len()),
+                        match self.decide(&program, key, &f, expires) {
+                            Ok(a) => a,
+                            Err(reason) => return self.drop(reason, frame.len()),
                         }
                     }
                 };
@@ -266,15 +332,17 @@ impl Switch {
         Outcome::Drop(reason)
     }
 
-    /// The slow path: decide the flow with the engine, cache the decision, and mark the reply
-    /// established where the packet was allowed. None when the flow table is full.
+    /// The slow path: decide the flow with the engine, cache the decision (charged to the
+    /// port), and mark the reply established where the packet was allowed. A refusal of the
+    /// table (the port's quota, or a full table) is the drop reason.
     fn decide(
         &mut self,
         program: &Arc<NicProgram>,
         key: FlowKey,
         f: &IpFlow,
-        existing: Option<Entry>,
-    ) -> Option<Action> {
+        expires: u32,
+    ) -> Result<Action, DropReason> {
+        let existing = self.flows.get(&key).copied();
         let established = existing.is_some_and(|e| e.established);
         let proto = match f.proto {
             TCP => Protocol::Tcp,
@@ -282,9 +350,8 @@ impl Switch {
             _ => Protocol::Icmp,
         };
         let flow = Flow { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
-        let (outcome, issue) = step(&self.engine, program, flow);
-        let action = match outcome {
-            StepOutcome::Delivered { nic, translated } => {
+        let action = match forward::step(&self.engine, program, flow) {
+            Verdict::Deliver { nic, translated } => {
                 let nat = match translated {
                     Some((IpAddr::V4(a), port)) => Some(Nat::Destination(a, port)),
                     _ => None,
@@ -292,20 +359,18 @@ impl Switch {
                 .or(existing.and_then(|e| e.reply_nat));
                 self.towards(&nic.nic, nat)
             }
-            StepOutcome::Appliance(nic) => self.towards(&nic.nic, existing.and_then(|e| e.reply_nat)),
-            StepOutcome::Left => {
-                Action::Drop(if issue.is_none() && tessera_engine::compile::security::is_internet(f.dst) {
-                    DropReason::Internet
-                } else {
-                    DropReason::Gateway
-                })
-            }
-            StepOutcome::Dropped => Action::Drop(issue.as_ref().map_or(DropReason::NoRoute, reason_of)),
+            Verdict::Appliance(nic) => self.towards(&nic.nic, existing.and_then(|e| e.reply_nat)),
+            Verdict::Exit(Exit::Internet) => Action::Drop(DropReason::Internet),
+            Verdict::Exit(Exit::Gateway) => Action::Drop(DropReason::Gateway),
+            Verdict::Drop(cause) => Action::Drop(DropReason::from(cause)),
         };
-        let entry = Entry::decided(self.generation, action, established, existing);
-        if !self.flows.insert(key, entry) {
-            return None;
-        }
+        let expires = match action {
+            Action::Drop(_) => self.now.saturating_add(self.timeouts.refused),
+            _ => expires,
+        };
+        let entry = Entry::decided(self.generation32(), action, established, existing, key.port, expires);
+        let admitted = self.flows.insert(key, entry).map_err(|r| self.refused(key.port, r))?;
+        self.count_eviction(admitted);
         let reached = match action {
             Action::Deliver { to, nat } => Some((to, nat)),
             // The reply comes back from the other host into this port (see `receive`).
@@ -321,11 +386,37 @@ impl Switch {
                 }
                 _ => (key.reply_at(to), None),
             };
-            if !self.flows.mark_established(reply_key, reply_nat) {
-                self.counters.drop(DropReason::FlowTableFull, 0);
+            self.establish(reply_key, reply_nat, key.port, expires);
+        }
+        Ok(action)
+    }
+
+    /// Marks the reply of an allowed flow established, charged to the port that opened it.
+    pub(crate) fn establish(&mut self, reply: FlowKey, nat: Option<Nat>, owner: PortId, expires: u32) {
+        match self.flows.mark_established(reply, nat, owner, expires) {
+            Ok(admitted) => self.count_eviction(admitted),
+            Err(r) => {
+                let reason = self.refused(owner, r);
+                self.counters.drop(reason, 0);
             }
         }
-        Some(action)
+    }
+
+    /// Counts a refusal of the table against the port; the drop reason.
+    pub(crate) fn refused(&mut self, port: PortId, r: Refusal) -> DropReason {
+        match r {
+            Refusal::Quota => {
+                self.counters.quota_drop(port);
+                DropReason::FlowQuotaExceeded
+            }
+            Refusal::Full => DropReason::FlowTableFull,
+        }
+    }
+
+    pub(crate) fn count_eviction(&mut self, admitted: crate::flow::Admitted) {
+        if let Some(p) = admitted.evicted {
+            self.counters.evicted(p);
+        }
     }
 
     /// Where a packet for `nic` goes: its local port, or its port on another host.
@@ -374,11 +465,17 @@ impl Switch {
             tessera_model::prefix::IpNet::V4(n) if n.contains(&address) => Some(*n),
             _ => None,
         })?;
-        let vnet = self.engine.state().vnet(&p.program.subnet.vnet);
-        let dns: Vec<std::net::Ipv4Addr> = vnet
-            .and_then(|v| v.properties.dhcp_options.as_ref())
-            .map(|d| d.dns_servers.iter().filter_map(|s| s.parse().ok()).collect())
-            .unwrap_or_default();
+        let dns: Vec<std::net::Ipv4Addr> = p
+            .program
+            .subnet
+            .network
+            .dns_servers
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(*v),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         let dns = if dns.is_empty() { vec![control::AZURE_DNS] } else { dns };
         Some(control::Lease { address, subnet, dns })
     }
@@ -426,27 +523,5 @@ pub(crate) fn original_destination(key: &FlowKey) -> Option<Nat> {
     match key.dst {
         IpAddr::V4(a) => Some(Nat::Source(a, key.dport)),
         IpAddr::V6(_) => None,
-    }
-}
-
-/// The drop reason of an engine issue.
-pub fn reason_of(issue: &Issue) -> DropReason {
-    let why = issue.context.iter().find(|(k, _)| k == "Reason").map(|(_, v)| v.as_str()).unwrap_or_default();
-    match (issue.kind, issue.origin, why) {
-        (IssueType::NetworkSecurityRule, Origin::Outbound, _) => DropReason::NsgDeniedOutbound,
-        (IssueType::NetworkSecurityRule, _, _) => DropReason::NsgDeniedInbound,
-        (_, _, "NoPeeringBack" | "PeeringNotConnected") => DropReason::PeeringNotConnected,
-        (_, _, "ForwardedTrafficNotAllowed") => DropReason::ForwardedTrafficNotAllowed,
-        (_, _, "SourceSubnetNotPeered") => DropReason::SubnetNotPeered,
-        (_, _, "NoResourceAtAddress") => DropReason::NoSuchHost,
-        (_, _, "IpForwardingDisabled") => DropReason::ApplianceForwardingDisabled,
-        (_, _, "BasicLoadBalancerFrontendNotReachableOverGlobalPeering") => {
-            DropReason::BasicLoadBalancerOverGlobalPeering
-        }
-        (_, _, "NoLoadBalancingRuleForPort" | "NoHealthyBackend") => DropReason::NoLoadBalancerBackend,
-        (_, _, "RoutingLoop") => DropReason::RoutingLoop,
-        (_, _, "DestinationNotRoutableOnInternet") => DropReason::Internet,
-        (IssueType::UserDefinedRoute, _, w) if w.contains("appliance") => DropReason::ApplianceUnreachable,
-        _ => DropReason::NoRoute,
     }
 }

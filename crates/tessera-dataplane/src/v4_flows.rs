@@ -138,11 +138,12 @@ impl V4Flows {
     }
 
     /// Removes `key`; the entries after it in its run move back so no lookup stops early.
-    pub(crate) fn remove(&mut self, key: &V4Key) {
+    pub(crate) fn remove(&mut self, key: &V4Key) -> Option<Entry> {
         if self.len == 0 {
-            return;
+            return None;
         }
-        let (Ok(mut hole), _) = self.find(key) else { return };
+        let (Ok(mut hole), _) = self.find(key) else { return None };
+        let gone = self.lines[hole].0.map(|(_, e)| e);
         self.len -= 1;
         let mask = self.lines.len() - 1;
         let mut i = (hole + 1) & mask;
@@ -158,6 +159,7 @@ impl V4Flows {
         }
         self.lines[hole].0 = None;
         self.tags[hole] = 0;
+        gone
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -186,11 +188,13 @@ mod tests {
 
     fn entry(generation: u64) -> Entry {
         Entry {
-            generation,
+            generation: u32::try_from(generation).unwrap_or(u32::MAX),
             action: Some(Action::Drop(DropReason::SpoofedSource)),
             established: false,
             reply_nat: None,
             fin: false,
+            owner: 0,
+            expires: 0,
         }
     }
 
@@ -209,8 +213,7 @@ mod tests {
             let key: V4Key = (x % 5000, 7, u32::try_from(x % 3).unwrap_or(0));
             match x % 4 {
                 0 => {
-                    t.remove(&key);
-                    reference.remove(&key);
+                    assert_eq!(t.remove(&key).is_some(), reference.remove(&key).is_some());
                 }
                 _ => {
                     if let Some(e) = t.entry_or_insert(key, entry(step), true) {
@@ -225,7 +228,7 @@ mod tests {
         }
         assert_eq!(t.len(), reference.len());
         for (k, g) in &reference {
-            assert_eq!(t.get(k).map(|e| e.generation), Some(*g), "{k:?}");
+            assert_eq!(t.get(k).map(|e| u64::from(e.generation)), Some(*g), "{k:?}");
         }
         for k in (0..5000u64).map(|a| (a, 7, 0)) {
             assert_eq!(t.get(&k).is_some(), reference.contains_key(&k));

@@ -26,6 +26,8 @@ pub struct TcpFlags {
     pub fin: bool,
     /// RST.
     pub rst: bool,
+    /// ACK.
+    pub ack: bool,
 }
 
 /// The fields of an IP packet the switch decides on.
@@ -98,7 +100,12 @@ pub fn parse_common(frame: &[u8]) -> Option<IpFlow> {
                 return None;
             }
             let flags = b[47];
-            let tcp = TcpFlags { syn: flags & 0x02 != 0, fin: flags & 0x01 != 0, rst: flags & 0x04 != 0 };
+            let tcp = TcpFlags {
+                syn: flags & 0x02 != 0,
+                fin: flags & 0x01 != 0,
+                rst: flags & 0x04 != 0,
+                ack: flags & 0x10 != 0,
+            };
             Some(IpFlow { proto: TCP, src, dst, sport, dport, tcp })
         }
         _ => None,
@@ -132,7 +139,7 @@ fn l4(src: IpAddr, dst: IpAddr, t: Option<TransportSlice<'_>>) -> Option<Frame> 
     let f = |proto, sport, dport, tcp| Some(Frame::Ip(IpFlow { proto, src, dst, sport, dport, tcp }));
     match t {
         Some(TransportSlice::Tcp(t)) => {
-            f(TCP, t.source_port(), t.destination_port(), TcpFlags { syn: t.syn(), fin: t.fin(), rst: t.rst() })
+            f(TCP, t.source_port(), t.destination_port(), TcpFlags { syn: t.syn(), fin: t.fin(), rst: t.rst(), ack: t.ack() })
         }
         Some(TransportSlice::Udp(u)) => f(UDP, u.source_port(), u.destination_port(), TcpFlags::default()),
         Some(TransportSlice::Icmpv4(i)) => {

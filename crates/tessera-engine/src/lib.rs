@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod diag;
+pub mod forward;
 pub mod lifecycle;
 pub mod limits;
 pub mod load;

@@ -83,6 +83,9 @@ pub struct VirtualNetworkProperties {
     /// BGP communities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_communities: Option<BgpCommunities>,
+    /// The idle timeout of TCP flows between its VMs, 4 to 30 minutes (absent: 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_timeout_in_minutes: Option<u32>,
     /// Read-only GUID, stable for the life of the VNet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_guid: Option<String>,

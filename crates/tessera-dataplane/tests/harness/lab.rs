@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use tessera_dataplane::wire::GATEWAY_MAC;
-use tessera_dataplane::{Direction, DropReason, Outcome, PortId, Switch};
+use tessera_dataplane::{Direction, DropReason, FlowLimits, Outcome, PortId, Switch};
 use tessera_engine::diag::resolve;
 use tessera_engine::load::{self, Format};
 use tessera_engine::{Engine, Limits};
@@ -31,13 +31,17 @@ pub(crate) fn engine(yaml: &str) -> Arc<Engine> {
 
 impl Lab {
     pub(crate) fn new(yaml: &str) -> Lab {
-        Lab::with_capacity(yaml, tessera_dataplane::switch::DEFAULT_FLOWS)
+        Lab::with_limits(yaml, FlowLimits::default())
     }
 
     pub(crate) fn with_capacity(yaml: &str, flows: usize) -> Lab {
+        Lab::with_limits(yaml, FlowLimits::new(flows))
+    }
+
+    pub(crate) fn with_limits(yaml: &str, limits: FlowLimits) -> Lab {
         let engine = engine(yaml);
         let nics: Vec<_> = engine.state().nics.keys().cloned().collect();
-        let switch = Switch::new(engine.clone(), &nics, flows);
+        let switch = Switch::new(engine.clone(), &nics, limits);
         Lab { switch, engine, frames: Vec::new() }
     }
 
@@ -84,7 +88,7 @@ impl Lab {
     pub(crate) fn on_host(engine: Arc<Engine>, local: &[&str], remote: &[(&str, IpAddr)]) -> Lab {
         let nic = |vm: &str| resolve::resolve_nic(&engine, vm).unwrap_or_else(|e| panic!("{vm}: {e}"));
         let nics: Vec<_> = local.iter().map(|vm| nic(vm)).collect();
-        let mut switch = Switch::new(engine.clone(), &nics, tessera_dataplane::switch::DEFAULT_FLOWS);
+        let mut switch = Switch::new(engine.clone(), &nics, FlowLimits::default());
         for (vm, host) in remote {
             switch.place_remote(nic(vm), *host);
         }

@@ -22,6 +22,76 @@ use crate::state::{State, ip_of, remote_of};
 use routes::{RouteProgram, gateway_prefixes, gateway_vnet_for};
 use security::{AZURE_HOST, CompiledNsg, TagContext};
 
+/// What the data plane needs of a VNet, so that it never reads desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VnetProgram {
+    /// The VNet.
+    pub id: ResourceId,
+    /// Its VXLAN network identifier between hosts.
+    pub vni: u32,
+    /// Its address space.
+    pub address_space: Vec<IpNet>,
+    /// Its DNS servers (empty: Azure's).
+    pub dns_servers: Vec<IpAddr>,
+    /// The VNets of its Connected links, with the address space each link last synced.
+    pub peers: Vec<(ResourceId, Vec<IpNet>)>,
+    /// The idle timeout of its TCP flows, in seconds (`flowTimeoutInMinutes`, 4 minutes when
+    /// absent).
+    pub tcp_idle_timeout_secs: u32,
+}
+
+impl VnetProgram {
+    fn new(vnet: &VirtualNetwork) -> Self {
+        let peers = vnet
+            .properties
+            .virtual_network_peerings
+            .iter()
+            .filter(|l| is_connected(l))
+            .filter_map(|l| {
+                let space = l.properties.remote_address_space.as_ref().map(|a| a.address_prefixes.clone());
+                Some((remote_of(l)?.clone(), space.unwrap_or_default()))
+            })
+            .collect();
+        VnetProgram {
+            id: vnet.id.clone(),
+            vni: vni_of(&vnet.id),
+            address_space: vnet.properties.address_space.address_prefixes.clone(),
+            dns_servers: vnet
+                .properties
+                .dhcp_options
+                .iter()
+                .flat_map(|d| d.dns_servers.iter().filter_map(|s| s.parse().ok()))
+                .collect(),
+            peers,
+            tcp_idle_timeout_secs: vnet.properties.flow_timeout_in_minutes.unwrap_or(DEFAULT_FLOW_TIMEOUT_MINUTES)
+                * 60,
+        }
+    }
+
+    /// The VNet a packet from `src` comes from, as seen from this one: None for its own space,
+    /// else the peer whose synced space holds it.
+    pub fn peer_holding(&self, src: IpAddr) -> Option<&ResourceId> {
+        if self.address_space.iter().any(|p| p.contains(&src)) {
+            return None;
+        }
+        self.peers.iter().find(|(_, space)| space.iter().any(|p| p.contains(&src))).map(|(v, _)| v)
+    }
+}
+
+/// A VNet's flow timeout when it names none (Azure's default TCP idle timeout).
+pub const DEFAULT_FLOW_TIMEOUT_MINUTES: u32 = 4;
+
+/// The VNI of a VNet: 24 bits of an FNV-1a hash of its id (never 0), the same on every host.
+pub fn vni_of(vnet: &ResourceId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in vnet.key().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let vni = (h ^ (h >> 24)) & 0x00ff_ffff;
+    if vni == 0 { 1 } else { vni }
+}
+
 /// The compiled program of one subnet.
 #[derive(Debug, Clone)]
 pub struct SubnetProgram {
@@ -29,6 +99,10 @@ pub struct SubnetProgram {
     pub subnet: ResourceId,
     /// Its VNet.
     pub vnet: ResourceId,
+    /// What the data plane needs of its VNet.
+    pub network: Arc<VnetProgram>,
+    /// The default gateway of its IPv4 prefix (the first host address: Azure reserves it).
+    pub gateway: Option<std::net::Ipv4Addr>,
     /// Its region.
     pub location: String,
     /// The subnet's prefixes.
@@ -54,6 +128,8 @@ pub struct NicProgram {
     pub nsg: Option<Arc<CompiledNsg>>,
     /// The NIC's private addresses (primary first).
     pub addresses: Vec<IpAddr>,
+    /// Its MAC address (zeros until one is assigned).
+    pub mac: [u8; 6],
     /// Whether it forwards traffic not addressed to it.
     pub ip_forwarding: bool,
 }
@@ -102,10 +178,11 @@ impl Compiled {
     fn compile_vnet(&mut self, st: &State, vnet: &VirtualNetwork) {
         let mut nsg_cache: HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>> = HashMap::new();
         let base_tag = vnet_tag(st, vnet);
+        let network = Arc::new(VnetProgram::new(vnet));
         let mut subnet_ids = Vec::new();
         for s in &vnet.properties.subnets {
             let sid = vnet.id.child("subnets", &s.name);
-            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &mut nsg_cache));
+            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &network, &mut nsg_cache));
             self.subnets.insert(sid.clone(), program);
             subnet_ids.push(sid);
         }
@@ -147,6 +224,7 @@ impl Compiled {
                 subnet,
                 nsg,
                 addresses,
+                mac: parse_mac(nic.properties.mac_address.as_deref().unwrap_or_default()),
                 ip_forwarding: nic.properties.enable_ip_forwarding,
             };
             self.nics.insert(nic.id.clone(), Arc::new(program));
@@ -162,6 +240,7 @@ fn compile_subnet(
     s: &Subnet,
     sid: &ResourceId,
     base_tag: &[IpNet],
+    network: &Arc<VnetProgram>,
     nsg_cache: &mut HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>>,
 ) -> SubnetProgram {
     let routes = routes::subnet_routes(st, vnet, s);
@@ -176,15 +255,31 @@ fn compile_subnet(
         nsg_cache.insert((n.id.clone(), sid.clone()), c.clone());
         Some(c)
     });
+    let prefixes = s.properties.prefixes();
+    let gateway = prefixes.iter().find_map(|p| match p {
+        IpNet::V4(n) => Some(std::net::Ipv4Addr::from(u32::from(n.network()).wrapping_add(1))),
+        IpNet::V6(_) => None,
+    });
     SubnetProgram {
         subnet: sid.clone(),
         vnet: vnet.id.clone(),
+        network: network.clone(),
+        gateway,
         location: vnet.location.clone(),
-        prefixes: s.properties.prefixes(),
+        prefixes,
         routes: RouteProgram::new(routes),
         nsg,
         tags,
     }
+}
+
+/// A MAC address as ARM writes it (`AA-BB-CC-DD-EE-FF`, or with colons); zeros where unreadable.
+pub fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(['-', ':']).take(6).enumerate() {
+        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
 }
 
 fn push_unique(v: &mut Vec<IpNet>, p: IpNet) {

@@ -15,6 +15,9 @@ use crate::state::{State, remote_of};
 /// The name of the subnet that holds gateways (GWY1).
 pub const GATEWAY_SUBNET: &str = "GatewaySubnet";
 
+/// The range of a VNet's `flowTimeoutInMinutes`.
+pub(crate) const FLOW_TIMEOUT_MINUTES: (u32, u32) = (4, 30);
+
 /// Validates and stores a VNet. Embedded peerings in the request are ignored (azure-observed O8);
 /// existing links are kept. Returns the VNets whose programs change.
 pub(crate) fn put(
@@ -60,6 +63,17 @@ pub(crate) fn put(
                 ));
             }
         }
+    }
+    if let Some(minutes) = vnet.properties.flow_timeout_in_minutes
+        && !(FLOW_TIMEOUT_MINUTES.0..=FLOW_TIMEOUT_MINUTES.1).contains(&minutes)
+    {
+        return Err(ArmError::bad_request(
+            "InvalidFlowTimeoutInMinutes",
+            format!(
+                "The flowTimeoutInMinutes {minutes} of {id} is out of range: it must be between {} and {} minutes.",
+                FLOW_TIMEOUT_MINUTES.0, FLOW_TIMEOUT_MINUTES.1
+            ),
+        ));
     }
     let mut subnets = std::mem::take(&mut vnet.properties.subnets);
     for s in &mut subnets {

@@ -224,6 +224,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 address_space: AddressSpace::of(v.address_space),
                 subnets,
                 dhcp_options,
+                flow_timeout_in_minutes: v.flow_timeout_in_minutes,
                 ..Default::default()
             },
         )));

@@ -86,6 +86,8 @@ pub(super) struct YVnet {
     pub(super) classic: bool,
     #[serde(default)]
     pub(super) dns_servers: Vec<String>,
+    #[serde(default)]
+    pub(super) flow_timeout_in_minutes: Option<u32>,
     #[serde(flatten)]
     pub(super) at: Placement,
 }

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use smoltcp::time::Instant;
-use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
 use tessera_dataplane::FlowLimits;
+use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
 use tessera_dataplane::{Direction, Outcome, Switch};
 use tessera_engine::Engine;
 use tessera_model::ResourceId;

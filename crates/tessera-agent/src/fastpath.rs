@@ -85,7 +85,10 @@ pub fn load() -> Result<(Programs, Flows), String> {
     let take = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).ok_or_else(|| format!("no map {name}"));
     let links = HashMap::try_from(take(&mut ebpf, "LINKS")?).map_err(|e| e.to_string())?;
     let map = HashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(|e| e.to_string())?;
-    Ok((Programs { ebpf, links }, Flows { map, seen: StdHashMap::new(), flows: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() }))
+    Ok((
+        Programs { ebpf, links },
+        Flows { map, seen: StdHashMap::new(), flows: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() },
+    ))
 }
 
 impl Programs {

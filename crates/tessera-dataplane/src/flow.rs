@@ -265,7 +265,8 @@ impl FlowTable {
     /// table's capacity, evicting another port's entry when the table is full.
     fn room(&mut self, owner: PortId, over_quota: bool) -> Result<Admitted, Refusal> {
         if !over_quota && self.owned(owner) >= self.port_quota {
-            return Err(Refusal::Quota);
+            // A quota as large as the table is no quota: the table is what is full.
+            return Err(if self.port_quota < self.capacity { Refusal::Quota } else { Refusal::Full });
         }
         if self.len() < self.capacity {
             return Ok(Admitted::default());

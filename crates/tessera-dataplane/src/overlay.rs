@@ -155,7 +155,14 @@ impl Switch {
             None => {
                 let established = existing.is_some_and(|e| e.established);
                 let allowed = self.port(to).is_some_and(|p| {
-                    let flow = Flow { proto: proto_of(f.proto), src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
+                    let flow = Flow {
+                        proto: proto_of(f.proto),
+                        src: f.src,
+                        sport: f.sport,
+                        dst: f.dst,
+                        dport: f.dport,
+                        established,
+                    };
                     admit_inbound(&p.program, flow).is_ok()
                 });
                 let (action, expires) = if allowed {

@@ -138,9 +138,12 @@ pub fn parse_sliced(frame: &[u8]) -> Option<Frame> {
 fn l4(src: IpAddr, dst: IpAddr, t: Option<TransportSlice<'_>>) -> Option<Frame> {
     let f = |proto, sport, dport, tcp| Some(Frame::Ip(IpFlow { proto, src, dst, sport, dport, tcp }));
     match t {
-        Some(TransportSlice::Tcp(t)) => {
-            f(TCP, t.source_port(), t.destination_port(), TcpFlags { syn: t.syn(), fin: t.fin(), rst: t.rst(), ack: t.ack() })
-        }
+        Some(TransportSlice::Tcp(t)) => f(
+            TCP,
+            t.source_port(),
+            t.destination_port(),
+            TcpFlags { syn: t.syn(), fin: t.fin(), rst: t.rst(), ack: t.ack() },
+        ),
         Some(TransportSlice::Udp(u)) => f(UDP, u.source_port(), u.destination_port(), TcpFlags::default()),
         Some(TransportSlice::Icmpv4(i)) => {
             let (sport, dport) = icmp_ports(i.type_u8() == 0, i.bytes5to8());

@@ -311,7 +311,11 @@ impl<'a> Walk<'a> {
     }
 
     /// Refuses the packet; the issue (built only when recording) goes on the last hop.
-    fn refuse(&mut self, cause: Cause, issue: impl FnOnce() -> (Origin, IssueType, Vec<(&'static str, String)>)) -> Cause {
+    fn refuse(
+        &mut self,
+        cause: Cause,
+        issue: impl FnOnce() -> (Origin, IssueType, Vec<(&'static str, String)>),
+    ) -> Cause {
         if self.record {
             let (origin, kind, context) = issue();
             let context = context.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -455,7 +459,10 @@ impl<'a> Walk<'a> {
         let gw_subnet = gw_vnet.child("subnets", crate::ops::GATEWAY_SUBNET);
         let relay = self.engine.compiled().subnets.get(&gw_subnet).and_then(|s| s.routes.lookup(dst));
         match relay.map(|r| (r.next_hop, &r.target)) {
-            Some((NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering, Target::Vnet(t))) => {
+            Some((
+                NextHopType::VnetLocal | NextHopType::VNetPeering | NextHopType::VNetGlobalPeering,
+                Target::Vnet(t),
+            )) => {
                 let t = t.clone();
                 self.deliver(gw_vnet, &t, true)
             }
@@ -535,7 +542,8 @@ impl<'a> Walk<'a> {
             }
             None => {
                 self.hop(HopType::Destination, None, Some(dst));
-                Err(self.platform(Cause::NoResourceAtAddress, Origin::Local, || vec![("VirtualNetwork", to.to_string())]))
+                Err(self
+                    .platform(Cause::NoResourceAtAddress, Origin::Local, || vec![("VirtualNetwork", to.to_string())]))
             }
         }
     }
@@ -568,9 +576,9 @@ impl<'a> Walk<'a> {
                 && (p.frontend_port == f.dport || (p.protocol == LbProtocol::All && p.frontend_port == 0))
         });
         let Some(rule) = rule else {
-            return Err(self.platform(Cause::NoLoadBalancingRule, Origin::Inbound, || {
-                vec![("Port", f.dport.to_string())]
-            }));
+            return Err(
+                self.platform(Cause::NoLoadBalancingRule, Origin::Inbound, || vec![("Port", f.dport.to_string())])
+            );
         };
         let pool = rule.properties.backend_address_pool.id.clone();
         let backend_port = if rule.properties.frontend_port == 0 { f.dport } else { rule.properties.backend_port };

@@ -3,6 +3,7 @@
 //! chaining with and without forwarded traffic, non-transitivity, Basic and Standard ILBs over
 //! global peering, overlapping VNets isolated, and a program swap in the middle of a flow.
 
+mod aging;
 mod agreement;
 mod hosts;
 mod lab;

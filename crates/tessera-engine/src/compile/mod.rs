@@ -63,8 +63,7 @@ impl VnetProgram {
                 .flat_map(|d| d.dns_servers.iter().filter_map(|s| s.parse().ok()))
                 .collect(),
             peers,
-            tcp_idle_timeout_secs: vnet.properties.flow_timeout_in_minutes.unwrap_or(DEFAULT_FLOW_TIMEOUT_MINUTES)
-                * 60,
+            tcp_idle_timeout_secs: vnet.properties.flow_timeout_in_minutes.unwrap_or(DEFAULT_FLOW_TIMEOUT_MINUTES) * 60,
         }
     }
 

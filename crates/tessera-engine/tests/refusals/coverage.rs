@@ -32,6 +32,7 @@ const COVERED: &[&str] = &[
     "VnetAddressSpacePrefixesOverlap",
     "DnsServersLimitReached",
     "InvalidDnsServerAddress",
+    "InvalidFlowTimeoutInMinutes",
     "SubnetCountLimitReached",
     "NetcfgInvalidSubnet",
     "DuplicateResourceName",

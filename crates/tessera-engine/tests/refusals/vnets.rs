@@ -62,6 +62,23 @@ fn dns_servers_are_ip_addresses() {
 }
 
 #[test]
+fn a_flow_timeout_outside_4_to_30_minutes_is_refused() {
+    for minutes in [0, 3, 31, 1_000_000] {
+        let mut e = base();
+        let mut v = vnet(&e, "lonely");
+        v.properties.flow_timeout_in_minutes = Some(minutes);
+        let err = assert_refused(&mut e, put(Resource::VirtualNetwork(v)), "InvalidFlowTimeoutInMinutes", 400);
+        assert!(err.message.contains(&minutes.to_string()), "{}", err.message);
+    }
+    for minutes in [4, 30] {
+        let mut e = base();
+        let mut v = vnet(&e, "lonely");
+        v.properties.flow_timeout_in_minutes = Some(minutes);
+        e.apply(put(Resource::VirtualNetwork(v))).unwrap_or_else(|err| panic!("{minutes} minutes: {err}"));
+    }
+}
+
+#[test]
 fn s1_a_peered_vnet_cannot_grow_into_its_peers_space() {
     // S1: hub may change its space while peered, but not into spoke1's 10.1.0.0/16.
     let mut e = base();

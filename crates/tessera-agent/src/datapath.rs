@@ -81,6 +81,26 @@ pub struct Snapshot {
     pub offloaded: usize,
     /// Frames each worker read from its TAP queues.
     pub worker_frames: Vec<u64>,
+    /// Flow entries held now, and removed idle so far.
+    pub flows: usize,
+    /// Flow entries removed idle so far.
+    pub expired: u64,
+    /// Per port (NIC): flow entries held, entries evicted for other ports, new flows refused
+    /// at its quota.
+    pub ports: Vec<PortFlows>,
+}
+
+/// A port's share of the flow table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortFlows {
+    /// The NIC.
+    pub nic: ResourceId,
+    /// Entries charged to it.
+    pub flows: usize,
+    /// Its entries evicted to make room for other ports' flows.
+    pub evictions: u64,
+    /// Its new flows refused because it held its quota.
+    pub quota_drops: u64,
 }
 
 impl Snapshot {
@@ -92,6 +112,11 @@ impl Snapshot {
             "slowPath": self.slow_path,
             "offloadedFlows": self.offloaded,
             "workerFrames": self.worker_frames,
+            "flows": self.flows,
+            "expiredFlows": self.expired,
+            "ports": self.ports.iter().map(|p| serde_json::json!({
+                "nic": p.nic.as_str(), "flows": p.flows, "evictions": p.evictions, "quotaDrops": p.quota_drops,
+            })).collect::<Vec<_>>(),
             "drops": self.drops.iter().map(|(r, n)| serde_json::json!({"reason": r, "packets": n})).collect::<Vec<_>>(),
             "vnetPairs": self.vnet_pairs.iter().map(|(a, b, d, bytes, packets)| serde_json::json!({
                 "source": a.as_str(), "destination": b.as_str(), "direction": d, "bytes": bytes, "packets": packets,
@@ -144,10 +169,14 @@ impl Shared {
             f.set_ports(self.switch.as_mut(), update.ports.iter().map(|p| p.veth).collect());
         }
         match self.switch.as_mut() {
-            Some(s) if same_ports => s.swap(update.engine.clone()),
+            Some(s) if same_ports => {
+                s.swap(update.engine.clone());
+                tracing::info!(generation = s.generation(), ports = nics.len(), "new programs swapped in");
+            }
             _ => {
                 self.switch = Some(Switch::new(update.engine.clone(), &nics, tessera_dataplane::FlowLimits::default()));
                 self.taps = update.taps.clone();
+                tracing::info!(ports = nics.len(), "a new switch for the host's ports");
             }
         }
         if let Some(s) = self.switch.as_mut() {
@@ -191,6 +220,19 @@ impl Shared {
             slow_path: c.slow_path,
             offloaded: self.fast.as_ref().map_or(0, Flows::len),
             worker_frames,
+            flows: s.flow_count(),
+            expired: c.expired,
+            ports: (0..s.port_count())
+                .filter_map(|i| {
+                    let id = u32::try_from(i).ok()?;
+                    Some(PortFlows {
+                        nic: s.port(id)?.nic.clone(),
+                        flows: s.flows_of(id),
+                        evictions: c.evictions(id),
+                        quota_drops: c.quota_drops(id),
+                    })
+                })
+                .collect(),
         }
     }
 }

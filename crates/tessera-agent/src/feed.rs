@@ -72,8 +72,15 @@ impl Follower {
             return Ok(None);
         }
         self.apply(&body, snapshot);
+        let engine = match self.build(&body) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                // Asked for again from the same revision: the held programs go on meanwhile.
+                tracing::error!(revision, code = %e.code, "the feed's documents do not load: {}", e.message);
+                return Err(e);
+            }
+        };
         self.revision = Some(revision);
-        let engine = Arc::new(self.build(&body)?);
         let mut ports: Vec<ResourceId> = body["ports"]
             .as_array()
             .map(|a| a.iter().filter_map(|p| p["nic"].as_str()).filter_map(|s| ResourceId::parse(s).ok()).collect())

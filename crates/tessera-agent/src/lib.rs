@@ -181,15 +181,46 @@ enum Forwarder {
 /// Writes the switch's counters to `path` (JSON) every second until `stop` turns true.
 fn counters_file(probe: datapath::Probe, path: PathBuf, stop: watch::Receiver<bool>) {
     let spawned = std::thread::Builder::new().name("tessera-counters".into()).spawn(move || {
+        let mut last: Option<datapath::Snapshot> = None;
         while !*stop.borrow() {
             std::thread::sleep(Duration::from_secs(1));
             let Some(snapshot) = probe.counters() else { break };
             vms::write_json(&path, &snapshot.to_json());
+            if let Some(before) = &last {
+                log_bursts(before, &snapshot);
+            }
+            last = Some(snapshot);
         }
         let _ = std::fs::remove_file(&path);
     });
     if let Err(e) = spawned {
         tracing::warn!("no counters file: {e}");
+    }
+}
+
+/// Frames dropped for one reason within a second that make a log line.
+const DROP_BURST: u64 = 1000;
+
+/// Logs what changed badly in the last second: a burst of drops of one reason, a port refused
+/// new flows at its quota or evicted. Never a line per packet.
+fn log_bursts(before: &datapath::Snapshot, now: &datapath::Snapshot) {
+    for (reason, n) in &now.drops {
+        let was = before.drops.iter().find(|(r, _)| r == reason).map_or(0, |(_, n)| *n);
+        if n.saturating_sub(was) >= DROP_BURST {
+            tracing::warn!(reason = %reason, dropped = n - was, "a burst of dropped frames in the last second");
+        }
+    }
+    for p in &now.ports {
+        let was = before.ports.iter().find(|q| q.nic == p.nic);
+        let (quota, evicted) = was.map_or((p.quota_drops, p.evictions), |q| {
+            (p.quota_drops.saturating_sub(q.quota_drops), p.evictions.saturating_sub(q.evictions))
+        });
+        if quota > 0 {
+            tracing::warn!(nic = %p.nic, refused = quota, flows = p.flows, "a port at its flow quota: new flows refused");
+        }
+        if evicted > 0 {
+            tracing::info!(nic = %p.nic, evicted, "flow entries evicted for other ports' flows");
+        }
     }
 }
 

@@ -160,13 +160,18 @@ pub(crate) fn store_error(e: StoreError) -> ArmError {
             "AnotherOperationInProgress",
             "Another operation on this or a dependent resource is in progress. Retry the request.",
         ),
-        other => ArmError::with_status(500, "InternalServerError", format!("The store failed: {other}")),
+        other => {
+            tracing::error!(error = %other, "the store failed");
+            ArmError::with_status(500, "InternalServerError", format!("The store failed: {other}"))
+        }
     }
 }
 
 fn parse_record(bytes: &[u8]) -> Result<(String, Value), ArmError> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ArmError::with_status(500, "InternalServerError", format!("a stored record is corrupt: {e}")))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        tracing::error!(error = %e, "a stored record is corrupt");
+        ArmError::with_status(500, "InternalServerError", format!("a stored record is corrupt: {e}"))
+    })?;
     let version = v.get("v").and_then(Value::as_u64).unwrap_or(0);
     if version > RECORD_VERSION {
         return Err(ArmError::with_status(

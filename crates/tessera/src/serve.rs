@@ -12,7 +12,18 @@ fn failed(e: impl std::fmt::Display) -> ArmError {
     ArmError::with_status(500, "ServeFailed", e.to_string())
 }
 
-/// Runs the server (and an agent) until interrupted.
+/// The log filter when `RUST_LOG` sets none: Tessera's own events from `info`, everything
+/// else's warnings.
+const DEFAULT_LOG: &str = "warn,tessera=info,tessera_api=info,tessera_agent=info,tessera_store=info";
+
+/// Installs the one log subscriber of `serve` and `agent`: to stderr, its level from
+/// `RUST_LOG` (e.g. `RUST_LOG=tessera_agent=debug`), else [`DEFAULT_LOG`]. Once per process.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// What the in-process agent runs behind its ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Vms {
@@ -29,6 +40,7 @@ pub(crate) fn run(
     agent: Option<(String, Vms)>,
     forwarding: crate::Forwarding,
 ) -> Result<ExitCode, ArmError> {
+    init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
@@ -81,6 +93,7 @@ pub(crate) fn run(
 
 /// Runs an agent of its own until interrupted.
 pub(crate) fn agent(config: AgentConfig) -> Result<ExitCode, ArmError> {
+    init_logging();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
     let (stop, stopped) = watch::channel(false);
     crate::emit!("tessera: agent of host {} following {}", config.host, config.credentials.display());
@@ -93,13 +106,14 @@ pub(crate) fn agent(config: AgentConfig) -> Result<ExitCode, ArmError> {
 
 /// The agent on a thread of its own (its namespace work blocks).
 fn spawn_agent(config: AgentConfig, stopped: watch::Receiver<bool>) -> std::thread::JoinHandle<()> {
+    let config_host = config.host.clone();
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
-            Err(e) => return eprintln!("error: the agent cannot start: {e}"),
+            Err(e) => return tracing::error!("the agent cannot start: {e}"),
         };
         if let Err(e) = rt.block_on(tessera_agent::run(config, stopped)) {
-            eprintln!("error: the agent stopped: {e}");
+            tracing::error!(host = %config_host, "the agent stopped: {e}");
         }
     })
 }

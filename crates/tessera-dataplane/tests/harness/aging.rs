@@ -212,7 +212,7 @@ fn a_flood_of_new_flows_from_one_vm_leaves_anothers_connections_untouched() {
     for i in 0..1_000u16 {
         for _ in 0..50 {
             flood += 1;
-            let dst = if flood % 2 == 0 { server } else { other };
+            let dst = if flood.is_multiple_of(2) { server } else { other };
             let frame = lab.udp("flooder", dst, (flood % 60_000) as u16 + 1, (flood / 60_000) as u16 + 1);
             let _ = lab.send("flooder", frame);
         }

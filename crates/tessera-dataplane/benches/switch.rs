@@ -53,6 +53,7 @@ connections:
   - {{ name: c, gateway: gw, site: site, bgpLearnedPrefixes: [{}] }}
 vms:
   - {{ name: client, subnet: hub/default, ip: 10.0.0.4 }}
+  - {{ name: flooder, subnet: hub/default, ip: 10.0.0.5 }}
   - {{ name: server, subnet: app/s, ip: 10.1.0.4 }}
 peerings:
   - {{ from: hub, to: app, allowGatewayTransit: true, reverse: {{ useRemoteGateways: true }} }}
@@ -62,7 +63,11 @@ peerings:
 }
 
 fn udp(sport: u16, dport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([0; 6], GATEWAY_MAC).ipv4([10, 0, 0, 4], [10, 1, 0, 4], 64).udp(sport, dport);
+    udp_from([10, 0, 0, 4], sport, dport)
+}
+
+fn udp_from(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([0; 6], GATEWAY_MAC).ipv4(src, [10, 1, 0, 4], 64).udp(sport, dport);
     let payload = [0u8; 18];
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, &payload).expect("frame");
@@ -124,6 +129,14 @@ fn benches(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // Fair tables: the victim's new flows with another port of the host flooding new flows at
+    // its quota, against the victim alone. Only the victim's frames are timed (64 at a time);
+    // the flood's frames go between the batches.
+    let flooder = tessera_engine::diag::resolve::resolve_nic(&engine, "flooder").expect("flooder");
+    for flood in [false, true] {
+        let name = if flood { "victim_new_flows_during_a_flood" } else { "victim_new_flows_alone" };
+        g.bench_function(name, |b| b.iter_custom(|n| victim_new_flows(&engine, port, flood.then_some(&flooder), n)));
+    }
     g.finish();
 
     // Swapping in the programs of a hub with 1,000 spokes (one NIC per spoke on this switch).
@@ -139,6 +152,51 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("switch");
     g.bench_function("swap_programs_hub_1000_spokes_1010_ports", |b| b.iter(|| sw.swap(big.clone())));
     g.finish();
+}
+
+/// The time `n` new flows of the port `victim` take, with the port of `flooder` (if any)
+/// opening new flows beyond its quota between every 64 of them.
+fn victim_new_flows(
+    engine: &Arc<Engine>,
+    victim: tessera_dataplane::PortId,
+    flooder: Option<&tessera_model::ResourceId>,
+    n: u64,
+) -> Duration {
+    const QUOTA: usize = 1 << 20;
+    let limits = FlowLimits { capacity: 4 * QUOTA, port_quota: QUOTA, ..FlowLimits::default() };
+    let mut sw = Switch::new(engine.clone(), &engine.state().nics.keys().cloned().collect::<Vec<_>>(), limits);
+    let flood_port = flooder.and_then(|f| sw.port_of(f));
+    let mut flood_frame = udp_from([10, 0, 0, 5], 1, 1);
+    let mut flooded: u64 = 0;
+    let mut flood = |sw: &mut Switch, count: u64| {
+        let Some(p) = flood_port else { return };
+        for _ in 0..count {
+            flooded += 1;
+            let (sport, dport) = ((flooded & 0xffff) as u16, ((flooded >> 16) & 0xffff) as u16);
+            flood_frame[34..36].copy_from_slice(&sport.to_be_bytes());
+            flood_frame[36..38].copy_from_slice(&dport.to_be_bytes());
+            black_box(sw.process(p, Direction::Outbound, &mut flood_frame));
+        }
+    };
+    // The flooder fills its quota first (a flow and its reply each), then keeps flooding.
+    flood(&mut sw, (QUOTA / 2) as u64);
+    let mut frame = udp(1, 1);
+    let mut spent = Duration::ZERO;
+    let mut i = 0u64;
+    while i < n {
+        let batch = (n - i).min(64);
+        let start = Instant::now();
+        for k in i..i + batch {
+            let (sport, dport) = ((k & 0xffff) as u16, ((k >> 16) & 0xffff) as u16 + 2);
+            frame[34..36].copy_from_slice(&sport.to_be_bytes());
+            frame[36..38].copy_from_slice(&dport.to_be_bytes());
+            black_box(sw.process(victim, Direction::Outbound, &mut frame));
+        }
+        spent += start.elapsed();
+        i += batch;
+        flood(&mut sw, 64);
+    }
+    spent
 }
 
 criterion_group!(switch_benches, benches);

@@ -261,6 +261,15 @@ impl FlowTable {
         }
     }
 
+    /// Whether a new entry of `owner` would be refused at its quota (a full table may still
+    /// make room by eviction).
+    pub fn has_room(&self, owner: PortId) -> Result<(), Refusal> {
+        if self.port_quota < self.capacity && self.owned(owner) >= self.port_quota {
+            return Err(Refusal::Quota);
+        }
+        Ok(())
+    }
+
     /// Room for one more entry of `owner`: within its quota (unless `over_quota`) and the
     /// table's capacity, evicting another port's entry when the table is full.
     fn room(&mut self, owner: PortId, over_quota: bool) -> Result<Admitted, Refusal> {

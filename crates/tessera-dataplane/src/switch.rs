@@ -343,6 +343,12 @@ impl Switch {
         expires: u32,
     ) -> Result<Action, DropReason> {
         let existing = self.flows.get(&key).copied();
+        if existing.is_none()
+            && let Err(r) = self.flows.has_room(key.port)
+        {
+            // Refused before any work: a port flooding new flows costs a lookup each.
+            return Err(self.refused(key.port, r));
+        }
         let established = existing.is_some_and(|e| e.established);
         let proto = match f.proto {
             TCP => Protocol::Tcp,

@@ -79,7 +79,7 @@ pub enum Cause {
     BasicLoadBalancerOverGlobalPeering,
     /// No load-balancing rule of the frontend takes the protocol and port.
     NoLoadBalancingRule,
-    /// No backend of the pool admits the flow.
+    /// The pool has no backend.
     NoHealthyBackend,
     /// The routes send the packet around more appliances than a walk allows.
     RoutingLoop,
@@ -582,23 +582,28 @@ impl<'a> Walk<'a> {
         };
         let pool = rule.properties.backend_address_pool.id.clone();
         let backend_port = if rule.properties.frontend_port == 0 { f.dport } else { rule.properties.backend_port };
-        let mut last_issue = None;
+        // The first backend whose NSGs admit the flow takes it; when none does, the refusal is
+        // the last backend's (its NSG rule), on the load balancer's hop.
+        let mut refused: Option<(Cause, Option<Issue>)> = None;
         for (nic, ip) in backends_of(self.st, &pool) {
             let Some(p) = self.engine.program(&nic) else { continue };
             let mark = self.hops.len();
             self.hop(HopType::Destination, Some(nic), Some(ip));
-            if self.nsgs(&p, Direction::Inbound, ip, backend_port).is_ok() {
-                return Ok(Verdict::Deliver { nic: p, translated: Some((ip, backend_port)) });
+            match self.nsgs(&p, Direction::Inbound, ip, backend_port) {
+                Ok(()) => return Ok(Verdict::Deliver { nic: p, translated: Some((ip, backend_port)) }),
+                Err(cause) => {
+                    let issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
+                    self.hops.truncate(mark);
+                    refused = Some((cause, issue));
+                }
             }
-            last_issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
-            self.hops.truncate(mark);
         }
-        match last_issue {
-            Some(i) => {
-                if let Some(h) = self.hops.last_mut() {
+        match refused {
+            Some((cause, issue)) => {
+                if let (Some(i), Some(h)) = (issue, self.hops.last_mut()) {
                     h.issues.push(i);
                 }
-                Err(Cause::NoHealthyBackend)
+                Err(cause)
             }
             None => Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new)),
         }

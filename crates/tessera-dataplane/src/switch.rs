@@ -374,24 +374,29 @@ impl Switch {
             Action::Drop(_) => self.now.saturating_add(self.timeouts.refused),
             _ => expires,
         };
-        let entry = Entry::decided(self.generation32(), action, established, existing, key.port, expires);
-        let admitted = self.flows.insert(key, entry).map_err(|r| self.refused(key.port, r))?;
-        self.count_eviction(admitted);
         let reached = match action {
             Action::Deliver { to, nat } => Some((to, nat)),
             // The reply comes back from the other host into this port (see `receive`).
             Action::Remote { nat, .. } => Some((key.port, nat)),
             Action::Drop(_) => None,
         };
-        if let (Some((to, nat)), false) = (reached, established) {
-            // N4: the reply may return through the port the packet reached.
-            let (reply_key, reply_nat) = match nat {
-                Some(Nat::Destination(a, port_no)) => {
-                    let translated = FlowKey { dst: IpAddr::V4(a), dport: port_no, ..key };
-                    (translated.reply_at(to), original_destination(&key))
-                }
-                _ => (key.reply_at(to), None),
-            };
+        // N4: the reply may return through the port the packet reached.
+        let reply = match (reached, established) {
+            (Some((to, Some(Nat::Destination(a, port_no)))), false) => {
+                let translated = FlowKey { dst: IpAddr::V4(a), dport: port_no, ..key };
+                Some((translated.reply_at(to), original_destination(&key)))
+            }
+            (Some((to, _)), false) => Some((key.reply_at(to), None)),
+            _ => None,
+        };
+        if let Some((reply_key, _)) = reply {
+            // Its entry's memory loads while the flow's own entry is written.
+            self.flows.touch(&[reply_key]);
+        }
+        let entry = Entry::decided(self.generation32(), action, established, existing, key.port, expires);
+        let admitted = self.flows.insert(key, entry).map_err(|r| self.refused(key.port, r))?;
+        self.count_eviction(admitted);
+        if let Some((reply_key, reply_nat)) = reply {
             self.establish(reply_key, reply_nat, key.port, expires);
         }
         Ok(action)

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use tessera_dataplane::FlowLimits;
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
 use tessera_dataplane::switch::PREFETCH_BATCH;
 use tessera_dataplane::{Direction, Outcome, Switch};
@@ -141,6 +142,8 @@ struct Shared {
     frames: Vec<u64>,
     /// The origin of the switch's clock.
     epoch: std::time::Instant,
+    /// The flow table of a new switch.
+    limits: FlowLimits,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -174,7 +177,7 @@ impl Shared {
                 tracing::info!(generation = s.generation(), ports = nics.len(), "new programs swapped in");
             }
             _ => {
-                self.switch = Some(Switch::new(update.engine.clone(), &nics, tessera_dataplane::FlowLimits::default()));
+                self.switch = Some(Switch::new(update.engine.clone(), &nics, self.limits));
                 self.taps = update.taps.clone();
                 tracing::info!(ports = nics.len(), "a new switch for the host's ports");
             }
@@ -327,7 +330,12 @@ impl Handle {
 /// Starts `workers` forwarding workers (at least one); `underlay` is this host's VXLAN socket,
 /// if it has peers; `fast` the kernel fast path's flow map, if it runs. Each TAP needs a queue
 /// per worker.
-pub fn start(workers: usize, underlay: Option<UdpSocket>, fast: Option<Flows>) -> std::io::Result<Handle> {
+pub fn start(
+    workers: usize,
+    underlay: Option<UdpSocket>,
+    fast: Option<Flows>,
+    limits: FlowLimits,
+) -> std::io::Result<Handle> {
     let count = workers.max(1);
     let shared = Arc::new(Mutex::new(Shared {
         switch: None,
@@ -336,6 +344,7 @@ pub fn start(workers: usize, underlay: Option<UdpSocket>, fast: Option<Flows>) -
         update: 0,
         frames: vec![0; count],
         epoch: std::time::Instant::now(),
+        limits,
     }));
     if let Some(u) = &underlay {
         u.set_nonblocking(true)?;

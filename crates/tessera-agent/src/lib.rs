@@ -6,6 +6,9 @@
 //! resumes from the revision held when the controller returns.
 
 pub mod datapath;
+
+pub use tessera_dataplane::FlowLimits;
+pub use tessera_dataplane::switch::{DEFAULT_FLOWS, DEFAULT_PORT_FLOWS};
 pub mod fabric;
 pub mod fastpath;
 pub mod feed;
@@ -50,6 +53,8 @@ pub struct AgentConfig {
     pub peers: Vec<(String, IpAddr)>,
     /// Let the kernel carry flows the switch decided (eBPF, see [`fastpath`]) when it can.
     pub kernel_fast_path: bool,
+    /// The switch's flow table: size, per-port quota, idle timeouts.
+    pub flow_limits: tessera_dataplane::FlowLimits,
     /// Forwarding workers (threads, and queues per TAP).
     pub workers: usize,
 }
@@ -89,7 +94,10 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 .map_err(|e| io_error("ExecSocketFailed", e))?,
         )
     } else {
-        Forwarder::Kernel(datapath::start(config.workers, underlay, flows).map_err(|e| io_error("DatapathFailed", e))?)
+        Forwarder::Kernel(
+            datapath::start(config.workers, underlay, flows, config.flow_limits)
+                .map_err(|e| io_error("DatapathFailed", e))?,
+        )
     };
     if let Forwarder::Kernel(d) = &forwarder {
         counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone());

@@ -82,11 +82,24 @@ pub(crate) struct Forwarding {
     /// Forwarding threads; each reads its own queue of every TAP, and a flow stays on one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+    /// Flow entries the host's switch holds in all.
+    #[arg(long, default_value_t = tessera_agent::DEFAULT_FLOWS as u64,
+          value_parser = clap::value_parser!(u64).range(16..=1 << 26))]
+    flows: u64,
+    /// Flow entries one port (NIC) may hold; its new flows beyond are refused and counted.
+    #[arg(long, default_value_t = tessera_agent::DEFAULT_PORT_FLOWS as u64,
+          value_parser = clap::value_parser!(u64).range(2..=1 << 26))]
+    flows_per_port: u64,
 }
 
 impl Default for Forwarding {
     fn default() -> Self {
-        Forwarding { no_fast_path: false, workers: 1 }
+        Forwarding {
+            no_fast_path: false,
+            workers: 1,
+            flows: tessera_agent::DEFAULT_FLOWS as u64,
+            flows_per_port: tessera_agent::DEFAULT_PORT_FLOWS as u64,
+        }
     }
 }
 
@@ -101,9 +114,26 @@ impl Forwarding {
         usize::from(self.workers)
     }
 
+    /// The switch's flow table: its size and each port's quota.
+    pub(crate) fn flow_limits(self) -> tessera_agent::FlowLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        tessera_agent::FlowLimits {
+            capacity: size(self.flows),
+            port_quota: size(self.flows_per_port.min(self.flows)),
+            ..tessera_agent::FlowLimits::default()
+        }
+    }
+
     /// The same settings as command-line arguments.
     pub(crate) fn args(self) -> Vec<String> {
-        let mut out = vec!["--workers".to_string(), self.workers.to_string()];
+        let mut out = vec![
+            "--workers".to_string(),
+            self.workers.to_string(),
+            "--flows".to_string(),
+            self.flows.to_string(),
+            "--flows-per-port".to_string(),
+            self.flows_per_port.to_string(),
+        ];
         if self.no_fast_path {
             out.push("--no-fast-path".into());
         }
@@ -506,6 +536,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 peers,
                 kernel_fast_path: forwarding.kernel_fast_path(),
                 workers: forwarding.workers(),
+                flow_limits: forwarding.flow_limits(),
             })
         }
         Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace, forwarding } => {

@@ -75,6 +75,7 @@ pub(crate) fn run(
                 peers: Vec::new(),
                 kernel_fast_path: forwarding.kernel_fast_path(),
                 workers: forwarding.workers(),
+                flow_limits: forwarding.flow_limits(),
             };
             crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
             spawn_agent(config, stopped)

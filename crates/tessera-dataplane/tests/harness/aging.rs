@@ -229,3 +229,27 @@ fn a_flood_of_new_flows_from_one_vm_leaves_anothers_connections_untouched() {
     assert_eq!(lab.switch.flows_of(f), 4_096);
     assert_eq!(lab.switch.flows_of(v), 2_000, "the victim's 1,000 connections, both directions");
 }
+
+/// A flow the kernel fast path carries passes the switch no more: the agent reports its
+/// activity (`keep_alive`, from the kernel entry's counters) so it does not expire, and when it
+/// idles out `advance` names its key, for the agent to withdraw the kernel's entry too.
+#[test]
+fn an_offloaded_flow_lives_while_the_kernel_carries_it_and_its_key_is_handed_back_when_idle() {
+    let mut lab = Lab::new(HOST);
+    let udp = u64::from(Timeouts::default().udp);
+    let dst = lab.ip("server");
+    let frame = lab.udp("flooder", dst, 1000, 53);
+    delivered(lab.send("flooder", frame.clone()));
+    let offload = lab.switch.offload(lab.port("flooder"), &frame).expect("a plain local delivery is offloaded");
+    for t in (10..10 * udp).step_by(10) {
+        // Its reply entry, never used (no reply came), idles out; the flow itself does not.
+        let gone = lab.switch.advance(Duration::from_secs(t));
+        assert!(!gone.contains(&offload.key), "second {t}: {gone:?}");
+        lab.switch.keep_alive(&offload.key);
+    }
+    assert_eq!(lab.switch.flow_count(), 1);
+    let last = 10 * udp - 10;
+    let gone = lab.switch.advance(Duration::from_secs(last + udp));
+    assert!(gone.contains(&offload.key), "the idle flow's key is handed back: {gone:?}");
+    assert!(lab.switch.offload(lab.port("flooder"), &frame).is_none(), "and is no longer offloaded");
+}

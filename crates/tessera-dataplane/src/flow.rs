@@ -146,6 +146,15 @@ pub struct Admitted {
     pub evicted: Option<PortId>,
 }
 
+/// What a lookup found.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// A decision to apply.
+    Hit(Entry),
+    /// Nothing to apply: no entry, or the one there (to decide again).
+    Miss(Option<Entry>),
+}
+
 /// How many wheel keys an eviction looks at before it gives up.
 const EVICTION_BUDGET: usize = 4096;
 
@@ -222,12 +231,21 @@ impl FlowTable {
     /// pushed to `expires`. A refused decision keeps its own expiry, and once past it is
     /// decided again. One lookup.
     pub fn hit(&mut self, key: &FlowKey, generation: u32, now: u32, expires: u32) -> Option<Entry> {
-        let e = self.get_mut(key)?;
+        match self.lookup(key, generation, now, expires) {
+            Lookup::Hit(e) => Some(e),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    /// [`FlowTable::hit`], and on a miss the entry there is (stale, expired, or a reply
+    /// waiting for its first packet), so the slow path looks no second time. One lookup.
+    pub fn lookup(&mut self, key: &FlowKey, generation: u32, now: u32, expires: u32) -> Lookup {
+        let Some(e) = self.get_mut(key) else { return Lookup::Miss(None) };
         if e.generation != generation || e.action.is_none() {
-            return None;
+            return Lookup::Miss(Some(*e));
         }
         let earlier = match e.action {
-            Some(Action::Drop(_)) if e.expires <= now => return None,
+            Some(Action::Drop(_)) if e.expires <= now => return Lookup::Miss(Some(*e)),
             Some(Action::Drop(_)) => false,
             _ => {
                 let earlier = expires < e.expires;
@@ -240,7 +258,7 @@ impl FlowTable {
             // A FIN shortens the flow's life: its key goes to the earlier second too.
             self.wheel.schedule(*key, expires);
         }
-        Some(copy)
+        Lookup::Hit(copy)
     }
 
     /// Adds `fresh` under `key` unless an entry is there; whether it was added.

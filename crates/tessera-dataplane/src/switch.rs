@@ -23,7 +23,7 @@ use tessera_model::ResourceId;
 use crate::aging::Timeouts;
 use crate::control;
 use crate::counters::Counters;
-use crate::flow::{Action, Entry, FlowKey, FlowTable, Nat, Refusal};
+use crate::flow::{Action, Entry, FlowKey, FlowTable, Lookup, Nat, Refusal};
 use crate::outcome::{Direction, DropReason, Outcome, PortId};
 use crate::wire::{self, End, Frame, GATEWAY_MAC, IpFlow, TCP, UDP};
 
@@ -296,21 +296,21 @@ impl Switch {
                 }
                 let key = FlowKey::of(port, &f);
                 let expires = self.now.saturating_add(self.timeouts.idle(&f, tcp_idle));
-                let action = match self.flows.hit(&key, self.generation32(), self.now, expires) {
-                    Some(e) => {
+                let action = match self.flows.lookup(&key, self.generation32(), self.now, expires) {
+                    Lookup::Hit(Entry { action: Some(a), .. }) => {
                         self.counters.fast_path += 1;
-                        e.action
+                        a
                     }
-                    None => None,
-                };
-                let action = match action {
-                    Some(a) => a,
-                    None => {
+                    Lookup::Hit(existing) | Lookup::Miss(Some(existing)) => {
                         self.counters.slow_path += 1;
-                        let Some(program) = self.port(port).map(|p| p.program.clone()) else {
-                            return self.drop(DropReason::UnknownPort, frame.len());
-                        };
-                        match self.decide(&program, key, &f, expires) {
+                        match self.decide_at(port, key, &f, expires, Some(existing)) {
+                            Ok(a) => a,
+                            Err(reason) => return self.drop(reason, frame.len()),
+                        }
+                    }
+                    Lookup::Miss(None) => {
+                        self.counters.slow_path += 1;
+                        match self.decide_at(port, key, &f, expires, None) {
                             Ok(a) => a,
                             Err(reason) => return self.drop(reason, frame.len()),
                         }
@@ -335,14 +335,17 @@ impl Switch {
     /// The slow path: decide the flow with the engine, cache the decision (charged to the
     /// port), and mark the reply established where the packet was allowed. A refusal of the
     /// table (the port's quota, or a full table) is the drop reason.
-    fn decide(
+    fn decide_at(
         &mut self,
-        program: &Arc<NicProgram>,
+        port: PortId,
         key: FlowKey,
         f: &IpFlow,
         expires: u32,
+        existing: Option<Entry>,
     ) -> Result<Action, DropReason> {
-        let existing = self.flows.get(&key).copied();
+        let Some(program) = self.port(port).map(|p| p.program.clone()) else {
+            return Err(DropReason::UnknownPort);
+        };
         if existing.is_none()
             && let Err(r) = self.flows.has_room(key.port)
         {
@@ -356,7 +359,7 @@ impl Switch {
             _ => Protocol::Icmp,
         };
         let flow = Flow { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, established };
-        let action = match forward::step(&self.engine, program, flow) {
+        let action = match forward::step(&self.engine, &program, flow) {
             Verdict::Deliver { nic, translated } => {
                 let nat = match translated {
                     Some((IpAddr::V4(a), port)) => Some(Nat::Destination(a, port)),

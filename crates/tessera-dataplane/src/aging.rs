@@ -54,13 +54,15 @@ pub(crate) const WHEEL_SLOTS: u32 = 2048;
 #[derive(Debug)]
 pub(crate) struct Wheel {
     slots: Vec<Vec<FlowKey>>,
+    /// Keys filed, in all slots.
+    len: usize,
     /// The next second to process (every earlier one has been).
     pub(crate) at: u32,
 }
 
 impl Default for Wheel {
     fn default() -> Self {
-        Wheel { slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(), at: 0 }
+        Wheel { slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(), len: 0, at: 0 }
     }
 }
 
@@ -73,6 +75,20 @@ impl Wheel {
     pub(crate) fn schedule(&mut self, key: FlowKey, due: u32) {
         let due = due.clamp(self.at, self.at + WHEEL_SLOTS - 1);
         self.slots[slot(due)].push(key);
+        self.len += 1;
+    }
+
+    /// Keys filed.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Forgets every key (the clock stays).
+    pub(crate) fn clear(&mut self) {
+        for s in &mut self.slots {
+            *s = Vec::new();
+        }
+        self.len = 0;
     }
 
     /// The keys filed under the next unprocessed second, if it is not after `now`; the wheel
@@ -82,6 +98,7 @@ impl Wheel {
             return None;
         }
         let keys = std::mem::take(&mut self.slots[slot(self.at)]);
+        self.len -= keys.len();
         self.at += 1;
         Some(keys)
     }
@@ -102,6 +119,7 @@ impl Wheel {
             let bucket = &mut self.slots[slot(second)];
             for i in 0..bucket.len() {
                 if pick(&bucket[i]) {
+                    self.len -= 1;
                     return Some(bucket.swap_remove(i));
                 }
                 seen += 1;

@@ -184,6 +184,19 @@ fn packed(key: &FlowKey) -> Option<V4Key> {
     }
 }
 
+/// The key of a packed IPv4 key.
+fn unpacked(k: &V4Key) -> FlowKey {
+    let (addresses, ports, port) = *k;
+    FlowKey {
+        port,
+        proto: (ports & 0xff) as u8,
+        src: IpAddr::V4(Ipv4Addr::from((addresses >> 32) as u32)),
+        dst: IpAddr::V4(Ipv4Addr::from(addresses as u32)),
+        sport: (ports >> 48) as u16,
+        dport: (ports >> 32) as u16,
+    }
+}
+
 impl FlowTable {
     /// A table holding at most `capacity` entries, at most `port_quota` of them for one port.
     pub fn new(capacity: usize, port_quota: usize) -> Self {
@@ -256,7 +269,7 @@ impl FlowTable {
         let copy = *e;
         if earlier {
             // A FIN shortens the flow's life: its key goes to the earlier second too.
-            self.wheel.schedule(*key, expires);
+            self.schedule(*key, expires);
         }
         Lookup::Hit(copy)
     }
@@ -329,7 +342,7 @@ impl FlowTable {
             let earlier = entry.expires < e.expires;
             *e = Entry { owner, ..entry };
             if earlier {
-                self.wheel.schedule(key, entry.expires);
+                self.schedule(key, entry.expires);
             }
             return Ok(Admitted::default());
         }
@@ -341,7 +354,24 @@ impl FlowTable {
     fn add(&mut self, key: FlowKey, entry: Entry) {
         if self.add_absent(key, entry) {
             self.charge(entry.owner, true);
-            self.wheel.schedule(key, entry.expires);
+            self.schedule(key, entry.expires);
+        }
+    }
+
+    /// Files a key in the wheel. Keys of entries removed early (a FIN, a RST, an eviction) stay
+    /// there until their second; when churn leaves more of them than twice the table holds,
+    /// the wheel is built again from the entries — a walk paid for by that many insertions,
+    /// so a VM opening and resetting connections as fast as it can does not grow it without
+    /// bound.
+    fn schedule(&mut self, key: FlowKey, due: u32) {
+        self.wheel.schedule(key, due);
+        if self.wheel.len() > 2 * self.capacity.max(self.len()) + 1024 {
+            self.wheel.clear();
+            let v4 = self.v4.iter().map(|(k, e)| (unpacked(k), e.expires));
+            let keys: Vec<(FlowKey, u32)> = v4.chain(self.other.iter().map(|(k, e)| (*k, e.expires))).collect();
+            for (k, due) in keys {
+                self.wheel.schedule(k, due);
+            }
         }
     }
 
@@ -428,5 +458,75 @@ impl FlowTable {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(owner: PortId, expires: u32) -> Entry {
+        Entry {
+            action: Some(Action::Drop(DropReason::NoRoute)),
+            reply_nat: None,
+            generation: 1,
+            expires,
+            owner,
+            established: false,
+            fin: false,
+        }
+    }
+
+    fn key(i: u32, v4: bool) -> FlowKey {
+        let (src, dst) = if v4 {
+            (IpAddr::V4(Ipv4Addr::from(i)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        } else {
+            (IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i))), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+        };
+        FlowKey { port: 0, proto: 6, src, dst, sport: 1, dport: 2 }
+    }
+
+    /// Flows opened and removed at once (a SYN and a RST) leave their keys in the wheel until
+    /// their second; however many there are, the wheel stays within twice the table.
+    #[test]
+    fn churn_does_not_grow_the_wheel_without_bound() {
+        let mut t = FlowTable::new(100, 100);
+        for i in 0..200_000 {
+            let k = key(i, i % 3 == 0);
+            assert!(t.insert(k, entry(0, 30)).is_ok());
+            t.remove(&k);
+            assert!(t.wheel.len() <= 2 * 100 + 1024 + 1, "{} keys filed at {i}", t.wheel.len());
+        }
+        assert!(t.is_empty());
+        // The entries that remain are all still filed, and expire at their time.
+        let live: Vec<FlowKey> = (0..50).map(|i| key(1_000_000 + i, i % 2 == 0)).collect();
+        for k in &live {
+            assert!(t.insert(*k, entry(0, 30)).is_ok());
+        }
+        for i in 0..5_000 {
+            let k = key(i, true);
+            assert!(t.insert(k, entry(0, 30)).is_ok());
+            t.remove(&k);
+        }
+        assert_eq!(t.expire(29).len(), 0);
+        let mut gone = t.expire(30);
+        gone.sort_by_key(|k| format!("{k:?}"));
+        let mut want = live.clone();
+        want.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(gone, want);
+        assert_eq!(t.owned(0), 0);
+    }
+
+    #[test]
+    fn a_packed_key_unpacks_to_itself() {
+        let k = FlowKey {
+            port: 7,
+            proto: 17,
+            src: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+            dst: IpAddr::V4(Ipv4Addr::new(192, 168, 255, 254)),
+            sport: 65535,
+            dport: 1,
+        };
+        assert_eq!(packed(&k).map(|p| unpacked(&p)), Some(k));
     }
 }

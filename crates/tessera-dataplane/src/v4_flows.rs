@@ -166,6 +166,11 @@ impl V4Flows {
         self.len
     }
 
+    /// Every entry, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(V4Key, Entry)> {
+        self.lines.iter().filter_map(|l| l.0.as_ref())
+    }
+
     fn grow(&mut self) {
         let slots = (self.lines.len() * 2).max(MIN_SLOTS);
         self.tags = vec![0; slots];

@@ -58,8 +58,6 @@ pub enum DropReason {
     FlowTableFull,
     /// The port holds its quota of flow entries: its new flows wait for its old ones to end.
     FlowQuotaExceeded,
-    /// The route sent the packet around more appliances than allowed.
-    RoutingLoop,
 }
 
 impl DropReason {
@@ -85,7 +83,6 @@ impl DropReason {
         DropReason::DestinationNotOnThisHost,
         DropReason::FlowTableFull,
         DropReason::FlowQuotaExceeded,
-        DropReason::RoutingLoop,
     ];
 }
 
@@ -103,7 +100,9 @@ impl From<Cause> for DropReason {
             Cause::IpForwardingDisabled => DropReason::ApplianceForwardingDisabled,
             Cause::BasicLoadBalancerOverGlobalPeering => DropReason::BasicLoadBalancerOverGlobalPeering,
             Cause::NoLoadBalancingRule | Cause::NoHealthyBackend => DropReason::NoLoadBalancerBackend,
-            Cause::RoutingLoop => DropReason::RoutingLoop,
+            // Only a walk of several steps sees a loop; the switch takes one step at a time and
+            // the appliances' kernels end a loop with the TTL, as in Azure.
+            Cause::RoutingLoop => DropReason::NoRoute,
             Cause::DestinationNotRoutableOnInternet => DropReason::Internet,
         }
     }

@@ -39,7 +39,11 @@ impl Lab {
     }
 
     pub(crate) fn with_limits(yaml: &str, limits: FlowLimits) -> Lab {
-        let engine = engine(yaml);
+        Lab::of(engine(yaml), limits)
+    }
+
+    /// A switch with every NIC of an engine as a port.
+    pub(crate) fn of(engine: Arc<Engine>, limits: FlowLimits) -> Lab {
         let nics: Vec<_> = engine.state().nics.keys().cloned().collect();
         let switch = Switch::new(engine.clone(), &nics, limits);
         Lab { switch, engine, frames: Vec::new() }

@@ -5,6 +5,7 @@
 
 mod aging;
 mod agreement;
+mod drop_reasons;
 mod hosts;
 mod lab;
 mod offload;

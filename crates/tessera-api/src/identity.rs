@@ -207,7 +207,9 @@ fn metadata(base: &str) -> Value {
 
 fn openid(base: &str, tenant: &str) -> Value {
     json!({
-        "issuer": crate::auth::issuer(tenant),
+        // On this server's own host, as identity libraries check (msal-node compares it with
+        // the authority it was given); tokens name their issuer in their `iss` claim.
+        "issuer": format!("{base}/{tenant}/v2.0"),
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
         "device_authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/devicecode"),
@@ -219,6 +221,20 @@ fn openid(base: &str, tenant: &str) -> Value {
         "tenant_region_scope": "NA",
         "cloud_instance_name": "tessera.local",
     })
+}
+
+/// The audience of a token asked for with `scope`: Azure Resource Manager's, named as Azure
+/// names it, or as this server's own endpoint (`https://HOST:PORT/.default`, which msal-node
+/// and Ansible ask for when pointed at it) — a token for this server either way, so it carries
+/// Resource Manager's audience. None for any other resource.
+fn audience_of(scope: &str, base: &str) -> Option<&'static str> {
+    let first = scope.split_whitespace().next().unwrap_or_default();
+    let resource = first.strip_suffix("/.default").or_else(|| first.strip_suffix(".default")).unwrap_or(first);
+    let resource = resource.trim_end_matches('/');
+    if resource.eq_ignore_ascii_case(base.trim_end_matches('/')) {
+        return Some(AUDIENCES[2]);
+    }
+    AUDIENCES.iter().copied().find(|a| a.trim_end_matches('/') == resource)
 }
 
 /// An OAuth error body (not an ARM one: the token endpoint speaks OAuth 2).
@@ -250,11 +266,9 @@ async fn token(app: &App, req: &Req, tenant: &str) -> Response {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required.");
     };
     let scope = field("scope").or_else(|| field("resource")).unwrap_or("https://management.azure.com/.default");
-    let audience = scope.split_whitespace().next().unwrap_or_default().trim_end_matches(".default");
-    let audience = if audience.ends_with("//") { &audience[..audience.len() - 1] } else { audience };
-    if !AUDIENCES.contains(&audience) {
+    let Some(audience) = audience_of(scope, &req.base) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The scope '{scope}' is not valid."));
-    }
+    };
     let now = std::time::Instant::now();
     if let Some(wait) = app.sign_ins.locked(client_id, now) {
         return too_many_sign_ins(wait);

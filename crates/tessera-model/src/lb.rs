@@ -46,6 +46,17 @@ pub struct FrontendProperties {
     pub subnet: Option<SubResource>,
 }
 
+/// Backend pools, each with `properties` or without.
+fn pools<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Child<BackendPoolProperties>>, D::Error> {
+    let mut raw: Vec<serde_json::Value> = serde::Deserialize::deserialize(d)?;
+    for pool in &mut raw {
+        if let Some(o) = pool.as_object_mut() {
+            o.entry("properties").or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    raw.into_iter().map(|v| serde_json::from_value(v).map_err(serde::de::Error::custom)).collect()
+}
+
 /// A backend pool (members are NIC IP configurations that name it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,8 +108,9 @@ pub struct LoadBalancerProperties {
     /// Frontends.
     #[serde(rename = "frontendIPConfigurations", default)]
     pub frontend_ip_configurations: Vec<Child<FrontendProperties>>,
-    /// Backend pools.
-    #[serde(default)]
+    /// Backend pools (a pool sent without `properties`, as `az network lb create` sends
+    /// it, has none to set).
+    #[serde(default, deserialize_with = "pools")]
     pub backend_address_pools: Vec<Child<BackendPoolProperties>>,
     /// Rules.
     #[serde(default)]
@@ -109,4 +121,25 @@ pub struct LoadBalancerProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `az network lb create` sends its backend pool as `{"name": "…"}` (issue 15, point 5).
+    #[test]
+    fn a_backend_pool_without_properties_is_read() {
+        let p: LoadBalancerProperties = serde_json::from_value(serde_json::json!({
+            "backendAddressPools": [{"name": "web"}, {"name": "api", "properties": {}}]
+        }))
+        .expect("pools without properties");
+        let names: Vec<&str> = p.backend_address_pools.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["web", "api"]);
+        assert!(p.backend_address_pools.iter().all(|b| b.properties == BackendPoolProperties::default()));
+        let bad = serde_json::from_value::<LoadBalancerProperties>(serde_json::json!({
+            "backendAddressPools": [{"name": "web", "properties": {"backendIPConfigurations": 7}}]
+        }));
+        assert!(bad.is_err(), "a pool with properties of the wrong shape is still refused");
+    }
 }

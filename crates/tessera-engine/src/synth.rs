@@ -122,6 +122,7 @@ fn nsg(name: &str, rules: usize) -> NetworkSecurityGroup {
                 kind: None,
                 etag: None,
                 properties: SecurityRuleProperties {
+                    unmodelled: Default::default(),
                     description: None,
                     protocol: RuleProtocol::Tcp,
                     source_port_range: Some("*".into()),

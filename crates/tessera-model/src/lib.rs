@@ -16,6 +16,7 @@ pub mod prefix;
 pub mod resource;
 pub mod routing;
 pub mod security;
+pub mod unmodelled;
 pub mod yaml;
 
 pub use error::{ArmError, ArmResult};

@@ -92,6 +92,9 @@ pub struct VirtualNetworkProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 /// Properties of a subnet.
@@ -116,6 +119,9 @@ pub struct SubnetProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 impl SubnetProperties {
@@ -223,6 +229,9 @@ pub struct PeeringProperties {
     /// Read-only: the remote VNet's BGP communities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_bgp_communities: Option<BgpCommunities>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 fn yes() -> bool {
@@ -232,6 +241,7 @@ fn yes() -> bool {
 impl Default for PeeringProperties {
     fn default() -> Self {
         PeeringProperties {
+            unmodelled: Default::default(),
             provisioning_state: None,
             resource_guid: None,
             local_subnet_names: Vec::new(),

@@ -47,6 +47,45 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// The properties a client sent that Tessera does not model, of the resource and of the
+    /// children it embeds, each with where it is (`properties`, `properties.subnets[0].properties`).
+    pub fn unmodelled(&self) -> Vec<(String, &crate::unmodelled::Unmodelled)> {
+        fn each<'a, P>(
+            out: &mut Vec<(String, &'a crate::unmodelled::Unmodelled)>,
+            list: &'a [crate::envelope::Child<P>],
+            name: &str,
+            of: impl Fn(&'a P) -> &'a crate::unmodelled::Unmodelled,
+        ) {
+            for (i, c) in list.iter().enumerate() {
+                out.push((format!("properties.{name}[{i}].properties"), of(&c.properties)));
+            }
+        }
+        let top = "properties".to_string();
+        let mut out = Vec::new();
+        match self {
+            Resource::VirtualNetwork(v) => {
+                out.push((top, &v.properties.unmodelled));
+                each(&mut out, &v.properties.subnets, "subnets", |p| &p.unmodelled);
+            }
+            Resource::Subnet(s) => out.push((top, &s.properties.unmodelled)),
+            Resource::Peering(p) => out.push((top, &p.properties.unmodelled)),
+            Resource::NetworkSecurityGroup(n) => {
+                out.push((top, &n.properties.unmodelled));
+                each(&mut out, &n.properties.security_rules, "securityRules", |p| &p.unmodelled);
+            }
+            Resource::RouteTable(t) => {
+                out.push((top, &t.properties.unmodelled));
+                each(&mut out, &t.properties.routes, "routes", |p| &p.unmodelled);
+            }
+            Resource::NetworkInterface(n) => {
+                out.push((top, &n.properties.unmodelled));
+                each(&mut out, &n.properties.ip_configurations, "ipConfigurations", |p| &p.unmodelled);
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// The resource id (subscriptions have none in the resource-group form).
     pub fn id(&self) -> Option<&ResourceId> {
         match self {

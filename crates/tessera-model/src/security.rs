@@ -79,6 +79,9 @@ pub struct SecurityRuleProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 impl SecurityRuleProperties {
@@ -126,6 +129,9 @@ pub struct NsgProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 /// The six default rules of every NSG (N2), in ARM order: name, priority, direction, source,
@@ -181,6 +187,7 @@ pub fn default_rules(nsg: &crate::id::ResourceId) -> Vec<SecurityRule> {
             kind: Some("Microsoft.Network/networkSecurityGroups/defaultSecurityRules".into()),
             etag: None,
             properties: SecurityRuleProperties {
+                unmodelled: Default::default(),
                 description: Some((*description).to_string()),
                 protocol: RuleProtocol::Any,
                 source_port_range: Some("*".into()),

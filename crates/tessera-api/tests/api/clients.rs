@@ -2,6 +2,7 @@
 //! msal-node and Ansible ask for a token scoped to the server's own endpoint, and msal-node
 //! compares the openid-configuration's issuer with the authority it was given.
 
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::common::Api;
@@ -69,4 +70,76 @@ async fn the_openid_issuer_is_on_the_servers_own_host() {
     let endpoint = api.creds.endpoint.trim_end_matches('/');
     assert_eq!(v["issuer"], format!("{endpoint}/{t}/v2.0"));
     assert_eq!(v["token_endpoint"], format!("{endpoint}/{t}/oauth2/v2.0/token"));
+}
+
+/// Issue 15, point 2: what a client sends that Tessera does not model is returned as sent, with
+/// Azure's defaults where the client left them out, through a restart; a reference to a
+/// resource Tessera does not serve is refused and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_tessera_does_not_model_are_kept_as_sent_through_a_restart() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    let vnet = api.net("rg", "virtualNetworks/kept");
+    let body = json!({"location": "westeurope", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.60.0.0/16"]},
+        "enableDdosProtection": false,
+        "encryption": {"enabled": true, "enforcement": "AllowUnencrypted"},
+        "flowTimeoutInMinutes": 10,
+        "subnets": [
+            {"name": "plain", "properties": {"addressPrefix": "10.60.0.0/24"}},
+            {"name": "tuned", "properties": {"addressPrefix": "10.60.1.0/24",
+                "privateEndpointNetworkPolicies": "Enabled",
+                "serviceEndpoints": [{"service": "Microsoft.Storage", "locations": ["westeurope"]}]}},
+        ],
+    }});
+    let (status, v) = api.call(Method::PUT, &format!("{vnet}?api-version=2024-05-01"), Some(body)).await;
+    assert!(status == 200 || status == 201, "{v}");
+    let nic = api.net("rg", "networkInterfaces/kept-nic");
+    let subnet_id = format!("{vnet}/subnets/plain");
+    let nic_body = json!({"location": "westeurope", "properties": {"ipConfigurations": [
+        {"name": "ip", "properties": {"subnet": {"id": subnet_id}, "privateIPAllocationMethod": "Dynamic"}}]}});
+    let (status, v) = api.call(Method::PUT, &format!("{nic}?api-version=2024-05-01"), Some(nic_body)).await;
+    assert!(status == 200 || status == 201, "{v}");
+
+    let check = |v: &Value, n: &Value| {
+        let p = &v["properties"];
+        assert_eq!(p["encryption"], json!({"enabled": true, "enforcement": "AllowUnencrypted"}), "{v}");
+        assert_eq!(p["flowTimeoutInMinutes"], 10);
+        assert_eq!(p["enableDdosProtection"], false);
+        let subnet = |name: &str| {
+            p["subnets"].as_array().and_then(|a| a.iter().find(|s| s["name"] == name)).cloned().expect("subnet")
+        };
+        let (plain, tuned) = (subnet("plain"), subnet("tuned"));
+        // Azure's defaults where the client sent nothing; the client's values where it did.
+        assert_eq!(plain["properties"]["privateEndpointNetworkPolicies"], "Disabled");
+        assert_eq!(plain["properties"]["privateLinkServiceNetworkPolicies"], "Enabled");
+        assert_eq!(plain["properties"]["delegations"], json!([]));
+        assert_eq!(tuned["properties"]["privateEndpointNetworkPolicies"], "Enabled");
+        assert_eq!(
+            tuned["properties"]["serviceEndpoints"],
+            json!([{"service": "Microsoft.Storage", "locations": ["westeurope"]}])
+        );
+        // A NIC always has dnsSettings (clients read it unguarded).
+        assert_eq!(n["properties"]["dnsSettings"], json!({"dnsServers": [], "appliedDnsServers": []}), "{n}");
+        assert_eq!(n["properties"]["enableAcceleratedNetworking"], false);
+    };
+    let get = |path: String| {
+        let api = &api;
+        async move { api.call(Method::GET, &format!("{path}?api-version=2024-05-01"), None).await.1 }
+    };
+    check(&get(vnet.clone()).await, &get(nic.clone()).await);
+
+    // A reference to a resource Tessera does not serve: refused, nothing written.
+    let mut with_nat = get(vnet.clone()).await;
+    with_nat["properties"]["subnets"][0]["properties"]["natGateway"] =
+        json!({"id": format!("{}/resourceGroups/rg/providers/Microsoft.Network/natGateways/n", api.sub())});
+    let (status, err) = api.call(Method::PUT, &format!("{vnet}?api-version=2024-05-01"), Some(with_nat)).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("UnsupportedReference")), "{err}");
+
+    let api = api.restart().await;
+    let v = api.call(Method::GET, &format!("{vnet}?api-version=2024-05-01"), None).await.1;
+    let n = api.call(Method::GET, &format!("{nic}?api-version=2024-05-01"), None).await.1;
+    check(&v, &n);
+    assert!(v["properties"]["subnets"][0]["properties"].get("natGateway").is_none());
 }

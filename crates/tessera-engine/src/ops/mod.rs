@@ -84,6 +84,16 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
             format!("The id {id} is not the id of a {}.", kind.arm_type()),
         ));
     }
+    // Unmodelled properties are kept as sent, but one naming another resource could be neither
+    // authorized (no join action is known for it) nor honoured.
+    for (at, u) in r.unmodelled() {
+        if let Some((path, id)) = u.first_reference() {
+            return Err(ArmError::bad_request(
+                "UnsupportedReference",
+                format!("{at}.{path} references {id}, a resource Tessera does not serve; remove the property."),
+            ));
+        }
+    }
     match r {
         Resource::Subscription(mut s) => {
             if s.subscription_id.trim().is_empty() {

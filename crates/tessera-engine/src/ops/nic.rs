@@ -15,6 +15,10 @@ use crate::state::State;
 /// Validates and stores a NIC.
 pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut nic, 80)?;
+    // What Azure fills in when a client leaves it out (clients read `dnsSettings` unguarded).
+    let u = &mut nic.properties.unmodelled;
+    u.default_to("dnsSettings", serde_json::json!({"dnsServers": [], "appliedDnsServers": []}));
+    u.default_to("enableAcceleratedNetworking", serde_json::json!(false));
     let old = st.nics.get(&id).cloned();
     let configs = &mut nic.properties.ip_configurations;
     if configs.is_empty() {

@@ -27,6 +27,7 @@ pub(crate) fn put(
     seq: u64,
 ) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut vnet, 64)?;
+    vnet.properties.unmodelled.default_to("enableDdosProtection", serde_json::json!(false));
     let old = st.vnets.get(&id);
     if let Some(old) = old {
         if old.location != vnet.location {
@@ -317,6 +318,11 @@ fn normalize_subnet(vnet: &ResourceId, s: &mut Subnet) -> ArmResult<()> {
     s.kind = Some(Kind::Subnet.arm_type().to_string());
     s.properties.provisioning_state = Some(ProvisioningState::Succeeded);
     s.properties.ip_configurations.clear();
+    // What Azure fills in when a client leaves it out.
+    let u = &mut s.properties.unmodelled;
+    u.default_to("privateEndpointNetworkPolicies", serde_json::json!("Disabled"));
+    u.default_to("privateLinkServiceNetworkPolicies", serde_json::json!("Enabled"));
+    u.default_to("delegations", serde_json::json!([]));
     if s.properties.prefixes().is_empty() {
         return Err(ArmError::bad_request(
             "NetcfgInvalidSubnet",

@@ -33,6 +33,7 @@ const COVERED: &[&str] = &[
     "DnsServersLimitReached",
     "InvalidDnsServerAddress",
     "InvalidFlowTimeoutInMinutes",
+    "UnsupportedReference",
     "SubnetCountLimitReached",
     "NetcfgInvalidSubnet",
     "DuplicateResourceName",

@@ -62,6 +62,20 @@ fn dns_servers_are_ip_addresses() {
 }
 
 #[test]
+fn an_unmodelled_property_naming_another_resource_is_refused() {
+    // A NAT gateway Tessera does not serve: the reference could be neither authorized nor
+    // honoured. Plain unmodelled properties are kept (see the API's round-trip tests).
+    let mut e = base();
+    let mut v = vnet(&e, "lonely");
+    v.properties.subnets[0].properties.unmodelled.0.insert(
+        "natGateway".into(),
+        serde_json::json!({"id": "/subscriptions/x/resourceGroups/g/providers/Microsoft.Network/natGateways/n"}),
+    );
+    let err = assert_refused(&mut e, put(Resource::VirtualNetwork(v)), "UnsupportedReference", 400);
+    assert!(err.message.contains("properties.subnets[0].properties.natGateway"), "{}", err.message);
+}
+
+#[test]
 fn a_flow_timeout_outside_4_to_30_minutes_is_refused() {
     for minutes in [0, 3, 31, 1_000_000] {
         let mut e = base();

@@ -250,6 +250,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 child(
                     id.child("securityRules", &r.name),
                     SecurityRuleProperties {
+                        unmodelled: Default::default(),
                         description: r.description,
                         protocol: r.protocol.unwrap_or(RuleProtocol::Any),
                         source_port_range,
@@ -285,6 +286,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 child(
                     id.child("routes", &r.name),
                     RouteProperties {
+                        unmodelled: Default::default(),
                         address_prefix: r.prefix,
                         next_hop_type: r.next_hop,
                         next_hop_ip_address: r.next_hop_ip,

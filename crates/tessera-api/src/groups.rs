@@ -59,8 +59,77 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             page(app, req, &items)
         }
         Route::ResourceGroup { sub, rg } => one(app, req, sub, rg).await,
+        Route::Locations { sub } if req.method == Method::GET => {
+            req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?;
+            if !app.core.read().await.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
+                return Err(subscription_not_found(sub));
+            }
+            let items: Vec<Bytes> = tessera_model::location::LOCATIONS
+                .iter()
+                .map(|l| {
+                    Bytes::from(
+                        json!({
+                            "id": format!("/subscriptions/{sub}/locations/{}", l.name),
+                            "name": l.name,
+                            "type": "Region",
+                            "displayName": l.display_name,
+                            "regionalDisplayName": l.display_name,
+                            "metadata": {"regionType": "Physical", "regionCategory": "Recommended"},
+                        })
+                        .to_string(),
+                    )
+                })
+                .collect();
+            page(app, req, &items)
+        }
+        Route::Resources { sub, rg } if req.method == Method::GET => resources(app, req, sub, rg.as_deref()).await,
         _ => Err(method_not_allowed(req)),
     }
+}
+
+/// `…/resources`: every resource of a subscription or resource group, in the generic shape
+/// (`id`, `name`, `type`, `location`, `tags`), as `az resource list` and Ansible read them.
+async fn resources(app: &App, req: &Req, sub: &str, rg: Option<&str>) -> Result<Response, ArmError> {
+    match rg {
+        Some(rg) => req.authorize(
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            &format!("/subscriptions/{sub}/resourceGroups/{rg}"),
+        )?,
+        None => req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?,
+    }
+    let core = app.core.read().await;
+    if !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
+        return Err(subscription_not_found(sub));
+    }
+    if let Some(rg) = rg
+        && core.group(sub, rg).is_none()
+    {
+        return Err(group_not_found(rg));
+    }
+    let mut found: Vec<(&ResourceId, &Bytes)> = core
+        .docs
+        .iter()
+        .chain(core.aux.iter())
+        .filter(|(id, _)| {
+            id.subscription().eq_ignore_ascii_case(sub)
+                && rg.is_none_or(|rg| id.resource_group().eq_ignore_ascii_case(rg))
+        })
+        .map(|(id, d)| (id, &d.bytes))
+        .collect();
+    found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+    let items: Vec<Bytes> = found
+        .into_iter()
+        .filter_map(|(_, bytes)| {
+            let d: Value = serde_json::from_slice(bytes).ok()?;
+            let mut generic = json!({"id": d["id"], "name": d["name"], "type": d["type"], "location": d["location"]});
+            if let (Some(tags), Some(o)) = (d.get("tags"), generic.as_object_mut()) {
+                o.insert("tags".into(), tags.clone());
+            }
+            Some(Bytes::from(generic.to_string()))
+        })
+        .collect();
+    drop(core);
+    page(app, req, &items)
 }
 
 async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmError> {

@@ -395,7 +395,10 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
     match &req.route {
         Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } => identity::handle(app, &req).await,
         Route::Tenants | Route::Subscriptions | Route::Subscription { .. } => identity::handle(app, &req).await,
-        Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => groups::handle(app, &req).await,
+        Route::ResourceGroups { .. }
+        | Route::ResourceGroup { .. }
+        | Route::Locations { .. }
+        | Route::Resources { .. } => groups::handle(app, &req).await,
         Route::Operation { sub, id, result } => {
             // Any principal of the subscription's tenant may poll (the id is unguessable); a
             // token of another tenant may not.

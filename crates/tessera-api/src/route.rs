@@ -19,6 +19,10 @@ pub(crate) enum Route {
     Subscription { sub: String },
     /// `GET /subscriptions/{sub}/resourcegroups`.
     ResourceGroups { sub: String },
+    /// `GET /subscriptions/{sub}/locations`.
+    Locations { sub: String },
+    /// `GET /subscriptions/{sub}[/resourcegroups/{rg}]/resources`: every resource of a scope.
+    Resources { sub: String, rg: Option<String> },
     /// `/subscriptions/{sub}/resourcegroups/{rg}`.
     ResourceGroup { sub: String, rg: String },
     /// `GET /subscriptions/{sub}/providers/{ns}/locations/{loc}/operations|operationResults/{id}`.
@@ -76,6 +80,9 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "GET subscription",
     "PUT subscription",
     "GET resource groups",
+    "GET locations",
+    "GET resources in subscription",
+    "GET resources in resource group",
     "GET resource group",
     "HEAD resource group",
     "PUT resource group",
@@ -118,6 +125,9 @@ impl Route {
             Route::Subscriptions => "subscriptions",
             Route::Subscription { .. } => "subscription",
             Route::ResourceGroups { .. } => "resource groups",
+            Route::Locations { .. } => "locations",
+            Route::Resources { rg: None, .. } => "resources in subscription",
+            Route::Resources { rg: Some(_), .. } => "resources in resource group",
             Route::ResourceGroup { .. } => "resource group",
             Route::Operation { .. } => "operation",
             Route::ListInSubscription { .. } => "list in subscription",
@@ -192,6 +202,13 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [s, sub, g] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
             Ok(Route::ResourceGroups { sub: (*sub).to_string() })
         }
+        [s, sub, l] if eq(s, "subscriptions") && eq(l, "locations") => Ok(Route::Locations { sub: (*sub).to_string() }),
+        [s, sub, r] if eq(s, "subscriptions") && eq(r, "resources") => {
+            Ok(Route::Resources { sub: (*sub).to_string(), rg: None })
+        }
+        [s, sub, g, rg, r] if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(r, "resources") => {
+            Ok(Route::Resources { sub: (*sub).to_string(), rg: Some((*rg).to_string()) })
+        }
         [s, sub, g, rg] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
             Ok(Route::ResourceGroup { sub: (*sub).to_string(), rg: (*rg).to_string() })
         }
@@ -246,6 +263,9 @@ mod tests {
             "/subscriptions/s".into(),
             "/subscriptions/s/resourcegroups".into(),
             "/subscriptions/s/resourcegroups/rg".into(),
+            "/subscriptions/s/locations".into(),
+            "/subscriptions/s/resources".into(),
+            "/subscriptions/s/resourcegroups/rg/resources".into(),
             "/subscriptions/s/providers/Microsoft.Network/locations/l/operations/x".into(),
             "/subscriptions/s/providers/Microsoft.Network/virtualNetworks".into(),
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks".into(),

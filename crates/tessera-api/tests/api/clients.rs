@@ -143,3 +143,41 @@ async fn properties_tessera_does_not_model_are_kept_as_sent_through_a_restart() 
     check(&v, &n);
     assert!(v["properties"]["subnets"][0]["properties"].get("natGateway").is_none());
 }
+
+/// Issue 15, point 3: what Ansible and `az resource list` call — the resources of a group and
+/// of a subscription in the generic shape, and the subscription's locations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_of_a_group_and_a_subscription_and_the_locations_are_listed() {
+    let api = Api::start().await;
+    api.group("one").await;
+    api.group("two").await;
+    api.group("empty").await;
+    let a = api.vnet("one", "a", "10.70.0.0/16").await;
+    let b = api.vnet("two", "b", "10.71.0.0/16").await;
+    let ids = |v: &[Value]| {
+        let mut out: Vec<String> = v.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect();
+        out.sort();
+        out
+    };
+    let sub = api.sub();
+    let in_one = api.list_all(&api.token, &format!("{sub}/resourceGroups/one/resources?api-version=2021-04-01")).await;
+    assert_eq!(ids(&in_one), vec![a["id"].as_str().expect("id").to_string()]);
+    let item = &in_one[0];
+    assert_eq!(item["type"], "Microsoft.Network/virtualNetworks");
+    assert_eq!((item["name"].as_str(), item["location"].as_str()), (Some("a"), Some("westeurope")));
+    assert!(item.get("properties").is_none(), "the generic shape: {item}");
+    let everything = api.list_all(&api.token, &format!("{sub}/resources?api-version=2021-04-01")).await;
+    for v in [&a, &b] {
+        assert!(ids(&everything).contains(&v["id"].as_str().expect("id").to_string()));
+    }
+    let none = api.list_all(&api.token, &format!("{sub}/resourceGroups/empty/resources?api-version=2021-04-01")).await;
+    assert!(none.is_empty(), "an empty group lists nothing (and is not a 404): {none:?}");
+    let (status, err) =
+        api.call(Method::GET, &format!("{sub}/resourceGroups/absent/resources?api-version=2021-04-01"), None).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("ResourceGroupNotFound")));
+
+    let locations = api.list_all(&api.token, &format!("{sub}/locations?api-version=2022-12-01")).await;
+    let west = locations.iter().find(|l| l["name"] == "westeurope").expect("westeurope");
+    assert_eq!(west["displayName"], "West Europe");
+    assert_eq!(west["id"], format!("{sub}/locations/westeurope"));
+}

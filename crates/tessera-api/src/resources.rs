@@ -127,6 +127,15 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             let coll = check_type(id, req)?;
             match (&req.method, coll) {
                 (&Method::GET, _) => get(app, req, id, coll).await,
+                // Resources_CheckExistence: 204 when it exists, 404 (no body) when not.
+                (&Method::HEAD, None) => {
+                    let found = get(app, req, id, None).await;
+                    match found {
+                        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+                        Err(e) if e.status == 404 => Ok(StatusCode::NOT_FOUND.into_response()),
+                        Err(e) => Err(e),
+                    }
+                }
                 (&Method::PUT, None) => put_top(app, req, id).await,
                 (&Method::PUT, Some(c)) => put_child(app, req, id, c).await,
                 (&Method::PATCH, None) => patch_tags(app, req, id).await,

@@ -92,6 +92,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "GET list in subscription",
     "GET list in resource group",
     "GET resource",
+    "HEAD resource",
     "PUT resource",
     "PATCH resource",
     "DELETE resource",

@@ -176,6 +176,15 @@ async fn resources_of_a_group_and_a_subscription_and_the_locations_are_listed() 
         api.call(Method::GET, &format!("{sub}/resourceGroups/absent/resources?api-version=2021-04-01"), None).await;
     assert_eq!((status, err["error"]["code"].as_str()), (404, Some("ResourceGroupNotFound")));
 
+    // Resources_CheckExistence.
+    let a_path = a["id"].as_str().expect("id").to_string();
+    let head = |path: String| {
+        let api = &api;
+        async move { api.send(Method::HEAD, &format!("{path}?api-version=2024-05-01"), None).await.status().as_u16() }
+    };
+    assert_eq!(head(a_path.clone()).await, 204);
+    assert_eq!(head(a_path.replace("virtualNetworks/a", "virtualNetworks/absent")).await, 404);
+
     let locations = api.list_all(&api.token, &format!("{sub}/locations?api-version=2022-12-01")).await;
     let west = locations.iter().find(|l| l["name"] == "westeurope").expect("westeurope");
     assert_eq!(west["displayName"], "West Europe");

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tessera_engine::diag::{effective, watcher};
+use tessera_engine::diag::{address, effective, watcher};
 use tessera_model::{ArmError, Kind, ResourceId};
 
 use crate::http::{App, OpHeaders, Req, finish_operation};
@@ -47,10 +47,41 @@ fn named_resources(body: &serde_json::Value) -> Vec<ResourceId> {
     out
 }
 
+/// The GET actions of a VNet: `CheckIPAddressAvailability?ipAddress=…` and `usages`.
+async fn vnet_query(app: &App, req: &Req, vnet: &ResourceId, action: &str) -> Result<Response, ArmError> {
+    req.authorize("Microsoft.Network/virtualNetworks/read", vnet.as_str())?;
+    let core = app.core.read().await;
+    if !core.engine.state().subscriptions.contains_key(&vnet.subscription().to_ascii_lowercase()) {
+        return Err(crate::identity::subscription_not_found(vnet.subscription()));
+    }
+    if core.group(vnet.subscription(), vnet.resource_group()).is_none() {
+        return Err(crate::groups::group_not_found(vnet.resource_group()));
+    }
+    let engine = &core.engine;
+    let body = match action.to_ascii_lowercase().as_str() {
+        "checkipaddressavailability" => {
+            let ip = req.query("ipAddress").ok_or_else(|| {
+                ArmError::bad_request(
+                    "MissingIpAddress",
+                    "CheckIPAddressAvailability needs the query parameter ipAddress.",
+                )
+            })?;
+            address::check_ip_address(engine, vnet, ip)?
+        }
+        "usages" => serde_json::json!({ "value": address::usages(engine, vnet)? }),
+        _ => return Err(unknown_action(vnet, action)),
+    };
+    drop(core);
+    Ok(crate::http::json_value(StatusCode::OK, &body))
+}
+
 pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     let Route::Action { target, action } = &req.route else {
         return Err(method_not_allowed(req));
     };
+    if req.method == Method::GET && target.kind() == Kind::VirtualNetwork {
+        return vnet_query(app, req, target, action).await;
+    }
     if req.method != Method::POST {
         return Err(method_not_allowed(req));
     }

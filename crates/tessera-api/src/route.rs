@@ -101,6 +101,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "DELETE child resource",
     "GET child collection",
     "POST action",
+    "GET action",
     "GET feed",
     "GET role assignment",
     "PUT role assignment",

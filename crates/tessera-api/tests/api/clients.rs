@@ -190,3 +190,62 @@ async fn resources_of_a_group_and_a_subscription_and_the_locations_are_listed() 
     assert_eq!(west["displayName"], "West Europe");
     assert_eq!(west["id"], format!("{sub}/locations/westeurope"));
 }
+
+/// Issue 15, point 3: `az network vnet check-ip-address` and `az network vnet list-available-ips`
+/// (CheckIPAddressAvailability), and `usages`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_is_checked_for_availability_and_subnet_usage_is_counted() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    let v = api.vnet("rg", "addr", "10.80.0.0/16").await;
+    let vnet = v["id"].as_str().expect("id").to_string();
+    let subnet = v["properties"]["subnets"][0]["id"].as_str().expect("a subnet").to_string();
+    let prefix = v["properties"]["subnets"][0]["properties"]["addressPrefix"].as_str().expect("prefix").to_string();
+    assert_eq!(prefix, "10.80.0.0/24", "the helper's subnet");
+    let nic = api.net("rg", "networkInterfaces/holder");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{nic}?api-version=2024-05-01"),
+            Some(json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": {
+                "subnet": {"id": subnet}, "privateIPAllocationMethod": "Static", "privateIPAddress": "10.80.0.4"}}]}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let check = |ip: &str| {
+        let (api, vnet, ip) = (&api, vnet.clone(), ip.to_string());
+        async move {
+            api.call(
+                Method::GET,
+                &format!("{vnet}/CheckIPAddressAvailability?ipAddress={ip}&api-version=2024-05-01"),
+                None,
+            )
+            .await
+        }
+    };
+    let (status, taken) = check("10.80.0.4").await;
+    assert_eq!(status, 200, "{taken}");
+    assert_eq!(taken["available"], false);
+    assert_eq!(taken["isPlatformReserved"], false);
+    assert_eq!(
+        taken["availableIPAddresses"],
+        json!(["10.80.0.5", "10.80.0.6", "10.80.0.7", "10.80.0.8", "10.80.0.9"]),
+        "the free addresses after it"
+    );
+    let (_, reserved) = check("10.80.0.1").await;
+    assert_eq!((reserved["available"].as_bool(), reserved["isPlatformReserved"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(reserved["availableIPAddresses"][0], "10.80.0.5", "skips the reserved and the used");
+    let (_, free) = check("10.80.0.200").await;
+    assert_eq!(free["available"], true);
+    let (status, outside) = check("10.99.0.1").await;
+    assert_eq!((status, outside["error"]["code"].as_str()), (400, Some("PrivateIPAddressNotInAnySubnet")));
+    let (status, bad) = check("not-an-address").await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("InvalidIPAddress")));
+
+    let (status, usages) = api.call(Method::GET, &format!("{vnet}/usages?api-version=2024-05-01"), None).await;
+    assert_eq!(status, 200, "{usages}");
+    let u = &usages["value"][0];
+    assert_eq!((u["currentValue"].as_u64(), u["limit"].as_u64()), (Some(1), Some(251)), "{u}");
+    assert_eq!(u["id"], subnet);
+}

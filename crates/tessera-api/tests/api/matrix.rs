@@ -130,6 +130,12 @@ async fn every_operation_family_as_every_kind_of_caller() {
         row(Method::GET, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::HEAD, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 204, 403, 204]),
         row(
+            Method::GET,
+            format!("{}/CheckIPAddressAvailability?ipAddress=10.1.0.9", api.net("net", "virtualNetworks/v1")),
+            None,
+            [403, 401, 401, 200, 403, 200],
+        ),
+        row(
             Method::PUT,
             api.net("other", "virtualNetworks/w"),
             Some(json!({"location": "westeurope", "properties":

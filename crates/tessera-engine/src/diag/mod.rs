@@ -2,6 +2,7 @@
 //! effective routes and security rules, next hop, IP flow verify, connectivity check, and the
 //! reachability matrix.
 
+pub mod address;
 pub mod effective;
 pub mod matrix;
 pub mod resolve;

@@ -119,6 +119,7 @@ pub(crate) fn render(engine: &Engine, id: &ResourceId) -> Option<Value> {
         Kind::LocalNetworkGateway => serde_json::to_value(st.local_gateways.get(id)?),
         Kind::Connection => serde_json::to_value(st.connections.get(id)?),
         Kind::LoadBalancer => serde_json::to_value(st.load_balancers.get(id)?),
+        Kind::PublicIpAddress => serde_json::to_value(st.public_ips.get(id)?),
         _ => return None,
     };
     v.ok()

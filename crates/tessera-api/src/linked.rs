@@ -97,6 +97,7 @@ pub const LINK_RULES: &[LinkRule] = &[
 /// taken from a request): (type, path). References to a document's own parts (a load balancer
 /// rule's frontend) are neither links nor back-references.
 pub const BACK_REFERENCES: &[(&str, &str)] = &[
+    ("Microsoft.Network/publicIPAddresses", "properties.ipConfiguration"),
     ("Microsoft.Network/virtualNetworks", "properties.subnets[].properties.ipConfigurations[]"),
     ("Microsoft.Network/virtualNetworks/subnets", "properties.ipConfigurations[]"),
     ("Microsoft.Network/virtualNetworks", "properties.virtualNetworkPeerings[].properties.remoteVirtualNetwork"),

@@ -28,6 +28,7 @@ const ENGINE_TYPES: &[Kind] = &[
     Kind::LocalNetworkGateway,
     Kind::Connection,
     Kind::LoadBalancer,
+    Kind::PublicIpAddress,
 ];
 
 /// Child collections that can be written on their own, and how.

@@ -34,6 +34,16 @@ pub struct Limits {
     pub routes_per_table: usize,
     /// DNS servers per virtual network.
     pub dns_servers_per_vnet: usize,
+    /// The server's public address pool, IPv4 and IPv6 prefixes public IP addresses are
+    /// allocated from (by default the benchmarking range 198.18.0.0/15 and a documentation
+    /// prefix: addresses to show, never routed anywhere).
+    #[serde(default = "default_public_pool")]
+    pub public_pool: Vec<tessera_model::IpNet>,
+}
+
+/// The default public pool.
+pub fn default_public_pool() -> Vec<tessera_model::IpNet> {
+    ["198.18.0.0/15", "2001:db8:ffff::/48"].iter().filter_map(|p| p.parse().ok()).collect()
 }
 
 impl Default for Limits {
@@ -53,6 +63,7 @@ impl Default for Limits {
             route_tables_per_subscription: 200,
             routes_per_table: 400,
             dns_servers_per_vnet: 20,
+            public_pool: default_public_pool(),
         }
     }
 }
@@ -76,6 +87,7 @@ impl Limits {
             route_tables_per_subscription: n,
             routes_per_table: n,
             dns_servers_per_vnet: n,
+            public_pool: default_public_pool(),
         }
     }
 }

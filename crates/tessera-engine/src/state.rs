@@ -57,6 +57,8 @@ pub struct State {
     pub connections: BTreeMap<ResourceId, Connection>,
     /// Load balancers.
     pub load_balancers: BTreeMap<ResourceId, LoadBalancer>,
+    /// Public IP addresses.
+    pub public_ips: BTreeMap<ResourceId, tessera_model::public_ip::PublicIpAddress>,
     /// Index: VNet -> address -> holder.
     pub(crate) addresses: HashMap<ResourceId, BTreeMap<IpAddr, AddressOwner>>,
     /// Index: VNet -> NICs with an IP configuration in it.

@@ -59,6 +59,9 @@ pub struct GatewayIpConfigurationProperties {
     /// The gateway's private address in GatewaySubnet; the engine assigns one when absent.
     #[serde(rename = "privateIPAddress", default, skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
+    /// The public IP address attached to it.
+    #[serde(rename = "publicIPAddress", default, skip_serializing_if = "Option::is_none")]
+    pub public_ip_address: Option<SubResource>,
 }
 
 /// BGP settings.

@@ -45,6 +45,8 @@ pub enum Kind {
     Connection,
     /// `Microsoft.Network/loadBalancers`
     LoadBalancer,
+    /// `Microsoft.Network/publicIPAddresses`
+    PublicIpAddress,
     /// `Microsoft.Network/loadBalancers/frontendIPConfigurations`
     FrontendIpConfiguration,
     /// `Microsoft.Network/loadBalancers/backendAddressPools`
@@ -75,6 +77,7 @@ const KINDS: &[(Kind, &str)] = &[
     (Kind::LocalNetworkGateway, "Microsoft.Network/localNetworkGateways"),
     (Kind::Connection, "Microsoft.Network/connections"),
     (Kind::LoadBalancer, "Microsoft.Network/loadBalancers"),
+    (Kind::PublicIpAddress, "Microsoft.Network/publicIPAddresses"),
     (Kind::FrontendIpConfiguration, "Microsoft.Network/loadBalancers/frontendIPConfigurations"),
     (Kind::BackendAddressPool, "Microsoft.Network/loadBalancers/backendAddressPools"),
     (Kind::LoadBalancingRule, "Microsoft.Network/loadBalancers/loadBalancingRules"),

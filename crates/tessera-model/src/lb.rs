@@ -44,6 +44,9 @@ pub struct FrontendProperties {
     /// The subnet of the frontend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<SubResource>,
+    /// A public frontend's address (public load balancers are refused).
+    #[serde(rename = "publicIPAddress", default, skip_serializing_if = "Option::is_none")]
+    pub public_ip_address: Option<SubResource>,
 }
 
 /// Backend pools, each with `properties` or without.

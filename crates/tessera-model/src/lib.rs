@@ -13,6 +13,7 @@ pub mod lb;
 pub mod location;
 pub mod network;
 pub mod prefix;
+pub mod public_ip;
 pub mod resource;
 pub mod routing;
 pub mod security;

@@ -44,6 +44,8 @@ pub enum Resource {
     Connection(Connection),
     /// A load balancer.
     LoadBalancer(LoadBalancer),
+    /// A public IP address.
+    PublicIpAddress(crate::public_ip::PublicIpAddress),
 }
 
 impl Resource {
@@ -69,6 +71,7 @@ impl Resource {
             }
             Resource::Subnet(s) => out.push((top, &s.properties.unmodelled)),
             Resource::Peering(p) => out.push((top, &p.properties.unmodelled)),
+            Resource::PublicIpAddress(p) => out.push((top, &p.resource.properties.unmodelled)),
             Resource::NetworkSecurityGroup(n) => {
                 out.push((top, &n.properties.unmodelled));
                 each(&mut out, &n.properties.security_rules, "securityRules", |p| &p.unmodelled);
@@ -102,6 +105,7 @@ impl Resource {
             Resource::LocalNetworkGateway(r) => Some(&r.id),
             Resource::Connection(r) => Some(&r.id),
             Resource::LoadBalancer(r) => Some(&r.resource.id),
+            Resource::PublicIpAddress(r) => Some(&r.resource.id),
         }
     }
 
@@ -110,7 +114,10 @@ impl Resource {
     pub fn apply_rank(&self) -> u8 {
         match self {
             Resource::Subscription(_) => 0,
-            Resource::NetworkSecurityGroup(_) | Resource::RouteTable(_) | Resource::LocalNetworkGateway(_) => 1,
+            Resource::NetworkSecurityGroup(_)
+            | Resource::RouteTable(_)
+            | Resource::LocalNetworkGateway(_)
+            | Resource::PublicIpAddress(_) => 1,
             Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 2,
             Resource::Subnet(_) => 3,
             Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 4,
@@ -177,6 +184,7 @@ pub fn from_arm_json(value: Value) -> Result<Vec<Resource>, ArmError> {
         Kind::LocalNetworkGateway => one(Resource::LocalNetworkGateway(typed(value, &what)?)),
         Kind::Connection => one(Resource::Connection(typed(value, &what)?)),
         Kind::LoadBalancer => one(Resource::LoadBalancer(typed(value, &what)?)),
+        Kind::PublicIpAddress => one(Resource::PublicIpAddress(typed(value, &what)?)),
         _ => Err(ArmError::bad_request(
             "NoRegisteredProviderFound",
             format!("Resource type of '{what}' is not supported by Tessera."),

@@ -249,3 +249,57 @@ async fn an_address_is_checked_for_availability_and_subnet_usage_is_counted() {
     assert_eq!((u["currentValue"].as_u64(), u["limit"].as_u64()), (Some(1), Some(251)), "{u}");
     assert_eq!(u["id"], subnet);
 }
+
+/// Issue 15, point 1: a public IP address through the API — allocated from the server's pool,
+/// attached to a NIC (its `ipConfiguration` says so), not deletable while attached, and kept
+/// through a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_ip_address_is_allocated_attached_and_kept() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    let v = api.vnet("rg", "pub", "10.90.0.0/16").await;
+    let subnet = v["properties"]["subnets"][0]["id"].as_str().expect("subnet").to_string();
+    let pip = api.net("rg", "publicIPAddresses/web-ip");
+    let q = "?api-version=2024-05-01";
+    let (status, created) = api
+        .call(Method::PUT, &format!("{pip}{q}"), Some(json!({"location": "westeurope", "sku": {"name": "Standard"}})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["properties"]["publicIPAllocationMethod"], "Static");
+    assert_eq!(created["properties"]["ipAddress"], "198.18.0.1");
+    assert_eq!(created["sku"]["name"], "Standard");
+    let nic = api.net("rg", "networkInterfaces/web-nic");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{nic}{q}"),
+            Some(json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": {
+                "subnet": {"id": subnet}, "publicIPAddress": {"id": pip}}}]}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    assert_eq!(body["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["id"], json!(pip));
+    let (_, got) = api.call(Method::GET, &format!("{pip}{q}"), None).await;
+    assert_eq!(got["properties"]["ipConfiguration"]["id"], json!(format!("{nic}/ipConfigurations/ip")), "{got}");
+    let (status, err) = api.call(Method::DELETE, &format!("{pip}{q}"), None).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("PublicIPAddressCannotBeDeleted")), "{err}");
+    // A client's ipConfiguration (read-only) is ignored, not stored.
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("{pip}{q}"),
+            Some(json!({"location": "westeurope", "sku": {"name": "Standard"},
+                "properties": {"ipConfiguration": {"id": format!("{nic}/ipConfigurations/other")}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let api = api.restart().await;
+    let (_, got) = api.call(Method::GET, &format!("{pip}{q}"), None).await;
+    assert_eq!(got["properties"]["ipAddress"], "198.18.0.1");
+    assert_eq!(got["properties"]["ipConfiguration"]["id"], json!(format!("{nic}/ipConfigurations/ip")), "{got}");
+    let (status, _) = api.call(Method::DELETE, &format!("{nic}{q}"), None).await;
+    assert!((200..300).contains(&status));
+    let (status, _) = api.call(Method::DELETE, &format!("{pip}{q}"), None).await;
+    assert!((200..300).contains(&status), "deletable once detached");
+}

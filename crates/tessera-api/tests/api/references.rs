@@ -97,6 +97,11 @@ async fn estate(api: &Api) -> std::collections::BTreeMap<&'static str, String> {
     )
     .await;
     ids.insert("gw", gw);
+    for (name, sku) in [("pip-nic", "Basic"), ("pip-gw", "Standard")] {
+        let id = api.net("owned", &format!("publicIPAddresses/{name}"));
+        ok(api, t, Method::PUT, &id, json!({"location": "westeurope", "sku": {"name": sku}})).await;
+        ids.insert(name, id);
+    }
     let lng = api.net("owned", "localNetworkGateways/site");
     ok(
         api,
@@ -190,6 +195,22 @@ fn rows(ids: &std::collections::BTreeMap<&'static str, String>, base: &str, n: u
             ),
         },
         Row {
+            owner: "Microsoft.Network/networkInterfaces",
+            path: "properties.ipConfigurations[].properties.publicIPAddress",
+            target: net("networkInterfaces/nic-pip"),
+            body: nic_with(json!({"subnet": {"id": own_subnet}, "publicIPAddress": {"id": ids["pip-nic"]}}), json!({})),
+        },
+        Row {
+            owner: "Microsoft.Network/virtualNetworkGateways",
+            path: "properties.ipConfigurations[].properties.publicIPAddress",
+            target: net("virtualNetworkGateways/gw-with-their-ip"),
+            body: json!({"location": "westeurope", "properties": {"gatewayType": "Vpn", "vpnType": "RouteBased",
+                "sku": {"name": "VpnGw1", "tier": "VpnGw1"},
+                "ipConfigurations": [{"name": "default", "properties": {
+                    "subnet": {"id": net("virtualNetworks/vm-gw/subnets/GatewaySubnet")},
+                    "publicIPAddress": {"id": ids["pip-gw"]}}}]}}),
+        },
+        Row {
             owner: "Microsoft.Compute/virtualMachines",
             path: "properties.networkProfile.networkInterfaces[]",
             target: format!("{base}/Microsoft.Compute/virtualMachines/vm-takes-nic"),
@@ -236,6 +257,16 @@ fn rows(ids: &std::collections::BTreeMap<&'static str, String>, base: &str, n: u
 
 /// The attacker's own VNet and gateway in its group (`base` as in [`rows`]).
 async fn attacker_estate(api: &Api, token: &str, base: &str) {
+    // A VNet whose GatewaySubnet waits for a gateway (the public IP row's).
+    ok(
+        api,
+        token,
+        Method::PUT,
+        &format!("{base}/Microsoft.Network/virtualNetworks/vm-gw"),
+        json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.6.0.0/16"]},
+            "subnets": [{"name": "GatewaySubnet", "properties": {"addressPrefix": "10.6.255.0/27"}}]}}),
+    )
+    .await;
     let vm = format!("{base}/Microsoft.Network/virtualNetworks/vm");
     ok(
         api,
@@ -272,6 +303,7 @@ async fn documents(api: &Api, sub: &str, rg: &str) -> Vec<Value> {
         "Microsoft.Network/localNetworkGateways",
         "Microsoft.Network/connections",
         "Microsoft.Network/loadBalancers",
+        "Microsoft.Network/publicIPAddresses",
     ] {
         let path = format!("{sub}/resourceGroups/{rg}/providers/{kind}?api-version=2024-05-01");
         out.extend(api.list_all(&api.token, &path).await);
@@ -308,17 +340,24 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
         ("foreign+aux", their_base.as_str(), vec![foreign_here.as_str()], 2),
     ];
 
-    // Coverage: every rule has a row, but for references to types the server does not serve.
+    // Coverage: every rule has a row, but for a public load balancer's frontend, refused as such.
     let all_rows = rows(&ids, &mine, 0);
+    let public_frontend = "properties.frontendIPConfigurations[].properties.publicIPAddress";
     for rule in LINK_RULES {
-        let served = !rule.path.ends_with("publicIPAddress");
+        let served = rule.path != public_frontend;
         let has_row = all_rows.iter().any(|r| r.owner == rule.owner && r.path == rule.path);
         assert!(has_row || !served, "no row for the reference {} {}", rule.owner, rule.path);
     }
-    // …and public IPs are indeed not served yet (when they are, their rules need rows).
-    let (s, v) =
-        api.call(Method::PUT, &api.net("owned", "publicIPAddresses/p"), Some(json!({"location": "westeurope"}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("InvalidResourceType")), "{v}");
+    // …and public load balancers are indeed refused (when they are served, their rule needs a row).
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &api.net("owned", "loadBalancers/public"),
+            Some(json!({"location": "westeurope", "properties": {"frontendIPConfigurations": [
+                {"name": "fe", "properties": {"publicIPAddress": {"id": ids["pip-nic"]}}}]}})),
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("PublicLoadBalancerNotSupported")), "{v}");
 
     let before = documents(&api, &sub, "owned").await;
     let mut failures = Vec::new();
@@ -411,6 +450,7 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
         "Microsoft.Network/virtualNetworks/peer/action",
         "Microsoft.Network/virtualNetworkGateways/write",
         "Microsoft.Network/localNetworkGateways/write",
+        "Microsoft.Network/publicIPAddresses/join/action",
     ];
     let owned_scope = format!("{sub}/resourceGroups/owned");
     ok(

@@ -104,11 +104,23 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
     if let Some(old) = st.gateways.get(&id).cloned() {
         st.index_gateway(&old, false);
     }
+    let wanted: Vec<(ResourceId, ResourceId)> = gw
+        .properties
+        .ip_configurations
+        .iter()
+        .filter_map(|c| {
+            Some((id.child("ipConfigurations", &c.name), c.properties.public_ip_address.as_ref()?.id.clone()))
+        })
+        .collect();
+    super::public_ip::check_attach(st, &id, &gw.location, &wanted)?;
+    let pips: BTreeSet<ResourceId> =
+        super::public_ip::named_by(st, &id).into_iter().chain(wanted.iter().cloned()).map(|(_, p)| p).collect();
     st.index_gateway(&gw, true);
     let mut dirty = st.vnets.get(&vnet).map(peers_of).unwrap_or_default();
     dirty.insert(vnet);
     dirty.extend(v2v_partners(st, &id));
     st.gateways.insert(id, gw);
+    dirty.extend(super::public_ip::relink(st, limits, pips));
     Ok(dirty)
 }
 
@@ -138,7 +150,7 @@ fn v2v_partners(st: &State, gw: &ResourceId) -> BTreeSet<ResourceId> {
 }
 
 /// Deletes a gateway that no connection uses.
-pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     let gw = st
         .gateways
         .get(id)
@@ -153,11 +165,13 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
             format!("Virtual network gateway {id} is used by connection {} and cannot be deleted.", c.id),
         ));
     }
+    let pips: BTreeSet<ResourceId> = super::public_ip::named_by(st, id).into_iter().map(|(_, p)| p).collect();
     st.index_gateway(&gw, false);
     st.gateways.remove(id);
     let vnet = gateway_vnet(&gw);
     let mut dirty = vnet.as_ref().and_then(|v| st.vnets.get(v)).map(peers_of).unwrap_or_default();
     dirty.extend(vnet);
+    dirty.extend(super::public_ip::relink(st, limits, pips));
     Ok(dirty)
 }
 

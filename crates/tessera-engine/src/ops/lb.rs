@@ -16,6 +16,15 @@ pub(crate) fn put(st: &mut State, mut lb: LoadBalancer) -> ArmResult<BTreeSet<Re
     let r = &mut lb.resource;
     let id = normalize_tracked(st, r, 80)?;
     let p = &mut r.properties;
+    if let Some(f) = p.frontend_ip_configurations.iter().find(|f| f.properties.public_ip_address.is_some()) {
+        return Err(ArmError::bad_request(
+            "PublicLoadBalancerNotSupported",
+            format!(
+                "Frontend {} of load balancer {id} has a public IP address: Tessera serves internal load balancers only.",
+                f.name
+            ),
+        ));
+    }
     if p.frontend_ip_configurations.is_empty() {
         return Err(ArmError::bad_request(
             "LoadBalancerFrontendRequired",

@@ -8,6 +8,7 @@ mod lb;
 mod nic;
 mod nsg;
 mod peering;
+pub(crate) mod public_ip;
 pub(crate) mod vnet;
 
 use std::collections::BTreeSet;
@@ -47,7 +48,7 @@ pub enum Change {
 pub(crate) fn apply(st: &mut State, limits: &Limits, change: Change, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
     match change {
         Change::Put(r) => put(st, limits, r, seq),
-        Change::Delete(id) => delete(st, &id),
+        Change::Delete(id) => delete(st, limits, &id),
         Change::SyncPeering(id) => peering::sync(st, &id),
         Change::DeletePeeringPair(id) => peering::delete_pair(st, &id),
         Change::MoveVnet { id, subscription, resource_group } => {
@@ -72,6 +73,7 @@ fn expected_kind(r: &Resource) -> Option<Kind> {
         Resource::LocalNetworkGateway(_) => Kind::LocalNetworkGateway,
         Resource::Connection(_) => Kind::Connection,
         Resource::LoadBalancer(_) => Kind::LoadBalancer,
+        Resource::PublicIpAddress(_) => Kind::PublicIpAddress,
     })
 }
 
@@ -115,10 +117,11 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
         Resource::LocalNetworkGateway(l) => gateway::put_local(st, l),
         Resource::Connection(c) => gateway::put_connection(st, c),
         Resource::LoadBalancer(l) => lb::put(st, l),
+        Resource::PublicIpAddress(p) => public_ip::put(st, limits, p, seq),
     }
 }
 
-fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     match id.kind() {
         Kind::VirtualNetwork => vnet::delete(st, id),
         Kind::Subnet => vnet::delete_subnet(st, id),
@@ -126,12 +129,13 @@ fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
         Kind::ClassicVirtualNetwork => vnet::delete_classic(st, id),
         Kind::NetworkSecurityGroup => nsg::delete(st, id),
         Kind::RouteTable => nsg::delete_route_table(st, id),
-        Kind::NetworkInterface => nic::delete(st, id),
+        Kind::NetworkInterface => nic::delete(st, limits, id),
         Kind::VirtualMachine => nic::delete_vm(st, id),
-        Kind::VirtualNetworkGateway => gateway::delete(st, id),
+        Kind::VirtualNetworkGateway => gateway::delete(st, limits, id),
         Kind::LocalNetworkGateway => gateway::delete_local(st, id),
         Kind::Connection => gateway::delete_connection(st, id),
         Kind::LoadBalancer => lb::delete(st, id),
+        Kind::PublicIpAddress => public_ip::delete(st, id),
         _ => Err(ArmError::bad_request("UnsupportedResourceType", format!("Tessera cannot delete {id}."))),
     }
 }

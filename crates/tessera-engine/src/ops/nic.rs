@@ -164,6 +164,17 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
             &id,
         ));
     }
+    let wanted: Vec<(ResourceId, ResourceId)> = nic
+        .properties
+        .ip_configurations
+        .iter()
+        .filter_map(|c| {
+            Some((id.child("ipConfigurations", &c.name), c.properties.public_ip_address.as_ref()?.id.clone()))
+        })
+        .collect();
+    super::public_ip::check_attach(st, &id, &nic.location, &wanted)?;
+    let pips: BTreeSet<ResourceId> =
+        super::public_ip::named_by(st, &id).into_iter().chain(wanted.iter().cloned()).map(|(_, p)| p).collect();
     // Commit.
     nic.properties.virtual_machine = old.as_ref().and_then(|o| o.properties.virtual_machine.clone());
     nic.properties.mac_address = Some(mac_of(&id));
@@ -176,6 +187,7 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
     st.index_nic(&nic);
     dirty.insert(vnet);
     st.nics.insert(id, nic);
+    dirty.extend(super::public_ip::relink(st, limits, pips));
     Ok(dirty)
 }
 
@@ -195,7 +207,7 @@ fn mac_of(id: &ResourceId) -> String {
 }
 
 /// Deletes a NIC that no VM uses.
-pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmResult<BTreeSet<ResourceId>> {
     let nic =
         st.nics.get(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?.clone();
     if let Some(vm) = &nic.properties.virtual_machine {
@@ -207,9 +219,12 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
             ),
         ));
     }
+    let pips: BTreeSet<ResourceId> = super::public_ip::named_by(st, id).into_iter().map(|(_, p)| p).collect();
     st.unindex_nic(&nic);
     st.nics.remove(id);
-    Ok(vnet_of(&nic).into_iter().collect())
+    let mut dirty: BTreeSet<ResourceId> = vnet_of(&nic).into_iter().collect();
+    dirty.extend(super::public_ip::relink(st, limits, pips));
+    Ok(dirty)
 }
 
 /// Validates and stores a VM (its NICs must exist and be free).

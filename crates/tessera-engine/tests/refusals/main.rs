@@ -18,6 +18,7 @@ mod fixture;
 mod gateways;
 mod general;
 mod peering;
+mod public_ips;
 mod regressions;
 mod security;
 mod vnets;

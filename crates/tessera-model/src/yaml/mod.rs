@@ -342,6 +342,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                     GatewayIpConfigurationProperties {
                         subnet: Some(SubResource::new(vnet.child("subnets", "GatewaySubnet"))),
                         private_ip_address: g.ip,
+                        public_ip_address: None,
                     },
                 )],
                 enable_bgp: g.asn.is_some(),
@@ -360,6 +361,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             props.frontend_ip_configurations.push(child(
                 id.child("frontendIPConfigurations", &f.name),
                 FrontendProperties {
+                    public_ip_address: None,
                     private_ip_address: f.ip,
                     subnet: Some(SubResource::new(names.subnet(&f.subnet)?)),
                 },

@@ -76,9 +76,8 @@ fn the_idle_timeout_is_4_to_30_minutes_and_the_sku_and_version_stay() {
 
 #[test]
 fn a_pool_with_no_free_address_refuses_the_next_public_ip() {
-    let mut limits = tessera_engine::Limits::default();
-    limits.public_pool = vec![net("203.0.113.0/30")]; // .1 and .2
-    let mut e = with_limits(limits);
+    // Room for .1 and .2.
+    let mut e = with_limits(tessera_engine::Limits { public_pool: vec![net("203.0.113.0/30")], ..Default::default() });
     for name in ["a", "b"] {
         ok(&mut e, put(Resource::PublicIpAddress(pip(name, PublicIpSkuName::Standard, None, None))));
     }

@@ -206,6 +206,24 @@ def test_az_cli_peering_lifecycle(server, az):
     missing = az.fails("network", "vnet", "peering", "show", "-g", GROUP, "--vnet-name", "vnet2", "-n", "vnet2-to-vnet1")
     assert "NotFound" in missing
 
+    # Issue 15: a public IP (the first step of every gateway-transit scenario), an address
+    # check in a VNet, and the group's resources as `az resource list` reads them.
+    created = az("network", "public-ip", "create", "-g", GROUP, "-n", "pip1", "-l", LOCATION,
+                 "--sku", "Standard", "--allocation-method", "Static")
+    pip = created.get("publicIp", created)
+    assert pip["sku"]["name"] == "Standard"
+    assert pip["publicIPAllocationMethod"] == "Static"
+    assert pip["ipAddress"], pip
+    shown = az("network", "public-ip", "show", "-g", GROUP, "-n", "pip1")
+    assert shown["ipAddress"] == pip["ipAddress"]
+    taken = az("network", "vnet", "check-ip-address", "-g", GROUP, "-n", "vnet1", "--ip-address", ip["privateIPAddress"])
+    assert taken["available"] is False
+    assert taken["availableIPAddresses"], taken
+    free = az("network", "vnet", "check-ip-address", "-g", GROUP, "-n", "vnet1", "--ip-address", "10.1.0.200")
+    assert free["available"] is True
+    listed = {r["name"] for r in az("resource", "list", "-g", GROUP)}
+    assert {"vnet1", "vnet2", "nic1", "pip1"} <= listed, listed
+
 
 def test_az_cli_cross_tenant_peering_with_two_logins(server):
     """A5 through az: one principal, a guest in a second tenant, logged in to both tenants; `az

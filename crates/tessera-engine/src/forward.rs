@@ -423,6 +423,14 @@ impl<'a> Walk<'a> {
         };
         let program = match endpoint(self.st, &target, nva_ip) {
             Some(Endpoint::Nic(n)) => self.engine.program(&n),
+            Some(Endpoint::LoadBalancerFrontend(frontend)) => {
+                // U4: an internal load balancer's frontend in front of appliances (HA ports).
+                let from_vnet = cur.subnet.vnet.clone();
+                if target != from_vnet {
+                    self.cross(&from_vnet, &target, false)?;
+                }
+                return self.appliance_behind(&target, &frontend, nva_ip);
+            }
             _ => None,
         };
         let Some(program) = program else {
@@ -439,6 +447,75 @@ impl<'a> Walk<'a> {
             return Err(self.platform(Cause::IpForwardingDisabled, Origin::Local, || vec![("NetworkInterface", nic)]));
         }
         Ok(program)
+    }
+
+    /// The appliance an internal load balancer's frontend hands a routed packet to (U4): the
+    /// first backend of a rule that takes the packet (HA ports take every one) whose NSGs admit
+    /// it and that forwards. The packet keeps its destination: it is routed, not addressed to
+    /// the frontend.
+    fn appliance_behind(
+        &mut self,
+        vnet: &ResourceId,
+        frontend: &ResourceId,
+        at: IpAddr,
+    ) -> Result<Arc<NicProgram>, Cause> {
+        let Some(lb_id) = frontend.parent() else {
+            return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
+        };
+        let Some(lb) = self.st.load_balancers.get(&lb_id) else {
+            return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
+        };
+        self.hop(HopType::LoadBalancer, Some(lb_id.clone()), Some(at));
+        let lb_location = self.st.location_of(vnet).unwrap_or_default();
+        if lb.sku.name == LbSkuName::Basic && !lb_location.eq_ignore_ascii_case(&self.source_location) {
+            return Err(self.platform(Cause::BasicLoadBalancerOverGlobalPeering, Origin::Inbound, || {
+                vec![("LoadBalancer", lb_id.to_string())]
+            }));
+        }
+        let f = self.flow;
+        let rule = lb.resource.properties.load_balancing_rules.iter().find(|r| {
+            let p = &r.properties;
+            p.frontend_ip_configuration.id.name().eq_ignore_ascii_case(frontend.name())
+                && match p.protocol {
+                    LbProtocol::All => true,
+                    LbProtocol::Tcp => f.proto == Protocol::Tcp,
+                    LbProtocol::Udp => f.proto == Protocol::Udp,
+                }
+                && (p.frontend_port == f.dport || (p.protocol == LbProtocol::All && p.frontend_port == 0))
+        });
+        let Some(rule) = rule else {
+            return Err(
+                self.platform(Cause::NoLoadBalancingRule, Origin::Inbound, || vec![("Port", f.dport.to_string())])
+            );
+        };
+        let pool = rule.properties.backend_address_pool.id.clone();
+        let mut refused = None;
+        for (nic, ip) in backends_of(self.st, &pool) {
+            let Some(p) = self.engine.program(&nic) else { continue };
+            let mark = self.hops.len();
+            self.hop(HopType::VirtualAppliance, Some(nic.clone()), Some(ip));
+            let admitted = self.nsgs(&p, Direction::Inbound, f.dst, f.dport);
+            match admitted {
+                Ok(()) if p.ip_forwarding => return Ok(p),
+                Ok(()) => {
+                    let n = nic.to_string();
+                    refused = Some(
+                        self.platform(Cause::IpForwardingDisabled, Origin::Local, || vec![("NetworkInterface", n)]),
+                    );
+                }
+                Err(c) => refused = Some(c),
+            }
+            let issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
+            self.hops.truncate(mark);
+            if let (Some(i), Some(h)) = (issue, self.hops.last_mut()) {
+                h.issues.clear();
+                h.issues.push(i);
+            }
+        }
+        Err(match refused {
+            Some(c) => c,
+            None => self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new),
+        })
     }
 
     /// A VirtualNetworkGateway route: to on-premises or VNet-to-VNet, or relayed into a peered

@@ -692,3 +692,59 @@ fn n4_established_flows_bypass_nsgs() {
 fn established(src: &str, dst: &str, dport: u16) -> Flow {
     Flow { established: true, ..tcp(src, dst, dport) }
 }
+
+/// U4: an internal load balancer's frontend as the next hop (HA ports in front of two NVAs in
+/// the hub): the first backend that admits the packet and forwards takes it, destination
+/// unchanged; with no forwarding backend the packet is refused, the walk saying why.
+const HUB_ILB_NVAS: &str = r#"
+location: westeurope
+vnets:
+  - { name: hub, addressSpace: [10.0.0.0/16], subnets: [{ name: nva, prefix: 10.0.1.0/24 }] }
+  - name: spoke1
+    addressSpace: [10.1.0.0/16]
+    subnets: [{ name: default, prefix: 10.1.0.0/24, routeTable: spoke1-rt }]
+  - { name: spoke2, addressSpace: [10.2.0.0/16], subnets: [{ name: default, prefix: 10.2.0.0/24 }] }
+routeTables:
+  - name: spoke1-rt
+    routes: [{ name: to-spoke2, prefix: 10.2.0.0/16, nextHop: VirtualAppliance, nextHopIp: 10.0.1.100 }]
+loadBalancers:
+  - name: nva-ilb
+    sku: Standard
+    frontends: [{ name: fe, subnet: hub/nva, ip: 10.0.1.100 }]
+    pools: [nvas]
+    rules: [{ name: ha, frontend: fe, pool: nvas, protocol: All, frontendPort: 0, backendPort: 0 }]
+vms:
+  - { name: nva1, subnet: hub/nva, ip: 10.0.1.4, ipForwarding: FORWARDING, backendPools: [nva-ilb/nvas] }
+  - { name: spoke1-vm, subnet: spoke1/default, ip: 10.1.0.4 }
+  - { name: spoke2-vm, subnet: spoke2/default, ip: 10.2.0.4 }
+peerings:
+  - { from: hub, to: spoke1, reverse: { allowForwardedTraffic: true } }
+  - { from: hub, to: spoke2, reverse: { allowForwardedTraffic: true } }
+"#;
+
+#[test]
+fn an_ilb_frontend_as_next_hop_hands_the_packet_to_a_forwarding_backend() {
+    let e = engine(&HUB_ILB_NVAS.replace("FORWARDING", "true"));
+    let from = program(&e, "spoke1-vm");
+    let flow = tcp("10.1.0.4", "10.2.0.4", 443);
+    match forward::step(&e, &from, flow) {
+        Verdict::Appliance(nva) => assert_eq!(nva.nic, nic_of(&e, "nva1")),
+        other => panic!("expected the NVA behind the frontend, got {other:?}"),
+    }
+    let walk = trace(&e, &from, flow);
+    assert!(walk.reachable, "{:?}", walk.hops);
+    let kinds: Vec<HopType> = walk.hops.iter().map(|h| h.kind).collect();
+    assert_eq!(
+        kinds,
+        [HopType::Source, HopType::LoadBalancer, HopType::VirtualAppliance, HopType::Destination],
+        "{:?}",
+        walk.hops
+    );
+
+    let e = engine(&HUB_ILB_NVAS.replace("FORWARDING", "false"));
+    let from = program(&e, "spoke1-vm");
+    assert!(matches!(forward::step(&e, &from, flow), Verdict::Drop(Cause::IpForwardingDisabled)));
+    let walk = trace(&e, &from, flow);
+    assert!(!walk.reachable);
+    assert_eq!(walk.hops.last().and_then(|h| h.issues.first()).map(|i| i.cause), Some(Cause::IpForwardingDisabled));
+}

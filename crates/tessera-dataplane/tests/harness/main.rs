@@ -303,3 +303,40 @@ fn the_failure_pcap_is_a_valid_capture() {
     assert_eq!(p.len(), 24 + 16 + 60 + 16 + 74);
     assert_eq!(u32::from_le_bytes([p[24 + 8], p[24 + 9], p[24 + 10], p[24 + 11]]), 60);
 }
+
+/// U4 with real frames: a UDR whose next hop is an internal load balancer's frontend (HA ports)
+/// hands the packet, destination unchanged, to the NVA behind it.
+#[test]
+fn a_udr_to_an_ilb_frontend_reaches_the_nva_behind_it() {
+    let yaml = r#"
+location: westeurope
+vnets:
+  - { name: hub, addressSpace: [10.0.0.0/16], subnets: [{ name: nva, prefix: 10.0.1.0/24 }] }
+  - name: spoke1
+    addressSpace: [10.1.0.0/16]
+    subnets: [{ name: default, prefix: 10.1.0.0/24, routeTable: spoke1-rt }]
+  - { name: spoke2, addressSpace: [10.2.0.0/16], subnets: [{ name: default, prefix: 10.2.0.0/24 }] }
+routeTables:
+  - name: spoke1-rt
+    routes: [{ name: to-spoke2, prefix: 10.2.0.0/16, nextHop: VirtualAppliance, nextHopIp: 10.0.1.100 }]
+loadBalancers:
+  - name: nva-ilb
+    sku: Standard
+    frontends: [{ name: fe, subnet: hub/nva, ip: 10.0.1.100 }]
+    pools: [nvas]
+    rules: [{ name: ha, frontend: fe, pool: nvas, protocol: All, frontendPort: 0, backendPort: 0 }]
+vms:
+  - { name: nva1, subnet: hub/nva, ip: 10.0.1.4, ipForwarding: true, backendPools: [nva-ilb/nvas] }
+  - { name: spoke1-vm, subnet: spoke1/default, ip: 10.1.0.4 }
+  - { name: spoke2-vm, subnet: spoke2/default, ip: 10.2.0.4 }
+peerings:
+  - { from: hub, to: spoke1, reverse: { allowForwardedTraffic: true } }
+  - { from: hub, to: spoke2, reverse: { allowForwardedTraffic: true } }
+"#;
+    let mut lab = Lab::new(yaml);
+    let s2 = lab.ip("spoke2-vm");
+    let (port, frame) = delivered(lab.send("spoke1-vm", lab.tcp("spoke1-vm", s2, 40000, 443, "S")));
+    assert_eq!(port, lab.port("nva1"));
+    let seen = inspect(&frame);
+    assert_eq!((seen.dst, seen.dport), (s2, 443), "routed, not translated");
+}

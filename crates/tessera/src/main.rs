@@ -244,6 +244,10 @@ enum Command {
         /// Topology file: YAML (see README) or ARM JSON.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Put every resource of the file into this subscription (an export from elsewhere);
+        /// without it, subscriptions the file names are made when missing.
+        #[arg(long)]
+        subscription: Option<String>,
         /// The server's credentials file (written by `tessera serve`).
         #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
         credentials: PathBuf,
@@ -459,6 +463,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every `/subscriptions/{id}` of a file's text with `to` as the id.
+fn map_subscriptions(text: &str, to: &str) -> Result<String, ArmError> {
+    if to.is_empty() || !to.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ArmError::bad_request("InvalidSubscriptionId", format!("'{to}' is not a subscription id.")));
+    }
+    const KEY: &str = "/subscriptions/";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(KEY) {
+        let start = at + found + KEY.len();
+        out.push_str(&text[at..start]);
+        let end =
+            text[start..].find(|c: char| c == '/' || c == '"' || c.is_whitespace()).map_or(text.len(), |e| start + e);
+        out.push_str(to);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Ok(out)
+}
+
 fn parse_peer(s: &str) -> Result<(String, IpAddr), String> {
     let (name, addr) = s.split_once('=').ok_or("expected NAME=ADDRESS")?;
     Ok((name.to_string(), addr.parse().map_err(|e| format!("{addr}: {e}"))?))
@@ -494,8 +519,12 @@ fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
 
 fn run(command: Command) -> Result<ExitCode, ArmError> {
     match command {
-        Command::Apply { file, credentials } => {
+        Command::Apply { file, subscription, credentials } => {
             let text = read(&file)?;
+            let text = match &subscription {
+                Some(to) => map_subscriptions(&text, to)?,
+                None => text,
+            };
             let resources = load::parse(&text, Format::detect(&file.to_string_lossy(), &text))?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -137,6 +137,33 @@ impl Remote {
         resources.sort_by_key(Resource::apply_rank);
         let mut groups: Vec<(String, String)> = Vec::new();
         let mut written = 0;
+        // A file exported from another server (or from Azure) names subscriptions this one may
+        // not have: they are made in the caller's tenant, unless the file declares them.
+        let declared: Vec<String> = resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Subscription(s) => Some(s.subscription_id.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut named: Vec<String> =
+            resources.iter().filter_map(|r| Some(r.id()?.subscription().to_ascii_lowercase())).collect();
+        named.sort();
+        named.dedup();
+        let mut tenant: Option<String> = None;
+        for sub in named.iter().filter(|s| !declared.contains(s)) {
+            let path = format!("/subscriptions/{sub}?api-version={RESOURCES_API}");
+            if self.call(Method::GET, &path, None).await.is_ok() {
+                continue;
+            }
+            if tenant.is_none() {
+                let own = format!("/subscriptions/{}?api-version={RESOURCES_API}", self.subscription);
+                tenant = self.call(Method::GET, &own, None).await?.1["tenantId"].as_str().map(str::to_string);
+            }
+            let body = json!({"displayName": sub, "tenantId": tenant});
+            self.call(Method::PUT, &path, Some(&body)).await?;
+            written += 1;
+        }
         for r in &resources {
             if let Resource::Subscription(s) = r {
                 let body = json!({"displayName": s.display_name, "tenantId": s.tenant_id});

@@ -179,3 +179,41 @@ fn principals_logins_and_roles_from_the_command_line() {
     assert_eq!(code, 2, "a reader cannot write");
     assert!(err.contains("AuthorizationFailed"), "{err}");
 }
+
+/// Issue 15, point 5: an ARM JSON export from a subscription this server does not have is
+/// applied — the subscription is made in the caller's tenant — or mapped into one that exists
+/// with `--subscription`.
+#[test]
+fn an_export_from_another_subscription_is_applied_or_mapped() {
+    let server = Server::start();
+    let text = std::fs::read_to_string(example("hub-spoke-nva.json")).expect("example");
+    let foreign = "7c4b1f0e-0000-4000-8000-00000000beef";
+    let own: String = text
+        .split("/subscriptions/")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
+        .expect("the example names its subscription");
+    let moved = server.dir.join("moved.json");
+    std::fs::create_dir_all(&server.dir).expect("dir");
+    std::fs::write(&moved, text.replace(&own, foreign)).expect("write");
+    let moved = moved.to_str().expect("utf-8");
+    let (code, out, err) = server.run(&["apply", "-f", moved]);
+    assert_eq!(code, 0, "apply into a subscription the server makes: {out}{err}");
+    let (code, out, err) = server.run(&["routes", "--nic", "spoke1-vm", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("VNetPeering"), "the foreign subscription's estate is served: {out}");
+    assert!(err.is_empty() || !err.contains("SubscriptionNotFound"), "{err}");
+
+    // Mapped: the same file into the server's own subscription, alongside.
+    let fresh = Server::start();
+    let (code, out, err) = fresh.run(&["apply", "-f", moved, "--subscription", &own]);
+    assert_eq!(code, 0, "apply mapped into {own}: {out}{err}");
+    // The effective rules name the NSGs by id: in the server's own subscription.
+    let (code, out, _) = fresh.run(&["rules", "--nic", "spoke2-vm", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("/subscriptions/{own}/")), "{out}");
+    assert!(!out.contains(foreign), "nothing of the foreign subscription is left: {out}");
+    let (code, _, err) = fresh.run(&["apply", "-f", moved, "--subscription", "not a/guid"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidSubscriptionId"), "{err}");
+}

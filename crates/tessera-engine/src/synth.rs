@@ -169,6 +169,7 @@ pub fn vm(name: &str, subnet: &ResourceId, ip: Ipv4Addr) -> (NetworkInterface, V
         Kind::VirtualMachine,
         name,
         VmProperties {
+            unmodelled: Default::default(),
             network_profile: tessera_model::compute::NetworkProfile {
                 network_interfaces: vec![VmNicReference { id: nic_id, properties: None }],
             },

@@ -72,6 +72,20 @@ impl Resource {
             Resource::Subnet(s) => out.push((top, &s.properties.unmodelled)),
             Resource::Peering(p) => out.push((top, &p.properties.unmodelled)),
             Resource::PublicIpAddress(p) => out.push((top, &p.resource.properties.unmodelled)),
+            Resource::LoadBalancer(l) => {
+                let p = &l.resource.properties;
+                out.push((top, &p.unmodelled));
+                each(&mut out, &p.frontend_ip_configurations, "frontendIPConfigurations", |p| &p.unmodelled);
+                each(&mut out, &p.load_balancing_rules, "loadBalancingRules", |p| &p.unmodelled);
+                each(&mut out, &p.probes, "probes", |p| &p.unmodelled);
+            }
+            Resource::VirtualNetworkGateway(g) => {
+                out.push((top, &g.properties.unmodelled));
+                each(&mut out, &g.properties.ip_configurations, "ipConfigurations", |p| &p.unmodelled);
+            }
+            Resource::LocalNetworkGateway(l) => out.push((top, &l.properties.unmodelled)),
+            Resource::Connection(c) => out.push((top, &c.properties.unmodelled)),
+            Resource::VirtualMachine(v) => out.push((top, &v.properties.unmodelled)),
             Resource::NetworkSecurityGroup(n) => {
                 out.push((top, &n.properties.unmodelled));
                 each(&mut out, &n.properties.security_rules, "securityRules", |p| &p.unmodelled);

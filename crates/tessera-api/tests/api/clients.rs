@@ -303,3 +303,68 @@ async fn a_public_ip_address_is_allocated_attached_and_kept() {
     let (status, _) = api.call(Method::DELETE, &format!("{pip}{q}"), None).await;
     assert!((200..300).contains(&status), "deletable once detached");
 }
+
+/// Issue 15, point 2, for the other types: a load balancer's and a VM's unmodelled properties
+/// are kept; a VM's administrator password (write-only in Azure) is neither returned nor kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_and_vm_properties_are_kept_but_never_a_password() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    let v = api.vnet("rg", "lbv", "10.91.0.0/16").await;
+    let subnet = v["properties"]["subnets"][0]["id"].as_str().expect("subnet").to_string();
+    let q = "?api-version=2024-05-01";
+    let lb = api.net("rg", "loadBalancers/ilb");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{lb}{q}"),
+            Some(json!({"location": "westeurope", "sku": {"name": "Standard"}, "properties": {
+                "frontendIPConfigurations": [{"name": "fe", "properties": {"subnet": {"id": subnet},
+                    "privateIPAddressVersion": "IPv4"}}],
+                "backendAddressPools": [{"name": "pool"}],
+                "probes": [{"name": "p", "properties": {"protocol": "Tcp", "port": 80, "intervalInSeconds": 5, "numberOfProbes": 2}}],
+                "loadBalancingRules": [{"name": "r", "properties": {
+                    "frontendIPConfiguration": {"id": format!("{lb}/frontendIPConfigurations/fe")},
+                    "backendAddressPool": {"id": format!("{lb}/backendAddressPools/pool")},
+                    "protocol": "Tcp", "frontendPort": 80, "backendPort": 80,
+                    "enableFloatingIP": false, "idleTimeoutInMinutes": 4, "loadDistribution": "Default"}}]}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let (_, got) = api.call(Method::GET, &format!("{lb}{q}"), None).await;
+    let p = &got["properties"];
+    assert_eq!(p["probes"][0]["properties"]["intervalInSeconds"], 5, "{got}");
+    assert_eq!(p["loadBalancingRules"][0]["properties"]["loadDistribution"], "Default");
+    assert_eq!(p["frontendIPConfigurations"][0]["properties"]["privateIPAddressVersion"], "IPv4");
+
+    let nic = api.net("rg", "networkInterfaces/vm-nic");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{nic}{q}"),
+            Some(json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let vm = format!("{}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1", api.sub());
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{vm}?api-version=2024-07-01"),
+            Some(json!({"location": "westeurope", "properties": {
+                "hardwareProfile": {"vmSize": "Standard_B1s"},
+                "osProfile": {"computerName": "vm1", "adminUsername": "azureuser", "adminPassword": "S3cret!pass"},
+                "networkProfile": {"networkInterfaces": [{"id": nic}]}}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    assert!(!body.to_string().contains("S3cret"), "the password is not answered: {body}");
+    let (_, got) = api.call(Method::GET, &format!("{vm}?api-version=2024-07-01"), None).await;
+    assert_eq!(got["properties"]["hardwareProfile"]["vmSize"], "Standard_B1s", "{got}");
+    assert_eq!(got["properties"]["osProfile"]["adminUsername"], "azureuser");
+    assert!(!got.to_string().contains("S3cret"), "nor served: {got}");
+    let store = std::fs::read(api.dir.path().join("store.redb")).expect("the store");
+    assert!(store.windows(9).any(|w| w == b"azureuser"), "the VM's document is in the store as text");
+    assert!(!store.windows(11).any(|w| w == b"S3cret!pass"), "but not the password");
+}

@@ -230,6 +230,12 @@ pub(crate) fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmRes
 /// Validates and stores a VM (its NICs must exist and be free).
 pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut vm, 64)?;
+    // Kept as sent, but for what Azure never returns: the administrator's password and custom
+    // data are write-only (a secret is not served back, nor stored).
+    if let Some(os) = vm.properties.unmodelled.0.get_mut("osProfile").and_then(serde_json::Value::as_object_mut) {
+        os.remove("adminPassword");
+        os.remove("customData");
+    }
     let refs = &mut vm.properties.network_profile.network_interfaces;
     if refs.is_empty() {
         return Err(ArmError::bad_request(

@@ -314,6 +314,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             id,
             location,
             LocalGatewayProperties {
+                unmodelled: Default::default(),
                 local_network_address_space: AddressSpace::of(s.address_space),
                 gateway_ip_address: s.gateway_ip,
                 bgp_settings: s.asn.map(|asn| BgpSettings { asn, bgp_peering_address: None }),
@@ -334,12 +335,14 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             id.clone(),
             location,
             GatewayProperties {
+                unmodelled: Default::default(),
                 gateway_type,
                 vpn_type: (gateway_type == GatewayType::Vpn).then(|| g.vpn_type.unwrap_or(VpnType::RouteBased)),
                 sku: Sku { name: sku.clone(), tier: Some(sku) },
                 ip_configurations: vec![child(
                     id.child("ipConfigurations", "default"),
                     GatewayIpConfigurationProperties {
+                        unmodelled: Default::default(),
                         subnet: Some(SubResource::new(vnet.child("subnets", "GatewaySubnet"))),
                         private_ip_address: g.ip,
                         public_ip_address: None,
@@ -361,6 +364,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             props.frontend_ip_configurations.push(child(
                 id.child("frontendIPConfigurations", &f.name),
                 FrontendProperties {
+                    unmodelled: Default::default(),
                     public_ip_address: None,
                     private_ip_address: f.ip,
                     subnet: Some(SubResource::new(names.subnet(&f.subnet)?)),
@@ -375,13 +379,18 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         for p in l.probes {
             props.probes.push(child(
                 id.child("probes", &p.name),
-                ProbeProperties { protocol: p.protocol.unwrap_or_else(|| "Tcp".into()), port: p.port },
+                ProbeProperties {
+                    protocol: p.protocol.unwrap_or_else(|| "Tcp".into()),
+                    port: p.port,
+                    unmodelled: Default::default(),
+                },
             ));
         }
         for r in l.rules {
             props.load_balancing_rules.push(child(
                 id.child("loadBalancingRules", &r.name),
                 LbRuleProperties {
+                    unmodelled: Default::default(),
                     frontend_ip_configuration: SubResource::new(id.child("frontendIPConfigurations", &r.frontend)),
                     backend_address_pool: SubResource::new(id.child("backendAddressPools", &r.pool)),
                     probe: r.probe.map(|p| SubResource::new(id.child("probes", &p))),
@@ -439,6 +448,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             vm_id,
             location,
             VmProperties {
+                unmodelled: Default::default(),
                 network_profile: NetworkProfile {
                     network_interfaces: vec![VmNicReference {
                         id: nic_id,
@@ -485,6 +495,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             id,
             location,
             ConnectionProperties {
+                unmodelled: Default::default(),
                 connection_type,
                 virtual_network_gateway1: SubResource::new(gw1),
                 virtual_network_gateway2: gw2.map(SubResource::new),

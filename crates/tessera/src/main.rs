@@ -165,6 +165,13 @@ enum CheckProto {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a topology against every documented rule; explain the first refusal.
+    ///
+    /// Loads the file given with -f (YAML or ARM JSON; validate always needs one) as the server
+    /// would apply it: every resource in dependency order, each checked against the rules of the
+    /// behaviour spec (address spaces, peering, routes, NSGs, gateways, limits). Prints a summary
+    /// of what the topology holds and exits 0, or prints the first refusal — its ARM error code,
+    /// message and the resource it names — and exits 1. Nothing is sent to a server.
+    #[command(long_about)]
     Validate {
         #[command(flatten)]
         common: Common,

@@ -219,6 +219,21 @@ fn validate_every_valid_example_names_its_peerings_and_their_states() {
     }
 }
 
+/// Issue 15, point 6: `validate --help` says what it does, and it does that: it needs -f, and a
+/// refusal exits 1 with the code.
+#[test]
+fn validate_help_says_what_it_does_and_it_does_that() {
+    let help = tessera(&["validate", "--help"]);
+    help.expect_code(0, "help");
+    for promise in ["-f", "dependency order", "exits 0", "exits 1", "Nothing is sent to a server"] {
+        assert!(help.stdout.contains(promise), "the help says {promise:?}:\n{}", help.stdout);
+    }
+    assert_error(&tessera(&["validate"]), "FileRequired", "validate without -f");
+    let refused = on("validate", "invalid-overlap.yaml", &[]);
+    refused.expect_code(1, "a refusal");
+    assert!(refused.stdout.contains("invalid:"), "{}", refused.stdout);
+}
+
 #[test]
 fn validate_reports_a_one_sided_peering_as_initiated() {
     let file = TempFile::new(

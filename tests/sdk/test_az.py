@@ -224,6 +224,15 @@ def test_az_cli_peering_lifecycle(server, az):
     listed = {r["name"] for r in az("resource", "list", "-g", GROUP)}
     assert {"vnet1", "vnet2", "nic1", "pip1"} <= listed, listed
 
+    # An application security group, and an NSG rule that takes it as its source.
+    asg = az("network", "asg", "create", "-g", GROUP, "-n", "web-asg", "-l", LOCATION)
+    assert asg["name"] == "web-asg"
+    az("network", "nsg", "create", "-g", GROUP, "-n", "asg-nsg", "-l", LOCATION)
+    rule = az("network", "nsg", "rule", "create", "-g", GROUP, "--nsg-name", "asg-nsg", "-n", "from-web",
+              "--priority", "100", "--source-asgs", "web-asg", "--destination-port-ranges", "443",
+              "--protocol", "Tcp", "--access", "Allow")
+    assert rule["sourceApplicationSecurityGroups"][0]["id"].lower().endswith("/applicationsecuritygroups/web-asg"), rule
+
 
 def test_az_cli_cross_tenant_peering_with_two_logins(server):
     """A5 through az: one principal, a guest in a second tenant, logged in to both tenants; `az

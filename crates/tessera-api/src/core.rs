@@ -120,6 +120,7 @@ pub(crate) fn render(engine: &Engine, id: &ResourceId) -> Option<Value> {
         Kind::Connection => serde_json::to_value(st.connections.get(id)?),
         Kind::LoadBalancer => serde_json::to_value(st.load_balancers.get(id)?),
         Kind::PublicIpAddress => serde_json::to_value(st.public_ips.get(id)?),
+        Kind::ApplicationSecurityGroup => serde_json::to_value(st.asgs.get(id)?),
         _ => return None,
     };
     v.ok()

@@ -269,6 +269,7 @@ const NAMESPACE_VERSIONS: &[(&str, &str, &str)] = &[
 /// Types and actions younger than their provider: the first api-version that has them.
 const TYPE_SINCE: &[(&str, &str)] = &[
     ("Microsoft.Network/virtualNetworks/virtualNetworkPeerings", "2016-06-01"),
+    ("Microsoft.Network/applicationSecurityGroups", "2017-09-01"),
     ("Microsoft.Network/networkWatchers", "2016-09-01"),
     ("Microsoft.Network/networkWatchers/connectivityCheck", "2017-06-01"),
     ("Microsoft.Network/networkInterfaces/effectiveRouteTable", "2016-09-01"),

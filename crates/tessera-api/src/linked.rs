@@ -47,6 +47,10 @@ const ROUTE_TABLE_JOIN: LinkRight = LinkRight::Action("Microsoft.Network/routeTa
 const POOL_JOIN: LinkRight = LinkRight::Action("Microsoft.Network/loadBalancers/backendAddressPools/join/action");
 const NIC_JOIN: LinkRight = LinkRight::Action("Microsoft.Network/networkInterfaces/join/action");
 const PUBLIC_IP_JOIN: LinkRight = LinkRight::Action("Microsoft.Network/publicIPAddresses/join/action");
+const ASG_JOIN_IP: LinkRight =
+    LinkRight::Action("Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action");
+const ASG_JOIN_RULE: LinkRight =
+    LinkRight::Action("Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action");
 
 const fn rule(owner: &'static str, path: &'static str, right: LinkRight) -> LinkRule {
     LinkRule { owner, path, right }
@@ -74,6 +78,31 @@ pub const LINK_RULES: &[LinkRule] = &[
         "Microsoft.Network/networkInterfaces",
         "properties.ipConfigurations[].properties.publicIPAddress",
         PUBLIC_IP_JOIN,
+    ),
+    rule(
+        "Microsoft.Network/networkInterfaces",
+        "properties.ipConfigurations[].properties.applicationSecurityGroups[]",
+        ASG_JOIN_IP,
+    ),
+    rule(
+        "Microsoft.Network/networkSecurityGroups",
+        "properties.securityRules[].properties.sourceApplicationSecurityGroups[]",
+        ASG_JOIN_RULE,
+    ),
+    rule(
+        "Microsoft.Network/networkSecurityGroups",
+        "properties.securityRules[].properties.destinationApplicationSecurityGroups[]",
+        ASG_JOIN_RULE,
+    ),
+    rule(
+        "Microsoft.Network/networkSecurityGroups/securityRules",
+        "properties.sourceApplicationSecurityGroups[]",
+        ASG_JOIN_RULE,
+    ),
+    rule(
+        "Microsoft.Network/networkSecurityGroups/securityRules",
+        "properties.destinationApplicationSecurityGroups[]",
+        ASG_JOIN_RULE,
     ),
     rule("Microsoft.Compute/virtualMachines", "properties.networkProfile.networkInterfaces[]", NIC_JOIN),
     rule("Microsoft.Network/virtualNetworkGateways", "properties.ipConfigurations[].properties.subnet", SUBNET_JOIN),

@@ -29,6 +29,7 @@ const ENGINE_TYPES: &[Kind] = &[
     Kind::Connection,
     Kind::LoadBalancer,
     Kind::PublicIpAddress,
+    Kind::ApplicationSecurityGroup,
 ];
 
 /// Child collections that can be written on their own, and how.

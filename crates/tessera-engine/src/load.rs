@@ -122,6 +122,9 @@ pub fn restore(mut resources: Vec<Resource>, sequence: u64, limits: Limits) -> R
             Resource::PublicIpAddress(p) => {
                 st.public_ips.insert(p.resource.id.clone(), p);
             }
+            Resource::ApplicationSecurityGroup(a) => {
+                st.asgs.insert(a.id.clone(), a);
+            }
         }
     }
     // Links and subnets stored on their own go back into their VNet (a VNet document embeds
@@ -182,6 +185,7 @@ pub fn export(engine: &Engine) -> serde_json::Value {
     out.extend(st.route_tables.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.local_gateways.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.public_ips.values().filter_map(|r| to_value(r).ok()));
+    out.extend(st.asgs.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.vnets.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.classic_vnets.values().filter_map(|r| to_value(r).ok()));
     out.extend(st.gateways.values().filter_map(|r| to_value(r).ok()));

@@ -59,6 +59,8 @@ pub struct State {
     pub load_balancers: BTreeMap<ResourceId, LoadBalancer>,
     /// Public IP addresses.
     pub public_ips: BTreeMap<ResourceId, tessera_model::public_ip::PublicIpAddress>,
+    /// Application security groups.
+    pub asgs: BTreeMap<ResourceId, tessera_model::security::ApplicationSecurityGroup>,
     /// Index: VNet -> address -> holder.
     pub(crate) addresses: HashMap<ResourceId, BTreeMap<IpAddr, AddressOwner>>,
     /// Index: VNet -> NICs with an IP configuration in it.

@@ -122,6 +122,8 @@ fn nsg(name: &str, rules: usize) -> NetworkSecurityGroup {
                 kind: None,
                 etag: None,
                 properties: SecurityRuleProperties {
+                    source_application_security_groups: Vec::new(),
+                    destination_application_security_groups: Vec::new(),
                     unmodelled: Default::default(),
                     description: None,
                     protocol: RuleProtocol::Tcp,

@@ -51,7 +51,7 @@ proptest! {
         rules in prop::collection::vec(rule(), 0..24),
         flows in prop::collection::vec((any::<bool>(), 0usize..3, 0u8..4, 0u16..80, any::<bool>()), 1..40),
     ) {
-        let compiled = CompiledNsg::new(&nsg(rules), &TagContext::default());
+        let compiled = CompiledNsg::new(&nsg(rules), &TagContext::default(), &|_| Vec::new());
         prop_assert!(compiled.inbound_by_port.is_some() && compiled.outbound_by_port.is_some());
         for (inbound, p, net, port, max) in flows {
             let proto = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp][p];

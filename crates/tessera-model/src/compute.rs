@@ -46,6 +46,9 @@ pub struct IpConfigurationProperties {
     /// The public IP address attached to it.
     #[serde(rename = "publicIPAddress", default, skip_serializing_if = "Option::is_none")]
     pub public_ip_address: Option<SubResource>,
+    /// The application security groups it belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_security_groups: Vec<SubResource>,
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,

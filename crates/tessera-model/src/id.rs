@@ -47,6 +47,8 @@ pub enum Kind {
     LoadBalancer,
     /// `Microsoft.Network/publicIPAddresses`
     PublicIpAddress,
+    /// `Microsoft.Network/applicationSecurityGroups`
+    ApplicationSecurityGroup,
     /// `Microsoft.Network/loadBalancers/frontendIPConfigurations`
     FrontendIpConfiguration,
     /// `Microsoft.Network/loadBalancers/backendAddressPools`
@@ -78,6 +80,7 @@ const KINDS: &[(Kind, &str)] = &[
     (Kind::Connection, "Microsoft.Network/connections"),
     (Kind::LoadBalancer, "Microsoft.Network/loadBalancers"),
     (Kind::PublicIpAddress, "Microsoft.Network/publicIPAddresses"),
+    (Kind::ApplicationSecurityGroup, "Microsoft.Network/applicationSecurityGroups"),
     (Kind::FrontendIpConfiguration, "Microsoft.Network/loadBalancers/frontendIPConfigurations"),
     (Kind::BackendAddressPool, "Microsoft.Network/loadBalancers/backendAddressPools"),
     (Kind::LoadBalancingRule, "Microsoft.Network/loadBalancers/loadBalancingRules"),

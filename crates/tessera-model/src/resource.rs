@@ -46,6 +46,8 @@ pub enum Resource {
     LoadBalancer(LoadBalancer),
     /// A public IP address.
     PublicIpAddress(crate::public_ip::PublicIpAddress),
+    /// An application security group.
+    ApplicationSecurityGroup(crate::security::ApplicationSecurityGroup),
 }
 
 impl Resource {
@@ -72,6 +74,7 @@ impl Resource {
             Resource::Subnet(s) => out.push((top, &s.properties.unmodelled)),
             Resource::Peering(p) => out.push((top, &p.properties.unmodelled)),
             Resource::PublicIpAddress(p) => out.push((top, &p.resource.properties.unmodelled)),
+            Resource::ApplicationSecurityGroup(a) => out.push((top, &a.properties.unmodelled)),
             Resource::LoadBalancer(l) => {
                 let p = &l.resource.properties;
                 out.push((top, &p.unmodelled));
@@ -120,6 +123,7 @@ impl Resource {
             Resource::Connection(r) => Some(&r.id),
             Resource::LoadBalancer(r) => Some(&r.resource.id),
             Resource::PublicIpAddress(r) => Some(&r.resource.id),
+            Resource::ApplicationSecurityGroup(r) => Some(&r.id),
         }
     }
 
@@ -131,7 +135,8 @@ impl Resource {
             Resource::NetworkSecurityGroup(_)
             | Resource::RouteTable(_)
             | Resource::LocalNetworkGateway(_)
-            | Resource::PublicIpAddress(_) => 1,
+            | Resource::PublicIpAddress(_)
+            | Resource::ApplicationSecurityGroup(_) => 1,
             Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 2,
             Resource::Subnet(_) => 3,
             Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 4,
@@ -199,6 +204,7 @@ pub fn from_arm_json(value: Value) -> Result<Vec<Resource>, ArmError> {
         Kind::Connection => one(Resource::Connection(typed(value, &what)?)),
         Kind::LoadBalancer => one(Resource::LoadBalancer(typed(value, &what)?)),
         Kind::PublicIpAddress => one(Resource::PublicIpAddress(typed(value, &what)?)),
+        Kind::ApplicationSecurityGroup => one(Resource::ApplicationSecurityGroup(typed(value, &what)?)),
         _ => Err(ArmError::bad_request(
             "NoRegisteredProviderFound",
             format!("Resource type of '{what}' is not supported by Tessera."),

@@ -70,6 +70,12 @@ pub struct SecurityRuleProperties {
     /// Several destination prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_address_prefixes: Vec<String>,
+    /// Application security groups as the source (instead of prefixes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_application_security_groups: Vec<SubResource>,
+    /// Application security groups as the destination (instead of prefixes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_application_security_groups: Vec<SubResource>,
     /// Allow or deny.
     pub access: Access,
     /// 100..=4096 for user rules; lower runs first.
@@ -187,6 +193,8 @@ pub fn default_rules(nsg: &crate::id::ResourceId) -> Vec<SecurityRule> {
             kind: Some("Microsoft.Network/networkSecurityGroups/defaultSecurityRules".into()),
             etag: None,
             properties: SecurityRuleProperties {
+                source_application_security_groups: Vec::new(),
+                destination_application_security_groups: Vec::new(),
                 unmodelled: Default::default(),
                 description: Some((*description).to_string()),
                 protocol: RuleProtocol::Any,
@@ -205,4 +213,23 @@ pub fn default_rules(nsg: &crate::id::ResourceId) -> Vec<SecurityRule> {
             },
         })
         .collect()
+}
+
+/// `Microsoft.Network/applicationSecurityGroups`: a named set of NIC IP configurations that
+/// security rules take as a source or a destination.
+pub type ApplicationSecurityGroup = Tracked<AsgProperties>;
+
+/// Properties of an application security group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsgProperties {
+    /// Read-only GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_guid: Option<String>,
+    /// Read-only provisioning state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<ProvisioningState>,
+    /// What the client sent that Tessera does not model, returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }

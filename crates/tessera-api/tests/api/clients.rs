@@ -368,3 +368,112 @@ async fn load_balancer_and_vm_properties_are_kept_but_never_a_password() {
     assert!(store.windows(9).any(|w| w == b"azureuser"), "the VM's document is in the store as text");
     assert!(!store.windows(11).any(|w| w == b"S3cret!pass"), "but not the password");
 }
+
+/// Issue 15, point 3: application security groups, and a rule that takes one as its source,
+/// in flow decisions (ipFlowVerify): a member is allowed, a non-member of the same subnet is
+/// not; a NIC that joins the group later is allowed from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_from_an_application_security_group_admits_its_members_only() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    let q = "?api-version=2024-05-01";
+    let web = api.net("rg", "applicationSecurityGroups/web");
+    let (status, created) = api.call(Method::PUT, &format!("{web}{q}"), Some(json!({"location": "westeurope"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let nsg = api.net("rg", "networkSecurityGroups/server-nsg");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{nsg}{q}"),
+            Some(json!({"location": "westeurope", "properties": {"securityRules": [
+                {"name": "from-web", "properties": {"priority": 100, "direction": "Inbound", "access": "Allow",
+                    "protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "443",
+                    "sourceApplicationSecurityGroups": [{"id": web}], "destinationAddressPrefix": "*"}},
+                {"name": "deny-vnet", "properties": {"priority": 200, "direction": "Inbound", "access": "Deny",
+                    "protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+                    "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": "*"}}]}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["properties"]["securityRules"][0]["properties"]["sourceApplicationSecurityGroups"][0]["id"],
+        json!(web)
+    );
+    let v = api.vnet("rg", "asgv", "10.92.0.0/16").await;
+    let subnet = v["properties"]["subnets"][0]["id"].as_str().expect("subnet").to_string();
+    let nic = |name: &str, ip: &str, extra: serde_json::Value| {
+        let (api, subnet, name, ip) = (&api, subnet.clone(), name.to_string(), ip.to_string());
+        async move {
+            let mut config =
+                json!({"subnet": {"id": subnet}, "privateIPAllocationMethod": "Static", "privateIPAddress": ip});
+            if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            let path = api.net("rg", &format!("networkInterfaces/{name}"));
+            let (status, body) = api
+                .call(
+                    Method::PUT,
+                    &format!("{path}?api-version=2024-05-01"),
+                    Some(json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": config}]}})),
+                )
+                .await;
+            assert!(status == 200 || status == 201, "{body}");
+            path
+        }
+    };
+    let server_nic = nic("server-nic", "10.92.0.10", json!({})).await;
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("{server_nic}{q}"),
+            Some(json!({"location": "westeurope", "properties": {"networkSecurityGroup": {"id": nsg},
+                "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet},
+                    "privateIPAllocationMethod": "Static", "privateIPAddress": "10.92.0.10"}}]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    nic("member-nic", "10.92.0.20", json!({"applicationSecurityGroups": [{"id": web}]})).await;
+    nic("outsider-nic", "10.92.0.30", json!({})).await;
+    let vm = format!("{}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/server", api.sub());
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{vm}?api-version=2024-07-01"),
+            Some(json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": server_nic}]}}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let watcher = api.net("rg", "networkWatchers/nw");
+    let (status, _) = api.call(Method::PUT, &format!("{watcher}{q}"), Some(json!({"location": "westeurope"}))).await;
+    assert!(status == 200 || status == 201);
+    let verify = |remote: &str| {
+        let (api, watcher, vm, remote) = (&api, watcher.clone(), vm.clone(), remote.to_string());
+        async move {
+            let body = json!({"targetResourceId": vm, "direction": "Inbound", "protocol": "TCP", "localPort": "443",
+                "remotePort": "50000", "localIPAddress": "10.92.0.10", "remoteIPAddress": remote});
+            let r = api
+                .send(
+                    Method::POST,
+                    &format!("{watcher}/ipFlowVerify?api-version=2024-05-01"),
+                    Some(body.to_string().as_bytes()),
+                )
+                .await;
+            assert_eq!(r.status().as_u16(), 202);
+            let url = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+            let v: Value =
+                api.client.get(&url).bearer_auth(&api.token).send().await.expect("result").json().await.expect("json");
+            (
+                v["access"].as_str().unwrap_or_default().to_string(),
+                v["ruleName"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    assert_eq!(verify("10.92.0.20").await, ("Allow".into(), "securityRules/from-web".into()), "a member");
+    assert_eq!(verify("10.92.0.30").await, ("Deny".into(), "securityRules/deny-vnet".into()), "not a member");
+    // The outsider joins the group: allowed from then on.
+    nic("outsider-nic", "10.92.0.30", json!({"applicationSecurityGroups": [{"id": web}]})).await;
+    assert_eq!(verify("10.92.0.30").await.0, "Allow");
+    let (status, err) = api.call(Method::DELETE, &format!("{web}{q}"), None).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("ApplicationSecurityGroupInUse")), "{err}");
+}

@@ -97,6 +97,9 @@ async fn estate(api: &Api) -> std::collections::BTreeMap<&'static str, String> {
     )
     .await;
     ids.insert("gw", gw);
+    let asg = api.net("owned", "applicationSecurityGroups/asg");
+    ok(api, t, Method::PUT, &asg, json!({"location": "westeurope"})).await;
+    ids.insert("asg", asg);
     for (name, sku) in [("pip-nic", "Basic"), ("pip-gw", "Standard")] {
         let id = api.net("owned", &format!("publicIPAddresses/{name}"));
         ok(api, t, Method::PUT, &id, json!({"location": "westeurope", "sku": {"name": sku}})).await;
@@ -211,6 +214,39 @@ fn rows(ids: &std::collections::BTreeMap<&'static str, String>, base: &str, n: u
                     "publicIPAddress": {"id": ids["pip-gw"]}}}]}}),
         },
         Row {
+            owner: "Microsoft.Network/networkInterfaces",
+            path: "properties.ipConfigurations[].properties.applicationSecurityGroups[]",
+            target: net("networkInterfaces/nic-asg"),
+            body: nic_with(
+                json!({"subnet": {"id": own_subnet}, "applicationSecurityGroups": [{"id": ids["asg"]}]}),
+                json!({}),
+            ),
+        },
+        Row {
+            owner: "Microsoft.Network/networkSecurityGroups",
+            path: "properties.securityRules[].properties.sourceApplicationSecurityGroups[]",
+            target: net("networkSecurityGroups/nsg-asg-source"),
+            body: json!({"location": "westeurope", "properties": {"securityRules": [asg_rule("sourceApplicationSecurityGroups", &ids["asg"])]}}),
+        },
+        Row {
+            owner: "Microsoft.Network/networkSecurityGroups",
+            path: "properties.securityRules[].properties.destinationApplicationSecurityGroups[]",
+            target: net("networkSecurityGroups/nsg-asg-destination"),
+            body: json!({"location": "westeurope", "properties": {"securityRules": [asg_rule("destinationApplicationSecurityGroups", &ids["asg"])]}}),
+        },
+        Row {
+            owner: "Microsoft.Network/networkSecurityGroups/securityRules",
+            path: "properties.sourceApplicationSecurityGroups[]",
+            target: net("networkSecurityGroups/own-nsg/securityRules/from-their-asg"),
+            body: json!({"properties": asg_rule("sourceApplicationSecurityGroups", &ids["asg"])["properties"]}),
+        },
+        Row {
+            owner: "Microsoft.Network/networkSecurityGroups/securityRules",
+            path: "properties.destinationApplicationSecurityGroups[]",
+            target: net("networkSecurityGroups/own-nsg/securityRules/to-their-asg"),
+            body: json!({"properties": asg_rule("destinationApplicationSecurityGroups", &ids["asg"])["properties"]}),
+        },
+        Row {
             owner: "Microsoft.Compute/virtualMachines",
             path: "properties.networkProfile.networkInterfaces[]",
             target: format!("{base}/Microsoft.Compute/virtualMachines/vm-takes-nic"),
@@ -255,8 +291,29 @@ fn rows(ids: &std::collections::BTreeMap<&'static str, String>, base: &str, n: u
     ]
 }
 
+/// A security rule whose `side` (`sourceApplicationSecurityGroups` or the destination's) is
+/// the group `asg`, the other side any address.
+fn asg_rule(side: &str, asg: &str) -> Value {
+    let source = side.starts_with("source");
+    let mut props = json!({"priority": if source { 100 } else { 110 }, "direction": "Inbound", "access": "Allow",
+        "protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "443"});
+    let other = if source { "destinationAddressPrefix" } else { "sourceAddressPrefix" };
+    props[side] = json!([{"id": asg}]);
+    props[other] = json!("*");
+    json!({"name": "r", "properties": props})
+}
+
 /// The attacker's own VNet and gateway in its group (`base` as in [`rows`]).
 async fn attacker_estate(api: &Api, token: &str, base: &str) {
+    // An NSG of its own, for rules written one by one.
+    ok(
+        api,
+        token,
+        Method::PUT,
+        &format!("{base}/Microsoft.Network/networkSecurityGroups/own-nsg"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
     // A VNet whose GatewaySubnet waits for a gateway (the public IP row's).
     ok(
         api,
@@ -304,6 +361,7 @@ async fn documents(api: &Api, sub: &str, rg: &str) -> Vec<Value> {
         "Microsoft.Network/connections",
         "Microsoft.Network/loadBalancers",
         "Microsoft.Network/publicIPAddresses",
+        "Microsoft.Network/applicationSecurityGroups",
     ] {
         let path = format!("{sub}/resourceGroups/{rg}/providers/{kind}?api-version=2024-05-01");
         out.extend(api.list_all(&api.token, &path).await);
@@ -451,6 +509,8 @@ async fn a_write_needs_the_right_on_every_resource_it_references() {
         "Microsoft.Network/virtualNetworkGateways/write",
         "Microsoft.Network/localNetworkGateways/write",
         "Microsoft.Network/publicIPAddresses/join/action",
+        "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
+        "Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action",
     ];
     let owned_scope = format!("{sub}/resourceGroups/owned");
     ok(

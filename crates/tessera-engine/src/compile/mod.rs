@@ -176,12 +176,14 @@ impl Compiled {
 
     fn compile_vnet(&mut self, st: &State, vnet: &VirtualNetwork) {
         let mut nsg_cache: HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>> = HashMap::new();
+        let groups = asg_members(st);
+        let members = |asg: &ResourceId| groups.get(asg).cloned().unwrap_or_default();
         let base_tag = vnet_tag(st, vnet);
         let network = Arc::new(VnetProgram::new(vnet));
         let mut subnet_ids = Vec::new();
         for s in &vnet.properties.subnets {
             let sid = vnet.id.child("subnets", &s.name);
-            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &network, &mut nsg_cache));
+            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &network, &mut nsg_cache, &members));
             self.subnets.insert(sid.clone(), program);
             subnet_ids.push(sid);
         }
@@ -204,7 +206,7 @@ impl Compiled {
                 if let Some(c) = nsg_cache.get(&key) {
                     return Some(c.clone());
                 }
-                let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &subnet.tags));
+                let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &subnet.tags, &members));
                 nsg_cache.insert(key, c.clone());
                 Some(c)
             });
@@ -241,6 +243,7 @@ fn compile_subnet(
     base_tag: &[IpNet],
     network: &Arc<VnetProgram>,
     nsg_cache: &mut HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>>,
+    members: &dyn Fn(&ResourceId) -> Vec<IpNet>,
 ) -> SubnetProgram {
     let routes = routes::subnet_routes(st, vnet, s);
     let mut tag = base_tag.to_vec();
@@ -250,7 +253,7 @@ fn compile_subnet(
     }
     let tags = TagContext { virtual_network: tag };
     let nsg = s.properties.network_security_group.as_ref().and_then(|n| {
-        let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &tags));
+        let c = Arc::new(CompiledNsg::new(st.nsgs.get(&n.id)?, &tags, members));
         nsg_cache.insert((n.id.clone(), sid.clone()), c.clone());
         Some(c)
     });
@@ -270,6 +273,24 @@ fn compile_subnet(
         nsg,
         tags,
     }
+}
+
+/// The addresses of every application security group's members (their IP configurations'
+/// private addresses, as host prefixes). Empty, and free, when there are no groups.
+fn asg_members(st: &State) -> HashMap<ResourceId, Vec<IpNet>> {
+    let mut out: HashMap<ResourceId, Vec<IpNet>> = HashMap::new();
+    if st.asgs.is_empty() {
+        return out;
+    }
+    for nic in st.nics.values() {
+        for c in &nic.properties.ip_configurations {
+            let Some(ip) = ip_of(&c.properties.private_ip_address) else { continue };
+            for g in &c.properties.application_security_groups {
+                out.entry(g.id.clone()).or_default().push(IpNet::from(ip));
+            }
+        }
+    }
+    out
 }
 
 /// A MAC address as ARM writes it (`AA-BB-CC-DD-EE-FF`, or with colons); zeros where unreadable.

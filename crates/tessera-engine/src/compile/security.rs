@@ -274,9 +274,23 @@ pub struct CompiledNsg {
     pub outbound_by_port: Option<PortIndex>,
 }
 
+/// A side of a rule with the addresses of its application security groups (a side names
+/// either prefixes or groups).
+fn with_groups(
+    side: AddressMatch,
+    groups: &[tessera_model::envelope::SubResource],
+    members: &dyn Fn(&ResourceId) -> Vec<IpNet>,
+) -> AddressMatch {
+    if groups.is_empty() {
+        return side;
+    }
+    AddressMatch::Prefixes(groups.iter().flat_map(|g| members(&g.id)).collect())
+}
+
 impl CompiledNsg {
-    /// Compiles an NSG with the tags of a subnet.
-    pub fn new(nsg: &NetworkSecurityGroup, tags: &TagContext) -> Self {
+    /// Compiles an NSG with the tags of a subnet; `members` gives an application security
+    /// group's addresses.
+    pub fn new(nsg: &NetworkSecurityGroup, tags: &TagContext, members: &dyn Fn(&ResourceId) -> Vec<IpNet>) -> Self {
         let mut inbound = Vec::new();
         let mut outbound = Vec::new();
         let all = nsg
@@ -304,8 +318,8 @@ impl CompiledNsg {
                 direction: p.direction,
                 access: p.access,
                 protocol: p.protocol,
-                src: side(p.sources()),
-                dst: side(p.destinations()),
+                src: with_groups(side(p.sources()), &p.source_application_security_groups, members),
+                dst: with_groups(side(p.destinations()), &p.destination_application_security_groups, members),
                 src_ports: ports(p.source_ports()),
                 dst_ports: ports(p.destination_ports()),
                 default,

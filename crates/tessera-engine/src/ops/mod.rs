@@ -2,6 +2,7 @@
 //! mutates only when every check passed, so a refusal leaves the state exactly as it was.
 
 mod address;
+pub(crate) mod asg;
 pub(crate) mod common;
 mod gateway;
 mod lb;
@@ -74,6 +75,7 @@ fn expected_kind(r: &Resource) -> Option<Kind> {
         Resource::Connection(_) => Kind::Connection,
         Resource::LoadBalancer(_) => Kind::LoadBalancer,
         Resource::PublicIpAddress(_) => Kind::PublicIpAddress,
+        Resource::ApplicationSecurityGroup(_) => Kind::ApplicationSecurityGroup,
     })
 }
 
@@ -118,6 +120,7 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
         Resource::Connection(c) => gateway::put_connection(st, c),
         Resource::LoadBalancer(l) => lb::put(st, l),
         Resource::PublicIpAddress(p) => public_ip::put(st, limits, p, seq),
+        Resource::ApplicationSecurityGroup(a) => asg::put(st, a, seq),
     }
 }
 
@@ -136,6 +139,7 @@ fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmResult<BTreeSe
         Kind::Connection => gateway::delete_connection(st, id),
         Kind::LoadBalancer => lb::delete(st, id),
         Kind::PublicIpAddress => public_ip::delete(st, id),
+        Kind::ApplicationSecurityGroup => asg::delete(st, id),
         _ => Err(ArmError::bad_request("UnsupportedResourceType", format!("Tessera cannot delete {id}."))),
     }
 }

@@ -152,6 +152,10 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
     }
     let vnet =
         vnet.ok_or_else(|| ArmError::bad_request("SubnetRequired", format!("Network interface {id} has no subnet.")))?;
+    let asgs = super::asg::of_nic(&nic);
+    super::asg::check_members(st, &id, &vnet, &nic.location, &asgs)?;
+    let mut asg_changed = asgs.clone();
+    asg_changed.extend(old.as_ref().map(super::asg::of_nic).unwrap_or_default());
     let in_use = st.addresses_in(&vnet).map_or(0, |m| m.len());
     let before = old.as_ref().map_or(0, |o| o.properties.ip_configurations.len());
     if in_use + taken.len() > limits.private_ips_per_vnet + before {
@@ -187,6 +191,8 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
     st.index_nic(&nic);
     dirty.insert(vnet);
     st.nics.insert(id, nic);
+    // Rules naming its groups now match (or no longer match) its addresses.
+    dirty.extend(super::asg::users(st, &asg_changed));
     dirty.extend(super::public_ip::relink(st, limits, pips));
     Ok(dirty)
 }
@@ -223,6 +229,7 @@ pub(crate) fn delete(st: &mut State, limits: &Limits, id: &ResourceId) -> ArmRes
     st.unindex_nic(&nic);
     st.nics.remove(id);
     let mut dirty: BTreeSet<ResourceId> = vnet_of(&nic).into_iter().collect();
+    dirty.extend(super::asg::users(st, &super::asg::of_nic(&nic)));
     dirty.extend(super::public_ip::relink(st, limits, pips));
     Ok(dirty)
 }

@@ -46,6 +46,15 @@ pub(crate) fn put(
         let (before, rest) = nsg.properties.security_rules.split_at_mut(i);
         check_rule(&id, &mut rest[0], before, limits)?;
     }
+    for r in &nsg.properties.security_rules {
+        let rid = id.child("securityRules", &r.name);
+        let p = &r.properties;
+        for asg in p.source_application_security_groups.iter().chain(&p.destination_application_security_groups) {
+            check_kind(&asg.id, tessera_model::Kind::ApplicationSecurityGroup, &rid)?;
+            let a = st.asgs.get(&asg.id).ok_or_else(|| missing_reference(&asg.id, &rid))?;
+            check_same_region(&id, &nsg.location, &a.id, &a.location)?;
+        }
+    }
     nsg.properties.default_security_rules = default_rules(&id);
     nsg.properties.resource_guid = Some(super::common::keep_guid(
         old.and_then(|o| o.properties.resource_guid.as_deref()),
@@ -91,7 +100,7 @@ pub(crate) fn delete(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<Reso
 }
 
 /// The VNets whose subnets or NICs use an NSG.
-fn users_of_nsg(st: &State, id: &ResourceId) -> BTreeSet<ResourceId> {
+pub(crate) fn users_of_nsg(st: &State, id: &ResourceId) -> BTreeSet<ResourceId> {
     let mut out: BTreeSet<ResourceId> = st
         .vnets
         .values()
@@ -189,7 +198,24 @@ fn check_rule(nsg: &ResourceId, rule: &mut SecurityRule, before: &[SecurityRule]
             })?;
         }
     }
-    for side in [p.sources(), p.destinations()] {
+    for (side, asgs) in [
+        (p.sources(), &p.source_application_security_groups),
+        (p.destinations(), &p.destination_application_security_groups),
+    ] {
+        if !asgs.is_empty() {
+            // Application security groups stand for the prefixes of their side.
+            if !side.is_empty() {
+                return Err(rule_error(
+                    "SecurityRuleParameterContainsUnsupportedValue",
+                    format!(
+                        "Security rule {} names both address prefixes and application security groups on one side.",
+                        rule.name
+                    ),
+                    &rid,
+                ));
+            }
+            continue;
+        }
         if side.is_empty() {
             return Err(rule_error(
                 "SecurityRuleInvalidAddressPrefix",

@@ -43,6 +43,8 @@ const COVERED: &[&str] = &[
     "PublicIPAddressInUse",
     "PublicIPAddressCannotBeDeleted",
     "PublicLoadBalancerNotSupported",
+    "ApplicationSecurityGroupInUse",
+    "ApplicationSecurityGroupMembersInDifferentVnets",
     "SubnetCountLimitReached",
     "NetcfgInvalidSubnet",
     "DuplicateResourceName",

@@ -11,6 +11,7 @@
 //!
 //! Tests named `regression_*` pin engine bugs found while writing this file (all fixed).
 
+mod asgs;
 mod compute;
 mod coverage;
 mod files;

@@ -250,6 +250,8 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 child(
                     id.child("securityRules", &r.name),
                     SecurityRuleProperties {
+                        source_application_security_groups: Vec::new(),
+                        destination_application_security_groups: Vec::new(),
                         unmodelled: Default::default(),
                         description: r.description,
                         protocol: r.protocol.unwrap_or(RuleProtocol::Any),

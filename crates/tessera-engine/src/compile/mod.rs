@@ -183,7 +183,8 @@ impl Compiled {
         let mut subnet_ids = Vec::new();
         for s in &vnet.properties.subnets {
             let sid = vnet.id.child("subnets", &s.name);
-            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &base_tag, &network, &mut nsg_cache, &members));
+            let scope = VnetScope { base_tag: &base_tag, network: &network, members: &members };
+            let program = Arc::new(compile_subnet(st, vnet, s, &sid, &scope, &mut nsg_cache));
             self.subnets.insert(sid.clone(), program);
             subnet_ids.push(sid);
         }
@@ -235,16 +236,25 @@ impl Compiled {
     }
 }
 
+/// What the subnets of one VNet share while they are compiled.
+struct VnetScope<'a> {
+    /// The VNet's `VirtualNetwork` tag before UDR prefixes.
+    base_tag: &'a [IpNet],
+    /// Its data-plane program.
+    network: &'a Arc<VnetProgram>,
+    /// An application security group's addresses.
+    members: &'a dyn Fn(&ResourceId) -> Vec<IpNet>,
+}
+
 fn compile_subnet(
     st: &State,
     vnet: &VirtualNetwork,
     s: &Subnet,
     sid: &ResourceId,
-    base_tag: &[IpNet],
-    network: &Arc<VnetProgram>,
+    scope: &VnetScope<'_>,
     nsg_cache: &mut HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>>,
-    members: &dyn Fn(&ResourceId) -> Vec<IpNet>,
 ) -> SubnetProgram {
+    let VnetScope { base_tag, network, members } = *scope;
     let routes = routes::subnet_routes(st, vnet, s);
     let mut tag = base_tag.to_vec();
     // N6: every UDR prefix joins the VirtualNetwork tag.

@@ -294,6 +294,7 @@ fn type_of(route: &Route) -> String {
         Route::Children { parent, segment } => format!("{}/{segment}", parent.kind().arm_type()),
         Route::Action { target, action } => format!("{}/{action}", target.kind().arm_type()),
         Route::ListInGroup { arm_type, .. } | Route::ListInSubscription { arm_type, .. } => arm_type.clone(),
+        Route::LocationList { what, .. } => format!("Microsoft.Network/locations/{what}"),
         Route::RoleAssignment { .. } => "Microsoft.Authorization/roleAssignments".to_string(),
         Route::RoleDefinition { .. } => "Microsoft.Authorization/roleDefinitions".to_string(),
         _ => "Microsoft.Resources".to_string(),
@@ -400,6 +401,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         | Route::ResourceGroup { .. }
         | Route::Locations { .. }
         | Route::Resources { .. } => groups::handle(app, &req).await,
+        Route::LocationList { sub, location, what } => crate::locations::handle(app, &req, sub, location, what).await,
         Route::Operation { sub, id, result } => {
             // Any principal of the subscription's tenant may poll (the id is unguessable); a
             // token of another tenant may not.

@@ -14,6 +14,7 @@ mod groups;
 mod http;
 mod identity;
 pub mod linked;
+mod locations;
 mod operations;
 pub mod rbac;
 mod resources;

@@ -21,6 +21,9 @@ pub(crate) enum Route {
     ResourceGroups { sub: String },
     /// `GET /subscriptions/{sub}/locations`.
     Locations { sub: String },
+    /// `GET /subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/{what}`: what a
+    /// region offers (endpoint services, delegations) and the subscription's usages there.
+    LocationList { sub: String, location: String, what: String },
     /// `GET /subscriptions/{sub}[/resourcegroups/{rg}]/resources`: every resource of a scope.
     Resources { sub: String, rg: Option<String> },
     /// `/subscriptions/{sub}/resourcegroups/{rg}`.
@@ -81,6 +84,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "PUT subscription",
     "GET resource groups",
     "GET locations",
+    "GET location list",
     "GET resources in subscription",
     "GET resources in resource group",
     "GET resource group",
@@ -128,6 +132,7 @@ impl Route {
             Route::Subscription { .. } => "subscription",
             Route::ResourceGroups { .. } => "resource groups",
             Route::Locations { .. } => "locations",
+            Route::LocationList { .. } => "location list",
             Route::Resources { rg: None, .. } => "resources in subscription",
             Route::Resources { rg: Some(_), .. } => "resources in resource group",
             Route::ResourceGroup { .. } => "resource group",
@@ -222,6 +227,15 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         {
             Ok(Route::Operation { sub: (*sub).to_string(), id: (*id).to_string(), result: eq(o, "operationResults") })
         }
+        [s, sub, p, ns, l, location, what]
+            if eq(s, "subscriptions") && eq(p, "providers") && eq(ns, "Microsoft.Network") && eq(l, "locations") =>
+        {
+            Ok(Route::LocationList {
+                sub: (*sub).to_string(),
+                location: (*location).to_string(),
+                what: (*what).to_string(),
+            })
+        }
         [s, sub, p, ns, ty] if eq(s, "subscriptions") && eq(p, "providers") => {
             Ok(Route::ListInSubscription { sub: (*sub).to_string(), arm_type: format!("{ns}/{ty}") })
         }
@@ -266,6 +280,7 @@ mod tests {
             "/subscriptions/s/resourcegroups".into(),
             "/subscriptions/s/resourcegroups/rg".into(),
             "/subscriptions/s/locations".into(),
+            "/subscriptions/s/providers/Microsoft.Network/locations/westeurope/usages".into(),
             "/subscriptions/s/resources".into(),
             "/subscriptions/s/resourcegroups/rg/resources".into(),
             "/subscriptions/s/providers/Microsoft.Network/locations/l/operations/x".into(),

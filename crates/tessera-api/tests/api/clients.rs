@@ -477,3 +477,28 @@ async fn a_rule_from_an_application_security_group_admits_its_members_only() {
     let (status, err) = api.call(Method::DELETE, &format!("{web}{q}"), None).await;
     assert_eq!((status, err["error"]["code"].as_str()), (400, Some("ApplicationSecurityGroupInUse")), "{err}");
 }
+
+/// Issue 15, point 3: what a region offers (endpoint services, delegations) and the
+/// subscription's usages there, counted from what exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regions_endpoint_services_delegations_and_usages_are_listed() {
+    let api = Api::start().await;
+    api.group("rg").await;
+    api.vnet("rg", "u1", "10.93.0.0/16").await;
+    api.vnet("rg", "u2", "10.94.0.0/16").await;
+    let base = format!("{}/providers/Microsoft.Network/locations", api.sub());
+    let list = |what: &str, loc: &str| format!("{base}/{loc}/{what}?api-version=2024-05-01");
+    let services = api.list_all(&api.token, &list("virtualNetworkAvailableEndpointServices", "westeurope")).await;
+    assert!(services.iter().any(|s| s["name"] == "Microsoft.Storage"), "{services:?}");
+    let delegations = api.list_all(&api.token, &list("availableDelegations", "westeurope")).await;
+    let web = delegations.iter().find(|d| d["serviceName"] == "Microsoft.Web/serverFarms").expect("a delegation");
+    assert_eq!(web["type"], "Microsoft.Network/availableDelegations");
+    let usages = api.list_all(&api.token, &list("usages", "westeurope")).await;
+    let vnets = usages.iter().find(|u| u["name"]["value"] == "VirtualNetworks").expect("VNet usage");
+    assert_eq!((vnets["currentValue"].as_u64(), vnets["limit"].as_u64()), (Some(2), Some(1000)), "{vnets}");
+    let elsewhere = api.list_all(&api.token, &list("usages", "eastus")).await;
+    let there = elsewhere.iter().find(|u| u["name"]["value"] == "VirtualNetworks").expect("VNet usage");
+    assert_eq!(there["currentValue"], 0, "counted per region");
+    let (status, err) = api.call(reqwest::Method::GET, &list("usages", "atlantis"), None).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("LocationNotAvailableForResourceType")), "{err}");
+}

@@ -103,6 +103,12 @@ async fn every_operation_family_as_every_kind_of_caller() {
         row(Method::GET, format!("{sub}/resourcegroups?{RES}"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::GET, format!("{sub}/resourcegroups/net?{RES}"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::GET, format!("{sub}/locations?{RES}"), None, [403, 401, 401, 200, 403, 200]),
+        row(
+            Method::GET,
+            format!("{sub}/providers/Microsoft.Network/locations/westeurope/usages"),
+            None,
+            [403, 401, 401, 200, 403, 200],
+        ),
         row(Method::GET, format!("{sub}/resources?{RES}"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::GET, format!("{sub}/resourcegroups/net/resources?{RES}"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::HEAD, format!("{sub}/resourcegroups/net?{RES}"), None, [403, 401, 401, 204, 403, 204]),

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tessera_engine::diag::{address, effective, watcher};
+use tessera_engine::diag::{address, effective, topology, watcher};
 use tessera_model::{ArmError, Kind, ResourceId};
 
 use crate::http::{App, OpHeaders, Req, finish_operation};
@@ -110,6 +110,24 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         .ok_or_else(|| ArmError::resource_not_found(&target.type_and_name(), target.resource_group()))?;
     let location = doc.raw["location"].as_str().unwrap_or_default().to_string();
     let engine = &core.engine;
+    if (kind, a.as_str()) == (Kind::NetworkWatcher, "topology") {
+        // NetworkWatchers_GetTopology answers at once (200), not as an operation; the caller
+        // must read the group it draws.
+        let p: topology::TopologyParameters = params(req)?;
+        if let Some(rg) = p.target_resource_group_name.as_deref() {
+            req.authorize(
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                &format!("/subscriptions/{}/resourceGroups/{rg}", target.subscription()),
+            )?;
+            if core.group(target.subscription(), rg).is_none() {
+                return Err(crate::groups::group_not_found(rg));
+            }
+        }
+        let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let body = topology::topology(engine, target.subscription(), &p, &when)?;
+        drop(core);
+        return Ok(crate::http::json_value(StatusCode::OK, &body));
+    }
     let result: serde_json::Value = match (kind, a.as_str()) {
         (Kind::NetworkInterface, "effectiveroutetable") => {
             serde_json::to_value(effective::effective_route_table(engine, target)?).unwrap_or_default()

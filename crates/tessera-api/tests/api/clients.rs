@@ -502,3 +502,57 @@ async fn a_regions_endpoint_services_delegations_and_usages_are_listed() {
     let (status, err) = api.call(reqwest::Method::GET, &list("usages", "atlantis"), None).await;
     assert_eq!((status, err["error"]["code"].as_str()), (400, Some("LocationNotAvailableForResourceType")), "{err}");
 }
+
+/// Issue 15, point 3: Network Watcher's `topology` of a resource group — its resources and
+/// how they relate, answered at once; another group's resources are not in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topology_of_a_group_names_its_resources_and_their_associations() {
+    use serde_json::json;
+    let api = Api::start().await;
+    api.group("rg").await;
+    api.group("other").await;
+    let v = api.vnet("rg", "topo", "10.95.0.0/16").await;
+    api.vnet("other", "elsewhere", "10.96.0.0/16").await;
+    let subnet = v["properties"]["subnets"][0]["id"].as_str().expect("subnet").to_string();
+    let nic = api.net("rg", "networkInterfaces/topo-nic");
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("{nic}?api-version=2024-05-01"),
+            Some(json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let watcher = api.net("rg", "networkWatchers/nw");
+    api.call(Method::PUT, &format!("{watcher}?api-version=2024-05-01"), Some(json!({"location": "westeurope"}))).await;
+    let (status, t) = api
+        .call(
+            Method::POST,
+            &format!("{watcher}/topology?api-version=2024-05-01"),
+            Some(json!({"targetResourceGroupName": "rg"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    let resources = t["resources"].as_array().expect("resources");
+    let node = |id: &str| {
+        resources
+            .iter()
+            .find(|r| r["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(id)))
+            .unwrap_or_else(|| panic!("{id} in {t}"))
+    };
+    let vnet = node(v["id"].as_str().expect("id"));
+    assert_eq!(vnet["associations"][0]["associationType"], "Contains");
+    assert!(vnet["associations"][0]["resourceId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&subnet)));
+    let n = node(&nic);
+    assert!(n["associations"].as_array().expect("links").iter().any(|a| a["associationType"] == "Associated"
+        && a["resourceId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&subnet))));
+    assert!(!t.to_string().contains("elsewhere"), "another group's resources are not drawn");
+    let (status, err) = api
+        .call(
+            Method::POST,
+            &format!("{watcher}/topology?api-version=2024-05-01"),
+            Some(json!({"targetResourceGroupName": "absent"})),
+        )
+        .await;
+    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("ResourceGroupNotFound")));
+}

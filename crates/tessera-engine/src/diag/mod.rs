@@ -6,5 +6,6 @@ pub mod address;
 pub mod effective;
 pub mod matrix;
 pub mod resolve;
+pub mod topology;
 pub mod trace;
 pub mod watcher;

@@ -18,6 +18,12 @@ pub struct TopologyParameters {
     pub target_resource_group_name: Option<String>,
 }
 
+/// An association: the other resource's name and id, and `Contains` or `Associated`.
+type Link = (String, String, &'static str);
+
+/// A resource drawn: name, id, location, associations.
+type Node = (String, String, String, Vec<Link>);
+
 /// The topology of `group` in `subscription`; `when` is the time to stamp it with (an input).
 pub fn topology(engine: &Engine, subscription: &str, p: &TopologyParameters, when: &str) -> ArmResult<Value> {
     let rg =
@@ -28,9 +34,8 @@ pub fn topology(engine: &Engine, subscription: &str, p: &TopologyParameters, whe
     let here = |id: &ResourceId| {
         id.subscription().eq_ignore_ascii_case(subscription) && id.resource_group().eq_ignore_ascii_case(rg)
     };
-    // name, id, location, associations (name, id, type)
-    let mut nodes: BTreeMap<String, (String, String, String, Vec<(String, String, &'static str)>)> = BTreeMap::new();
-    let mut add = |id: &ResourceId, location: &str, links: Vec<(String, String, &'static str)>| {
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut add = |id: &ResourceId, location: &str, links: Vec<Link>| {
         nodes.insert(id.key().to_string(), (id.name().to_string(), id.to_string(), location.to_string(), links));
     };
     let link = |id: &ResourceId, kind: &'static str| (id.name().to_string(), id.to_string(), kind);

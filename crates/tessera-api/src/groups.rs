@@ -117,8 +117,11 @@ async fn resources(app: &App, req: &Req, sub: &str, rg: Option<&str>) -> Result<
         .map(|(id, d)| (id, &d.bytes))
         .collect();
     found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+    // Only what the caller may read, type by type (a group-scoped right to read the group
+    // does not read every resource in it).
     let items: Vec<Bytes> = found
         .into_iter()
+        .filter(|(id, _)| req.authorize(&format!("{}/read", id.kind().arm_type()), id.as_str()).is_ok())
         .filter_map(|(_, bytes)| {
             let d: Value = serde_json::from_slice(bytes).ok()?;
             let mut generic = json!({"id": d["id"], "name": d["name"], "type": d["type"], "location": d["location"]});
@@ -232,6 +235,8 @@ fn delete_rank(kind: Kind) -> u8 {
         Kind::NetworkInterface => 2,
         Kind::LoadBalancer | Kind::VirtualNetworkGateway => 3,
         Kind::VirtualNetwork | Kind::ClassicVirtualNetwork => 4,
+        // Security rules and NICs name application security groups: they go last.
+        Kind::ApplicationSecurityGroup => 6,
         _ => 5,
     }
 }

@@ -50,6 +50,17 @@ impl Timeouts {
 /// Slots of the wheel, one per second: more than the longest timeout (30 minutes).
 pub(crate) const WHEEL_SLOTS: u32 = 2048;
 
+/// What an eviction does with a key it looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// Evict its entry.
+    Take,
+    /// Its entry is gone: drop the key.
+    Gone,
+    /// Leave it.
+    Keep,
+}
+
 /// The keys of entries by the second they are due.
 #[derive(Debug)]
 pub(crate) struct Wheel {
@@ -73,7 +84,7 @@ fn slot(second: u32) -> usize {
 impl Wheel {
     /// Files `key` under the second `due` (at the earliest the next one processed).
     pub(crate) fn schedule(&mut self, key: FlowKey, due: u32) {
-        let due = due.clamp(self.at, self.at + WHEEL_SLOTS - 1);
+        let due = due.clamp(self.at, self.at.saturating_add(WHEEL_SLOTS - 1));
         self.slots[slot(due)].push(key);
         self.len += 1;
     }
@@ -106,25 +117,36 @@ impl Wheel {
     /// Moves the wheel to `now` when it lags a whole turn or more behind: every slot is then
     /// due, and is processed once.
     pub(crate) fn catch_up(&mut self, now: u32) {
-        if now >= self.at + WHEEL_SLOTS {
-            self.at = now + 1 - WHEEL_SLOTS;
+        if now >= self.at.saturating_add(WHEEL_SLOTS) {
+            self.at = now.saturating_add(1) - WHEEL_SLOTS;
         }
     }
 
-    /// Finds, from the soonest due, a key for which `pick` is true, looking at no more than
-    /// `budget` keys, and takes it out of the wheel.
-    pub(crate) fn take_first(&mut self, budget: usize, mut pick: impl FnMut(&FlowKey) -> bool) -> Option<FlowKey> {
+    /// Finds, from the soonest due, a key `pick` takes, and takes it out of the wheel. Keys of
+    /// entries already gone are dropped on the way and cost nothing; at most `budget` others
+    /// are looked at.
+    pub(crate) fn take_first(&mut self, budget: usize, mut pick: impl FnMut(&FlowKey) -> Pick) -> Option<FlowKey> {
         let mut seen = 0;
-        for second in self.at..self.at + WHEEL_SLOTS {
+        for second in self.at..self.at.saturating_add(WHEEL_SLOTS) {
             let bucket = &mut self.slots[slot(second)];
-            for i in 0..bucket.len() {
-                if pick(&bucket[i]) {
-                    self.len -= 1;
-                    return Some(bucket.swap_remove(i));
-                }
-                seen += 1;
-                if seen >= budget {
-                    return None;
+            let mut i = 0;
+            while i < bucket.len() {
+                match pick(&bucket[i]) {
+                    Pick::Take => {
+                        self.len -= 1;
+                        return Some(bucket.swap_remove(i));
+                    }
+                    Pick::Gone => {
+                        self.len -= 1;
+                        bucket.swap_remove(i);
+                    }
+                    Pick::Keep => {
+                        i += 1;
+                        seen += 1;
+                        if seen >= budget {
+                            return None;
+                        }
+                    }
                 }
             }
         }

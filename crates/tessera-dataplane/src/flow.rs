@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use hashbrown::HashMap;
 
-use crate::aging::Wheel;
+use crate::aging::{Pick, Wheel};
 use crate::outcome::{DropReason, PortId};
 use crate::v4_flows::{TOUCH_MAX, V4Flows, V4Key};
 use crate::wire::IpFlow;
@@ -328,7 +328,11 @@ impl FlowTable {
                 Some(p) => v4.get(&p),
                 None => other.get(k),
             };
-            e.is_some_and(|e| e.owner == heaviest)
+            match e {
+                None => Pick::Gone,
+                Some(e) if e.owner == heaviest => Pick::Take,
+                Some(_) => Pick::Keep,
+            }
         })?;
         self.remove(&key);
         Some(heaviest)

@@ -58,6 +58,8 @@ pub(crate) struct Overlay {
     placements: HashMap<ResourceId, IpAddr>,
     remotes: Vec<RemotePort>,
     remote_by_nic: HashMap<ResourceId, u32>,
+    /// Remote ports by address (None where two hold the same address in different VNets).
+    remote_by_addr: HashMap<IpAddr, Option<u32>>,
     local: HashMap<(u32, IpAddr), PortId>,
 }
 
@@ -100,6 +102,7 @@ impl Switch {
     pub(crate) fn refresh_remote(&mut self) {
         let mut remotes = Vec::new();
         let mut by_nic = HashMap::new();
+        let mut by_addr: HashMap<IpAddr, Option<u32>> = HashMap::new();
         for (nic, host) in &self.overlay.placements {
             if self.by_nic.contains_key(nic) {
                 continue;
@@ -107,11 +110,19 @@ impl Switch {
             let Some(program) = self.engine.program(nic) else { continue };
             let vnet = self.counters.vnet_index(&program.subnet.vnet);
             let remote = RemotePort { host: *host, mac: program.mac, vnet, vni: program.subnet.network.vni };
-            by_nic.insert(nic.clone(), u32::try_from(remotes.len()).unwrap_or(u32::MAX));
+            let index = u32::try_from(remotes.len()).unwrap_or(u32::MAX);
+            by_nic.insert(nic.clone(), index);
+            for a in &program.addresses {
+                let seen = by_addr.entry(*a).or_insert(Some(index));
+                if *seen != Some(index) {
+                    *seen = None;
+                }
+            }
             remotes.push(remote);
         }
         self.overlay.remotes = remotes;
         self.overlay.remote_by_nic = by_nic;
+        self.overlay.remote_by_addr = by_addr;
     }
 
     /// Rewrites a frame for a port of another host and says where to send it.
@@ -170,17 +181,18 @@ impl Switch {
                 } else {
                     (Action::Drop(DropReason::NsgDeniedInbound), now.saturating_add(self.timeouts.refused))
                 };
-                let entry = Entry::decided(generation, action, established, existing, to, expires);
+                let owner = self.remote_owner(f.src);
+                let entry = Entry::decided(generation, action, established, existing, owner, expires);
                 match self.flows.insert(key, entry) {
                     Ok(admitted) => self.count_eviction(admitted),
                     Err(r) => {
-                        let reason = self.refused(to, r);
+                        let reason = self.refused(owner, r);
                         return self.drop_frame(reason, frame.len());
                     }
                 }
                 if allowed && !established {
                     // N4: the port's reply leaves as an established flow.
-                    self.establish(key.reply_at(to), None, to, expires);
+                    self.establish(key.reply_at(to), None, owner, expires);
                 }
                 action
             }
@@ -202,6 +214,15 @@ impl Switch {
             Action::Drop(reason) => self.drop_frame(reason, frame.len()),
             Action::Remote { .. } => self.drop_frame(DropReason::DestinationNotOnThisHost, frame.len()),
         }
+    }
+
+    /// The account a flow arriving from another host is charged to: its sender's remote port
+    /// (after the local ports), or one account for senders it cannot tell apart — never the
+    /// local port it arrives at, so a flood from elsewhere cannot use up that VM's share.
+    fn remote_owner(&self, src: IpAddr) -> PortId {
+        let base = PortId::try_from(self.ports.len()).unwrap_or(PortId::MAX);
+        let unknown = u32::try_from(self.overlay.remotes.len()).unwrap_or(u32::MAX);
+        base.saturating_add(self.overlay.remote_by_addr.get(&src).copied().flatten().unwrap_or(unknown))
     }
 
     /// The peered VNet a packet arriving at `dest` comes from (None within its own VNet).

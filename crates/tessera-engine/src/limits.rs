@@ -34,6 +34,10 @@ pub struct Limits {
     pub routes_per_table: usize,
     /// DNS servers per virtual network.
     pub dns_servers_per_vnet: usize,
+    /// Public IP addresses per subscription per region.
+    pub public_ips_per_subscription: usize,
+    /// Application security groups per subscription per region.
+    pub asgs_per_subscription: usize,
     /// The server's public address pool, IPv4 and IPv6 prefixes public IP addresses are
     /// allocated from (by default the benchmarking range 198.18.0.0/15 and a documentation
     /// prefix: addresses to show, never routed anywhere).
@@ -63,6 +67,8 @@ impl Default for Limits {
             route_tables_per_subscription: 200,
             routes_per_table: 400,
             dns_servers_per_vnet: 20,
+            public_ips_per_subscription: 1000,
+            asgs_per_subscription: 3000,
             public_pool: default_public_pool(),
         }
     }
@@ -87,6 +93,8 @@ impl Limits {
             route_tables_per_subscription: n,
             routes_per_table: n,
             dns_servers_per_vnet: n,
+            public_ips_per_subscription: n,
+            asgs_per_subscription: n,
             public_pool: default_public_pool(),
         }
     }

@@ -132,18 +132,19 @@ impl Resource {
     pub fn apply_rank(&self) -> u8 {
         match self {
             Resource::Subscription(_) => 0,
+            // Security rules name application security groups: those come first.
+            Resource::ApplicationSecurityGroup(_) => 1,
             Resource::NetworkSecurityGroup(_)
             | Resource::RouteTable(_)
             | Resource::LocalNetworkGateway(_)
-            | Resource::PublicIpAddress(_)
-            | Resource::ApplicationSecurityGroup(_) => 1,
-            Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 2,
-            Resource::Subnet(_) => 3,
-            Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 4,
-            Resource::NetworkInterface(_) => 5,
-            Resource::VirtualMachine(_) => 6,
-            Resource::Peering(_) => 7,
-            Resource::Connection(_) => 8,
+            | Resource::PublicIpAddress(_) => 2,
+            Resource::VirtualNetwork(_) | Resource::ClassicVirtualNetwork(_) => 3,
+            Resource::Subnet(_) => 4,
+            Resource::VirtualNetworkGateway(_) | Resource::LoadBalancer(_) => 5,
+            Resource::NetworkInterface(_) => 6,
+            Resource::VirtualMachine(_) => 7,
+            Resource::Peering(_) => 8,
+            Resource::Connection(_) => 9,
         }
     }
 }

@@ -23,22 +23,39 @@ impl Unmodelled {
         self.0.entry(key.to_string()).or_insert(value);
     }
 
-    /// The first resource reference inside, as (property path, id): an `id` string starting
-    /// with `/subscriptions/` at any depth.
-    pub fn first_reference(&self) -> Option<(String, String)> {
-        fn walk(path: &str, v: &Value) -> Option<(String, String)> {
+    /// Every resource reference inside, as (property path, id): any string — a value, an
+    /// array item or a key, under any name — that names something under `/subscriptions/`.
+    pub fn references(&self) -> Vec<(String, String)> {
+        fn is_id(s: &str) -> bool {
+            s.trim().get(..15).is_some_and(|p| p.eq_ignore_ascii_case("/subscriptions/"))
+        }
+        fn walk(path: &str, v: &Value, out: &mut Vec<(String, String)>) {
             match v {
-                Value::Object(m) => m.iter().find_map(|(k, v)| match (k.as_str(), v) {
-                    ("id", Value::String(s)) if s.to_ascii_lowercase().starts_with("/subscriptions/") => {
-                        Some((path.to_string(), s.clone()))
+                Value::String(s) if is_id(s) => out.push((path.to_string(), s.trim().to_string())),
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        if is_id(k) {
+                            out.push((path.to_string(), k.trim().to_string()));
+                        }
+                        walk(&format!("{path}.{k}"), v, out);
                     }
-                    _ => walk(&format!("{path}.{k}"), v),
-                }),
-                Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| walk(&format!("{path}[{i}]"), v)),
-                _ => None,
+                }
+                Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        walk(&format!("{path}[{i}]"), v, out);
+                    }
+                }
+                _ => {}
             }
         }
-        self.0.iter().find_map(|(k, v)| walk(k, v))
+        let mut out = Vec::new();
+        for (k, v) in &self.0 {
+            if is_id(k) {
+                out.push((String::new(), k.trim().to_string()));
+            }
+            walk(k, v, &mut out);
+        }
+        out
     }
 }
 
@@ -54,16 +71,25 @@ mod tests {
             "delegations": [],
         }))
         .expect("map");
-        assert_eq!(u.first_reference(), None);
+        assert_eq!(u.references(), Vec::new());
         let u: Unmodelled = serde_json::from_value(serde_json::json!({
             "natGateway": {"id": "/subscriptions/x/resourceGroups/g/providers/Microsoft.Network/natGateways/n"},
         }))
         .expect("map");
-        assert_eq!(u.first_reference().map(|(p, _)| p), Some("natGateway".to_string()));
+        assert_eq!(u.references().into_iter().map(|(p, _)| p).collect::<Vec<_>>(), ["natGateway.id"]);
         let u: Unmodelled = serde_json::from_value(serde_json::json!({
             "applicationSecurityGroups": [{"id": "/SUBSCRIPTIONS/x/resourceGroups/g/providers/Microsoft.Network/applicationSecurityGroups/a"}],
         }))
         .expect("map");
-        assert_eq!(u.first_reference().map(|(p, _)| p), Some("applicationSecurityGroups[0]".to_string()));
+        assert_eq!(u.references().into_iter().map(|(p, _)| p).collect::<Vec<_>>(), ["applicationSecurityGroups[0].id"]);
+        // Under any name, in arrays of strings, with spaces around, and as keys.
+        let u: Unmodelled = serde_json::from_value(serde_json::json!({
+            "diskResourceId": " /subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/disks/d",
+            "ids": ["/Subscriptions/x/resourceGroups/g/providers/Microsoft.Network/natGateways/n"],
+            "byId": {"/subscriptions/x/resourceGroups/g/providers/Microsoft.Network/natGateways/m": true},
+            "note": "not /subscriptions/ at the start",
+        }))
+        .expect("map");
+        assert_eq!(u.references().len(), 3, "{:?}", u.references());
     }
 }

@@ -354,7 +354,9 @@ async fn load_balancer_and_vm_properties_are_kept_but_never_a_password() {
             &format!("{vm}?api-version=2024-07-01"),
             Some(json!({"location": "westeurope", "properties": {
                 "hardwareProfile": {"vmSize": "Standard_B1s"},
-                "osProfile": {"computerName": "vm1", "adminUsername": "azureuser", "adminPassword": "S3cret!pass"},
+                "osProfile": {"computerName": "vm1", "adminUsername": "azureuser", "AdminPassword": "S3cret!pass",
+                    "customData": "Q3VzdG9tU2VjcmV0"},
+                "userData": "VXNlclNlY3JldA==",
                 "networkProfile": {"networkInterfaces": [{"id": nic}]}}})),
         )
         .await;
@@ -366,7 +368,10 @@ async fn load_balancer_and_vm_properties_are_kept_but_never_a_password() {
     assert!(!got.to_string().contains("S3cret"), "nor served: {got}");
     let store = std::fs::read(api.dir.path().join("store.redb")).expect("the store");
     assert!(store.windows(9).any(|w| w == b"azureuser"), "the VM's document is in the store as text");
-    assert!(!store.windows(11).any(|w| w == b"S3cret!pass"), "but not the password");
+    for secret in [&b"S3cret!pass"[..], b"Q3VzdG9tU2VjcmV0", b"VXNlclNlY3JldA=="] {
+        assert!(!store.windows(secret.len()).any(|w| w == secret), "no secret is stored");
+    }
+    assert!(!got.to_string().contains("VXNlclNlY3JldA") && !got.to_string().contains("Q3VzdG9t"), "{got}");
 }
 
 /// Issue 15, point 3: application security groups, and a rule that takes one as its source,

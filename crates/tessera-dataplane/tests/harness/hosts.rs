@@ -144,3 +144,35 @@ fn a_standard_ilb_balances_across_hosts_and_replies_come_from_the_frontend() {
     let basic = h1.tcp("west-vm", v4("10.10.0.100"), 41001, 80, "S");
     assert_eq!(h1.send("west-vm", basic), Sent::Drop(DropReason::BasicLoadBalancerOverGlobalPeering));
 }
+
+/// A flood from another host is charged to its sender, not to the VM it arrives at: the victim
+/// keeps its whole share for its own flows, and the drops are not counted against it.
+#[test]
+fn a_flood_from_another_host_is_charged_to_its_sender_not_to_the_victim() {
+    use tessera_dataplane::FlowLimits;
+    use tessera_dataplane::aging::Timeouts;
+    let e = engine(PEERED);
+    let limits = FlowLimits { capacity: 1000, port_quota: 10, timeouts: Timeouts::default() };
+    let mut host = Lab::on_host_with(e.clone(), &["a-vm"], &[("b-vm", h(2))], limits);
+    let sender = Lab::on_host(e, &["b-vm"], &[]);
+    let vni = vni_of(&vnet_id(&host, "a"));
+    let mut refused = 0;
+    for port in 0..100u16 {
+        let frame = sender.udp("b-vm", v4("10.1.0.4"), 1000 + port, 53);
+        match host.receive(vni, frame) {
+            Sent::Drop(DropReason::FlowQuotaExceeded) => refused += 1,
+            Sent::Deliver { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 95, "the sender's share: five flows and their replies");
+    let victim = host.port("a-vm");
+    assert_eq!(host.switch.flows_of(victim), 0, "nothing charged to the VM it arrives at");
+    assert_eq!(host.switch.counters().quota_drops(victim), 0);
+    // The victim opens its own flows as ever.
+    for sport in 0..5u16 {
+        let syn = host.tcp("a-vm", v4("10.2.0.4"), 40000 + sport, 80, "S");
+        assert!(matches!(host.send("a-vm", syn), Sent::Encap { .. }), "flow {sport} of the victim");
+    }
+    assert_eq!(host.switch.counters().quota_drops(victim), 0);
+}

@@ -90,9 +90,19 @@ impl Lab {
 
     /// A host's switch: ports for `local` VMs only; `remote` VMs placed on other hosts.
     pub(crate) fn on_host(engine: Arc<Engine>, local: &[&str], remote: &[(&str, IpAddr)]) -> Lab {
+        Lab::on_host_with(engine, local, remote, FlowLimits::default())
+    }
+
+    /// [`Lab::on_host`] with a flow table of its own size.
+    pub(crate) fn on_host_with(
+        engine: Arc<Engine>,
+        local: &[&str],
+        remote: &[(&str, IpAddr)],
+        limits: FlowLimits,
+    ) -> Lab {
         let nic = |vm: &str| resolve::resolve_nic(&engine, vm).unwrap_or_else(|e| panic!("{vm}: {e}"));
         let nics: Vec<_> = local.iter().map(|vm| nic(vm)).collect();
-        let mut switch = Switch::new(engine.clone(), &nics, FlowLimits::default());
+        let mut switch = Switch::new(engine.clone(), &nics, limits);
         for (vm, host) in remote {
             switch.place_remote(nic(vm), *host);
         }

@@ -176,7 +176,7 @@ impl Compiled {
 
     fn compile_vnet(&mut self, st: &State, vnet: &VirtualNetwork) {
         let mut nsg_cache: HashMap<(ResourceId, ResourceId), Arc<CompiledNsg>> = HashMap::new();
-        let groups = asg_members(st);
+        let groups = asg_members(st, &vnet.id);
         let members = |asg: &ResourceId| groups.get(asg).cloned().unwrap_or_default();
         let base_tag = vnet_tag(st, vnet);
         let network = Arc::new(VnetProgram::new(vnet));
@@ -285,14 +285,16 @@ fn compile_subnet(
     }
 }
 
-/// The addresses of every application security group's members (their IP configurations'
-/// private addresses, as host prefixes). Empty, and free, when there are no groups.
-fn asg_members(st: &State) -> HashMap<ResourceId, Vec<IpNet>> {
+/// The addresses of the members of every application security group in `vnet` (their IP
+/// configurations' private addresses, as host prefixes): a group's members are all in one VNet,
+/// and rules match them there only — an address of another VNet is never a member. Empty, and
+/// free, when there are no groups.
+fn asg_members(st: &State, vnet: &ResourceId) -> HashMap<ResourceId, Vec<IpNet>> {
     let mut out: HashMap<ResourceId, Vec<IpNet>> = HashMap::new();
     if st.asgs.is_empty() {
         return out;
     }
-    for nic in st.nics.values() {
+    for nic in st.nics_in(vnet).filter_map(|id| st.nics.get(id)) {
         for c in &nic.properties.ip_configurations {
             let Some(ip) = ip_of(&c.properties.private_ip_address) else { continue };
             for g in &c.properties.application_security_groups {

@@ -12,8 +12,23 @@ use super::common::*;
 use crate::state::State;
 
 /// Validates and stores an application security group.
-pub(crate) fn put(st: &mut State, mut asg: ApplicationSecurityGroup, seq: u64) -> ArmResult<BTreeSet<ResourceId>> {
+pub(crate) fn put(
+    st: &mut State,
+    limits: &crate::limits::Limits,
+    mut asg: ApplicationSecurityGroup,
+    seq: u64,
+) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut asg, 80)?;
+    if !st.asgs.contains_key(&id) {
+        check_region_quota(
+            "ApplicationSecurityGroupCountLimitReached",
+            "application security groups",
+            limits.asgs_per_subscription,
+            st.asgs.values(),
+            &id,
+            &asg.location,
+        )?;
+    }
     let old = st.asgs.get(&id);
     asg.properties.resource_guid =
         Some(old.and_then(|o| o.properties.resource_guid.clone()).unwrap_or_else(|| guid(id.as_str(), seq)));

@@ -101,9 +101,7 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
         ));
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
-    if let Some(old) = st.gateways.get(&id).cloned() {
-        st.index_gateway(&old, false);
-    }
+    // Every check before the first change: a refusal leaves the state (and its indexes) as it was.
     let wanted: Vec<(ResourceId, ResourceId)> = gw
         .properties
         .ip_configurations
@@ -115,6 +113,9 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
     super::public_ip::check_attach(st, &id, &gw.location, &wanted)?;
     let pips: BTreeSet<ResourceId> =
         super::public_ip::named_by(st, &id).into_iter().chain(wanted.iter().cloned()).map(|(_, p)| p).collect();
+    if let Some(old) = st.gateways.get(&id).cloned() {
+        st.index_gateway(&old, false);
+    }
     st.index_gateway(&gw, true);
     let mut dirty = st.vnets.get(&vnet).map(peers_of).unwrap_or_default();
     dirty.insert(vnet);

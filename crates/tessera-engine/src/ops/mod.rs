@@ -90,12 +90,17 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
     }
     // Unmodelled properties are kept as sent, but one naming another resource could be neither
     // authorized (no join action is known for it) nor honoured.
+    // A reference to a part of the resource itself (a load balancer's own frontend) is fine.
+    let own = r.id().map(crate::document_of);
     for (at, u) in r.unmodelled() {
-        if let Some((path, id)) = u.first_reference() {
-            return Err(ArmError::bad_request(
-                "UnsupportedReference",
-                format!("{at}.{path} references {id}, a resource Tessera does not serve; remove the property."),
-            ));
+        for (path, id) in u.references() {
+            let own_part = ResourceId::parse(&id).ok().map(|i| crate::document_of(&i)) == own && own.is_some();
+            if !own_part {
+                return Err(ArmError::bad_request(
+                    "UnsupportedReference",
+                    format!("{at}.{path} references {id}, which Tessera cannot honour here; remove the property."),
+                ));
+            }
         }
     }
     match r {
@@ -120,7 +125,7 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
         Resource::Connection(c) => gateway::put_connection(st, c),
         Resource::LoadBalancer(l) => lb::put(st, l),
         Resource::PublicIpAddress(p) => public_ip::put(st, limits, p, seq),
-        Resource::ApplicationSecurityGroup(a) => asg::put(st, a, seq),
+        Resource::ApplicationSecurityGroup(a) => asg::put(st, limits, a, seq),
     }
 }
 

@@ -239,10 +239,7 @@ pub(crate) fn put_vm(st: &mut State, mut vm: VirtualMachine) -> ArmResult<BTreeS
     let id = normalize_tracked(st, &mut vm, 64)?;
     // Kept as sent, but for what Azure never returns: the administrator's password and custom
     // data are write-only (a secret is not served back, nor stored).
-    if let Some(os) = vm.properties.unmodelled.0.get_mut("osProfile").and_then(serde_json::Value::as_object_mut) {
-        os.remove("adminPassword");
-        os.remove("customData");
-    }
+    strip_secrets(&mut vm.properties.unmodelled.0);
     let refs = &mut vm.properties.network_profile.network_interfaces;
     if refs.is_empty() {
         return Err(ArmError::bad_request(
@@ -309,4 +306,22 @@ pub(crate) fn delete_vm(st: &mut State, id: &ResourceId) -> ArmResult<BTreeSet<R
     let vm = st.vms.remove(id).ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
     detach(st, &vm);
     Ok(BTreeSet::new())
+}
+
+/// Removes, at any depth and whatever their case, the VM properties Azure never returns:
+/// passwords, custom and user data, unattend content (a secret is neither stored nor served).
+fn strip_secrets(map: &mut serde_json::Map<String, serde_json::Value>) {
+    const SECRETS: &[&str] = &["adminpassword", "customdata", "userdata", "additionalunattendcontent", "password"];
+    map.retain(|k, _| !SECRETS.contains(&k.to_ascii_lowercase().as_str()));
+    for v in map.values_mut() {
+        match v {
+            serde_json::Value::Object(m) => strip_secrets(m),
+            serde_json::Value::Array(a) => {
+                for m in a.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+                    strip_secrets(m);
+                }
+            }
+            _ => {}
+        }
+    }
 }

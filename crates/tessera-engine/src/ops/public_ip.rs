@@ -26,6 +26,16 @@ pub(crate) fn put(
     seq: u64,
 ) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut pip.resource, 80)?;
+    if !st.public_ips.contains_key(&id) {
+        check_region_quota(
+            "PublicIPCountLimitReached",
+            "public IP addresses",
+            limits.public_ips_per_subscription,
+            st.public_ips.values().map(|p| &p.resource),
+            &id,
+            &pip.resource.location,
+        )?;
+    }
     let p = &mut pip.resource.properties;
     let standard = pip.sku.name == PublicIpSkuName::Standard;
     let version = *p.public_ip_address_version.get_or_insert(IpVersion::IPv4);
@@ -184,6 +194,9 @@ pub(crate) fn check_attach(
 /// Brings the `ipConfiguration` (and a Dynamic address) of `pips` in line with the
 /// configurations that name them now; returns them (their documents changed).
 pub(crate) fn relink(st: &mut State, limits: &Limits, pips: BTreeSet<ResourceId>) -> BTreeSet<ResourceId> {
+    if pips.is_empty() {
+        return pips;
+    }
     let mut holders: Vec<(ResourceId, ResourceId)> = Vec::new();
     let ids: Vec<ResourceId> = st.nics.keys().chain(st.gateways.keys()).cloned().collect();
     for h in ids {

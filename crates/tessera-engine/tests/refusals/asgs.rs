@@ -74,3 +74,16 @@ fn a_rule_names_prefixes_or_groups_on_a_side_not_both_and_only_groups_that_exist
         400,
     );
 }
+
+#[test]
+fn application_security_groups_per_subscription_and_region_are_limited() {
+    let mut e = with_limits(tessera_engine::Limits { asgs_per_subscription: 1, ..Default::default() });
+    ok(&mut e, put(Resource::ApplicationSecurityGroup(asg("one"))));
+    assert_refused(
+        &mut e,
+        put(Resource::ApplicationSecurityGroup(asg("two"))),
+        "ApplicationSecurityGroupCountLimitReached",
+        400,
+    );
+    ok(&mut e, put(Resource::ApplicationSecurityGroup(asg("one"))));
+}

@@ -44,6 +44,8 @@ const COVERED: &[&str] = &[
     "PublicIPAddressCannotBeDeleted",
     "PublicLoadBalancerNotSupported",
     "ApplicationSecurityGroupInUse",
+    "PublicIPCountLimitReached",
+    "ApplicationSecurityGroupCountLimitReached",
     "ApplicationSecurityGroupMembersInDifferentVnets",
     "SubnetCountLimitReached",
     "NetcfgInvalidSubnet",

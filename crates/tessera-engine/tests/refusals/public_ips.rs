@@ -127,3 +127,13 @@ fn a_public_load_balancer_is_refused_with_a_clear_code() {
         Some(sub(top(Kind::PublicIpAddress, "fe")));
     assert_refused(&mut e, put(Resource::LoadBalancer(l)), "PublicLoadBalancerNotSupported", 400);
 }
+
+#[test]
+fn public_ips_per_subscription_and_region_are_limited() {
+    let mut e = with_limits(tessera_engine::Limits { public_ips_per_subscription: 1, ..Default::default() });
+    ok(&mut e, put(Resource::PublicIpAddress(pip("one", PublicIpSkuName::Standard, None, None))));
+    let two = pip("two", PublicIpSkuName::Standard, None, None);
+    assert_refused(&mut e, put(Resource::PublicIpAddress(two)), "PublicIPCountLimitReached", 400);
+    // Updating the one there is not a new one.
+    ok(&mut e, put(Resource::PublicIpAddress(pip("one", PublicIpSkuName::Standard, None, None))));
+}

@@ -139,6 +139,10 @@ impl TagContext {
         if tag.eq_ignore_ascii_case("Internet") {
             return Some(internet().to_vec());
         }
+        if crate::ops::is_azure_service_tag(tag) {
+            // An Azure service's addresses: none of them is in Tessera's networks.
+            return Some(Vec::new());
+        }
         parse_address(tag).map(|n| vec![n])
     }
 

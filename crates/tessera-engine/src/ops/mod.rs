@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use tessera_model::{ArmError, ArmResult, Kind, Resource, ResourceId};
 
-pub use nsg::{SERVICE_TAGS, is_tag, parse_address, parse_port_range};
+pub use nsg::{AZURE_SERVICE_TAGS, SERVICE_TAGS, is_azure_service_tag, is_tag, parse_address, parse_port_range};
 pub use vnet::GATEWAY_SUBNET;
 
 use crate::limits::Limits;

@@ -260,9 +260,62 @@ fn check_rule(nsg: &ResourceId, rule: &mut SecurityRule, before: &[SecurityRule]
     Ok(())
 }
 
-/// `*`, one of [`SERVICE_TAGS`].
+/// `*`, one of [`SERVICE_TAGS`], or the service tag of an Azure service (see
+/// [`is_azure_service_tag`]).
 pub fn is_tag(s: &str) -> bool {
-    s == "*" || SERVICE_TAGS.iter().any(|t| t.eq_ignore_ascii_case(s))
+    s == "*" || SERVICE_TAGS.iter().any(|t| t.eq_ignore_ascii_case(s)) || is_azure_service_tag(s)
+}
+
+/// The service tags of Azure services Tessera does not host (Azure's published tags, the
+/// common ones): accepted in rules as Azure accepts them, optionally by region
+/// (`Storage.WestEurope`), and matching no address of Tessera's networks.
+pub const AZURE_SERVICE_TAGS: &[&str] = &[
+    "ActionGroup",
+    "ApiManagement",
+    "AppService",
+    "AppServiceManagement",
+    "AzureActiveDirectory",
+    "AzureBackup",
+    "AzureBastion",
+    "AzureCloud",
+    "AzureConnectors",
+    "AzureContainerRegistry",
+    "AzureCosmosDB",
+    "AzureDataLake",
+    "AzureEventGrid",
+    "AzureFrontDoor.Backend",
+    "AzureFrontDoor.Frontend",
+    "AzureKeyVault",
+    "AzureMonitor",
+    "AzurePlatformDNS",
+    "AzurePlatformIMDS",
+    "AzurePlatformLKM",
+    "AzureResourceManager",
+    "AzureSiteRecovery",
+    "AzureTrafficManager",
+    "BatchNodeManagement",
+    "CognitiveServicesManagement",
+    "DataFactory",
+    "EventHub",
+    "GatewayManager",
+    "GuestAndHybridManagement",
+    "HDInsight",
+    "MicrosoftContainerRegistry",
+    "PowerBI",
+    "ServiceBus",
+    "ServiceFabric",
+    "Sql",
+    "SqlManagement",
+    "Storage",
+    "StorageSyncService",
+    "WindowsVirtualDesktop",
+];
+
+/// Whether `s` is one of [`AZURE_SERVICE_TAGS`], or one with a known region after a dot.
+pub fn is_azure_service_tag(s: &str) -> bool {
+    let known = |t: &str| AZURE_SERVICE_TAGS.iter().any(|k| k.eq_ignore_ascii_case(t));
+    known(s)
+        || s.rsplit_once('.').is_some_and(|(tag, region)| known(tag) && tessera_model::location::find(region).is_some())
 }
 
 /// `*`, `80` or `1000-2000` to an inclusive range.

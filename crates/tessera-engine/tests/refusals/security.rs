@@ -82,12 +82,26 @@ fn n1_port_ranges_are_valid() {
 #[test]
 fn n1_address_prefixes_are_valid() {
     let mut e = base();
-    for bad in [Some("10.0.0.1/16"), Some("not-an-address"), Some("Storage"), None] {
+    for bad in [Some("10.0.0.1/16"), Some("not-an-address"), Some("Storage.Atlantis"), Some("NoSuchService"), None] {
         let mut r = rule(&e, "addresses", 200);
         r.properties.source_address_prefix = bad.map(str::to_string);
         let change = nsg1_with(&e, r);
         assert_refused(&mut e, change, "SecurityRuleInvalidAddressPrefix", 400);
     }
+}
+
+#[test]
+fn azure_service_tags_are_accepted_as_azure_accepts_them_and_match_no_address_here() {
+    // Issue 15, point 2: `Storage`, `Sql.WestEurope`, `AzureCloud` are valid rule prefixes.
+    for tag in ["Storage", "Sql.WestEurope", "AzureCloud", "storage.eastus"] {
+        let mut e = base();
+        let mut r = rule(&e, "tagged", 200);
+        r.properties.source_address_prefix = Some(tag.to_string());
+        let change = nsg1_with(&e, r);
+        ok(&mut e, change);
+    }
+    let compiled = tessera_engine::compile::security::TagContext::default();
+    assert_eq!(compiled.expand("Storage.WestEurope"), Some(Vec::new()), "no Tessera address is an Azure service's");
 }
 
 #[test]

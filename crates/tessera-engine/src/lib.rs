@@ -150,8 +150,12 @@ impl Engine {
         let links = lifecycle::refresh_links(&mut self.state, &changed, pair_only);
         docs.extend(touched.iter().cloned());
         docs.extend(links.iter().cloned());
-        self.dirty.extend(touched);
-        self.dirty.extend(links);
+        // A hub's VNet-to-VNet partners route its space and its transit spokes' (GW1–GW2).
+        let mut changed_vnets = touched;
+        changed_vnets.extend(links);
+        let partners = ops::gateway::v2v_partners_of(&self.state, &changed_vnets);
+        self.dirty.extend(changed_vnets);
+        self.dirty.extend(partners);
         Ok(docs)
     }
 

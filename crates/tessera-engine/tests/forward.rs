@@ -748,3 +748,78 @@ fn an_ilb_frontend_as_next_hop_hands_the_packet_to_a_forwarding_backend() {
     assert!(!walk.reachable);
     assert_eq!(walk.hops.last().and_then(|h| h.issues.first()).map(|i| i.cause), Some(Cause::IpForwardingDisabled));
 }
+
+/// GW1–GW2 over VNet-to-VNet: a branch joined to a hub by a VNet-to-VNet connection routes the
+/// hub's transit spokes through its gateway, and follows the spoke's link as it comes and goes
+/// (the branch is recompiled with the hub).
+#[test]
+fn a_vnet_to_vnet_branch_reaches_the_hubs_transit_spokes_and_follows_their_links() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gw1-transit-routes-in-spoke/topology.yaml"),
+    )
+    .expect("topology");
+    let mut e = engine(&text);
+    let routes_to_spoke = |e: &Engine| {
+        let nic = nic_of(e, "branch-vm");
+        let body = tessera_engine::diag::effective::effective_route_table(e, &nic).expect("routes");
+        let v = serde_json::to_value(body).expect("json");
+        v["value"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .filter(|r| r["addressPrefix"][0] == "10.1.0.0/16" && r["nextHopType"] == "VirtualNetworkGateway")
+            .count()
+    };
+    assert_eq!(routes_to_spoke(&e), 1, "the spoke's space, through the branch's gateway");
+    let spoke_link = e
+        .state()
+        .vnets
+        .values()
+        .find(|v| v.name == "spoke")
+        .and_then(|v| {
+            v.properties.virtual_network_peerings.first().map(|l| v.id.child("virtualNetworkPeerings", &l.name))
+        })
+        .expect("the spoke's link");
+    e.apply(Change::Delete(spoke_link)).expect("delete the spoke's link");
+    assert_eq!(routes_to_spoke(&e), 0, "no longer a transit spoke: the branch stops routing it");
+}
+
+/// A connectivity check is an exchange: the SYN reaches spoke2 through the hub appliance, but
+/// spoke2 has no route back to spoke1, so the destination is unreachable and the issue says the
+/// reply failed.
+#[test]
+fn a_connectivity_check_fails_when_the_reply_cannot_come_back() {
+    let e = engine(
+        r#"
+location: westeurope
+vnets:
+  - { name: hub, addressSpace: [10.0.0.0/16], subnets: [{ name: nva, prefix: 10.0.1.0/24 }] }
+  - name: spoke1
+    addressSpace: [10.1.0.0/16]
+    subnets: [{ name: default, prefix: 10.1.0.0/24, routeTable: spoke1-rt }]
+  - { name: spoke2, addressSpace: [10.2.0.0/16], subnets: [{ name: default, prefix: 10.2.0.0/24 }] }
+routeTables:
+  - name: spoke1-rt
+    routes: [{ name: to-spoke2, prefix: 10.2.0.0/16, nextHop: VirtualAppliance, nextHopIp: 10.0.1.4 }]
+vms:
+  - { name: hub-nva, subnet: hub/nva, ip: 10.0.1.4, ipForwarding: true }
+  - { name: spoke1-vm, subnet: spoke1/default, ip: 10.1.0.4 }
+  - { name: spoke2-vm, subnet: spoke2/default, ip: 10.2.0.4 }
+peerings:
+  - { from: hub, to: spoke1, allowForwardedTraffic: true, reverse: { allowForwardedTraffic: true } }
+  - { from: hub, to: spoke2, allowForwardedTraffic: true, reverse: { allowForwardedTraffic: true } }
+"#,
+    );
+    let from = program(&e, "spoke1-vm");
+    assert!(trace(&e, &from, tcp("10.1.0.4", "10.2.0.4", 22)).reachable, "the SYN arrives");
+    let vm = |name: &str| e.state().vms.keys().find(|v| v.name() == name).cloned().expect("vm");
+    let p: tessera_engine::diag::watcher::ConnectivityParameters = serde_json::from_value(serde_json::json!({
+        "source": {"resourceId": vm("spoke1-vm").to_string()},
+        "destination": {"resourceId": vm("spoke2-vm").to_string(), "port": 22},
+    }))
+    .expect("parameters");
+    let body = tessera_engine::diag::watcher::connectivity_check(&e, &p).expect("check");
+    assert_eq!(body["connectionStatus"], "Unreachable", "{body}");
+    let issues = body["hops"].as_array().expect("hops").last().expect("hop")["issues"].to_string();
+    assert!(issues.contains("Reply"), "the reply is named: {issues}");
+}

@@ -200,6 +200,23 @@ pub fn gateway_vnet_for(st: &State, vnet: &VirtualNetwork) -> Option<ResourceId>
     (back.properties.allow_gateway_transit && st.has_gateway(hub, None)).then(|| hub.clone())
 }
 
+/// The spaces of the VNets that use `hub`'s gateway (gateway transit, GW1–GW2): Connected
+/// links of the hub that allow transit, whose link back uses remote gateways; each as last synced.
+pub fn transit_spoke_spaces(st: &State, hub: &ResourceId) -> Vec<IpNet> {
+    let Some(v) = st.vnets.get(hub) else { return Vec::new() };
+    v.properties
+        .virtual_network_peerings
+        .iter()
+        .filter(|l| crate::lifecycle::is_connected(l) && l.properties.allow_gateway_transit)
+        .filter(|l| {
+            crate::state::remote_of(l)
+                .and_then(|spoke| st.link_to(spoke, hub))
+                .is_some_and(|back| back.properties.use_remote_gateways)
+        })
+        .flat_map(|l| l.properties.remote_address_space.iter().flat_map(|a| a.address_prefixes.iter().copied()))
+        .collect()
+}
+
 /// The prefixes the gateways of `gw_vnet` route, with the gateway addresses they use.
 pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpAddr>)> {
     let mut out: Vec<(IpNet, Vec<IpAddr>)> = Vec::new();
@@ -236,6 +253,11 @@ pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpA
                     if let (true, Some(far)) = (back, far) {
                         for pfx in st.address_space(&far).unwrap_or(&[]) {
                             add(*pfx, &ips);
+                        }
+                        // GW1–GW2: the spokes that use the far hub's gateway are reached
+                        // through it too.
+                        for pfx in transit_spoke_spaces(st, &far) {
+                            add(pfx, &ips);
                         }
                     }
                 }

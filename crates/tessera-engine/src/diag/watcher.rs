@@ -216,6 +216,30 @@ pub fn trace_from_vm(engine: &Engine, vm: &ResourceId, dst: IpAddr, proto: Proto
     Ok(trace(engine, &nic, Flow::new(proto, src, 49152, dst, dport)))
 }
 
+/// A probe is an exchange: when it reaches a NIC, the reply must come back from there to the
+/// source (routes on the way back; NSGs let a reply pass, N4). A reply that cannot makes the
+/// destination unreachable, with the reply's issue (context `Direction=Reply`) on the last hop.
+fn with_reply(engine: &Engine, mut t: Trace, proto: Protocol, dport: u16) -> Trace {
+    let (Some(first), Some(last)) = (t.hops.first(), t.hops.last()) else { return t };
+    if !t.reachable || last.kind != HopType::Destination {
+        return t;
+    }
+    let (Some(src), Some(at), Some(nic)) = (first.address, last.address, last.resource.clone()) else { return t };
+    let Some(program) = engine.program(&nic) else { return t };
+    let reply = Flow { proto, src: at, sport: dport, dst: src, dport: 49152, established: true };
+    let back = trace(engine, &program, reply);
+    if back.reachable {
+        return t;
+    }
+    t.reachable = false;
+    let issue = back.hops.iter().rev().find_map(|h| h.issues.first()).cloned();
+    if let (Some(mut issue), Some(hop)) = (issue, t.hops.last_mut()) {
+        issue.context.push(("Direction".to_string(), "Reply".to_string()));
+        hop.issues.push(issue);
+    }
+    t
+}
+
 /// The primary address of a VM.
 pub fn vm_address(engine: &Engine, vm: &ResourceId) -> ArmResult<IpAddr> {
     let nic = vm_nic(engine, vm, None, None)?;
@@ -245,7 +269,7 @@ pub fn connectivity_check(engine: &Engine, p: &ConnectivityParameters) -> ArmRes
     };
     let port = p.destination.port.unwrap_or(default_port);
     let t = trace_from_vm(engine, &p.source.resource_id, dst, proto, port)?;
-    Ok(connectivity_json(&t))
+    Ok(connectivity_json(&with_reply(engine, t, proto, port)))
 }
 
 fn origin(o: Origin) -> &'static str {

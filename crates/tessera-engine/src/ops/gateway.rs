@@ -132,6 +132,18 @@ fn gateway_subnet_error(id: &ResourceId) -> ArmError {
     )
 }
 
+/// The VNets joined by VNet-to-VNet connections to the gateways of `vnets`: what those VNets
+/// carry (their spaces, their transit spokes) is in the partners' routes.
+pub(crate) fn v2v_partners_of(st: &State, vnets: &BTreeSet<ResourceId>) -> BTreeSet<ResourceId> {
+    let mut out = BTreeSet::new();
+    for v in vnets {
+        for gw in st.gateways_in(v) {
+            out.extend(v2v_partners(st, &gw.id));
+        }
+    }
+    out
+}
+
 /// VNets joined to a gateway by VNet-to-VNet connections.
 fn v2v_partners(st: &State, gw: &ResourceId) -> BTreeSet<ResourceId> {
     st.connections

@@ -4,7 +4,7 @@
 mod address;
 pub(crate) mod asg;
 pub(crate) mod common;
-mod gateway;
+pub(crate) mod gateway;
 mod lb;
 mod nic;
 mod nsg;

@@ -51,12 +51,7 @@ fn named_resources(body: &serde_json::Value) -> Vec<ResourceId> {
 async fn vnet_query(app: &App, req: &Req, vnet: &ResourceId, action: &str) -> Result<Response, ArmError> {
     req.authorize("Microsoft.Network/virtualNetworks/read", vnet.as_str())?;
     let core = app.core.read().await;
-    if !core.engine.state().subscriptions.contains_key(&vnet.subscription().to_ascii_lowercase()) {
-        return Err(crate::identity::subscription_not_found(vnet.subscription()));
-    }
-    if core.group(vnet.subscription(), vnet.resource_group()).is_none() {
-        return Err(crate::groups::group_not_found(vnet.resource_group()));
-    }
+    core.check_scope(vnet.subscription(), Some(vnet.resource_group()))?;
     let engine = &core.engine;
     let body = match action.to_ascii_lowercase().as_str() {
         "checkipaddressavailability" => {
@@ -99,12 +94,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         }
     }
     let core = app.core.read().await;
-    if !core.engine.state().subscriptions.contains_key(&target.subscription().to_ascii_lowercase()) {
-        return Err(crate::identity::subscription_not_found(target.subscription()));
-    }
-    if core.group(target.subscription(), target.resource_group()).is_none() {
-        return Err(crate::groups::group_not_found(target.resource_group()));
-    }
+    core.check_scope(target.subscription(), Some(target.resource_group()))?;
     let doc = core
         .doc(target)
         .ok_or_else(|| ArmError::resource_not_found(&target.type_and_name(), target.resource_group()))?;
@@ -119,9 +109,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                 "Microsoft.Resources/subscriptions/resourceGroups/read",
                 &format!("/subscriptions/{}/resourceGroups/{rg}", target.subscription()),
             )?;
-            if core.group(target.subscription(), rg).is_none() {
-                return Err(crate::groups::group_not_found(rg));
-            }
+            core.check_scope(target.subscription(), Some(rg))?;
         }
         let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let body = topology::topology(engine, target.subscription(), &p, &when)?;

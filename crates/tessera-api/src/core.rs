@@ -404,6 +404,34 @@ impl Core {
         self.groups.get(group_key(sub, rg).trim_start_matches("rg/"))
     }
 
+    /// The subscription (and the resource group, when named) must exist: 404
+    /// `SubscriptionNotFound` or `ResourceGroupNotFound` otherwise.
+    pub(crate) fn check_scope(&self, sub: &str, rg: Option<&str>) -> Result<(), ArmError> {
+        if !self.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
+            return Err(crate::identity::subscription_not_found(sub));
+        }
+        match rg {
+            Some(rg) if self.group(sub, rg).is_none() => Err(crate::groups::group_not_found(rg)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every document (engine and API-only) of a subscription, or of one of its resource
+    /// groups, ordered by id.
+    pub(crate) fn docs_in(&self, sub: &str, rg: Option<&str>) -> Vec<(&ResourceId, &Doc)> {
+        let mut found: Vec<(&ResourceId, &Doc)> = self
+            .docs
+            .iter()
+            .chain(self.aux.iter())
+            .filter(|(id, _)| {
+                id.subscription().eq_ignore_ascii_case(sub)
+                    && rg.is_none_or(|rg| id.resource_group().eq_ignore_ascii_case(rg))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+        found
+    }
+
     /// Creates or replaces an API-only resource; returns whether it is new.
     pub(crate) fn put_aux(&mut self, id: &ResourceId, raw: Value) -> bool {
         let old = self.aux.get(id);

@@ -45,9 +45,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             }
             req.authorize("Microsoft.Resources/subscriptions/resourceGroups/read", &format!("/subscriptions/{sub}"))?;
             let core = app.core.read().await;
-            if !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
-                return Err(subscription_not_found(sub));
-            }
+            core.check_scope(sub, None)?;
             let prefix = format!("{}/", sub.to_ascii_lowercase());
             let items: Vec<Bytes> = core
                 .groups
@@ -61,9 +59,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         Route::ResourceGroup { sub, rg } => one(app, req, sub, rg).await,
         Route::Locations { sub } if req.method == Method::GET => {
             req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?;
-            if !app.core.read().await.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
-                return Err(subscription_not_found(sub));
-            }
+            app.core.read().await.check_scope(sub, None)?;
             let items: Vec<Bytes> = tessera_model::location::LOCATIONS
                 .iter()
                 .map(|l| {
@@ -98,37 +94,20 @@ async fn resources(app: &App, req: &Req, sub: &str, rg: Option<&str>) -> Result<
         None => req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?,
     }
     let core = app.core.read().await;
-    if !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
-        return Err(subscription_not_found(sub));
-    }
-    if let Some(rg) = rg
-        && core.group(sub, rg).is_none()
-    {
-        return Err(group_not_found(rg));
-    }
-    let mut found: Vec<(&ResourceId, &Bytes)> = core
-        .docs
-        .iter()
-        .chain(core.aux.iter())
-        .filter(|(id, _)| {
-            id.subscription().eq_ignore_ascii_case(sub)
-                && rg.is_none_or(|rg| id.resource_group().eq_ignore_ascii_case(rg))
-        })
-        .map(|(id, d)| (id, &d.bytes))
-        .collect();
-    found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+    core.check_scope(sub, rg)?;
     // Only what the caller may read, type by type (a group-scoped right to read the group
     // does not read every resource in it).
-    let items: Vec<Bytes> = found
+    let items: Vec<Bytes> = core
+        .docs_in(sub, rg)
         .into_iter()
         .filter(|(id, _)| req.authorize(&format!("{}/read", id.kind().arm_type()), id.as_str()).is_ok())
-        .filter_map(|(_, bytes)| {
-            let d: Value = serde_json::from_slice(bytes).ok()?;
+        .map(|(_, doc)| {
+            let d = &doc.raw;
             let mut generic = json!({"id": d["id"], "name": d["name"], "type": d["type"], "location": d["location"]});
             if let (Some(tags), Some(o)) = (d.get("tags"), generic.as_object_mut()) {
                 o.insert("tags".into(), tags.clone());
             }
-            Some(Bytes::from(generic.to_string()))
+            Bytes::from(generic.to_string())
         })
         .collect();
     drop(core);

@@ -10,7 +10,7 @@ use serde_json::json;
 use tessera_model::ArmError;
 
 use crate::http::{App, Req, page};
-use crate::identity::{method_not_allowed, subscription_not_found};
+use crate::identity::method_not_allowed;
 
 /// Service endpoints a subnet may enable.
 const ENDPOINT_SERVICES: &[&str] = &[
@@ -57,10 +57,8 @@ pub(crate) async fn handle(app: &App, req: &Req, sub: &str, location: &str, what
     req.authorize(&format!("Microsoft.Network/locations/{action}/read"), &format!("/subscriptions/{sub}"))?;
     let region = tessera_model::location::require(location, &format!("/subscriptions/{sub}/locations/{location}"))?;
     let core = app.core.read().await;
+    core.check_scope(sub, None)?;
     let st = core.engine.state();
-    if !st.subscriptions.contains_key(&sub.to_ascii_lowercase()) {
-        return Err(subscription_not_found(sub));
-    }
     let base = format!("/subscriptions/{sub}/providers/Microsoft.Network");
     let items: Vec<serde_json::Value> = match action {
         "virtualNetworkAvailableEndpointServices" => ENDPOINT_SERVICES

@@ -10,9 +10,8 @@ use tessera_engine::{Change, document_of};
 use tessera_model::{ArmError, Kind, ResourceId};
 
 use crate::core::{CHILD_COLLECTIONS, Core};
-use crate::groups::group_not_found;
 use crate::http::{App, OpHeaders, Req, finish_operation, json, page};
-use crate::identity::{method_not_allowed, subscription_not_found};
+use crate::identity::method_not_allowed;
 use crate::operations::Operation;
 use crate::route::Route;
 
@@ -101,13 +100,7 @@ fn check_type(id: &ResourceId, req: &Req) -> Result<Option<&'static str>, ArmErr
 
 /// The subscription and resource group of `id` must exist.
 fn check_scope(core: &Core, id: &ResourceId) -> Result<(), ArmError> {
-    if !core.engine.state().subscriptions.contains_key(&id.subscription().to_ascii_lowercase()) {
-        return Err(subscription_not_found(id.subscription()));
-    }
-    if core.group(id.subscription(), id.resource_group()).is_none() {
-        return Err(group_not_found(id.resource_group()));
-    }
-    Ok(())
+    core.check_scope(id.subscription(), Some(id.resource_group()))
 }
 
 /// The child `name` in `collection` of a stamped parent document.
@@ -182,27 +175,13 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             };
             req.authorize(&format!("{}/read", kind.arm_type()), &scope)?;
             let core = app.core.read().await;
-            if !core.engine.state().subscriptions.contains_key(&sub.to_ascii_lowercase()) {
-                return Err(subscription_not_found(sub));
-            }
-            if let Some(rg) = rg
-                && core.group(sub, rg).is_none()
-            {
-                return Err(group_not_found(rg));
-            }
-            let mut found: Vec<(&ResourceId, &Bytes)> = core
-                .docs
-                .iter()
-                .chain(core.aux.iter())
-                .filter(|(id, _)| {
-                    id.kind() == kind
-                        && id.subscription().eq_ignore_ascii_case(sub)
-                        && rg.is_none_or(|rg| id.resource_group().eq_ignore_ascii_case(rg))
-                })
-                .map(|(id, d)| (id, &d.bytes))
+            core.check_scope(sub, rg)?;
+            let items: Vec<Bytes> = core
+                .docs_in(sub, rg)
+                .into_iter()
+                .filter(|(id, _)| id.kind() == kind)
+                .map(|(_, d)| d.bytes.clone())
                 .collect();
-            found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-            let items: Vec<Bytes> = found.into_iter().map(|(_, b)| b.clone()).collect();
             drop(core);
             page(app, req, &items)
         }

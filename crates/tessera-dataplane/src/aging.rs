@@ -40,6 +40,13 @@ impl Timeouts {
         match f.proto {
             TCP if f.tcp.fin || f.tcp.rst => self.tcp_closing,
             TCP if f.tcp.syn && !f.tcp.ack => self.tcp_half_open,
+            proto => self.of_protocol(proto, tcp_established),
+        }
+    }
+
+    /// The idle timeout of a flow of `proto` in use (TCP established).
+    pub fn of_protocol(&self, proto: u8, tcp_established: u32) -> u32 {
+        match proto {
             TCP => tcp_established,
             UDP => self.udp,
             _ => self.icmp,

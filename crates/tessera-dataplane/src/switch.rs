@@ -205,11 +205,7 @@ impl Switch {
     pub fn keep_alive(&mut self, key: &FlowKey) {
         let (generation, now) = (self.generation32(), self.now);
         let tcp = self.port(key.port).map_or(0, |p| p.program.subnet.network.tcp_idle_timeout_secs);
-        let idle = match key.proto {
-            TCP => tcp,
-            UDP => self.timeouts.udp,
-            _ => self.timeouts.icmp,
-        };
+        let idle = self.timeouts.of_protocol(key.proto, tcp);
         self.flows.hit(key, generation, now, now.saturating_add(idle));
     }
 

@@ -459,63 +459,16 @@ impl<'a> Walk<'a> {
         frontend: &ResourceId,
         at: IpAddr,
     ) -> Result<Arc<NicProgram>, Cause> {
-        let Some(lb_id) = frontend.parent() else {
-            return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
-        };
-        let Some(lb) = self.st.load_balancers.get(&lb_id) else {
-            return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
-        };
-        self.hop(HopType::LoadBalancer, Some(lb_id.clone()), Some(at));
-        let lb_location = self.st.location_of(vnet).unwrap_or_default();
-        if lb.sku.name == LbSkuName::Basic && !lb_location.eq_ignore_ascii_case(&self.source_location) {
-            return Err(self.platform(Cause::BasicLoadBalancerOverGlobalPeering, Origin::Inbound, || {
-                vec![("LoadBalancer", lb_id.to_string())]
-            }));
-        }
         let f = self.flow;
-        let rule = lb.resource.properties.load_balancing_rules.iter().find(|r| {
-            let p = &r.properties;
-            p.frontend_ip_configuration.id.name().eq_ignore_ascii_case(frontend.name())
-                && match p.protocol {
-                    LbProtocol::All => true,
-                    LbProtocol::Tcp => f.proto == Protocol::Tcp,
-                    LbProtocol::Udp => f.proto == Protocol::Udp,
-                }
-                && (p.frontend_port == f.dport || (p.protocol == LbProtocol::All && p.frontend_port == 0))
-        });
-        let Some(rule) = rule else {
-            return Err(
-                self.platform(Cause::NoLoadBalancingRule, Origin::Inbound, || vec![("Port", f.dport.to_string())])
-            );
-        };
-        let pool = rule.properties.backend_address_pool.id.clone();
-        let mut refused = None;
-        for (nic, ip) in backends_of(self.st, &pool) {
-            let Some(p) = self.engine.program(&nic) else { continue };
-            let mark = self.hops.len();
-            self.hop(HopType::VirtualAppliance, Some(nic.clone()), Some(ip));
-            let admitted = self.nsgs(&p, Direction::Inbound, f.dst, f.dport);
-            match admitted {
-                Ok(()) if p.ip_forwarding => return Ok(p),
-                Ok(()) => {
-                    let n = nic.to_string();
-                    refused = Some(
-                        self.platform(Cause::IpForwardingDisabled, Origin::Local, || vec![("NetworkInterface", n)]),
-                    );
-                }
-                Err(c) => refused = Some(c),
+        let (p, _, _) = self.balance(vnet, frontend, at, HopType::VirtualAppliance, |w, p, _, _| {
+            w.nsgs(p, Direction::Inbound, f.dst, f.dport)?;
+            if p.ip_forwarding {
+                return Ok(());
             }
-            let issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
-            self.hops.truncate(mark);
-            if let (Some(i), Some(h)) = (issue, self.hops.last_mut()) {
-                h.issues.clear();
-                h.issues.push(i);
-            }
-        }
-        Err(match refused {
-            Some(c) => c,
-            None => self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new),
-        })
+            let n = p.nic.to_string();
+            Err(w.platform(Cause::IpForwardingDisabled, Origin::Local, || vec![("NetworkInterface", n)]))
+        })?;
+        Ok(p)
     }
 
     /// A VirtualNetworkGateway route: to on-premises or VNet-to-VNet, or relayed into a peered
@@ -625,16 +578,35 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// An ILB frontend: LB1 (Basic not over global peering), then a rule and a backend that
-    /// admits the flow.
+    /// An ILB frontend: the backend that takes the flow, with the address and port it is
+    /// translated to.
     fn load_balancer(&mut self, vnet: &ResourceId, frontend: &ResourceId) -> Result<Verdict, Cause> {
+        let dst = self.flow.dst;
+        let (nic, ip, port) = self.balance(vnet, frontend, dst, HopType::Destination, |w, p, ip, port| {
+            w.nsgs(p, Direction::Inbound, ip, port)
+        })?;
+        Ok(Verdict::Deliver { nic, translated: Some((ip, port)) })
+    }
+
+    /// An ILB frontend at `at` takes the flow: LB1 (Basic not over global peering), then the
+    /// rule for its protocol and port, then the first backend that `admits` (given the
+    /// backend's program, address and port), each backend a hop of `kind`. When none does, the
+    /// refusal is the last backend's, its issue on the load balancer's hop.
+    fn balance(
+        &mut self,
+        vnet: &ResourceId,
+        frontend: &ResourceId,
+        at: IpAddr,
+        kind: HopType,
+        mut admits: impl FnMut(&mut Self, &NicProgram, IpAddr, u16) -> Result<(), Cause>,
+    ) -> Result<(Arc<NicProgram>, IpAddr, u16), Cause> {
         let Some(lb_id) = frontend.parent() else {
             return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
         };
         let Some(lb) = self.st.load_balancers.get(&lb_id) else {
             return Err(self.platform(Cause::NoHealthyBackend, Origin::Inbound, Vec::new));
         };
-        self.hop(HopType::LoadBalancer, Some(lb_id.clone()), Some(self.flow.dst));
+        self.hop(HopType::LoadBalancer, Some(lb_id.clone()), Some(at));
         let lb_location = self.st.location_of(vnet).unwrap_or_default();
         if lb.sku.name == LbSkuName::Basic && !lb_location.eq_ignore_ascii_case(&self.source_location) {
             return Err(self.platform(Cause::BasicLoadBalancerOverGlobalPeering, Origin::Inbound, || {
@@ -658,16 +630,14 @@ impl<'a> Walk<'a> {
             );
         };
         let pool = rule.properties.backend_address_pool.id.clone();
-        let backend_port = if rule.properties.frontend_port == 0 { f.dport } else { rule.properties.backend_port };
-        // The first backend whose NSGs admit the flow takes it; when none does, the refusal is
-        // the last backend's (its NSG rule), on the load balancer's hop.
+        let port = if rule.properties.frontend_port == 0 { f.dport } else { rule.properties.backend_port };
         let mut refused: Option<(Cause, Option<Issue>)> = None;
         for (nic, ip) in backends_of(self.st, &pool) {
             let Some(p) = self.engine.program(&nic) else { continue };
             let mark = self.hops.len();
-            self.hop(HopType::Destination, Some(nic), Some(ip));
-            match self.nsgs(&p, Direction::Inbound, ip, backend_port) {
-                Ok(()) => return Ok(Verdict::Deliver { nic: p, translated: Some((ip, backend_port)) }),
+            self.hop(kind, Some(nic), Some(ip));
+            match admits(self, &p, ip, port) {
+                Ok(()) => return Ok((p, ip, port)),
                 Err(cause) => {
                     let issue = self.hops.pop().and_then(|h| h.issues.into_iter().next());
                     self.hops.truncate(mark);

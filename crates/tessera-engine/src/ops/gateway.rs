@@ -102,14 +102,10 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
     // Every check before the first change: a refusal leaves the state (and its indexes) as it was.
-    let wanted: Vec<(ResourceId, ResourceId)> = gw
-        .properties
-        .ip_configurations
-        .iter()
-        .filter_map(|c| {
-            Some((id.child("ipConfigurations", &c.name), c.properties.public_ip_address.as_ref()?.id.clone()))
-        })
-        .collect();
+    let wanted = super::public_ip::wanted(
+        &id,
+        gw.properties.ip_configurations.iter().map(|c| (c.name.as_str(), c.properties.public_ip_address.as_ref())),
+    );
     super::public_ip::check_attach(st, &id, &gw.location, &wanted)?;
     let pips: BTreeSet<ResourceId> =
         super::public_ip::named_by(st, &id).into_iter().chain(wanted.iter().cloned()).map(|(_, p)| p).collect();

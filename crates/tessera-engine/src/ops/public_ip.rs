@@ -145,20 +145,23 @@ fn allocate(st: &State, limits: &Limits, id: &ResourceId, version: IpVersion) ->
 pub(crate) fn named_by(st: &State, holder: &ResourceId) -> Vec<(ResourceId, ResourceId)> {
     let mut out = Vec::new();
     if let Some(nic) = st.nics.get(holder) {
-        for c in &nic.properties.ip_configurations {
-            if let Some(p) = &c.properties.public_ip_address {
-                out.push((holder.child("ipConfigurations", &c.name), p.id.clone()));
-            }
-        }
+        let configs = nic.properties.ip_configurations.iter();
+        out.extend(wanted(holder, configs.map(|c| (c.name.as_str(), c.properties.public_ip_address.as_ref()))));
     }
     if let Some(gw) = st.gateways.get(holder) {
-        for c in &gw.properties.ip_configurations {
-            if let Some(p) = &c.properties.public_ip_address {
-                out.push((holder.child("ipConfigurations", &c.name), p.id.clone()));
-            }
-        }
+        let configs = gw.properties.ip_configurations.iter();
+        out.extend(wanted(holder, configs.map(|c| (c.name.as_str(), c.properties.public_ip_address.as_ref()))));
     }
     out
+}
+
+/// The public IP addresses a new version of `holder` names, by IP configuration: (configuration
+/// id, public IP id) for each (name, publicIPAddress) of its configurations.
+pub(crate) fn wanted<'a>(
+    holder: &ResourceId,
+    configs: impl Iterator<Item = (&'a str, Option<&'a tessera_model::envelope::SubResource>)>,
+) -> Vec<(ResourceId, ResourceId)> {
+    configs.filter_map(|(name, pip)| Some((holder.child("ipConfigurations", name), pip?.id.clone()))).collect()
 }
 
 /// Checks the public IP addresses a new version of `holder` names: each exists, in the

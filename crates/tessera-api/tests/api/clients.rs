@@ -481,6 +481,28 @@ async fn a_rule_from_an_application_security_group_admits_its_members_only() {
     assert_eq!(verify("10.92.0.30").await.0, "Allow");
     let (status, err) = api.call(Method::DELETE, &format!("{web}{q}"), None).await;
     assert_eq!((status, err["error"]["code"].as_str()), (400, Some("ApplicationSecurityGroupInUse")), "{err}");
+    drop(verify);
+
+    // A restart right after: the group, its members and the rule decide as before.
+    let api = api.restart().await;
+    let r = api
+        .send(
+            Method::POST,
+            &format!("{watcher}/ipFlowVerify?api-version=2024-05-01"),
+            Some(
+                json!({"targetResourceId": vm, "direction": "Inbound", "protocol": "TCP", "localPort": "443",
+                    "remotePort": "50000", "localIPAddress": "10.92.0.10", "remoteIPAddress": "10.92.0.30"})
+                .to_string()
+                .as_bytes(),
+            ),
+        )
+        .await;
+    let url = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+    let v: Value =
+        api.client.get(&url).bearer_auth(&api.token).send().await.expect("result").json().await.expect("json");
+    assert_eq!((v["access"].as_str(), v["ruleName"].as_str()), (Some("Allow"), Some("securityRules/from-web")), "{v}");
+    let (status, _) = api.call(Method::GET, &format!("{web}{q}"), None).await;
+    assert_eq!(status, 200);
 }
 
 /// Issue 15, point 3: what a region offers (endpoint services, delegations) and the

@@ -233,6 +233,46 @@ def test_az_cli_peering_lifecycle(server, az):
               "--protocol", "Tcp", "--access", "Allow")
     assert rule["sourceApplicationSecurityGroups"][0]["id"].lower().endswith("/applicationsecuritygroups/web-asg"), rule
 
+    # A VM on nic1 (PUT as the Compute API takes it; `az vm create` wants images), read back by
+    # `az vm show` at the Compute api-version the CLI sends, and the Network Watcher commands
+    # that take `--vm`: IP flow verify (N6), next hop (NW1) and the security group view (N10).
+    nic_id = nic["id"]
+    az("rest", "--method", "put",
+       "--url", f"{server.endpoint}/subscriptions/{sub}/resourceGroups/{GROUP}/providers/"
+                "Microsoft.Compute/virtualMachines/vm1?api-version=2024-07-01",
+       "--body", json.dumps({"location": LOCATION, "properties": {
+           "hardwareProfile": {"vmSize": "Standard_B1s"},
+           "networkProfile": {"networkInterfaces": [{"id": nic_id}]}}}))
+    vm = az("vm", "show", "-g", GROUP, "-n", "vm1")
+    assert vm["networkProfile"]["networkInterfaces"][0]["id"].lower() == nic_id.lower(), vm
+    az("network", "nsg", "create", "-g", GROUP, "-n", "vm-nsg", "-l", LOCATION)
+    az("network", "nsg", "rule", "create", "-g", GROUP, "--nsg-name", "vm-nsg", "-n", "deny-ssh",
+       "--priority", "100", "--destination-port-ranges", "22", "--protocol", "Tcp", "--access", "Deny")
+    az("network", "nic", "update", "-g", GROUP, "-n", "nic1", "--network-security-group", "vm-nsg")
+    az("network", "watcher", "configure", "-g", GROUP, "-l", LOCATION, "--enabled", "true")
+    address = ip["privateIPAddress"]
+    flow = az("network", "watcher", "test-ip-flow", "-g", GROUP, "--vm", "vm1", "--direction", "Inbound",
+              "--protocol", "TCP", "--local", f"{address}:22", "--remote", "10.2.0.9:40000")
+    assert flow == {"access": "Deny", "ruleName": "securityRules/deny-ssh"}, flow
+    flow = az("network", "watcher", "test-ip-flow", "-g", GROUP, "--vm", "vm1", "--direction", "Inbound",
+              "--protocol", "TCP", "--local", f"{address}:443", "--remote", "10.1.0.9:40000")
+    assert flow == {"access": "Allow", "ruleName": "defaultSecurityRules/AllowVnetInBound"}, flow
+    # vnet2 is no longer peered (P3 above): its addresses are outside VirtualNetwork.
+    flow = az("network", "watcher", "test-ip-flow", "-g", GROUP, "--vm", "vm1", "--direction", "Inbound",
+              "--protocol", "TCP", "--local", f"{address}:443", "--remote", "10.2.0.9:40000")
+    assert flow == {"access": "Deny", "ruleName": "defaultSecurityRules/DenyAllInBound"}, flow
+    hop = az("network", "watcher", "show-next-hop", "-g", GROUP, "--vm", "vm1",
+             "--source-ip", address, "--dest-ip", "10.1.0.200")
+    # Recorded Azure traffic (azure-observed.md): `VirtualNetwork` here, `VnetLocal` in effective routes.
+    assert hop == {"nextHopType": "VirtualNetwork", "routeTableId": "System Route"}, hop
+    view = az("network", "watcher", "show-security-group-view", "-g", GROUP, "--vm", "vm1")
+    [interface] = view["networkInterfaces"]
+    assert interface["id"].lower() == nic_id.lower()
+    rules = interface["securityRuleAssociations"]
+    assert [r["name"] for r in rules["networkInterfaceAssociation"]["securityRules"]] == ["deny-ssh"], rules
+    assert "AllowVnetInBound" in [r["name"] for r in rules["defaultSecurityRules"]], rules
+    assert rules["effectiveSecurityRules"][0]["name"] == "securityRules/deny-ssh", rules
+
 
 def test_az_cli_cross_tenant_peering_with_two_logins(server):
     """A5 through az: one principal, a guest in a second tenant, logged in to both tenants; `az

@@ -1,6 +1,6 @@
 //! POST actions answered by the engine: a NIC's `effectiveRouteTable` and
-//! `effectiveNetworkSecurityGroups`, and Network Watcher's `nextHop`, `ipFlowVerify` and
-//! `connectivityCheck`. Azure answers them as long-running operations: 202 with a `Location`
+//! `effectiveNetworkSecurityGroups`, and Network Watcher's `nextHop`, `ipFlowVerify`,
+//! `connectivityCheck` and `securityGroupView`. Azure answers them as long-running operations: 202 with a `Location`
 //! whose GET returns the result (O9); so does Tessera, with the result ready at once.
 
 use axum::http::{Method, StatusCode};
@@ -126,6 +126,7 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         (Kind::NetworkWatcher, "nexthop") => watcher::next_hop(engine, &params(req)?)?,
         (Kind::NetworkWatcher, "ipflowverify") => watcher::ip_flow_verify(engine, &params(req)?)?,
         (Kind::NetworkWatcher, "connectivitycheck") => watcher::connectivity_check(engine, &params(req)?)?,
+        (Kind::NetworkWatcher, "securitygroupview") => effective::security_group_view(engine, &params(req)?)?,
         _ => return Err(unknown_action(target, action)),
     };
     drop(core);

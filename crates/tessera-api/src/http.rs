@@ -257,10 +257,11 @@ pub(crate) fn finish_operation(
 
 /// api-versions accepted, by provider namespace: the first and the newest (dates; `-preview`
 /// forms of a date in the range too). Microsoft.Network's newest is what the current Python SDK
-/// sends (arm-api.md); the others are their providers' published ranges.
+/// sends (arm-api.md); Microsoft.Compute's is what `az` 2.91 sends for `az vm show` (2026-04-01);
+/// the others are their providers' published ranges.
 const NAMESPACE_VERSIONS: &[(&str, &str, &str)] = &[
     ("Microsoft.Network", "2015-06-15", "2026-03-01"),
-    ("Microsoft.Compute", "2015-06-15", "2025-11-01"),
+    ("Microsoft.Compute", "2015-06-15", "2026-04-01"),
     ("Microsoft.ClassicNetwork", "2014-01-01", "2017-11-15"),
     ("Microsoft.Authorization", "2015-07-01", "2022-05-01"),
     ("Microsoft.Resources", "2014-04-01", "2025-12-31"),

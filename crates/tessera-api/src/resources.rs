@@ -36,16 +36,18 @@ const ENGINE_TYPES: &[Kind] = &[
 enum ChildWrite {
     /// The engine validates the child itself (subnets, peering links).
     Engine,
-    /// The parent is rewritten with the child replaced (security rules, routes).
+    /// The parent is rewritten with the child replaced (security rules, routes, backend pools).
     Parent,
-    /// Read-only (default rules, NIC IP configurations, load balancer parts).
+    /// Read-only (default rules, NIC IP configurations, the other load balancer parts).
     ReadOnly,
 }
 
 fn child_write(parent: Kind, collection: &str) -> ChildWrite {
     match (parent, collection) {
         (Kind::VirtualNetwork, "subnets" | "virtualNetworkPeerings") => ChildWrite::Engine,
-        (Kind::NetworkSecurityGroup, "securityRules") | (Kind::RouteTable, "routes") => ChildWrite::Parent,
+        (Kind::NetworkSecurityGroup, "securityRules")
+        | (Kind::RouteTable, "routes")
+        | (Kind::LoadBalancer, "backendAddressPools") => ChildWrite::Parent,
         _ => ChildWrite::ReadOnly,
     }
 }
@@ -268,6 +270,7 @@ fn body_for(req: &Req, id: &ResourceId, kind_type: &str) -> Result<Map<String, V
 }
 
 fn parse_resource(value: Value) -> Result<tessera_model::Resource, ArmError> {
+    tessera_model::lb::refuse_unoffered_sku(&value)?;
     tessera_model::resource::from_arm_json(value)?
         .into_iter()
         .next()

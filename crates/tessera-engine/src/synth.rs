@@ -69,6 +69,7 @@ pub fn hub_id() -> ResourceId {
 pub fn link(from: &ResourceId, to: &ResourceId) -> Peering {
     let id = from.child("virtualNetworkPeerings", &format!("to-{}", to.name()));
     Child {
+        unmodelled: Default::default(),
         name: id.name().to_string(),
         id: Some(id),
         kind: None,
@@ -88,6 +89,7 @@ pub fn vnet(name: &str, space: IpNet, nsg: Option<&ResourceId>) -> VirtualNetwor
         IpNet::V6(_) => space,
     };
     let subnet = Child {
+        unmodelled: Default::default(),
         id: Some(id.child("subnets", "default")),
         name: "default".into(),
         kind: None,
@@ -117,6 +119,7 @@ fn nsg(name: &str, rules: usize) -> NetworkSecurityGroup {
             let rule_name = format!("rule{r}");
             let inbound = r % 2 == 0;
             Child {
+                unmodelled: Default::default(),
                 id: Some(id.child("securityRules", &rule_name)),
                 name: rule_name,
                 kind: None,
@@ -151,6 +154,7 @@ pub fn vm(name: &str, subnet: &ResourceId, ip: Ipv4Addr) -> (NetworkInterface, V
     let nic_name = format!("{name}-nic");
     let nic_id = ResourceId::top(DEFAULT_SUBSCRIPTION, RG, Kind::NetworkInterface, &nic_name);
     let config: IpConfiguration = Child {
+        unmodelled: Default::default(),
         id: Some(nic_id.child("ipConfigurations", "ipconfig1")),
         name: "ipconfig1".into(),
         kind: None,

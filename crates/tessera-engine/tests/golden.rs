@@ -48,6 +48,7 @@ fn step(engine: &mut Engine, s: &Value) -> Result<(), ArmError> {
                     .map_err(|e| ArmError::bad_request("InvalidRequestContent", e.to_string()))?;
             props.remote_virtual_network = Some(SubResource::new(remote));
             let p = Peering {
+                unmodelled: Default::default(),
                 id: Some(id.clone()),
                 name: id.name().to_string(),
                 kind: None,

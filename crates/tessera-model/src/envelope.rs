@@ -63,6 +63,10 @@ pub struct Child<P> {
     pub etag: Option<String>,
     /// Type-specific properties.
     pub properties: P,
+    /// What the client sent beside `properties` that Tessera does not model (a frontend's
+    /// `zones`), returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 crate::arm_enum! {

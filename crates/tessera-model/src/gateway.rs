@@ -77,6 +77,10 @@ pub struct BgpSettings {
     /// BGP peer address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_peering_address: Option<String>,
+    /// What the client sent that Tessera does not model (`peerWeight`, `bgpPeeringAddresses`),
+    /// returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 /// Properties of a virtual network gateway.

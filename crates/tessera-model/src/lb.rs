@@ -26,12 +26,39 @@ crate::arm_enum! {
 pub struct LbSku {
     /// SKU name.
     pub name: LbSkuName,
+    /// `Regional` (the only tier offered), kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
 }
 
 impl Default for LbSku {
     fn default() -> Self {
-        LbSku { name: LbSkuName::Basic }
+        LbSku { name: LbSkuName::Basic, tier: None }
     }
+}
+
+/// Refuses, in a request, a load balancer of a kind Tessera cannot carry traffic for: a gateway
+/// load balancer (SKU `Gateway`, tunnel interfaces to NVAs) or a cross-region one (tier
+/// `Global`, whose backends are other load balancers). Stored documents are never checked again.
+pub fn refuse_unoffered_sku(value: &serde_json::Value) -> Result<(), crate::ArmError> {
+    let id = value.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
+    if crate::ResourceId::parse(id).map(|i| i.kind()) != Ok(crate::Kind::LoadBalancer) {
+        return Ok(());
+    }
+    let sku = &value["sku"];
+    let name = sku["name"].as_str().unwrap_or("Basic");
+    let tier = sku["tier"].as_str().unwrap_or("Regional");
+    if name.eq_ignore_ascii_case("Gateway") || !tier.eq_ignore_ascii_case("Regional") {
+        return Err(crate::ArmError::bad_request(
+            "LoadBalancerSkuNotSupported",
+            format!(
+                "Load balancer {id} asks for SKU {name} in tier {tier}; Tessera offers internal load balancers \
+                 of SKU Basic or Standard in the Regional tier."
+            ),
+        )
+        .target(id));
+    }
+    Ok(())
 }
 
 /// A frontend IP configuration.
@@ -70,6 +97,9 @@ pub struct BackendPoolProperties {
     /// Read-only: member IP configurations.
     #[serde(rename = "backendIPConfigurations", default, skip_serializing_if = "Vec::is_empty")]
     pub backend_ip_configurations: Vec<SubResource>,
+    /// What the client sent that Tessera does not model (`syncMode`, …), returned as sent.
+    #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
+    pub unmodelled: crate::unmodelled::Unmodelled,
 }
 
 crate::arm_enum! {

@@ -55,6 +55,9 @@ const fn loc(name: &'static str, display_name: &'static str, cloud: Cloud, zone:
 pub const LOCATIONS: &[Location] = &[
     loc("eastus", "East US", AzureCloud, Zone1),
     loc("eastus2", "East US 2", AzureCloud, Zone1),
+    // The early-access (canary) regions ARM's own examples use.
+    loc("eastus2euap", "East US 2 EUAP", AzureCloud, Zone1),
+    loc("centraluseuap", "Central US EUAP", AzureCloud, Zone1),
     loc("centralus", "Central US", AzureCloud, Zone1),
     loc("northcentralus", "North Central US", AzureCloud, Zone1),
     loc("southcentralus", "South Central US", AzureCloud, Zone1),
@@ -69,16 +72,21 @@ pub const LOCATIONS: &[Location] = &[
     loc("uksouth", "UK South", AzureCloud, Zone1),
     loc("ukwest", "UK West", AzureCloud, Zone1),
     loc("francecentral", "France Central", AzureCloud, Zone1),
+    loc("francesouth", "France South", AzureCloud, Zone1),
     loc("germanywestcentral", "Germany West Central", AzureCloud, Zone1),
+    loc("germanynorth", "Germany North", AzureCloud, Zone1),
     loc("swedencentral", "Sweden Central", AzureCloud, Zone1),
     loc("switzerlandnorth", "Switzerland North", AzureCloud, Zone1),
+    loc("switzerlandwest", "Switzerland West", AzureCloud, Zone1),
     loc("norwayeast", "Norway East", AzureCloud, Zone1),
+    loc("norwaywest", "Norway West", AzureCloud, Zone1),
     loc("polandcentral", "Poland Central", AzureCloud, Zone1),
     loc("italynorth", "Italy North", AzureCloud, Zone1),
     loc("australiacentral", "Australia Central", AzureCloud, Zone1),
     loc("australiacentral2", "Australia Central 2", AzureCloud, Zone1),
     loc("australiaeast", "Australia East", AzureCloud, Zone2),
     loc("australiasoutheast", "Australia Southeast", AzureCloud, Zone2),
+    loc("newzealandnorth", "New Zealand North", AzureCloud, Zone2),
     loc("japaneast", "Japan East", AzureCloud, Zone2),
     loc("japanwest", "Japan West", AzureCloud, Zone2),
     loc("koreacentral", "Korea Central", AzureCloud, Zone2),
@@ -90,7 +98,9 @@ pub const LOCATIONS: &[Location] = &[
     loc("westindia", "West India", AzureCloud, Zone2),
     loc("brazilsouth", "Brazil South", AzureCloud, Zone3),
     loc("southafricanorth", "South Africa North", AzureCloud, Zone3),
+    loc("southafricawest", "South Africa West", AzureCloud, Zone3),
     loc("uaenorth", "UAE North", AzureCloud, Zone3),
+    loc("uaecentral", "UAE Central", AzureCloud, Zone3),
     loc("qatarcentral", "Qatar Central", AzureCloud, Zone3),
     loc("israelcentral", "Israel Central", AzureCloud, Zone3),
     loc("usgovvirginia", "US Gov Virginia", AzureUSGovernment, UsGov),
@@ -107,6 +117,21 @@ pub fn find(name: &str) -> Option<&'static Location> {
     LOCATIONS.iter().find(|l| l.name == norm)
 }
 
+/// The regional BGP community Azure gives the VNets of a region (`bgpCommunities.regionalCommunity`,
+/// read-only): the "private peering" column of Microsoft's published table, kept in
+/// `data/regional-bgp-communities.csv` (provenance in `data/README.md`). `None` for a region the
+/// table does not list.
+pub fn regional_bgp_community(name: &str) -> Option<&'static str> {
+    static TABLE: &str = include_str!("data/regional-bgp-communities.csv");
+    let region = find(name)?.name;
+    TABLE.lines().skip(1).find_map(|line| {
+        let mut fields = line.split(',');
+        let location = fields.next()?;
+        let community = fields.nth(1)?;
+        (location == region).then_some(community.trim())
+    })
+}
+
 /// Finds a region or refuses with `LocationNotAvailableForResourceType`.
 pub fn require(name: &str, resource: &str) -> Result<&'static Location, ArmError> {
     find(name).ok_or_else(|| {
@@ -121,6 +146,21 @@ pub fn require(name: &str, resource: &str) -> Result<&'static Location, ArmError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regional_communities_come_from_the_published_table() {
+        assert_eq!(regional_bgp_community("westeurope"), Some("12076:50002"));
+        assert_eq!(regional_bgp_community("North Europe"), Some("12076:50003"));
+        assert_eq!(regional_bgp_community("eastus"), Some("12076:50004"));
+        assert_eq!(regional_bgp_community("nowhere"), None);
+        // Every row names a region Tessera knows, and its value has the published form.
+        for line in include_str!("data/regional-bgp-communities.csv").lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 3, "{line}");
+            assert!(find(fields[0]).is_some(), "unknown region in {line}");
+            assert!(fields[2].starts_with("12076:500") && fields[2].len() == 11, "{line}");
+        }
+    }
 
     #[test]
     fn names_normalise_and_zones_follow_the_pricing_table() {

@@ -61,6 +61,7 @@ impl Resource {
             of: impl Fn(&'a P) -> &'a crate::unmodelled::Unmodelled,
         ) {
             for (i, c) in list.iter().enumerate() {
+                out.push((format!("properties.{name}[{i}]"), &c.unmodelled));
                 out.push((format!("properties.{name}[{i}].properties"), of(&c.properties)));
             }
         }
@@ -79,14 +80,23 @@ impl Resource {
                 let p = &l.resource.properties;
                 out.push((top, &p.unmodelled));
                 each(&mut out, &p.frontend_ip_configurations, "frontendIPConfigurations", |p| &p.unmodelled);
+                each(&mut out, &p.backend_address_pools, "backendAddressPools", |p| &p.unmodelled);
                 each(&mut out, &p.load_balancing_rules, "loadBalancingRules", |p| &p.unmodelled);
                 each(&mut out, &p.probes, "probes", |p| &p.unmodelled);
             }
             Resource::VirtualNetworkGateway(g) => {
                 out.push((top, &g.properties.unmodelled));
                 each(&mut out, &g.properties.ip_configurations, "ipConfigurations", |p| &p.unmodelled);
+                out.extend(
+                    g.properties.bgp_settings.as_ref().map(|b| ("properties.bgpSettings".into(), &b.unmodelled)),
+                );
             }
-            Resource::LocalNetworkGateway(l) => out.push((top, &l.properties.unmodelled)),
+            Resource::LocalNetworkGateway(l) => {
+                out.push((top, &l.properties.unmodelled));
+                out.extend(
+                    l.properties.bgp_settings.as_ref().map(|b| ("properties.bgpSettings".into(), &b.unmodelled)),
+                );
+            }
             Resource::Connection(c) => out.push((top, &c.properties.unmodelled)),
             Resource::VirtualMachine(v) => out.push((top, &v.properties.unmodelled)),
             Resource::NetworkSecurityGroup(n) => {

@@ -211,6 +211,7 @@ pub fn default_rules(nsg: &crate::id::ResourceId) -> Vec<SecurityRule> {
                 direction: *direction,
                 provisioning_state: Some(ProvisioningState::Succeeded),
             },
+            unmodelled: Default::default(),
         })
         .collect()
 }

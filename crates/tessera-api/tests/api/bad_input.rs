@@ -52,7 +52,7 @@ async fn bad_input_gets_arm_errors_and_changes_nothing() {
         ("garbled api-version", Method::GET, format!("{vnet}?api-version=yesterday"), None, 400, "InvalidApiVersionParameter"),
         ("api-version older than the type", Method::PUT, format!("{}/virtualNetworkPeerings/p?api-version=2016-03-30", api.net("rg", "virtualNetworks/hub")),
             Some(json!({"properties": {"remoteVirtualNetwork": {"id": vnet}}}).to_string().into_bytes()), 400, "InvalidApiVersionParameter"),
-        ("a network api-version on a VM", Method::PUT, format!("{}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm?api-version=2026-03-01", api.sub()),
+        ("an api-version newer than Compute's on a VM", Method::PUT, format!("{}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm?api-version=2026-06-01", api.sub()),
             Some(b"{}".to_vec()), 400, "InvalidApiVersionParameter"),
         ("missing api-version", Method::GET, format!("{vnet}?api-version="), None, 400, "InvalidApiVersionParameter"),
         ("missing resource group", Method::PUT, api.net("nope", "virtualNetworks/x"), Some(ok_body("10.9.0.0/16").to_string().into_bytes()), 404, "ResourceGroupNotFound"),

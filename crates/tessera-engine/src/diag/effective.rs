@@ -184,3 +184,60 @@ pub fn effective_network_security_groups(engine: &Engine, nic: &ResourceId) -> A
     }
     Ok(json!({ "value": value }))
 }
+
+/// `SecurityGroupViewParameters`: the VM whose NICs to show.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityGroupViewParameters {
+    /// The VM.
+    pub target_resource_id: ResourceId,
+}
+
+/// The rules an NSG holds, as the documents its `securityRules` (or `defaultSecurityRules`) list.
+fn rule_documents(engine: &Engine, nsg: &CompiledNsg, default: bool) -> Value {
+    let rules = engine.state().nsgs.get(&nsg.id).map(|n| {
+        if default { n.properties.default_security_rules.clone() } else { n.properties.security_rules.clone() }
+    });
+    serde_json::to_value(rules.unwrap_or_default()).unwrap_or_else(|_| json!([]))
+}
+
+/// Network Watcher's `securityGroupView` (N10): for every NIC of the VM, the rules of the NSGs on
+/// the NIC and on its subnet, the default rules, and the effective rules of both.
+pub fn security_group_view(engine: &Engine, p: &SecurityGroupViewParameters) -> ArmResult<Value> {
+    let vm = &p.target_resource_id;
+    let machine = engine
+        .state()
+        .vms
+        .get(vm)
+        .ok_or_else(|| ArmError::resource_not_found(&vm.type_and_name(), vm.resource_group()))?
+        .clone();
+    let mut interfaces = Vec::new();
+    for nic in &machine.properties.network_profile.network_interfaces {
+        let program = nic_program(engine, &nic.id)?;
+        let mut associations = serde_json::Map::new();
+        if let Some(n) = &program.nsg {
+            associations.insert(
+                "networkInterfaceAssociation".into(),
+                json!({ "id": nic.id.to_string(), "securityRules": rule_documents(engine, n, false) }),
+            );
+        }
+        if let Some(n) = &program.subnet.nsg {
+            associations.insert(
+                "subnetAssociation".into(),
+                json!({ "id": program.subnet.subnet.to_string(), "securityRules": rule_documents(engine, n, false) }),
+            );
+        }
+        if let Some(n) = program.nsg.as_ref().or(program.subnet.nsg.as_ref()) {
+            associations.insert("defaultSecurityRules".into(), rule_documents(engine, n, true));
+        }
+        let effective: Vec<Value> = effective_network_security_groups(engine, &nic.id)?["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["effectiveSecurityRules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        associations.insert("effectiveSecurityRules".into(), json!(effective));
+        interfaces.push(json!({ "id": nic.id.to_string(), "securityRuleAssociations": associations }));
+    }
+    Ok(json!({ "networkInterfaces": interfaces }))
+}

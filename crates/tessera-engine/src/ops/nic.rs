@@ -27,8 +27,9 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
             format!("Network interface {id} must have at least one IP configuration."),
         ));
     }
+    // Azure makes the first configuration primary when none is marked (and a lone one always).
     let primaries = configs.iter().filter(|c| c.properties.primary == Some(true)).count();
-    if configs.len() == 1 {
+    if configs.len() == 1 || primaries == 0 {
         configs[0].properties.primary = Some(true);
     } else if primaries != 1 {
         return Err(ArmError::bad_request(
@@ -38,6 +39,25 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut nic: NetworkInterface) ->
                 configs.len()
             ),
         ));
+    }
+    // A secondary configuration that names no subnet is in the primary's (as Azure fills it in).
+    let primary_subnet =
+        configs.iter().find(|c| c.properties.primary == Some(true)).and_then(|c| c.properties.subnet.clone());
+    for c in configs.iter_mut() {
+        if c.properties.subnet.is_none() {
+            c.properties.subnet = primary_subnet.clone();
+        }
+        // An IP prefix on a NIC (`privateIPAddressPrefixLength`): its addresses would all have to be
+        // the VM's, which the switch cannot deliver.
+        if c.properties.unmodelled.0.contains_key("privateIPAddressPrefixLength") {
+            return Err(ArmError::bad_request(
+                "PrivateIPAddressPrefixNotSupported",
+                format!(
+                    "IP configuration {} of network interface {id} asks for an IP prefix (privateIPAddressPrefixLength), which Tessera does not offer.",
+                    c.name
+                ),
+            ));
+        }
     }
     let mut vnet: Option<ResourceId> = None;
     let mut taken: Vec<IpAddr> = Vec::new();

@@ -58,6 +58,13 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut link: Peering) -> ArmResu
                 ),
             ));
         }
+        // SP3: an update of a subnet peering that leaves the subnet names out keeps them (Azure's
+        // published sync example sends none and gets the link's names back).
+        let p = &mut link.properties;
+        if !p.peer_complete_vnets && p.local_subnet_names.is_empty() && p.remote_subnet_names.is_empty() {
+            p.local_subnet_names = old.properties.local_subnet_names.clone();
+            p.remote_subnet_names = old.properties.remote_subnet_names.clone();
+        }
         if old.properties.peer_complete_vnets != link.properties.peer_complete_vnets {
             return Err(ArmError::bad_request(
                 "ChangingPeerCompleteVnetsNotAllowed",

@@ -108,6 +108,11 @@ pub(crate) fn put(
             }
         }
     }
+    // The regional community is Azure's, read-only: whatever was sent, the region's is returned.
+    if let Some(communities) = vnet.properties.bgp_communities.as_mut() {
+        communities.regional_community =
+            tessera_model::location::regional_bgp_community(&vnet.location).map(str::to_string);
+    }
     // Commit.
     vnet.properties.subnets = subnets;
     vnet.properties.virtual_network_peerings =

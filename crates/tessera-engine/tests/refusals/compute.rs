@@ -203,3 +203,46 @@ fn vm_nics_share_one_vnet() {
     let m = new_vm(&e, "vm4", &["free-a", "free-b"]);
     assert_refused(&mut e, put(Resource::VirtualMachine(m)), "NetworkInterfacesInDifferentVirtualNetworks", 400);
 }
+
+#[test]
+fn an_ip_prefix_on_a_nic_is_refused() {
+    let mut e = base();
+    let mut n = new_nic(&e, "nic-x", subnet_id("hub", "spare"), None);
+    let mut second = extra_config(&n, "prefix", subnet_id("hub", "spare"), None);
+    second.properties.unmodelled.0.insert("privateIPAddressPrefixLength".into(), serde_json::json!(28));
+    n.properties.ip_configurations.push(second);
+    assert_refused(&mut e, put(Resource::NetworkInterface(n)), "PrivateIPAddressPrefixNotSupported", 400);
+}
+
+#[test]
+fn without_a_primary_mark_the_first_configuration_is_primary_and_lends_its_subnet() {
+    // As Azure answers its published NetworkInterfaceCreate example.
+    let mut e = base();
+    let mut n = new_nic(&e, "nic-x", subnet_id("hub", "spare"), None);
+    let mut second = extra_config(&n, "second", subnet_id("hub", "spare"), None);
+    second.properties.subnet = None;
+    second.properties.primary = None;
+    n.properties.ip_configurations[0].properties.primary = None;
+    n.properties.ip_configurations.push(second);
+    let id = n.id.clone();
+    ok(&mut e, put(Resource::NetworkInterface(n)));
+    let stored = e.state().nics.get(&id).cloned().expect("stored");
+    let configs = &stored.properties.ip_configurations;
+    assert_eq!(configs[0].properties.primary, Some(true));
+    assert_ne!(configs[1].properties.primary, Some(true));
+    assert_eq!(configs[1].properties.subnet.as_ref().map(|s| s.id.clone()), Some(subnet_id("hub", "spare")));
+}
+
+#[test]
+fn gateway_and_cross_region_load_balancers_are_refused_in_requests() {
+    use tessera_model::lb::refuse_unoffered_sku;
+    let lb = top(Kind::LoadBalancer, "lb");
+    let body = |sku: serde_json::Value| serde_json::json!({"id": lb.as_str(), "sku": sku, "properties": {}});
+    for sku in [serde_json::json!({"name": "Gateway"}), serde_json::json!({"name": "Standard", "tier": "Global"})] {
+        let err = refuse_unoffered_sku(&body(sku.clone())).expect_err("refused");
+        assert_eq!((err.status, err.code.as_str()), (400, "LoadBalancerSkuNotSupported"), "{sku}");
+    }
+    for sku in [serde_json::json!({"name": "Standard", "tier": "Regional"}), serde_json::json!({"name": "Basic"})] {
+        assert!(refuse_unoffered_sku(&body(sku.clone())).is_ok(), "{sku}");
+    }
+}

@@ -43,6 +43,8 @@ const COVERED: &[&str] = &[
     "PublicIPAddressInUse",
     "PublicIPAddressCannotBeDeleted",
     "PublicLoadBalancerNotSupported",
+    "LoadBalancerSkuNotSupported",
+    "PrivateIPAddressPrefixNotSupported",
     "ApplicationSecurityGroupInUse",
     "PublicIPCountLimitReached",
     "ApplicationSecurityGroupCountLimitReached",

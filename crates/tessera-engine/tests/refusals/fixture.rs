@@ -263,6 +263,7 @@ pub(crate) fn new_link(from: &str, to: &str) -> Peering {
 pub(crate) fn new_link_to(from: &str, to: ResourceId) -> Peering {
     let name = format!("{from}-to-{}", to.name());
     Peering {
+        unmodelled: Default::default(),
         id: Some(link_id(from, &name)),
         name,
         kind: None,

@@ -115,7 +115,14 @@ fn tracked<P>(id: ResourceId, location: String, properties: P) -> Tracked<P> {
 }
 
 fn child<P>(id: ResourceId, properties: P) -> Child<P> {
-    Child { name: id.name().to_string(), kind: None, id: Some(id), etag: None, properties }
+    Child {
+        name: id.name().to_string(),
+        kind: None,
+        id: Some(id),
+        etag: None,
+        properties,
+        unmodelled: Default::default(),
+    }
 }
 
 /// Parses the YAML topology format into resources (not yet validated).
@@ -319,7 +326,11 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 unmodelled: Default::default(),
                 local_network_address_space: AddressSpace::of(s.address_space),
                 gateway_ip_address: s.gateway_ip,
-                bgp_settings: s.asn.map(|asn| BgpSettings { asn, bgp_peering_address: None }),
+                bgp_settings: s.asn.map(|asn| BgpSettings {
+                    asn,
+                    bgp_peering_address: None,
+                    unmodelled: Default::default(),
+                }),
                 provisioning_state: None,
             },
         );
@@ -351,7 +362,11 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                     },
                 )],
                 enable_bgp: g.asn.is_some(),
-                bgp_settings: g.asn.map(|asn| BgpSettings { asn, bgp_peering_address: None }),
+                bgp_settings: g.asn.map(|asn| BgpSettings {
+                    asn,
+                    bgp_peering_address: None,
+                    unmodelled: Default::default(),
+                }),
                 provisioning_state: None,
             },
         );
@@ -404,7 +419,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         }
         out.push(Resource::LoadBalancer(LoadBalancer {
             resource: tracked(id, location, props),
-            sku: LbSku { name: l.sku.unwrap_or(LbSkuName::Standard) },
+            sku: LbSku { name: l.sku.unwrap_or(LbSkuName::Standard), tier: None },
         }));
     }
 

@@ -72,8 +72,14 @@ impl Resource {
                 out.push((top, &v.properties.unmodelled));
                 each(&mut out, &v.properties.subnets, "subnets", |p| &p.unmodelled);
             }
-            Resource::Subnet(s) => out.push((top, &s.properties.unmodelled)),
-            Resource::Peering(p) => out.push((top, &p.properties.unmodelled)),
+            Resource::Subnet(s) => {
+                out.push((String::new(), &s.unmodelled));
+                out.push((top, &s.properties.unmodelled));
+            }
+            Resource::Peering(p) => {
+                out.push((String::new(), &p.unmodelled));
+                out.push((top, &p.properties.unmodelled));
+            }
             Resource::PublicIpAddress(p) => out.push((top, &p.resource.properties.unmodelled)),
             Resource::ApplicationSecurityGroup(a) => out.push((top, &a.properties.unmodelled)),
             Resource::LoadBalancer(l) => {

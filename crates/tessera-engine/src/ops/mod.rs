@@ -98,7 +98,10 @@ fn put(st: &mut State, limits: &Limits, r: Resource, seq: u64) -> ArmResult<BTre
             if !own_part {
                 return Err(ArmError::bad_request(
                     "UnsupportedReference",
-                    format!("{at}.{path} references {id}, which Tessera cannot honour here; remove the property."),
+                    format!(
+                        "{} references {id}, which Tessera cannot honour here; remove the property.",
+                        if at.is_empty() { path } else { format!("{at}.{path}") }
+                    ),
                 ));
             }
         }

@@ -76,6 +76,27 @@ fn an_unmodelled_property_naming_another_resource_is_refused() {
 }
 
 #[test]
+fn a_reference_beside_the_properties_of_a_child_is_refused_too() {
+    // What a child carries beside `properties` (a frontend's `zones`) is kept as sent, so a
+    // reference there is checked like one inside: on a subnet written alone, on a link, and on
+    // a subnet inside its VNet.
+    let foreign =
+        serde_json::json!({"id": "/subscriptions/x/resourceGroups/g/providers/Microsoft.Network/natGateways/n"});
+    let mut e = base();
+    let mut s = subnet(&e, "hub", "spare");
+    s.unmodelled.0.insert("natGateway".into(), foreign.clone());
+    let err = assert_refused(&mut e, put(Resource::Subnet(s)), "UnsupportedReference", 400);
+    assert!(err.message.starts_with("natGateway.id references"), "{}", err.message);
+    let mut l = link(&e, "hub", "hub-to-spoke1");
+    l.unmodelled.0.insert("extra".into(), foreign.clone());
+    assert_refused(&mut e, put(Resource::Peering(l)), "UnsupportedReference", 400);
+    let mut v = vnet(&e, "lonely");
+    v.properties.subnets[0].unmodelled.0.insert("natGateway".into(), foreign);
+    let err = assert_refused(&mut e, put(Resource::VirtualNetwork(v)), "UnsupportedReference", 400);
+    assert!(err.message.contains("properties.subnets[0].natGateway"), "{}", err.message);
+}
+
+#[test]
 fn a_flow_timeout_outside_4_to_30_minutes_is_refused() {
     for minutes in [0, 3, 31, 1_000_000] {
         let mut e = base();

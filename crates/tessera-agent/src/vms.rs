@@ -99,7 +99,7 @@ impl Vms {
             .compiled()
             .nics
             .values()
-            .filter(|p| p.vm.is_some())
+            .filter(|p| p.vm.is_some() || p.gateway.is_some())
             .filter_map(|p| {
                 let host = host_of(engine, &p.nic);
                 if host.eq_ignore_ascii_case(&self.host) {

@@ -365,6 +365,11 @@ impl Switch {
                 self.towards(&nic.nic, nat)
             }
             Verdict::Appliance(nic) => self.towards(&nic.nic, existing.and_then(|e| e.reply_nat)),
+            // The gateway's instance takes it into its tunnels, where one runs.
+            Verdict::Gateway(gw) => match self.towards(&gw.nic, existing.and_then(|e| e.reply_nat)) {
+                Action::Drop(_) => Action::Drop(DropReason::Gateway),
+                a => a,
+            },
             Verdict::Exit(Exit::Internet) => Action::Drop(DropReason::Internet),
             Verdict::Exit(Exit::Gateway) => Action::Drop(DropReason::Gateway),
             Verdict::Drop(cause) => Action::Drop(DropReason::from(cause)),

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tessera_model::ResourceId;
+use tessera_model::gateway::GatewayType;
 use tessera_model::lb::{LbProtocol, LbSkuName};
 use tessera_model::security::{Access, Direction};
 
@@ -156,6 +157,9 @@ pub enum Verdict {
     Appliance(Arc<NicProgram>),
     /// The packet leaves the virtual networks.
     Exit(Exit),
+    /// The instance of the gateway the route leads to takes the packet into its tunnels
+    /// (on-premises); its port is a switch port like a NIC's.
+    Gateway(Arc<NicProgram>),
     /// Refused.
     Drop(Cause),
 }
@@ -359,7 +363,7 @@ impl<'a> Walk<'a> {
         for _ in 0..MAX_HOPS {
             match self.step(&cur) {
                 Verdict::Appliance(next) => cur = next,
-                Verdict::Deliver { .. } | Verdict::Exit(_) => return Ok(()),
+                Verdict::Deliver { .. } | Verdict::Exit(_) | Verdict::Gateway(_) => return Ok(()),
                 Verdict::Drop(c) => return Err(c),
             }
         }
@@ -401,7 +405,7 @@ impl<'a> Walk<'a> {
                 let Target::Vnet(t) = &route.target else {
                     return Err(self.platform(Cause::NoRoute, Origin::Outbound, Vec::new));
                 };
-                self.deliver(&cur.subnet.vnet, t, false)
+                self.deliver(&cur.subnet.vnet, t, cur.gateway.is_some())
             }
             NextHopType::VirtualAppliance => self.appliance(cur, route).map(Verdict::Appliance),
             NextHopType::VirtualNetworkGateway => self.gateway(cur, route),
@@ -507,7 +511,11 @@ impl<'a> Walk<'a> {
                     Some(v) => self.deliver(&v, &v, true),
                     None => {
                         self.hop(HopType::Destination, None, Some(dst));
-                        Ok(Verdict::Exit(Exit::Gateway))
+                        let vpn = self.st.gateways_in(gw_vnet).find(|g| g.properties.gateway_type == GatewayType::Vpn);
+                        match vpn.and_then(crate::compile::instance_id).and_then(|i| self.engine.program(&i)) {
+                            Some(instance) => Ok(Verdict::Gateway(instance)),
+                            None => Ok(Verdict::Exit(Exit::Gateway)),
+                        }
                     }
                 }
             }
@@ -567,8 +575,16 @@ impl<'a> Walk<'a> {
             }
             Some(Endpoint::LoadBalancerFrontend(frontend)) => self.load_balancer(to, &frontend),
             Some(Endpoint::Gateway(gw)) => {
+                let instance = self.st.gateways.get(&gw).and_then(crate::compile::instance_id);
                 self.hop(HopType::VirtualNetworkGateway, Some(gw), Some(dst));
-                Ok(Verdict::Exit(Exit::Gateway))
+                // The gateway's own address: its instance, when it has one, takes the packet.
+                match instance.and_then(|i| self.engine.program(&i)) {
+                    Some(p) if p.addresses.contains(&dst) => {
+                        self.nsgs(&p, Direction::Inbound, dst, self.flow.dport)?;
+                        Ok(Verdict::Deliver { nic: p, translated: None })
+                    }
+                    _ => Ok(Verdict::Exit(Exit::Gateway)),
+                }
             }
             None => {
                 self.hop(HopType::Destination, None, Some(dst));

@@ -48,7 +48,7 @@ fn link_scope(st: &State, change: &Change) -> (BTreeSet<ResourceId>, bool) {
             (set, true)
         }
         Change::SyncPeering(id) | Change::DeletePeeringPair(id) => (link_pair(id), true),
-        Change::MoveVnet { .. } => (BTreeSet::new(), true),
+        Change::MoveVnet { .. } | Change::ReportGateway { .. } => (BTreeSet::new(), true),
         Change::Put(_) => (BTreeSet::new(), true),
         Change::Delete(id) => match id.kind() {
             Kind::VirtualNetwork | Kind::ClassicVirtualNetwork => ([id.clone()].into(), false),
@@ -86,6 +86,16 @@ fn target_documents(st: &State, change: &Change) -> impl Iterator<Item = Resourc
         }
         Change::Put(r) => r.id().cloned().into_iter().collect(),
         Change::Delete(id) | Change::SyncPeering(id) | Change::DeletePeeringPair(id) => vec![id.clone()],
+        Change::ReportGateway { id, .. } => {
+            let mut ids = vec![id.clone()];
+            ids.extend(
+                st.connections
+                    .values()
+                    .filter(|c| c.properties.virtual_network_gateway1.id == *id)
+                    .map(|c| c.id.clone()),
+            );
+            ids
+        }
         Change::MoveVnet { id, subscription, resource_group } => {
             vec![id.clone(), ResourceId::top(subscription, resource_group, id.kind(), id.name())]
         }

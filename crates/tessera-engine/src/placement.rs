@@ -1,5 +1,5 @@
 //! Where ports run: a VM's `tessera-host` tag names the host whose agent runs its NICs' ports
-//! (else the NIC's own tag, else `local`). The server's feed and every agent read it the same way.
+//! (else the NIC's own tag, else `local`); a gateway's tag places its instance. The server's feed and every agent read it the same way.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,11 @@ pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
     let tag = |tags: &BTreeMap<String, String>| {
         tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(HOST_TAG)).map(|(_, v)| v.clone())
     };
+    if let Some(gw) = nic.parent().filter(|g| g.kind() == tessera_model::Kind::VirtualNetworkGateway)
+        && let Some(gw) = st.gateways.get(&gw)
+    {
+        return tag(&gw.tags).unwrap_or_else(|| DEFAULT_HOST.to_string());
+    }
     let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
     vm.and_then(|vm| tag(&vm.tags))
         .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))

@@ -108,9 +108,91 @@ pub struct GatewayProperties {
     /// Read-only provisioning state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
+    /// Tessera extension, read-only: what the gateway's running instance reports (tunnels,
+    /// BGP peers, learned and advertised routes). A client's value is ignored.
+    #[serde(rename = "tesseraInstance", default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<GatewayInstance>,
     /// What the client sent that Tessera does not model, returned as sent.
     #[serde(flatten, default, skip_serializing_if = "crate::unmodelled::Unmodelled::is_empty")]
     pub unmodelled: crate::unmodelled::Unmodelled,
+}
+
+/// What a gateway's instance (its namespace, IPsec and BGP daemons on a host) reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInstance {
+    /// The host it runs on.
+    #[serde(default)]
+    pub host: String,
+    /// Each connection's tunnel.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelStatus>,
+    /// BGP sessions (`getBgpPeerStatus`).
+    #[serde(default)]
+    pub bgp_peers: Vec<BgpPeerStatus>,
+    /// Routes learned from BGP peers (`getLearnedRoutes`).
+    #[serde(default)]
+    pub learned_routes: Vec<GatewayRoute>,
+    /// Routes advertised to BGP peers (`getAdvertisedRoutes`).
+    #[serde(default)]
+    pub advertised_routes: Vec<GatewayRoute>,
+}
+
+/// The tunnel of one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelStatus {
+    /// The connection.
+    pub connection: crate::ResourceId,
+    /// `Connected` (IKE SA established), `Connecting` or `NotConnected`.
+    pub state: String,
+}
+
+/// One BGP session, in `BgpPeerStatus` shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeerStatus {
+    /// The gateway's address.
+    #[serde(default)]
+    pub local_address: String,
+    /// The peer's address.
+    #[serde(default)]
+    pub neighbor: String,
+    /// The peer's ASN.
+    #[serde(default)]
+    pub asn: u32,
+    /// `Unknown`, `Stopped`, `Idle`, `Connecting` or `Connected`.
+    #[serde(default)]
+    pub state: String,
+    /// Routes received from the peer.
+    #[serde(default)]
+    pub routes_received: u64,
+}
+
+/// One route, in `GatewayRoute` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRoute {
+    /// The gateway's address.
+    #[serde(default)]
+    pub local_address: String,
+    /// The prefix.
+    pub network: IpNet,
+    /// Its next hop.
+    #[serde(default)]
+    pub next_hop: String,
+    /// The peer it was learned from (or advertised to).
+    #[serde(default)]
+    pub source_peer: String,
+    /// `EBgp`, `IBgp`, `Network` or `Static`.
+    #[serde(default)]
+    pub origin: String,
+    /// The AS path.
+    #[serde(default)]
+    pub as_path: String,
+    /// Weight.
+    #[serde(default)]
+    pub weight: u32,
 }
 
 fn default_gateway_type() -> GatewayType {
@@ -155,6 +237,13 @@ pub struct ConnectionProperties {
     /// Learn routes by BGP.
     #[serde(default)]
     pub enable_bgp: bool,
+    /// The IPsec pre-shared key (IKEv2), returned as sent as Azure does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<String>,
+    /// Read-only: the tunnel's state as the gateway's instance reports it (`Unknown` until it
+    /// runs, `Connecting`, `Connected`, `NotConnected`). A client's value is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_status: Option<String>,
     /// Tessera extension: the prefixes the far side announces by BGP on this connection
     /// (the routes Azure would learn from the on-premises router or ExpressRoute circuit).
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::prefix::cidr::list")]

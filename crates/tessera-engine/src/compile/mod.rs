@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use tessera_model::gateway::{GatewayType, VirtualNetworkGateway};
 use tessera_model::network::{Subnet, VirtualNetwork};
 use tessera_model::prefix::IpNet;
 use tessera_model::{Kind, ResourceId};
@@ -131,6 +132,10 @@ pub struct NicProgram {
     pub mac: [u8; 6],
     /// Whether it forwards traffic not addressed to it.
     pub ip_forwarding: bool,
+    /// The gateway whose instance this port is (keyed by the gateway's first IP
+    /// configuration), None for a NIC. It forwards, and packets it hands into peered VNets
+    /// need no allowForwardedTraffic (G7).
+    pub gateway: Option<ResourceId>,
 }
 
 /// Every program.
@@ -228,12 +233,53 @@ impl Compiled {
                 addresses,
                 mac: parse_mac(nic.properties.mac_address.as_deref().unwrap_or_default()),
                 ip_forwarding: nic.properties.enable_ip_forwarding,
+                gateway: None,
             };
             self.nics.insert(nic.id.clone(), Arc::new(program));
             nic_ids.push(nic.id.clone());
         }
+        for gw in st.gateways_in(&vnet.id).filter(|g| g.properties.gateway_type == GatewayType::Vpn) {
+            if let Some(program) = self.instance_program(gw) {
+                nic_ids.push(program.nic.clone());
+                self.nics.insert(program.nic.clone(), Arc::new(program));
+            }
+        }
         self.by_vnet.insert(vnet.id.clone(), (subnet_ids, nic_ids));
     }
+
+    /// The port of a VPN gateway's instance: its first IP configuration in GatewaySubnet, with
+    /// that configuration's address and a MAC derived from its id.
+    fn instance_program(&self, gw: &VirtualNetworkGateway) -> Option<NicProgram> {
+        let c = gw.properties.ip_configurations.first()?;
+        let id = c.id.clone()?;
+        let subnet = self.subnets.get(&c.properties.subnet.as_ref()?.id)?.clone();
+        Some(NicProgram {
+            mac: instance_mac(&id),
+            nic: id,
+            vm: None,
+            subnet,
+            nsg: None,
+            addresses: ip_of(&c.properties.private_ip_address).into_iter().collect(),
+            ip_forwarding: true,
+            gateway: Some(gw.id.clone()),
+        })
+    }
+}
+
+/// The id of a gateway's instance port: its first IP configuration.
+pub fn instance_id(gw: &VirtualNetworkGateway) -> Option<ResourceId> {
+    gw.properties.ip_configurations.first().and_then(|c| c.id.clone())
+}
+
+/// A locally administered MAC address for a gateway instance, the same on every host.
+fn instance_mac(id: &ResourceId) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.key().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[1], b[2], b[3], b[4], b[5]]
 }
 
 /// What the subnets of one VNet share while they are compiled.

@@ -269,6 +269,10 @@ pub fn gateway_prefixes(st: &State, gw_vnet: &ResourceId) -> Vec<(IpNet, Vec<IpA
                 }
             }
         }
+        // GWY3: what the instance's BGP sessions learned.
+        for r in gw.properties.instance.iter().flat_map(|i| &i.learned_routes) {
+            add(r.network, &ips);
+        }
     }
     out
 }

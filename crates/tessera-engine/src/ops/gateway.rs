@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use tessera_model::envelope::ProvisioningState;
 use tessera_model::gateway::{
-    Connection, ConnectionType, GatewayType, LocalNetworkGateway, VirtualNetworkGateway, VpnType,
+    Connection, ConnectionType, GatewayInstance, GatewayType, LocalNetworkGateway, VirtualNetworkGateway, VpnType,
 };
 use tessera_model::prefix;
 use tessera_model::{ArmError, ArmResult, Kind, ResourceId};
@@ -101,6 +101,15 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
         ));
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
+    // Read-only: what the running instance reported stays; a client's value is ignored.
+    p.instance = st.gateways.get(&id).and_then(|old| old.properties.instance.clone());
+    // Azure fills the gateway's BGP address: its first private address.
+    if p.enable_bgp
+        && let Some(b) = p.bgp_settings.as_mut()
+        && b.bgp_peering_address.is_none()
+    {
+        b.bgp_peering_address = p.ip_configurations.first().and_then(|c| c.properties.private_ip_address.clone());
+    }
     // Every check before the first change: a refusal leaves the state (and its indexes) as it was.
     let wanted = super::public_ip::wanted(
         &id,
@@ -290,6 +299,7 @@ pub(crate) fn put_connection(st: &mut State, mut conn: Connection) -> ArmResult<
         }
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
+    p.connection_status = Some(connection_status(gw1, &id));
     st.connections.insert(id.clone(), conn);
     Ok(connected_vnets(st, |c| c.id == id))
 }
@@ -301,5 +311,39 @@ pub(crate) fn delete_connection(st: &mut State, id: &ResourceId) -> ArmResult<BT
     }
     let dirty = connected_vnets(st, |c| c.id == *id);
     st.connections.remove(id);
+    Ok(dirty)
+}
+
+/// A connection's status as its gateway's instance reports it: `Unknown` while no instance runs.
+fn connection_status(gw: &VirtualNetworkGateway, connection: &ResourceId) -> String {
+    let Some(instance) = gw.properties.instance.as_ref() else {
+        return "Unknown".to_string();
+    };
+    instance
+        .tunnels
+        .iter()
+        .find(|t| t.connection == *connection)
+        .map_or_else(|| "NotConnected".to_string(), |t| t.state.clone())
+}
+
+/// Takes what a gateway's running instance reports; its connections' status follow. The VNets
+/// that route the gateway's prefixes are recompiled when the learned routes changed.
+pub(crate) fn report(st: &mut State, id: &ResourceId, instance: GatewayInstance) -> ArmResult<BTreeSet<ResourceId>> {
+    let gw = st
+        .gateways
+        .get_mut(id)
+        .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
+    let learned_changed = gw.properties.instance.as_ref().map(|i| &i.learned_routes) != Some(&instance.learned_routes);
+    gw.properties.instance = Some(instance);
+    let gw = gw.clone();
+    for c in st.connections.values_mut().filter(|c| c.properties.virtual_network_gateway1.id == *id) {
+        c.properties.connection_status = Some(connection_status(&gw, &c.id));
+    }
+    let mut dirty = BTreeSet::new();
+    if learned_changed && let Some(v) = gateway_vnet(&gw) {
+        dirty.extend(st.vnets.get(&v).map(peers_of).unwrap_or_default());
+        dirty.insert(v);
+        dirty.extend(v2v_partners(st, id));
+    }
     Ok(dirty)
 }

@@ -34,6 +34,14 @@ pub enum Change {
     SyncPeering(ResourceId),
     /// Delete a link and its partner in one action (the portal's behaviour, P3).
     DeletePeeringPair(ResourceId),
+    /// What a gateway's running instance reports (tunnels, BGP peers, learned and advertised
+    /// routes): learned routes become the gateway's routes (GW1, GWY3).
+    ReportGateway {
+        /// The gateway.
+        id: ResourceId,
+        /// The report.
+        instance: tessera_model::gateway::GatewayInstance,
+    },
     /// Move a VNet to another resource group and/or subscription (refused while peered, R6).
     MoveVnet {
         /// The VNet.
@@ -52,6 +60,7 @@ pub(crate) fn apply(st: &mut State, limits: &Limits, change: Change, seq: u64) -
         Change::Delete(id) => delete(st, limits, &id),
         Change::SyncPeering(id) => peering::sync(st, &id),
         Change::DeletePeeringPair(id) => peering::delete_pair(st, &id),
+        Change::ReportGateway { id, instance } => gateway::report(st, &id, instance),
         Change::MoveVnet { id, subscription, resource_group } => {
             vnet::move_vnet(st, &id, &subscription, &resource_group)
         }

@@ -26,6 +26,7 @@ use crate::network::{
     VirtualNetworkProperties,
 };
 use crate::prefix::IpNet;
+use crate::public_ip::{PublicIpAddress, PublicIpProperties, PublicIpSku, PublicIpSkuName};
 use crate::resource::Resource;
 
 mod schema;
@@ -319,7 +320,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
     for s in doc.sites {
         let (_, _, location) = names.place(&s.at);
         let id = names.id(&s.at, Kind::LocalNetworkGateway, &s.name);
-        let site: LocalNetworkGateway = tracked(
+        let mut site: LocalNetworkGateway = tracked(
             id,
             location,
             LocalGatewayProperties {
@@ -328,12 +329,15 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 gateway_ip_address: s.gateway_ip,
                 bgp_settings: s.asn.map(|asn| BgpSettings {
                     asn,
-                    bgp_peering_address: None,
+                    bgp_peering_address: s.bgp_peering_address,
                     unmodelled: Default::default(),
                 }),
                 provisioning_state: None,
             },
         );
+        if s.simulate {
+            site.tags.insert(crate::SIMULATE_TAG.to_string(), "true".to_string());
+        }
         out.push(Resource::LocalNetworkGateway(site));
     }
 
@@ -344,7 +348,20 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
         let gateway_type = g.r#type.unwrap_or(GatewayType::Vpn);
         let sku =
             g.sku.unwrap_or_else(|| if gateway_type == GatewayType::Vpn { "VpnGw1".into() } else { "Standard".into() });
-        let gw: VirtualNetworkGateway = tracked(
+        let public_ip = g.public_ip.then(|| {
+            let pid = names.id(&g.at, Kind::PublicIpAddress, &format!("{}-ip", g.name));
+            let props = PublicIpProperties {
+                public_ip_allocation_method: Some(crate::compute::AllocationMethod::Static),
+                ..Default::default()
+            };
+            let sku = PublicIpSku { name: PublicIpSkuName::Standard, tier: None };
+            out.push(Resource::PublicIpAddress(PublicIpAddress {
+                resource: tracked(pid.clone(), location.clone(), props),
+                sku,
+            }));
+            pid
+        });
+        let mut gw: VirtualNetworkGateway = tracked(
             id.clone(),
             location,
             GatewayProperties {
@@ -358,7 +375,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                         unmodelled: Default::default(),
                         subnet: Some(SubResource::new(vnet.child("subnets", "GatewaySubnet"))),
                         private_ip_address: g.ip,
-                        public_ip_address: None,
+                        public_ip_address: public_ip.map(SubResource::new),
                     },
                 )],
                 enable_bgp: g.asn.is_some(),
@@ -368,8 +385,12 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                     unmodelled: Default::default(),
                 }),
                 provisioning_state: None,
+                instance: None,
             },
         );
+        if let Some(host) = g.host {
+            gw.tags.insert(crate::HOST_TAG.to_string(), host);
+        }
         out.push(Resource::VirtualNetworkGateway(gw));
     }
 
@@ -519,6 +540,8 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
                 local_network_gateway2: site.map(SubResource::new),
                 enable_bgp: c.bgp || !c.bgp_learned_prefixes.is_empty(),
                 bgp_learned_prefixes: c.bgp_learned_prefixes,
+                shared_key: c.shared_key,
+                connection_status: None,
                 provisioning_state: None,
             },
         );

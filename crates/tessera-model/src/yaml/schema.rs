@@ -222,6 +222,13 @@ pub(super) struct YGateway {
     pub(super) ip: Option<String>,
     #[serde(default)]
     pub(super) asn: Option<u32>,
+    /// Give the gateway a public IP address (`<name>-ip`, Standard, Static), as a VPN
+    /// gateway needs for its tunnels.
+    #[serde(default)]
+    pub(super) public_ip: bool,
+    /// The host whose agent runs the gateway's instance.
+    #[serde(default)]
+    pub(super) host: Option<String>,
     #[serde(flatten)]
     pub(super) at: Placement,
 }
@@ -236,6 +243,12 @@ pub(super) struct YSite {
     pub(super) gateway_ip: Option<String>,
     #[serde(default)]
     pub(super) asn: Option<u32>,
+    /// The site's BGP address (reached through the tunnel).
+    #[serde(default)]
+    pub(super) bgp_peering_address: Option<String>,
+    /// Tessera extension: `tessera up` runs the site (IPsec, BGP, a host behind it).
+    #[serde(default)]
+    pub(super) simulate: bool,
     #[serde(flatten)]
     pub(super) at: Placement,
 }
@@ -255,6 +268,9 @@ pub(super) struct YConnection {
     pub(super) bgp: bool,
     #[serde(default)]
     pub(super) bgp_learned_prefixes: Vec<IpNet>,
+    /// The IPsec pre-shared key.
+    #[serde(default)]
+    pub(super) shared_key: Option<String>,
     #[serde(flatten)]
     pub(super) at: Placement,
 }

@@ -116,6 +116,30 @@ impl Follower {
         }
     }
 
+    /// Reports what a gateway's instance runs (`POST /tessera/hosts/{host}`).
+    pub async fn report_gateway(
+        &self,
+        gw: &ResourceId,
+        instance: &tessera_model::gateway::GatewayInstance,
+    ) -> Result<(), ArmError> {
+        let url = format!("{}/tessera/hosts/{}", self.session.endpoint, self.host);
+        let body = serde_json::json!({"gateway": gw.as_str(), "instance": instance});
+        let r = self
+            .session
+            .client
+            .post(url)
+            .bearer_auth(&self.session.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(ArmError::with_status(r.status().as_u16(), "GatewayReportFailed", r.text().await.unwrap_or_default()))
+        }
+    }
+
     fn apply(&mut self, body: &Value, snapshot: bool) {
         if snapshot {
             self.documents.clear();

@@ -12,6 +12,8 @@ pub use tessera_dataplane::switch::{DEFAULT_FLOWS, DEFAULT_PORT_FLOWS};
 pub mod fabric;
 pub mod fastpath;
 pub mod feed;
+pub mod gateway;
+pub mod gateway_config;
 pub mod offload;
 pub mod session;
 #[allow(unsafe_code)]
@@ -134,9 +136,20 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 }
             },
         };
+        // Gateway daemons are read every two seconds; their changes go to the controller.
+        let tick = if vms.has_daemons() { Duration::from_secs(2) } else { Duration::from_secs(3600) };
         let polled = tokio::select! {
             r = f.poll(25) => r,
             _ = stop.changed() => break,
+            _ = tokio::time::sleep(tick) => {
+                for (gw, instance) in vms.gateway_reports() {
+                    match f.report_gateway(&gw, &instance).await {
+                        Ok(()) => vms.reported(gw, instance),
+                        Err(e) => tracing::warn!("cannot report gateway {}: {e}", gw.name()),
+                    }
+                }
+                continue;
+            }
         };
         match polled {
             Ok(Some(desired)) => {

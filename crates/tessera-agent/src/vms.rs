@@ -54,6 +54,17 @@ pub struct Vms {
     programs: Option<Programs>,
     /// Queues per TAP: one per forwarding worker.
     queues: usize,
+    /// Gateway instances' daemons, by gateway (dropped before their namespaces).
+    gateways: BTreeMap<ResourceId, crate::gateway::Daemons>,
+    /// Simulated on-premises sites, by local network gateway.
+    sites: BTreeMap<ResourceId, crate::gateway::Site>,
+    /// The WAN bridge of gateways and sites, made when the first needs it.
+    wan: Option<tessera_lab::Bridge>,
+    /// The last report sent for each gateway.
+    reported: BTreeMap<ResourceId, tessera_model::gateway::GatewayInstance>,
+    /// The engine of the last reconcile (gateway configurations are derived from it).
+    engine: Option<Arc<Engine>>,
+    next_wan: u32,
 }
 
 /// The host end of the veth pair of the VM behind TAP `tsr-tN`: `tsr-hN`.
@@ -89,6 +100,12 @@ impl Vms {
             peers,
             programs,
             queues,
+            gateways: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            wan: None,
+            reported: BTreeMap::new(),
+            engine: None,
+            next_wan: 0,
         }
     }
 
@@ -120,8 +137,20 @@ impl Vms {
     pub fn reconcile(&mut self, desired: &Desired) -> Command {
         // A NIC runs once a VM uses it; a port follows its VM (a NIC moved to another VM gets
         // a new one).
-        let vm_of =
-            |nic: &ResourceId| desired.engine.program(nic).and_then(|p| p.vm.as_ref().map(|v| v.name().to_string()));
+        let vm_of = |nic: &ResourceId| {
+            let p = desired.engine.program(nic)?;
+            p.vm.as_ref().or(p.gateway.as_ref()).map(|v| v.name().to_string())
+        };
+        // A gateway's daemons stop before its namespace goes.
+        self.gateways.retain(|gw, _| {
+            desired
+                .engine
+                .state()
+                .gateways
+                .get(gw)
+                .and_then(tessera_engine::compile::instance_id)
+                .is_some_and(|i| desired.ports.contains(&i) && vm_of(&i).as_deref() == Some(gw.name()))
+        });
         let programs = &mut self.programs;
         self.ports.retain(|nic, p| {
             let keep = desired.ports.contains(nic) && vm_of(nic).as_deref() == Some(p.vm.as_str());
@@ -144,6 +173,8 @@ impl Vms {
                 Err(e) => tracing::error!("cannot make the port of {}: {e}", nic.name()),
             }
         }
+        self.reconcile_gateways(desired);
+        self.engine = Some(desired.engine.clone());
         let ports = desired
             .ports
             .iter()
@@ -177,11 +208,15 @@ impl Vms {
             None => Tap::create(&tap_name, self.queues),
         }
         .map_err(|e| e.to_string())?;
-        let vm = program.vm.as_ref().ok_or("no VM")?.name().to_string();
+        let (vm, ns_name) = match (&program.vm, &program.gateway) {
+            (Some(v), _) => (v.name().to_string(), namespace_of(v.name())),
+            (None, Some(g)) => (g.name().to_string(), crate::gateway::gateway_namespace(g.name())),
+            (None, None) => return Err("no VM".into()),
+        };
         let mut namespace = None;
         let mut fast = None;
         if self.namespace_vms {
-            let ns = Netns::create(&namespace_of(&vm)).map_err(|e| e.to_string())?;
+            let ns = Netns::create(&ns_name).map_err(|e| e.to_string())?;
             let prefix = program.subnet.prefixes.iter().find(|p| p.addr().is_ipv4());
             let addresses = program
                 .addresses
@@ -222,9 +257,10 @@ impl Vms {
         Ok(LocalPort { tap: Arc::new(tap), vm, namespace, addresses: program.addresses.clone(), fast })
     }
 
-    /// Writes the status file: the revision and the VMs running here.
+    /// Writes the status file: the revision and the VMs running here (with gateway instances
+    /// and the routers and hosts of simulated sites, so that `exec` and `down` find them).
     pub fn write_status(&self, revision: u64) {
-        let vms: Vec<_> = self
+        let mut vms: Vec<_> = self
             .ports
             .iter()
             .map(|(nic, p)| {
@@ -232,11 +268,20 @@ impl Vms {
                        "namespace": p.namespace.as_ref().map(Netns::name), "addresses": p.addresses})
             })
             .collect();
+        for (id, site) in &self.sites {
+            vms.push(json!({"name": id.name(), "site": id.as_str(), "namespace": site.host.name(),
+                            "addresses": [site.host_address]}));
+            vms.push(json!({"name": format!("{}-router", id.name()), "site": id.as_str(),
+                            "namespace": site.router.name(), "addresses": []}));
+        }
         write_status(&self.status, &self.host, revision, "namespace", vms);
     }
 
-    /// Removes every port and VM, and the status file.
+    /// Removes every port and VM, gateway and site, and the status file.
     pub fn clear(&mut self) {
+        self.gateways.clear();
+        self.sites.clear();
+        self.wan = None;
         self.ports.clear();
         let _ = std::fs::remove_file(&self.status);
     }
@@ -267,4 +312,153 @@ pub fn userspace_vms(desired: &Desired) -> Vec<serde_json::Value> {
             Some(json!({"name": vm, "nic": nic.as_str(), "namespace": null, "addresses": p.addresses}))
         })
         .collect()
+}
+
+/// Gateway instances and simulated sites.
+impl Vms {
+    fn wan_port(&mut self, kind: char) -> String {
+        loop {
+            let name = format!("{}w{kind}{}", tessera_lab::PREFIX, self.next_wan);
+            self.next_wan += 1;
+            if self.host_ns.is_some() || !tessera_lab::link_exists(&name) {
+                return name;
+            }
+        }
+    }
+
+    /// The directory of one end's daemon files, beside the status file.
+    fn daemon_dir(&self, name: &str) -> PathBuf {
+        self.status.with_extension("gateways").join(name.to_ascii_lowercase())
+    }
+
+    /// Puts namespace `ns` on the WAN bridge (made on first use) at `public`.
+    fn join_wan(&mut self, ns: &Netns, kind: char, public: IpAddr) -> Result<(), String> {
+        if self.wan.is_none() {
+            self.wan = Some(crate::gateway::wan_bridge(self.host_ns.as_ref())?);
+        }
+        let port = self.wan_port(kind);
+        let wan = self.wan.as_ref().ok_or("no WAN bridge")?;
+        crate::gateway::attach_wan(wan, self.host_ns.as_ref(), ns, &port, public)
+    }
+
+    fn start_gateway(&mut self, engine: &Engine, gw: &ResourceId, ns: &str) -> Result<crate::gateway::Daemons, String> {
+        let g = engine.state().gateways.get(gw).ok_or("the gateway is gone")?;
+        let public =
+            crate::gateway_config::gateway_public_ip(engine, g).ok_or("the gateway has no public IP address")?;
+        let handle = Netns::open(ns).map_err(|e| e.to_string())?;
+        self.join_wan(&handle, 'g', public)?;
+        crate::gateway::Daemons::start(ns, self.daemon_dir(gw.name()), true)
+    }
+
+    fn start_site(&mut self, engine: &Engine, id: &ResourceId) -> Result<crate::gateway::Site, String> {
+        let config = crate::gateway_config::site_config(engine, id).ok_or("the site has no gatewayIpAddress")?;
+        let site = engine.state().local_gateways.get(id).ok_or("the site is gone")?;
+        let public: IpAddr = site
+            .properties
+            .gateway_ip_address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .ok_or("the site has no gatewayIpAddress")?;
+        let lan = *site
+            .properties
+            .local_network_address_space
+            .address_prefixes
+            .iter()
+            .find(|p| p.addr().is_ipv4())
+            .ok_or("the site has no IPv4 prefix")?;
+        if self.wan.is_none() {
+            self.wan = Some(crate::gateway::wan_bridge(self.host_ns.as_ref())?);
+        }
+        let port = self.wan_port('s');
+        let dir = self.daemon_dir(&format!("site-{}", id.name()));
+        let wan = self.wan.as_ref().ok_or("no WAN bridge")?;
+        crate::gateway::start_site(id.name(), &config, public, lan, (wan, self.host_ns.as_ref(), &port), dir)
+    }
+
+    /// Starts the daemons of the gateway instances whose ports run here and the simulated
+    /// sites the documents name, and gives every running end its current configuration.
+    fn reconcile_gateways(&mut self, desired: &Desired) {
+        if !self.namespace_vms {
+            return;
+        }
+        let engine = desired.engine.clone();
+        // Sites first: a gateway's first IKE request finds its peer ready.
+        let sites: Vec<ResourceId> =
+            crate::gateway_config::simulated_sites(&engine).iter().map(|s| s.id.clone()).collect();
+        self.sites.retain(|id, _| sites.contains(id));
+        for id in sites {
+            if let Some(site) = self.sites.get_mut(&id) {
+                if let Some(cfg) = crate::gateway_config::site_config(&engine, &id) {
+                    site.daemons.configure(&cfg);
+                }
+                continue;
+            }
+            match self.start_site(&engine, &id) {
+                Ok(site) => {
+                    self.sites.insert(id, site);
+                }
+                Err(e) => tracing::warn!("cannot simulate site {}: {e}", id.name()),
+            }
+        }
+        let local: Vec<(ResourceId, String)> = self
+            .ports
+            .iter()
+            .filter_map(|(nic, p)| {
+                Some((engine.program(nic)?.gateway.clone()?, p.namespace.as_ref()?.name().to_string()))
+            })
+            .collect();
+        for (gw, ns) in local {
+            if !self.gateways.contains_key(&gw) {
+                match self.start_gateway(&engine, &gw, &ns) {
+                    Ok(d) => {
+                        self.gateways.insert(gw.clone(), d);
+                    }
+                    Err(e) => {
+                        tracing::warn!("gateway {} runs without tunnels: {e}", gw.name());
+                        continue;
+                    }
+                }
+            }
+            if let (Some(d), Some(cfg)) =
+                (self.gateways.get_mut(&gw), crate::gateway_config::gateway_config(&engine, &gw))
+            {
+                d.configure(&cfg);
+            }
+        }
+    }
+
+    /// Whether gateways or sites run here (their daemons are watched).
+    pub fn has_daemons(&self) -> bool {
+        !self.gateways.is_empty() || !self.sites.is_empty()
+    }
+
+    /// What each local gateway's daemons say, where it changed since the last report
+    /// ([`Vms::reported`]); configurations that did not load yet are tried again first.
+    pub fn gateway_reports(&mut self) -> Vec<(ResourceId, tessera_model::gateway::GatewayInstance)> {
+        let Some(engine) = self.engine.clone() else { return Vec::new() };
+        for (gw, d) in &mut self.gateways {
+            if !d.configured()
+                && let Some(cfg) = crate::gateway_config::gateway_config(&engine, gw)
+            {
+                d.configure(&cfg);
+            }
+        }
+        for (id, s) in &mut self.sites {
+            if !s.daemons.configured()
+                && let Some(cfg) = crate::gateway_config::site_config(&engine, id)
+            {
+                s.daemons.configure(&cfg);
+            }
+        }
+        self.gateways
+            .iter()
+            .map(|(gw, d)| (gw.clone(), d.status(&self.host)))
+            .filter(|(gw, st)| self.reported.get(gw) != Some(st))
+            .collect()
+    }
+
+    /// Records a report the controller took.
+    pub fn reported(&mut self, gw: ResourceId, instance: tessera_model::gateway::GatewayInstance) {
+        self.reported.insert(gw, instance);
+    }
 }

@@ -1,6 +1,7 @@
 //! POST actions answered by the engine: a NIC's `effectiveRouteTable` and
 //! `effectiveNetworkSecurityGroups`, and Network Watcher's `nextHop`, `ipFlowVerify`,
-//! `connectivityCheck` and `securityGroupView`. Azure answers them as long-running operations: 202 with a `Location`
+//! `connectivityCheck` and `securityGroupView`, and a gateway's `getLearnedRoutes`,
+//! `getAdvertisedRoutes` and `getBgpPeerStatus`. Azure answers them as long-running operations: 202 with a `Location`
 //! whose GET returns the result (O9); so does Tessera, with the result ready at once.
 
 use axum::http::{Method, StatusCode};
@@ -70,6 +71,51 @@ async fn vnet_query(app: &App, req: &Req, vnet: &ResourceId, action: &str) -> Re
     Ok(crate::http::json_value(StatusCode::OK, &body))
 }
 
+/// A gateway's `getLearnedRoutes`, `getAdvertisedRoutes?peer=` and `getBgpPeerStatus[?peer=]`:
+/// what its running instance last reported from its BGP daemon (empty while none runs), the
+/// learned routes after the VNet's own prefixes (origin `Network`), as Azure lists them.
+fn gateway_report(
+    engine: &tessera_engine::Engine,
+    gw: &ResourceId,
+    action: &str,
+    peer: Option<&str>,
+) -> Result<serde_json::Value, ArmError> {
+    let st = engine.state();
+    let g =
+        st.gateways.get(gw).ok_or_else(|| ArmError::resource_not_found(&gw.type_and_name(), gw.resource_group()))?;
+    let instance = g.properties.instance.clone().unwrap_or_default();
+    let local = g.properties.ip_configurations.first().and_then(|c| c.properties.private_ip_address.clone());
+    let value = match action {
+        "getlearnedroutes" => {
+            let space = tessera_engine::state::gateway_vnet(g)
+                .and_then(|v| st.address_space(&v).map(<[_]>::to_vec))
+                .unwrap_or_default();
+            let mut routes: Vec<serde_json::Value> = space
+                .iter()
+                .map(|p| {
+                    serde_json::json!({"localAddress": local, "network": p.to_string(), "nextHop": null,
+                        "sourcePeer": local, "origin": "Network", "asPath": "", "weight": 32768})
+                })
+                .collect();
+            routes.extend(instance.learned_routes.iter().filter_map(|r| serde_json::to_value(r).ok()));
+            routes
+        }
+        "getadvertisedroutes" => {
+            let peer = peer.ok_or_else(|| {
+                ArmError::bad_request("MissingPeer", "getAdvertisedRoutes needs the query parameter peer.")
+            })?;
+            let routes =
+                instance.advertised_routes.iter().filter(|r| r.source_peer.is_empty() || r.source_peer == peer);
+            routes.filter_map(|r| serde_json::to_value(r).ok()).collect()
+        }
+        _ => {
+            let peers = instance.bgp_peers.iter().filter(|p| peer.is_none_or(|x| p.neighbor == x));
+            peers.filter_map(|p| serde_json::to_value(p).ok()).collect()
+        }
+    };
+    Ok(serde_json::json!({ "value": value }))
+}
+
 pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     let Route::Action { target, action } = &req.route else {
         return Err(method_not_allowed(req));
@@ -127,6 +173,9 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         (Kind::NetworkWatcher, "ipflowverify") => watcher::ip_flow_verify(engine, &params(req)?)?,
         (Kind::NetworkWatcher, "connectivitycheck") => watcher::connectivity_check(engine, &params(req)?)?,
         (Kind::NetworkWatcher, "securitygroupview") => effective::security_group_view(engine, &params(req)?)?,
+        (Kind::VirtualNetworkGateway, "getlearnedroutes" | "getadvertisedroutes" | "getbgppeerstatus") => {
+            gateway_report(engine, target, &a, req.query("peer"))?
+        }
         _ => return Err(unknown_action(target, action)),
     };
     drop(core);

@@ -96,6 +96,7 @@ fn ports(engine: &Engine, host: &str) -> Vec<Value> {
         .filter(|p| tessera_engine::placement::host_of(engine, &p.nic).eq_ignore_ascii_case(host))
         .map(|p| {
             json!({"nic": p.nic.as_str(), "vm": p.vm.as_ref().map(ResourceId::as_str),
+                   "gateway": p.gateway.as_ref().map(ResourceId::as_str),
                    "subnet": p.subnet.subnet.as_str(), "vnet": p.subnet.vnet.as_str(),
                    "addresses": p.addresses, "ipForwarding": p.ip_forwarding})
         })
@@ -104,9 +105,55 @@ fn ports(engine: &Engine, host: &str) -> Vec<Value> {
     out
 }
 
+/// `POST /tessera/hosts/{host}` with `{"gateway": ID, "instance": {…}}`: the agent running a
+/// gateway's instance reports its tunnels, BGP peers and routes; only the host the gateway is
+/// placed on may. Stored (and fed) only when it changed.
+async fn report_gateway(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
+    req.authorize("Tessera/hosts/write", &format!("/tessera/hosts/{host}"))?;
+    let body = req.json()?;
+    let id = body
+        .get("gateway")
+        .and_then(Value::as_str)
+        .and_then(|s| ResourceId::parse(s).ok())
+        .filter(|id| id.kind() == tessera_model::Kind::VirtualNetworkGateway)
+        .ok_or_else(|| ArmError::bad_request("InvalidGateway", "'gateway' must be a virtual network gateway's id."))?;
+    let instance: tessera_model::gateway::GatewayInstance =
+        serde_json::from_value(body.get("instance").cloned().unwrap_or_default()).map_err(|e| {
+            ArmError::bad_request("InvalidRequestContent", format!("'instance' is not a gateway report: {e}"))
+        })?;
+    app.write(|core| {
+        let gw = core
+            .engine
+            .state()
+            .gateways
+            .get(&id)
+            .ok_or_else(|| ArmError::resource_not_found(&id.type_and_name(), id.resource_group()))?;
+        let placed = tessera_engine::compile::instance_id(gw)
+            .map(|i| tessera_engine::placement::host_of(&core.engine, &i))
+            .unwrap_or_default();
+        if !placed.eq_ignore_ascii_case(host) || !instance.host.eq_ignore_ascii_case(host) {
+            return Err(ArmError::with_status(
+                409,
+                "GatewayNotPlacedOnHost",
+                format!("Gateway {id} runs on host '{placed}', not on '{host}'."),
+            ));
+        }
+        if gw.properties.instance.as_ref() == Some(&instance) {
+            return Ok(());
+        }
+        core.apply(vec![tessera_engine::Change::ReportGateway { id: id.clone(), instance }])?;
+        Ok(())
+    })
+    .await?;
+    Ok(json(StatusCode::OK, json!({"gateway": id.as_str()}).to_string()))
+}
+
 /// `PUT /tessera/hosts/{host}` with `{"underlay": "ADDRESS"}`: a host agent says where the
-/// others reach it (VXLAN); the feed lists every host's address.
+/// others reach it (VXLAN); the feed lists every host's address. `POST`: a gateway report.
 pub(crate) async fn register(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
+    if req.method == Method::POST {
+        return report_gateway(app, req, host).await;
+    }
     if req.method != Method::PUT {
         return Err(method_not_allowed(req));
     }

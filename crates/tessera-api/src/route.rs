@@ -48,7 +48,7 @@ pub(crate) enum Route {
     RoleDefinition { scope: String, name: Option<String> },
     /// `/tessera/principals/{clientId}`: Tessera's directory of service principals.
     Principal { client_id: String },
-    /// `PUT /tessera/hosts/{host}`: a host agent's underlay address.
+    /// `PUT /tessera/hosts/{host}`: a host agent's underlay address; `POST`: a gateway report.
     Host { name: String },
 }
 
@@ -118,6 +118,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "GET principal",
     "PUT principal",
     "PUT host",
+    "POST host",
 ];
 
 impl Route {

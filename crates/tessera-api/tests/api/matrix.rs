@@ -249,6 +249,15 @@ async fn every_operation_family_as_every_kind_of_caller() {
             [403, 403, 403, 403, 403, 200],
         ),
         row(
+            Method::POST,
+            "/tessera/hosts/h9".into(),
+            Some(
+                json!({"gateway": format!("{sub}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworkGateways/none"),
+                        "instance": {"host": "h9"}}),
+            ),
+            [403, 403, 403, 403, 403, 404],
+        ),
+        row(
             Method::PUT,
             format!("/tessera/principals/{}", guid()),
             Some(json!({"tenantId": t1})),

@@ -1,0 +1,376 @@
+//! Gateway instances and simulated on-premises sites on this host. A gateway instance is a
+//! namespace whose `eth0` is a switch port on GatewaySubnet (made like a VM's, see `vms.rs`)
+//! and whose `pub0` holds the gateway's public address on the lab's WAN bridge; strongSwan
+//! (`charon-systemd`, driven through `swanctl`) and BIRD run in it with the files
+//! `gateway_config.rs` renders. A simulated site is the same pair of daemons in a namespace on
+//! the WAN bridge, with a host namespace behind it on the site's first prefix. What the
+//! daemons say (IKE SAs, BGP sessions, learned and exported routes) is read back through
+//! their control sockets for the controller.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use tessera_lab::{Bridge, Netns, VmInterface};
+use tessera_model::IpNet;
+use tessera_model::gateway::{BgpPeerStatus, GatewayInstance, GatewayRoute, TunnelStatus};
+
+use crate::gateway_config::{EndConfig, bird_conf, strongswan_conf, swanctl_conf};
+
+/// The lab's WAN bridge, where gateways' and sites' public addresses meet.
+pub const WAN_BRIDGE: &str = "tsr-wan";
+
+/// The namespace of a gateway instance.
+pub fn gateway_namespace(name: &str) -> String {
+    format!("{}gw-{}", tessera_lab::PREFIX, name.to_ascii_lowercase())
+}
+
+/// The namespaces of a simulated site: its router, and the host behind it.
+pub fn site_namespaces(name: &str) -> (String, String) {
+    let n = name.to_ascii_lowercase();
+    (format!("{}site-{n}", tessera_lab::PREFIX), format!("{}{n}", tessera_lab::PREFIX))
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    run(Command::new("ip").args(args))
+}
+
+/// A MAC for a WAN or LAN interface, from its name.
+fn mac_of(name: &str) -> [u8; 6] {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let b = h.to_be_bytes();
+    [0x02, 0xee, b[2], b[3], b[4], b[5]]
+}
+
+/// strongSwan and BIRD for one end, with their files in `dir`; stopped when dropped.
+#[derive(Debug)]
+pub struct Daemons {
+    dir: PathBuf,
+    charon: Option<Child>,
+    bird: Option<Child>,
+    initiator: bool,
+    config: Option<EndConfig>,
+}
+
+fn stop_pid_file(path: &Path) {
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(pid) = text.trim().parse::<i32>()
+        && pid > 1
+    {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+impl Daemons {
+    /// Starts both daemons in namespace `ns` (stopping any a previous run left in `dir`).
+    pub fn start(ns: &str, dir: PathBuf, initiator: bool) -> Result<Daemons, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        stop_pid_file(&dir.join("charon.pid"));
+        stop_pid_file(&dir.join("bird.pid"));
+        for f in ["charon.vici", "bird.ctl"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let conf = dir.join("strongswan.conf");
+        std::fs::write(&conf, strongswan_conf(&dir)).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("bird.conf"), "protocol device {}\n").map_err(|e| e.to_string())?;
+        let log = |name: &str| std::fs::File::create(dir.join(name)).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+        let charon = Command::new("ip")
+            .args(["netns", "exec", ns, "/usr/sbin/charon-systemd"])
+            .env("STRONGSWAN_CONF", &conf)
+            .stdin(Stdio::null())
+            .stdout(log("charon.out"))
+            .stderr(log("charon.err"))
+            .spawn()
+            .map_err(|e| format!("charon-systemd: {e}"))?;
+        let _ = std::fs::write(dir.join("charon.pid"), charon.id().to_string());
+        let ctl = dir.join("bird.ctl");
+        let bird = Command::new("ip")
+            .args(["netns", "exec", ns, "bird", "-f", "-c"])
+            .arg(dir.join("bird.conf"))
+            .arg("-s")
+            .arg(&ctl)
+            .stdin(Stdio::null())
+            .stdout(log("bird.out"))
+            .stderr(log("bird.err"))
+            .spawn()
+            .map_err(|e| format!("bird: {e}"))?;
+        let _ = std::fs::write(dir.join("bird.pid"), bird.id().to_string());
+        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), initiator, config: None })
+    }
+
+    fn vici(&self) -> String {
+        format!("unix://{}/charon.vici", self.dir.display())
+    }
+
+    fn swanctl(&self, args: &[&str]) -> Result<String, String> {
+        run(Command::new("swanctl")
+            .args(args)
+            .arg("--uri")
+            .arg(self.vici())
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf")))
+    }
+
+    fn birdc(&self, args: &[&str]) -> Result<String, String> {
+        run(Command::new("birdc").arg("-s").arg(self.dir.join("bird.ctl")).args(args))
+    }
+
+    /// Writes and loads a new configuration when it changed (the daemons may still be
+    /// starting: a failed load is tried again at the next call).
+    pub fn configure(&mut self, config: &EndConfig) {
+        if self.config.as_ref() == Some(config) {
+            return;
+        }
+        let swanctl = self.dir.join("swanctl.conf");
+        let bird = self.dir.join("bird.conf");
+        if std::fs::write(&swanctl, swanctl_conf(config, self.initiator)).is_err()
+            || std::fs::write(&bird, bird_conf(config)).is_err()
+        {
+            return;
+        }
+        // Routes first: a tunnel started before the route to its peer would not come up.
+        let routing = self.birdc(&["configure"]).and_then(|out| {
+            if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") { Ok(out) } else { Err(out) }
+        });
+        let ipsec = self.swanctl(&["--load-all", "--clear", "--file", &swanctl.display().to_string()]);
+        match (ipsec, routing) {
+            (Ok(_), Ok(_)) => self.config = Some(config.clone()),
+            (a, b) => tracing::debug!("daemons not configured yet: {:?} {:?}", a.err(), b.err()),
+        }
+    }
+
+    fn initiate(&self, child: &str) {
+        let spawned = Command::new("swanctl")
+            .args(["--initiate", "--child", child, "--timeout", "10", "--uri"])
+            .arg(self.vici())
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut c) = spawned {
+            std::thread::spawn(move || c.wait());
+        }
+    }
+
+    /// Whether the last configuration was loaded.
+    pub fn configured(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// What the daemons say now: each tunnel's IKE state, BGP sessions, routes learned and
+    /// routes exported to each peer.
+    pub fn status(&self, host: &str) -> GatewayInstance {
+        let Some(config) = self.config.as_ref() else {
+            return GatewayInstance { host: host.to_string(), ..Default::default() };
+        };
+        let sas = self.swanctl(&["--list-sas"]).unwrap_or_default();
+        let protocols = self.birdc(&["show", "protocols"]).unwrap_or_default();
+        let mut out = GatewayInstance { host: host.to_string(), ..Default::default() };
+        for t in &config.tunnels {
+            let state = ike_state(&sas, &t.name);
+            if self.initiator && state == "NotConnected" {
+                // Refused or unanswered (the peer was not ready): start it again, in the background.
+                self.initiate(&t.name);
+            }
+            out.tunnels.push(TunnelStatus { connection: t.connection.clone(), state });
+            let Some(b) = t.bgp else { continue };
+            let learned = parse_routes(&self.birdc(&["show", "route", "protocol", &t.name]).unwrap_or_default());
+            let exported = parse_routes(&self.birdc(&["show", "route", "export", &t.name]).unwrap_or_default());
+            out.bgp_peers.push(BgpPeerStatus {
+                local_address: b.local.to_string(),
+                neighbor: b.peer.to_string(),
+                asn: b.peer_asn,
+                state: bgp_state(&protocols, &t.name),
+                routes_received: learned.len() as u64,
+            });
+            for (network, as_path) in learned {
+                out.learned_routes.push(GatewayRoute {
+                    local_address: b.local.to_string(),
+                    network,
+                    next_hop: b.peer.to_string(),
+                    source_peer: b.peer.to_string(),
+                    origin: "EBgp".into(),
+                    as_path,
+                    weight: 32768,
+                });
+            }
+            for (network, _) in exported {
+                out.advertised_routes.push(GatewayRoute {
+                    local_address: b.local.to_string(),
+                    network,
+                    next_hop: b.local.to_string(),
+                    source_peer: b.peer.to_string(),
+                    origin: "Igp".into(),
+                    as_path: b.local_asn.to_string(),
+                    weight: 0,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for child in [self.charon.take(), self.bird.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("charon.pid"));
+        let _ = std::fs::remove_file(self.dir.join("bird.pid"));
+    }
+}
+
+/// A tunnel's state in `swanctl --list-sas` output: `Connected` once its IKE SA is
+/// established.
+fn ike_state(sas: &str, name: &str) -> String {
+    let mut state = "NotConnected";
+    for line in sas.lines() {
+        let Some(rest) = line.strip_prefix(&format!("{name}: #")) else { continue };
+        if rest.contains("ESTABLISHED") {
+            return "Connected".into();
+        }
+        state = "Connecting";
+    }
+    state.into()
+}
+
+/// A BGP session's state in `birdc show protocols` output, in `BgpPeerStatus` spelling.
+fn bgp_state(protocols: &str, name: &str) -> String {
+    for line in protocols.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.first() == Some(&name) && cols.get(1) == Some(&"BGP") {
+            return match cols.get(5).copied() {
+                Some("Established") => "Connected",
+                Some("Idle") | None => "Idle",
+                _ => "Connecting",
+            }
+            .into();
+        }
+    }
+    "Unknown".into()
+}
+
+/// The prefixes of `birdc show route …` output with their AS path (`[AS65010i]` → `65010`).
+fn parse_routes(text: &str) -> Vec<(IpNet, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(net) = words.next().and_then(|w| w.parse::<IpNet>().ok()) else { continue };
+        let as_path = line
+            .split("[AS")
+            .nth(1)
+            .map(|r| r.trim_end_matches(']').trim_end_matches(['i', 'e', '?']).to_string())
+            .unwrap_or_default();
+        if !out.iter().any(|(n, _)| *n == net) {
+            out.push((net, as_path));
+        }
+    }
+    out
+}
+
+/// The WAN bridge and the public interface of an end on it.
+pub fn wan_bridge(host_ns: Option<&Netns>) -> Result<Bridge, String> {
+    match host_ns {
+        Some(ns) => ns.run(|| Bridge::create(WAN_BRIDGE)).map_err(|e| e.to_string())?,
+        None => Bridge::create(WAN_BRIDGE),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Puts `ns` on the WAN with `public` as its address (`pub0`, through bridge port `port`).
+pub fn attach_wan(wan: &Bridge, host_ns: Option<&Netns>, ns: &Netns, port: &str, public: IpAddr) -> Result<(), String> {
+    let cfg = VmInterface {
+        name: "pub0".into(),
+        mac: mac_of(port),
+        addresses: vec![(public, if public.is_ipv4() { 32 } else { 128 })],
+        gateway: None,
+        mtu: Some(9000),
+        forwarding: true,
+    };
+    match host_ns {
+        Some(h) => h.run(|| wan.attach(ns, port, &cfg)).map_err(|e| e.to_string())?,
+        None => wan.attach(ns, port, &cfg),
+    }
+    .map_err(|e| e.to_string())?;
+    for key in ["net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"] {
+        ns.sysctl(key, "0").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A simulated on-premises site: its router namespace (on the WAN, with the daemons) and a
+/// host namespace behind it.
+#[derive(Debug)]
+pub struct Site {
+    /// The daemons (dropped first).
+    pub daemons: Daemons,
+    /// The host behind the router.
+    pub host: Netns,
+    /// The host's address.
+    pub host_address: IpAddr,
+    /// The router.
+    pub router: Netns,
+}
+
+/// Starts a simulated site: router on the WAN at `public`, BGP address on its loopback, a LAN
+/// to a host at the tenth address of the site's first IPv4 prefix (the router at the first).
+pub fn start_site(
+    name: &str,
+    config: &EndConfig,
+    public: IpAddr,
+    lan: IpNet,
+    wan: (&Bridge, Option<&Netns>, &str),
+    dir: PathBuf,
+) -> Result<Site, String> {
+    let (router_name, host_name) = site_namespaces(name);
+    let router = Netns::create(&router_name).map_err(|e| e.to_string())?;
+    let host = Netns::create(&host_name).map_err(|e| e.to_string())?;
+    attach_wan(wan.0, wan.1, &router, wan.2, public)?;
+    if config.router_id != public {
+        ip(&["-n", &router_name, "addr", "add", &format!("{}/32", config.router_id), "dev", "lo"])?;
+    }
+    let IpNet::V4(v4) = lan else { return Err("a site's LAN needs an IPv4 prefix".into()) };
+    let base = u32::from(v4.network());
+    let (gw, addr) = (std::net::Ipv4Addr::from(base + 1), std::net::Ipv4Addr::from(base + 10));
+    ip(&["link", "add", "lan0", "netns", &router_name, "type", "veth", "peer", "name", "eth0", "netns", &host_name])?;
+    ip(&["-n", &router_name, "addr", "add", &format!("{gw}/{}", v4.prefix_len()), "dev", "lan0"])?;
+    ip(&["-n", &router_name, "link", "set", "lan0", "up"])?;
+    ip(&["-n", &host_name, "addr", "add", &format!("{addr}/{}", v4.prefix_len()), "dev", "eth0"])?;
+    ip(&["-n", &host_name, "link", "set", "eth0", "up"])?;
+    ip(&["-n", &host_name, "route", "add", "default", "via", &gw.to_string()])?;
+    router.sysctl("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
+    let mut daemons = Daemons::start(&router_name, dir, false)?;
+    daemons.configure(config);
+    Ok(Site { daemons, host, host_address: IpAddr::V4(addr), router })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_outputs_are_read() {
+        let sas = "c0: #3, ESTABLISHED, IKEv2, 1_i* 2_r\n  local '198.18.0.1'\nc1: #4, CONNECTING, IKEv2\n";
+        assert_eq!(ike_state(sas, "c0"), "Connected");
+        assert_eq!(ike_state(sas, "c1"), "Connecting");
+        assert_eq!(ike_state(sas, "c2"), "NotConnected");
+        let protocols = "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n\
+                         c0         BGP        ---        up     02:10:07.834  Established   \n\
+                         c1         BGP        ---        start  02:10:07.834  Active        Socket: Connection refused\n";
+        assert_eq!(bgp_state(protocols, "c0"), "Connected");
+        assert_eq!(bgp_state(protocols, "c1"), "Connecting");
+        assert_eq!(bgp_state(protocols, "c9"), "Unknown");
+        let routes = "BIRD 2.0.12 ready.\nTable master4:\n192.168.50.0/24      unicast [c0 02:10:08.705 from 10.100.255.1] * (100/?) [AS65050i]\n\tdev ipsec0\n";
+        assert_eq!(parse_routes(routes), vec![("192.168.50.0/24".parse().unwrap(), "65050".to_string())]);
+    }
+}

@@ -151,15 +151,26 @@ pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> 
     Some(EndConfig { router_id: private, tunnels, originated: gateway_originated(engine, gw), inside_router })
 }
 
-/// The local network gateways `tessera up` simulates (tagged `tessera-simulate: true`).
-pub fn simulated_sites(engine: &Engine) -> Vec<&LocalNetworkGateway> {
-    let mut out: Vec<_> = engine
-        .state()
-        .local_gateways
-        .values()
-        .filter(|s| s.tags.iter().any(|(k, v)| k.eq_ignore_ascii_case(SIMULATE_TAG) && v.eq_ignore_ascii_case("true")))
-        .collect();
-    out.sort_by(|a, b| a.id.key().cmp(b.id.key()));
+/// The LAN of a site `tessera up` simulates (tagged `tessera-simulate`: a prefix, or `true`
+/// for the first IPv4 prefix of its address space); None for a site it does not simulate.
+pub fn simulated_lan(site: &LocalNetworkGateway) -> Option<IpNet> {
+    let (_, v) = site.tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(SIMULATE_TAG))?;
+    if v.eq_ignore_ascii_case("true") {
+        return site
+            .properties
+            .local_network_address_space
+            .address_prefixes
+            .iter()
+            .find(|p| p.addr().is_ipv4())
+            .copied();
+    }
+    v.parse::<IpNet>().ok().filter(|p| p.addr().is_ipv4())
+}
+
+/// The local network gateways `tessera up` simulates, with their LANs.
+pub fn simulated_sites(engine: &Engine) -> Vec<(&LocalNetworkGateway, IpNet)> {
+    let mut out: Vec<_> = engine.state().local_gateways.values().filter_map(|s| Some((s, simulated_lan(s)?))).collect();
+    out.sort_by(|a, b| a.0.id.key().cmp(b.0.id.key()));
     out
 }
 
@@ -194,7 +205,10 @@ pub fn site_config(engine: &Engine, site_id: &ResourceId) -> Option<EndConfig> {
             bgp: session,
         });
     }
-    let originated = site.properties.local_network_address_space.address_prefixes.clone();
+    let mut originated = site.properties.local_network_address_space.address_prefixes.clone();
+    if let Some(lan) = simulated_lan(site).filter(|l| !originated.contains(l)) {
+        originated.push(lan);
+    }
     Some(EndConfig { router_id: bgp.map_or(public, |(a, _)| a), tunnels, originated, inside_router: None })
 }
 

@@ -359,13 +359,7 @@ impl Vms {
             .as_deref()
             .and_then(|a| a.parse().ok())
             .ok_or("the site has no gatewayIpAddress")?;
-        let lan = *site
-            .properties
-            .local_network_address_space
-            .address_prefixes
-            .iter()
-            .find(|p| p.addr().is_ipv4())
-            .ok_or("the site has no IPv4 prefix")?;
+        let lan = crate::gateway_config::simulated_lan(site).ok_or("the site has no IPv4 LAN")?;
         if self.wan.is_none() {
             self.wan = Some(crate::gateway::wan_bridge(self.host_ns.as_ref())?);
         }
@@ -384,7 +378,7 @@ impl Vms {
         let engine = desired.engine.clone();
         // Sites first: a gateway's first IKE request finds its peer ready.
         let sites: Vec<ResourceId> =
-            crate::gateway_config::simulated_sites(&engine).iter().map(|s| s.id.clone()).collect();
+            crate::gateway_config::simulated_sites(&engine).iter().map(|(s, _)| s.id.clone()).collect();
         self.sites.retain(|id, _| sites.contains(id));
         for id in sites {
             if let Some(site) = self.sites.get_mut(&id) {

@@ -25,7 +25,8 @@ pub use error::{ArmError, ArmResult};
 /// The tag that places a VM (or a NIC) on a host: that host's agent runs its port.
 pub const HOST_TAG: &str = "tessera-host";
 /// The tag that asks `tessera up` to run a local network gateway as a simulated on-premises
-/// site (value `true`): a namespace with the IPsec and BGP daemons and a host behind it.
+/// site: a namespace with the IPsec and BGP daemons and a host behind it on the LAN the value
+/// names (a prefix), or on the first prefix of the site's address space (value `true`).
 pub const SIMULATE_TAG: &str = "tessera-simulate";
 /// The host of ports without a placement tag.
 pub const DEFAULT_HOST: &str = "local";

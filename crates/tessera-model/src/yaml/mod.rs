@@ -336,7 +336,8 @@ pub fn from_yaml(text: &str) -> Result<Vec<Resource>, ArmError> {
             },
         );
         if s.simulate {
-            site.tags.insert(crate::SIMULATE_TAG.to_string(), "true".to_string());
+            let value = s.lan.map_or_else(|| "true".to_string(), |l| l.to_string());
+            site.tags.insert(crate::SIMULATE_TAG.to_string(), value);
         }
         out.push(Resource::LocalNetworkGateway(site));
     }

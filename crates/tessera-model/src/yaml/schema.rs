@@ -249,6 +249,10 @@ pub(super) struct YSite {
     /// Tessera extension: `tessera up` runs the site (IPsec, BGP, a host behind it).
     #[serde(default)]
     pub(super) simulate: bool,
+    /// The simulated site's LAN (its host's network, announced by BGP); the first prefix of
+    /// the address space when absent.
+    #[serde(default)]
+    pub(super) lan: Option<IpNet>,
     #[serde(flatten)]
     pub(super) at: Placement,
 }

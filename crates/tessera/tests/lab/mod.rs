@@ -280,6 +280,44 @@ impl Lab {
     }
 
     /// An ARM call with the lab's credentials.
+    /// An ARM call with the lab's credentials (`SUB` in the path is the default subscription):
+    /// the status and the body.
+    pub fn arm_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let creds: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.data().join("credentials.json")).expect("credentials"))
+                .expect("credentials JSON");
+        let sub = format!("/subscriptions/{}", creds["subscriptionId"].as_str().expect("subscription"));
+        let path = path.replace("SUB", &sub);
+        rt.block_on(async {
+            let s =
+                tessera_agent::session::Session::sign_in(&self.data().join("credentials.json")).await.expect("sign in");
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = format!("{}{path}{sep}api-version=2024-05-01", s.endpoint);
+            let mut req = s.client.request(method, url).bearer_auth(&s.token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.expect("call");
+            let status = r.status().as_u16();
+            let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let mut body: serde_json::Value = r.json().await.unwrap_or_default();
+            // A long-running action's result is at its Location.
+            if status == 202
+                && let Some(loc) = location
+            {
+                let r = s.client.get(loc).bearer_auth(&s.token).send().await.expect("result");
+                body = r.json().await.unwrap_or_default();
+            }
+            (status, body)
+        })
+    }
+
     pub fn arm(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> u16 {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async {

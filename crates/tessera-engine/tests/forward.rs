@@ -596,12 +596,47 @@ fn exits_to_the_internet() {
 fn exits_through_the_gateway_to_on_premises() {
     // GW1 / SEL2: the site's prefix is a gateway route, preferred over the 192.168.0.0/16 None
     // route on the equal prefix.
+    // The VPN gateway's instance (its port, on GatewaySubnet) takes the packet into its tunnels.
+    let instance = |v: &Verdict| match v {
+        Verdict::Gateway(p) => p.gateway.as_ref().map(|g| g.name().to_string()),
+        _ => None,
+    };
     let e = engine(GATEWAY);
     let verdict = forward::step(&e, &program(&e, "hub-vm"), tcp("10.0.0.4", "192.168.1.4", 22));
-    assert!(matches!(verdict, Verdict::Exit(Exit::Gateway)), "{verdict:?}");
+    assert_eq!(instance(&verdict).as_deref(), Some("hub-gw"), "{verdict:?}");
     // The same from a spoke through gateway transit.
     let e = example("gateway-transit.yaml");
     let verdict = forward::step(&e, &program(&e, "spoke1-vm"), tcp("10.1.0.4", "192.168.1.4", 22));
+    assert_eq!(instance(&verdict).as_deref(), Some("hub-gw"), "{verdict:?}");
+    // G7: what the instance forwards from on-premises enters the spoke, whose link does not
+    // allow forwarded traffic.
+    let Verdict::Gateway(gw) = verdict else { unreachable!() };
+    assert!(gw.ip_forwarding && gw.addresses.iter().any(|a| gw.subnet.prefixes.iter().any(|p| p.contains(a))));
+    let back = forward::step(&e, &gw, tcp("192.168.1.4", "10.1.0.4", 22));
+    assert!(matches!(&back, Verdict::Deliver { nic, .. } if nic.nic.name() == "spoke1-vm-nic"), "{back:?}");
+}
+
+#[test]
+fn an_expressroute_gateway_has_no_instance_and_exits() {
+    // Only VPN gateways run an instance here; an ExpressRoute gateway's routes leave logically.
+    let e = engine(
+        r#"
+location: westeurope
+vnets:
+  - name: hub
+    addressSpace: [10.0.0.0/16]
+    subnets:
+      - { name: default, prefix: 10.0.0.0/24 }
+      - { name: GatewaySubnet, prefix: 10.0.255.0/27 }
+gateways:
+  - { name: hub-er, vnet: hub, type: ExpressRoute, sku: Standard }
+connections:
+  - { name: circuit, gateway: hub-er, expressRoute: true, bgpLearnedPrefixes: [192.168.0.0/16] }
+vms:
+  - { name: hub-vm, subnet: hub/default, ip: 10.0.0.4 }
+"#,
+    );
+    let verdict = forward::step(&e, &program(&e, "hub-vm"), tcp("10.0.0.4", "192.168.1.4", 22));
     assert!(matches!(verdict, Verdict::Exit(Exit::Gateway)), "{verdict:?}");
 }
 

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use tessera_lab::{Bridge, Netns, VmInterface};
 use tessera_model::IpNet;
@@ -56,23 +57,50 @@ pub struct Daemons {
     dir: PathBuf,
     charon: Option<Child>,
     bird: Option<Child>,
-    initiator: bool,
     config: Option<EndConfig>,
 }
 
-fn stop_pid_file(path: &Path) {
+/// Stops the daemon a pid file names (a strongSwan or BIRD process left by an agent that did
+/// not stop cleanly; a pid now used by another program is left alone) and removes the file.
+pub fn stop_pid_file(path: &Path) {
     if let Ok(text) = std::fs::read_to_string(path)
         && let Ok(pid) = text.trim().parse::<i32>()
         && pid > 1
     {
-        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("charon") || cmdline.contains("bird") {
+            // Its agent is gone, so is the state it kept: killed at once. The next daemon may
+            // only start once this one has let go of its sockets and of libipsec's TUN device.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            if !exits_within(pid, Duration::from_secs(3)) {
+                tracing::warn!("daemon {pid} of {} did not exit", path.display());
+            }
+        }
     }
     let _ = std::fs::remove_file(path);
 }
 
+/// Whether process `pid` is gone (or a zombie) within `limit`.
+fn exits_within(pid: i32, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command's closing parenthesis: `Z` is a zombie.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if stat.is_empty() || state == Some("Z") {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Daemons {
     /// Starts both daemons in namespace `ns` (stopping any a previous run left in `dir`).
-    pub fn start(ns: &str, dir: PathBuf, initiator: bool) -> Result<Daemons, String> {
+    pub fn start(ns: &str, dir: PathBuf) -> Result<Daemons, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         stop_pid_file(&dir.join("charon.pid"));
         stop_pid_file(&dir.join("bird.pid"));
@@ -104,7 +132,12 @@ impl Daemons {
             .spawn()
             .map_err(|e| format!("bird: {e}"))?;
         let _ = std::fs::write(dir.join("bird.pid"), bird.id().to_string());
-        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), initiator, config: None })
+        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), config: None })
+    }
+
+    /// The directory of its files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn vici(&self) -> String {
@@ -131,8 +164,7 @@ impl Daemons {
         }
         let swanctl = self.dir.join("swanctl.conf");
         let bird = self.dir.join("bird.conf");
-        if std::fs::write(&swanctl, swanctl_conf(config, self.initiator)).is_err()
-            || std::fs::write(&bird, bird_conf(config)).is_err()
+        if std::fs::write(&swanctl, swanctl_conf(config)).is_err() || std::fs::write(&bird, bird_conf(config)).is_err()
         {
             return;
         }
@@ -176,7 +208,7 @@ impl Daemons {
         let mut out = GatewayInstance { host: host.to_string(), ..Default::default() };
         for t in &config.tunnels {
             let state = ike_state(&sas, &t.name);
-            if self.initiator && state == "NotConnected" {
+            if t.initiator && state == "NotConnected" {
                 // Refused or unanswered (the peer was not ready): start it again, in the background.
                 self.initiate(&t.name);
             }
@@ -349,7 +381,7 @@ pub fn start_site(
     ip(&["-n", &host_name, "link", "set", "eth0", "up"])?;
     ip(&["-n", &host_name, "route", "add", "default", "via", &gw.to_string()])?;
     router.sysctl("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
-    let mut daemons = Daemons::start(&router_name, dir, false)?;
+    let mut daemons = Daemons::start(&router_name, dir)?;
     daemons.configure(config);
     Ok(Site { daemons, host, host_address: IpAddr::V4(addr), router })
 }
@@ -371,6 +403,6 @@ mod tests {
         assert_eq!(bgp_state(protocols, "c1"), "Connecting");
         assert_eq!(bgp_state(protocols, "c9"), "Unknown");
         let routes = "BIRD 2.0.12 ready.\nTable master4:\n192.168.50.0/24      unicast [c0 02:10:08.705 from 10.100.255.1] * (100/?) [AS65050i]\n\tdev ipsec0\n";
-        assert_eq!(parse_routes(routes), vec![("192.168.50.0/24".parse().unwrap(), "65050".to_string())]);
+        assert_eq!(parse_routes(routes), vec![("192.168.50.0/24".parse().expect("valid"), "65050".to_string())]);
     }
 }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use tessera_engine::Engine;
 use tessera_engine::compile::routes::transit_spoke_spaces;
 use tessera_engine::state::gateway_vnet;
-use tessera_model::gateway::{ConnectionType, LocalNetworkGateway, VirtualNetworkGateway};
+use tessera_model::gateway::{Connection, ConnectionType, LocalNetworkGateway, VirtualNetworkGateway};
 use tessera_model::{IpNet, ResourceId, SIMULATE_TAG};
 
 /// The ASN Azure gives a gateway without one.
@@ -34,6 +34,9 @@ pub struct Tunnel {
     pub static_prefixes: Vec<IpNet>,
     /// BGP: this end's address and ASN, the peer's address and ASN.
     pub bgp: Option<BgpSession>,
+    /// Whether this end starts the tunnel (and restarts it when the peer stops answering): a
+    /// gateway towards a site, the gateway with the lower public address between two gateways.
+    pub initiator: bool,
 }
 
 /// A BGP session across a tunnel.
@@ -102,26 +105,39 @@ pub fn gateway_originated(engine: &Engine, gw: &VirtualNetworkGateway) -> Vec<Ip
     out
 }
 
-/// The IPsec connections of a gateway to sites, in id order: (connection, site).
-fn site_connections<'e>(
-    engine: &'e Engine,
-    gw: &ResourceId,
-) -> Vec<(&'e tessera_model::gateway::Connection, &'e LocalNetworkGateway)> {
+/// The far end of a gateway's connection: a site (IPsec) or another gateway (Vnet2Vnet).
+enum FarEnd<'e> {
+    Site(&'e LocalNetworkGateway),
+    Gateway(&'e VirtualNetworkGateway),
+}
+
+/// A gateway's IPsec connections to sites and its VNet-to-VNet connections, in id order.
+fn gateway_connections<'e>(engine: &'e Engine, gw: &ResourceId) -> Vec<(&'e Connection, FarEnd<'e>)> {
     let st = engine.state();
     let mut out: Vec<_> = st
         .connections
         .values()
-        .filter(|c| {
-            c.properties.connection_type == ConnectionType::IPsec && c.properties.virtual_network_gateway1.id == *gw
+        .filter(|c| c.properties.virtual_network_gateway1.id == *gw)
+        .filter_map(|c| {
+            let far = match c.properties.connection_type {
+                ConnectionType::IPsec => {
+                    FarEnd::Site(st.local_gateways.get(&c.properties.local_network_gateway2.as_ref()?.id)?)
+                }
+                ConnectionType::Vnet2Vnet => {
+                    FarEnd::Gateway(st.gateways.get(&c.properties.virtual_network_gateway2.as_ref()?.id)?)
+                }
+                _ => return None,
+            };
+            Some((c, far))
         })
-        .filter_map(|c| Some((c, st.local_gateways.get(&c.properties.local_network_gateway2.as_ref()?.id)?)))
         .collect();
     out.sort_by(|a, b| a.0.id.key().cmp(b.0.id.key()));
     out
 }
 
-/// What a gateway's instance runs: a tunnel per IPsec connection to a site with an address,
-/// BGP where the gateway, the connection and the site all have it.
+/// What a gateway's instance runs: a tunnel per IPsec connection to a site with an address and
+/// per VNet-to-VNet connection to a gateway with a public address (GWY4), BGP where both ends
+/// and the connection have it, the far end's prefixes routed into the tunnel otherwise.
 pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> {
     let gw = engine.state().gateways.get(gw_id)?;
     let c = gw.properties.ip_configurations.first()?;
@@ -130,13 +146,25 @@ pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> 
     let inside_router = subnet.gateway.map(IpAddr::V4);
     let public = gateway_public_ip(engine, gw);
     let mut tunnels = Vec::new();
-    for (i, (conn, site)) in site_connections(engine, gw_id).into_iter().enumerate() {
-        let (Some(local), Some(remote)) = (public, parse_ip(site.properties.gateway_ip_address.as_ref())) else {
-            continue;
+    for (i, (conn, far)) in gateway_connections(engine, gw_id).into_iter().enumerate() {
+        let (remote, far_bgp, prefixes) = match far {
+            FarEnd::Site(site) => (
+                parse_ip(site.properties.gateway_ip_address.as_ref()),
+                site_bgp(site),
+                site.properties.local_network_address_space.address_prefixes.clone(),
+            ),
+            FarEnd::Gateway(other) => {
+                (gateway_public_ip(engine, other), gateway_bgp(other), gateway_originated(engine, other))
+            }
         };
-        let bgp = match (conn.properties.enable_bgp, gateway_bgp(gw), site_bgp(site)) {
+        let (Some(local), Some(remote)) = (public, remote) else { continue };
+        let bgp = match (conn.properties.enable_bgp, gateway_bgp(gw), far_bgp) {
             (true, Some((l, la)), Some((p, pa))) => Some(BgpSession { local: l, local_asn: la, peer: p, peer_asn: pa }),
             _ => None,
+        };
+        let initiator = match far {
+            FarEnd::Site(_) => true,
+            FarEnd::Gateway(_) => local < remote,
         };
         tunnels.push(Tunnel {
             connection: conn.id.clone(),
@@ -144,8 +172,9 @@ pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> 
             local,
             remote,
             psk: conn.properties.shared_key.clone().unwrap_or_default(),
-            static_prefixes: site.properties.local_network_address_space.address_prefixes.clone(),
+            static_prefixes: prefixes,
             bgp,
+            initiator,
         });
     }
     Some(EndConfig { router_id: private, tunnels, originated: gateway_originated(engine, gw), inside_router })
@@ -203,6 +232,7 @@ pub fn site_config(engine: &Engine, site_id: &ResourceId) -> Option<EndConfig> {
             psk: conn.properties.shared_key.clone().unwrap_or_default(),
             static_prefixes: if session.is_some() { Vec::new() } else { gateway_originated(engine, gw) },
             bgp: session,
+            initiator: false,
         });
     }
     let mut originated = site.properties.local_network_address_space.address_prefixes.clone();
@@ -220,19 +250,40 @@ fn hex(s: &str) -> String {
 }
 
 /// strongSwan's `swanctl.conf`: one IKEv2 connection per tunnel, pre-shared key authentication
-/// (the key written in hex, so no character of it can break the file), any-to-any traffic
-/// selectors (route-based: what enters `ipsec0` is the tunnel's). The `initiator` starts its
-/// tunnels and restarts them when the peer stops answering; the other end takes a new SA in
-/// place of an old one.
-pub fn swanctl_conf(end: &EndConfig, initiator: bool) -> String {
+/// (the key written in hex, so no character of it can break the file). Route-based: with one
+/// tunnel, any-to-any traffic selectors (what enters `ipsec0` is the tunnel's); with several,
+/// each tunnel's selectors name this end's prefixes and the far end's (its static prefixes and
+/// BGP address), so the one `ipsec0` device can tell them apart. An initiator starts its tunnel
+/// and restarts it when the peer stops answering; the other end takes a new SA in place of an
+/// old one.
+pub fn swanctl_conf(end: &EndConfig) -> String {
     let mut out = String::from("connections {\n");
+    let any = "0.0.0.0/0".to_string();
+    let list = |ps: &mut dyn Iterator<Item = String>| {
+        let v: Vec<String> = ps.collect();
+        if v.is_empty() { any.clone() } else { v.join(", ") }
+    };
     for t in &end.tunnels {
-        let (start, dpd, unique) = if initiator { ("start", "restart", "no") } else { ("none", "clear", "replace") };
+        let (start, dpd, unique) = if t.initiator { ("start", "restart", "no") } else { ("none", "clear", "replace") };
+        let (local_ts, remote_ts) = if end.tunnels.len() == 1 {
+            (any.clone(), any.clone())
+        } else {
+            let mut own = end.originated.iter().filter(|p| p.addr().is_ipv4()).map(ToString::to_string);
+            let local_bgp = t.bgp.map(|b| format!("{}/32", b.local));
+            let mut local = own.by_ref().chain(local_bgp);
+            let mut far = t
+                .static_prefixes
+                .iter()
+                .filter(|p| p.addr().is_ipv4() && t.bgp.is_none())
+                .map(ToString::to_string)
+                .chain(t.bgp.map(|b| format!("{}/32", b.peer)));
+            (list(&mut local), list(&mut far))
+        };
         let _ = write!(
             out,
             "  {n} {{\n    version = 2\n    keyingtries = 0\n    local_addrs = {l}\n    remote_addrs = {r}\n    dpd_delay = 2s\n    \
              unique = {unique}\n    local {{\n      auth = psk\n      id = {l}\n    }}\n    remote {{\n      auth = psk\n      \
-             id = {r}\n    }}\n    children {{\n      {n} {{\n        local_ts = 0.0.0.0/0\n        remote_ts = 0.0.0.0/0\n        \
+             id = {r}\n    }}\n    children {{\n      {n} {{\n        local_ts = {local_ts}\n        remote_ts = {remote_ts}\n        \
              start_action = {start}\n        dpd_action = {dpd}\n        close_action = {start}\n        \
              esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n",
             n = t.name,
@@ -342,36 +393,60 @@ mod tests {
     use super::*;
 
     fn end(bgp: bool) -> EndConfig {
-        let id =
-            ResourceId::parse("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/connections/c").unwrap();
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/connections/c")
+            .expect("valid");
         EndConfig {
-            router_id: "10.0.255.4".parse().unwrap(),
+            router_id: "10.0.255.4".parse().expect("valid"),
             tunnels: vec![Tunnel {
                 connection: id,
                 name: "c0".into(),
-                local: "198.18.0.1".parse().unwrap(),
-                remote: "203.0.113.10".parse().unwrap(),
+                local: "198.18.0.1".parse().expect("valid"),
+                remote: "203.0.113.10".parse().expect("valid"),
                 psk: "a\"b\nc".into(),
-                static_prefixes: vec!["192.168.0.0/16".parse().unwrap()],
+                static_prefixes: vec!["192.168.0.0/16".parse().expect("valid")],
                 bgp: bgp.then(|| BgpSession {
-                    local: "10.0.255.4".parse().unwrap(),
+                    local: "10.0.255.4".parse().expect("valid"),
                     local_asn: 65515,
-                    peer: "10.200.255.1".parse().unwrap(),
+                    peer: "10.200.255.1".parse().expect("valid"),
                     peer_asn: 65010,
                 }),
+                initiator: true,
             }],
-            originated: vec!["10.0.0.0/16".parse().unwrap(), "fd00::/48".parse().unwrap()],
-            inside_router: Some("10.0.255.1".parse().unwrap()),
+            originated: vec!["10.0.0.0/16".parse().expect("valid"), "fd00::/48".parse().expect("valid")],
+            inside_router: Some("10.0.255.1".parse().expect("valid")),
         }
     }
 
     #[test]
     fn a_key_with_quotes_and_newlines_is_written_in_hex() {
-        let conf = swanctl_conf(&end(false), true);
+        let conf = swanctl_conf(&end(false));
         assert!(conf.contains("secret = 0x6122620a63"), "{conf}");
         assert!(!conf.contains("a\"b"), "{conf}");
         assert!(conf.contains("start_action = start"));
-        assert!(swanctl_conf(&end(false), false).contains("unique = replace"));
+        assert!(conf.contains("remote_ts = 0.0.0.0/0"), "one tunnel takes everything: {conf}");
+        let mut responder = end(false);
+        responder.tunnels[0].initiator = false;
+        assert!(swanctl_conf(&responder).contains("unique = replace"));
+    }
+
+    #[test]
+    fn several_tunnels_get_traffic_selectors_of_their_own() {
+        let mut two = end(false);
+        let mut second = two.tunnels[0].clone();
+        second.name = "c1".into();
+        second.remote = "203.0.113.20".parse().expect("valid");
+        second.static_prefixes = vec!["172.16.0.0/12".parse().expect("valid")];
+        two.tunnels.push(second);
+        let conf = swanctl_conf(&two);
+        assert!(conf.contains("local_ts = 10.0.0.0/16\n        remote_ts = 192.168.0.0/16\n"), "{conf}");
+        assert!(conf.contains("remote_ts = 172.16.0.0/12\n"), "{conf}");
+        assert!(!conf.contains("fd00::"), "{conf}");
+        two.tunnels[1].bgp = end(true).tunnels[0].bgp;
+        let conf = swanctl_conf(&two);
+        assert!(
+            conf.contains("local_ts = 10.0.0.0/16, 10.0.255.4/32\n        remote_ts = 10.200.255.1/32\n"),
+            "{conf}"
+        );
     }
 
     #[test]

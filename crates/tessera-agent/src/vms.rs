@@ -65,6 +65,8 @@ pub struct Vms {
     /// The engine of the last reconcile (gateway configurations are derived from it).
     engine: Option<Arc<Engine>>,
     next_wan: u32,
+    /// The WAN bridge's ports made so far.
+    wan_ports: Vec<String>,
 }
 
 /// The host end of the veth pair of the VM behind TAP `tsr-tN`: `tsr-hN`.
@@ -106,6 +108,7 @@ impl Vms {
             reported: BTreeMap::new(),
             engine: None,
             next_wan: 0,
+            wan_ports: Vec::new(),
         }
     }
 
@@ -274,7 +277,22 @@ impl Vms {
             vms.push(json!({"name": format!("{}-router", id.name()), "site": id.as_str(),
                             "namespace": site.router.name(), "addresses": []}));
         }
-        write_status(&self.status, &self.host, revision, "namespace", vms);
+        let body = json!({"host": self.host, "revision": revision, "pid": std::process::id(), "mode": "namespace",
+                          "vms": vms, "links": self.wan_links(), "daemons": self.daemon_pids()});
+        write_json(&self.status, &body);
+    }
+
+    /// The WAN bridge and its ports, while they exist (for `tessera down` after a crash).
+    fn wan_links(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.wan.iter().map(|_| crate::gateway::WAN_BRIDGE.to_string()).collect();
+        out.extend(self.wan_ports.iter().cloned());
+        out
+    }
+
+    /// The daemons' pid files (for `tessera down` after a crash).
+    fn daemon_pids(&self) -> Vec<String> {
+        let dirs = self.gateways.values().map(|d| d.dir()).chain(self.sites.values().map(|s| s.daemons.dir()));
+        dirs.flat_map(|d| [d.join("charon.pid"), d.join("bird.pid")]).map(|p| p.display().to_string()).collect()
     }
 
     /// Removes every port and VM, gateway and site, and the status file.
@@ -321,6 +339,7 @@ impl Vms {
             let name = format!("{}w{kind}{}", tessera_lab::PREFIX, self.next_wan);
             self.next_wan += 1;
             if self.host_ns.is_some() || !tessera_lab::link_exists(&name) {
+                self.wan_ports.push(name.clone());
                 return name;
             }
         }
@@ -347,7 +366,7 @@ impl Vms {
             crate::gateway_config::gateway_public_ip(engine, g).ok_or("the gateway has no public IP address")?;
         let handle = Netns::open(ns).map_err(|e| e.to_string())?;
         self.join_wan(&handle, 'g', public)?;
-        crate::gateway::Daemons::start(ns, self.daemon_dir(gw.name()), true)
+        crate::gateway::Daemons::start(ns, self.daemon_dir(gw.name()))
     }
 
     fn start_site(&mut self, engine: &Engine, id: &ResourceId) -> Result<crate::gateway::Site, String> {

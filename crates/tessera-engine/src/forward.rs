@@ -507,20 +507,31 @@ impl<'a> Walk<'a> {
                         && self.st.address_space(v).is_some_and(|s| s.iter().any(|p| p.contains(&dst)))
                         && self.st.has_gateway(v, None)
                 });
+                let instance = self.vpn_instance(gw_vnet);
                 match far.cloned() {
-                    Some(v) => self.deliver(&v, &v, true),
+                    // The walk goes on in the far VNet (its NSGs decide); the packet itself goes
+                    // to this gateway's instance when both ends run one: a real tunnel (GWY4).
+                    Some(v) => {
+                        let logical = self.deliver(&v, &v, true)?;
+                        match (instance, self.vpn_instance(&v)) {
+                            (Some(instance), Some(_)) => Ok(Verdict::Gateway(instance)),
+                            _ => Ok(logical),
+                        }
+                    }
                     None => {
                         self.hop(HopType::Destination, None, Some(dst));
-                        let vpn = self.st.gateways_in(gw_vnet).find(|g| g.properties.gateway_type == GatewayType::Vpn);
-                        match vpn.and_then(crate::compile::instance_id).and_then(|i| self.engine.program(&i)) {
-                            Some(instance) => Ok(Verdict::Gateway(instance)),
-                            None => Ok(Verdict::Exit(Exit::Gateway)),
-                        }
+                        Ok(instance.map_or(Verdict::Exit(Exit::Gateway), Verdict::Gateway))
                     }
                 }
             }
             _ => Err(self.platform(Cause::GatewayHasNoRoute, Origin::Local, Vec::new)),
         }
+    }
+
+    /// The port program of the instance of VNet `vnet`'s VPN gateway, when one runs.
+    fn vpn_instance(&self, vnet: &ResourceId) -> Option<Arc<NicProgram>> {
+        let vpn = self.st.gateways_in(vnet).find(|g| g.properties.gateway_type == GatewayType::Vpn)?;
+        self.engine.program(&crate::compile::instance_id(vpn)?)
     }
 
     /// Conditions for entering `to` from `from` over their peering: the link back is Connected,

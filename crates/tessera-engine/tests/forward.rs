@@ -616,6 +616,58 @@ fn exits_through_the_gateway_to_on_premises() {
     assert!(matches!(&back, Verdict::Deliver { nic, .. } if nic.nic.name() == "spoke1-vm-nic"), "{back:?}");
 }
 
+const VNET_TO_VNET: &str = r#"
+location: westeurope
+vnets:
+  - name: east
+    addressSpace: [10.10.0.0/16]
+    subnets:
+      - { name: default, prefix: 10.10.0.0/24 }
+      - { name: GatewaySubnet, prefix: 10.10.255.0/27 }
+  - name: west
+    addressSpace: [10.20.0.0/16]
+    subnets:
+      - { name: default, prefix: 10.20.0.0/24 }
+      - { name: GatewaySubnet, prefix: 10.20.255.0/27 }
+gateways:
+  - { name: east-gw, vnet: east, type: Vpn, sku: VpnGw1, publicIp: true }
+  - { name: west-gw, vnet: west, type: Vpn, sku: VpnGw1, publicIp: true }
+connections:
+  - { name: east-to-west, gateway: east-gw, remoteGateway: west-gw, sharedKey: k }
+  - { name: west-to-east, gateway: west-gw, remoteGateway: east-gw, sharedKey: k }
+vms:
+  - { name: east-vm, subnet: east/default, ip: 10.10.0.4 }
+  - { name: west-vm, subnet: west/default, ip: 10.20.0.4 }
+"#;
+
+#[test]
+fn vnet_to_vnet_goes_through_the_gateway_instance_until_a_peering_takes_it() {
+    // GWY4: both gateways run an instance, so the packet goes to the local one (its tunnel);
+    // the walk still reaches the far VM, as a connectivity check shows.
+    let e = engine(VNET_TO_VNET);
+    let flow = tcp("10.10.0.4", "10.20.0.4", 80);
+    let verdict = forward::step(&e, &program(&e, "east-vm"), flow);
+    assert!(
+        matches!(&verdict, Verdict::Gateway(p) if p.gateway.as_ref().is_some_and(|g| g.name() == "east-gw")),
+        "{verdict:?}"
+    );
+    let t = trace(&e, &program(&e, "east-vm"), flow);
+    assert!(t.reachable, "{t:?}");
+    assert!(t.hops.iter().any(|h| h.kind == HopType::VirtualNetworkGateway), "{t:?}");
+    // What the far instance forwards out of its tunnel is delivered in its VNet.
+    let Verdict::Gateway(east) = verdict else { unreachable!() };
+    let west_instance = e.program(&east.nic.to_string().replace("east", "west").parse().expect("an id"));
+    let west = west_instance.expect("the west gateway's instance");
+    let (nic, _) = delivered_to(forward::step(&e, &west, flow));
+    assert_eq!(nic, nic_of(&e, "west-vm"));
+    // R10 / SEL3: once the VNets are peered, the peering route wins and no gateway is involved.
+    let mut peered = VNET_TO_VNET.to_string();
+    peered.push_str("peerings:\n  - { from: east, to: west, reverse: {} }\n");
+    let e = engine(&peered);
+    let (nic, _) = delivered_to(forward::step(&e, &program(&e, "east-vm"), flow));
+    assert_eq!(nic, nic_of(&e, "west-vm"));
+}
+
 #[test]
 fn an_expressroute_gateway_has_no_instance_and_exits() {
     // Only VPN gateways run an instance here; an ExpressRoute gateway's routes leave logically.

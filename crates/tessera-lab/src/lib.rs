@@ -385,9 +385,10 @@ pub fn link_exists(name: &str) -> bool {
 
 /// The host end of a VM's veth pair as the agent names it (`tsr-h` and a number).
 fn is_port_end(name: &str) -> bool {
-    name.strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_prefix('h'))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    let Some(rest) = name.strip_prefix(PREFIX) else { return false };
+    let numbered = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    // A VM's veth host end (`h`), a gateway's or a site's port on the WAN (`wg`, `ws`), the WAN.
+    rest == "wan" || ["h", "wg", "ws"].iter().any(|p| rest.strip_prefix(p).is_some_and(numbered))
 }
 
 fn delete_namespace(name: &str) -> Result<()> {

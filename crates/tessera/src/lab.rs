@@ -172,7 +172,8 @@ fn wait_for_vms(data_dir: &Path, vms: &[String]) -> Result<Value, ArmError> {
 }
 
 /// What the lab's agents made on this machine, as their status files name it: the VMs'
-/// namespaces, and their TAPs and the host ends of their veth pairs.
+/// namespaces (gateway instances' and simulated sites' too), their TAPs and the host ends of
+/// their veth pairs, the WAN bridge; the gateways' daemons are stopped on the way.
 fn lab_leftovers(data_dir: &Path) -> (Vec<String>, Vec<String>) {
     let (mut namespaces, mut links) = (Vec::new(), Vec::new());
     let statuses = std::fs::read_dir(data_dir).into_iter().flatten().filter_map(Result::ok).filter(|e| {
@@ -184,6 +185,10 @@ fn lab_leftovers(data_dir: &Path) -> (Vec<String>, Vec<String>) {
         else {
             continue;
         };
+        links.extend(v["links"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string));
+        for pid_file in v["daemons"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            tessera_agent::gateway::stop_pid_file(Path::new(pid_file));
+        }
         for vm in v["vms"].as_array().into_iter().flatten() {
             namespaces.extend(vm["namespace"].as_str().map(str::to_string));
             if let Some(tap) = vm["tap"].as_str() {

@@ -50,8 +50,10 @@ fn spoke_link(lab: &Lab, use_remote_gateways: bool) -> u16 {
 }
 
 fn sub(lab: &Lab) -> String {
-    let creds: Value = serde_json::from_slice(&std::fs::read(lab.data().join("credentials.json")).unwrap()).unwrap();
-    format!("/subscriptions/{}", creds["subscriptionId"].as_str().unwrap())
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(lab.data().join("credentials.json")).expect("credentials"))
+            .expect("credentials JSON");
+    format!("/subscriptions/{}", creds["subscriptionId"].as_str().expect("subscription"))
 }
 
 #[test]
@@ -79,9 +81,19 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
 
     // GW1: the spoke reaches the host behind the site, ping and TCP, through the hub's gateway.
     lab.serve("onprem", 80);
+    lab.sink("onprem", 81);
     assert!(eventually(10, || lab.ping("spoke-vm", SITE_HOST)), "spoke -> site through the hub's gateway");
     assert!(lab.tcp("spoke-vm", &format!("{SITE_HOST}:80")), "TCP from the spoke to the site");
     assert!(lab.tcp("hub-vm", &format!("{SITE_HOST}:80")), "TCP from the hub to the site");
+    // $5: traffic to the hub's gateway crosses the peering and is metered as peering traffic.
+    let before = crossing_bytes(&lab, "spoke", "hub");
+    assert!(lab.bulk("spoke-vm", &format!("{SITE_HOST}:81"), 1 << 20), "1 MiB from the spoke to the site");
+    assert!(
+        eventually(5, || crossing_bytes(&lab, "spoke", "hub") >= before + (1 << 20)),
+        "gateway-transit bytes not on the spoke -> hub peering counters ({} before, {} after)",
+        before,
+        crossing_bytes(&lab, "spoke", "hub")
+    );
 
     // G1-G3: without useRemoteGateways the spoke has no route to the site.
     assert!(matches!(spoke_link(&lab, false), 200 | 201));
@@ -98,4 +110,61 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
     assert!(matches!(lab.arm_json(Method::PUT, subnet, Some(body)).0, 200 | 201));
     assert!(eventually(10, || !lab.ping("spoke-vm", SITE_HOST)), "routes propagated despite the route table");
     assert!(lab.ping("hub-vm", SITE_HOST), "the hub's subnet keeps them");
+
+    // The agent (with the control plane) is killed and started again on the same store: the
+    // gateway's tunnel and BGP session come back within seconds.
+    let pid = up_pid(&lab);
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill").success());
+    std::thread::sleep(Duration::from_millis(500));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+    let out = std::process::Command::new(lab::TESSERA)
+        .args(["up", "-f"])
+        .arg(estate())
+        .arg("--data-dir")
+        .arg(lab.data())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("tessera up again");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restarted = Instant::now();
+    assert!(eventually(30, || lab.ping("hub-vm", SITE_HOST)), "the tunnel did not come back:\n{}", daemon_logs(&lab));
+    println!("tunnel back {:.1} s after the agent's restart", restarted.elapsed().as_secs_f64());
+    assert!(eventually(30, || learned_by_bgp(&lab)), "BGP did not come back");
+}
+
+/// The last lines of the gateway's and the site's daemon logs (for a failure's message).
+fn daemon_logs(lab: &Lab) -> String {
+    let mut out = String::new();
+    for end in ["hub-gw", "site-onprem"] {
+        for log in ["charon.log", "charon.err", "bird.err"] {
+            let text = std::fs::read_to_string(lab.data().join("agent-local.gateways").join(end).join(log))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out += &format!("== {end}/{log}\n{}\n", lines[lines.len().saturating_sub(15)..].join("\n"));
+        }
+    }
+    out
+}
+
+fn up_pid(lab: &Lab) -> u32 {
+    let up: Value =
+        serde_json::from_slice(&std::fs::read(lab.data().join("up.json")).expect("up.json")).expect("up.json is JSON");
+    u32::try_from(up["pid"].as_u64().expect("pid")).expect("a pid")
+}
+
+/// Bytes the switch counted crossing from VNet `from` to `to` (the peering meter's input).
+fn crossing_bytes(lab: &Lab, from: &str, to: &str) -> u64 {
+    let path = lab.data().join("agent-local.counters.json");
+    let counters: Value = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    counters["vnetPairs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["source"].as_str().is_some_and(|s| s.ends_with(&format!("/{from}")))
+                && p["destination"].as_str().is_some_and(|d| d.ends_with(&format!("/{to}")))
+                && p["direction"] == "Egress"
+        })
+        .map(|p| p["bytes"].as_u64().unwrap_or(0))
+        .sum()
 }

@@ -8,6 +8,7 @@
 //! their control sockets for the controller.
 
 use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -67,9 +68,18 @@ pub fn stop_pid_file(path: &Path) {
         && let Ok(pid) = text.trim().parse::<i32>()
         && pid > 1
     {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("charon") || cmdline.contains("bird") {
+        // Only a daemon of this end: BIRD names its configuration in this directory on its
+        // command line, charon its strongswan.conf in its environment. A pid reused by any other
+        // program (the system's own daemons, `birdc`, a `tail` of a log) is left alone.
+        let read = |what: &str| {
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default()).into_owned()
+        };
+        let (cmdline, environ) = (read("cmdline"), read("environ"));
+        let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let ours = !dir.is_empty()
+            && ((cmdline.contains("bird") && cmdline.contains(&format!("{dir}/bird.conf")))
+                || (cmdline.contains("charon") && environ.contains(&format!("STRONGSWAN_CONF={dir}/strongswan.conf"))));
+        if ours {
             // Its agent is gone, so is the state it kept: killed at once. The next daemon may
             // only start once this one has let go of its sockets and of libipsec's TUN device.
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -79,6 +89,14 @@ pub fn stop_pid_file(path: &Path) {
         }
     }
     let _ = std::fs::remove_file(path);
+}
+
+/// Writes a file only its owner reads (it may hold pre-shared keys).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }
 
 /// Whether process `pid` is gone (or a zombie) within `limit`.
@@ -102,6 +120,8 @@ impl Daemons {
     /// Starts both daemons in namespace `ns` (stopping any a previous run left in `dir`).
     pub fn start(ns: &str, dir: PathBuf) -> Result<Daemons, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // The pre-shared keys are written here: the directory is the agent's alone.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
         stop_pid_file(&dir.join("charon.pid"));
         stop_pid_file(&dir.join("bird.pid"));
         for f in ["charon.vici", "bird.ctl"] {
@@ -164,7 +184,7 @@ impl Daemons {
         }
         let swanctl = self.dir.join("swanctl.conf");
         let bird = self.dir.join("bird.conf");
-        if std::fs::write(&swanctl, swanctl_conf(config)).is_err() || std::fs::write(&bird, bird_conf(config)).is_err()
+        if write_private(&swanctl, &swanctl_conf(config)).is_err() || write_private(&bird, &bird_conf(config)).is_err()
         {
             return;
         }
@@ -294,7 +314,7 @@ fn bgp_state(protocols: &str, name: &str) -> String {
 
 /// The prefixes of `birdc show route …` output with their AS path (`[AS65010i]` → `65010`).
 fn parse_routes(text: &str) -> Vec<(IpNet, String)> {
-    let mut out = Vec::new();
+    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let Some(net) = words.next().and_then(|w| w.parse::<IpNet>().ok()) else { continue };
@@ -303,7 +323,7 @@ fn parse_routes(text: &str) -> Vec<(IpNet, String)> {
             .nth(1)
             .map(|r| r.trim_end_matches(']').trim_end_matches(['i', 'e', '?']).to_string())
             .unwrap_or_default();
-        if !out.iter().any(|(n, _)| *n == net) {
+        if seen.insert(net) {
             out.push((net, as_path));
         }
     }
@@ -364,6 +384,10 @@ pub fn start_site(
     wan: (&Bridge, Option<&Netns>, &str),
     dir: PathBuf,
 ) -> Result<Site, String> {
+    let IpNet::V4(v4) = lan else { return Err("a site's LAN needs an IPv4 prefix".into()) };
+    if v4.prefix_len() > 28 {
+        return Err(format!("a site's LAN needs room for a router and a host (a /28 or larger): {lan}"));
+    }
     let (router_name, host_name) = site_namespaces(name);
     let router = Netns::create(&router_name).map_err(|e| e.to_string())?;
     let host = Netns::create(&host_name).map_err(|e| e.to_string())?;
@@ -371,9 +395,8 @@ pub fn start_site(
     if config.router_id != public {
         ip(&["-n", &router_name, "addr", "add", &format!("{}/32", config.router_id), "dev", "lo"])?;
     }
-    let IpNet::V4(v4) = lan else { return Err("a site's LAN needs an IPv4 prefix".into()) };
     let base = u32::from(v4.network());
-    let (gw, addr) = (std::net::Ipv4Addr::from(base + 1), std::net::Ipv4Addr::from(base + 10));
+    let (gw, addr) = (std::net::Ipv4Addr::from(base | 1), std::net::Ipv4Addr::from(base | 10));
     ip(&["link", "add", "lan0", "netns", &router_name, "type", "veth", "peer", "name", "eth0", "netns", &host_name])?;
     ip(&["-n", &router_name, "addr", "add", &format!("{gw}/{}", v4.prefix_len()), "dev", "lan0"])?;
     ip(&["-n", &router_name, "link", "set", "lan0", "up"])?;

@@ -14,6 +14,10 @@ use tessera_engine::state::gateway_vnet;
 use tessera_model::gateway::{Connection, ConnectionType, LocalNetworkGateway, VirtualNetworkGateway};
 use tessera_model::{IpNet, ResourceId, SIMULATE_TAG};
 
+/// The most prefixes a gateway takes from one BGP peer: above it, the session is shut down, as
+/// Azure's VPN gateways do above 4,000 prefixes.
+pub const ROUTE_LIMIT: usize = 4000;
+
 /// The ASN Azure gives a gateway without one.
 pub const AZURE_ASN: u32 = 65515;
 
@@ -158,7 +162,8 @@ pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> 
             }
         };
         let (Some(local), Some(remote)) = (public, remote) else { continue };
-        let bgp = match (conn.properties.enable_bgp, gateway_bgp(gw), far_bgp) {
+        let Some(psk) = usable(local, remote, conn) else { continue };
+        let bgp = match (conn.properties.enable_bgp, gateway_bgp(gw).filter(v4_end), far_bgp.filter(v4_end)) {
             (true, Some((l, la)), Some((p, pa))) => Some(BgpSession { local: l, local_asn: la, peer: p, peer_asn: pa }),
             _ => None,
         };
@@ -171,13 +176,14 @@ pub fn gateway_config(engine: &Engine, gw_id: &ResourceId) -> Option<EndConfig> 
             name: format!("c{i}"),
             local,
             remote,
-            psk: conn.properties.shared_key.clone().unwrap_or_default(),
+            psk,
             static_prefixes: prefixes,
             bgp,
             initiator,
         });
     }
-    Some(EndConfig { router_id: private, tunnels, originated: gateway_originated(engine, gw), inside_router })
+    let router_id = Some(private).filter(IpAddr::is_ipv4)?;
+    Some(EndConfig { router_id, tunnels, originated: gateway_originated(engine, gw), inside_router })
 }
 
 /// The LAN of a site `tessera up` simulates (tagged `tessera-simulate`: a prefix, or `true`
@@ -220,7 +226,8 @@ pub fn site_config(engine: &Engine, site_id: &ResourceId) -> Option<EndConfig> {
     for (i, conn) in conns.into_iter().enumerate() {
         let Some(gw) = st.gateways.get(&conn.properties.virtual_network_gateway1.id) else { continue };
         let Some(remote) = gateway_public_ip(engine, gw) else { continue };
-        let session = match (conn.properties.enable_bgp, bgp, gateway_bgp(gw)) {
+        let Some(psk) = usable(public, remote, conn) else { continue };
+        let session = match (conn.properties.enable_bgp, bgp.filter(v4_end), gateway_bgp(gw).filter(v4_end)) {
             (true, Some((l, la)), Some((p, pa))) => Some(BgpSession { local: l, local_asn: la, peer: p, peer_asn: pa }),
             _ => None,
         };
@@ -229,7 +236,7 @@ pub fn site_config(engine: &Engine, site_id: &ResourceId) -> Option<EndConfig> {
             name: format!("c{i}"),
             local: public,
             remote,
-            psk: conn.properties.shared_key.clone().unwrap_or_default(),
+            psk,
             static_prefixes: if session.is_some() { Vec::new() } else { gateway_originated(engine, gw) },
             bgp: session,
             initiator: false,
@@ -239,7 +246,21 @@ pub fn site_config(engine: &Engine, site_id: &ResourceId) -> Option<EndConfig> {
     if let Some(lan) = simulated_lan(site).filter(|l| !originated.contains(l)) {
         originated.push(lan);
     }
-    Some(EndConfig { router_id: bgp.map_or(public, |(a, _)| a), tunnels, originated, inside_router: None })
+    let router_id = bgp.filter(v4_end).map_or(public, |(a, _)| a);
+    router_id.is_ipv4().then_some(EndConfig { router_id, tunnels, originated, inside_router: None })
+}
+
+/// A tunnel is made only between IPv4 addresses (the tunnels carry IPv4 here) and with a
+/// pre-shared key: never with an empty one. The key, when it may be used.
+fn usable(local: IpAddr, remote: IpAddr, conn: &Connection) -> Option<String> {
+    let psk = conn.properties.shared_key.clone().filter(|k| !k.is_empty())?;
+    (local.is_ipv4() && remote.is_ipv4()).then_some(psk)
+}
+
+/// A BGP end (address, ASN) that can be configured: an IPv4 address and a public or private
+/// ASN that is not reserved (0, 23456 for AS_TRANS, 65535, 4294967295).
+fn v4_end(end: &(IpAddr, u32)) -> bool {
+    end.0.is_ipv4() && !matches!(end.1, 0 | 23456 | 65535 | 4_294_967_295)
 }
 
 fn hex(s: &str) -> String {
@@ -376,7 +397,7 @@ pub fn bird_conf(end: &EndConfig) -> String {
             let _ = write!(
                 out,
                 "protocol bgp {n} {{\n  local {l} as {la};\n  neighbor {p} as {pa};\n  multihop 4;\n  hold time 9;\n  \
-                 connect retry time 2;\n  ipv4 {{\n    {import}\n    export where proto = \"{export}\";\n    next hop self;\n  }};\n}}\n",
+                 connect retry time 2;\n  ipv4 {{\n    {import}\n    import limit {ROUTE_LIMIT} action disable;\n    export where proto = \"{export}\";\n    next hop self;\n  }};\n}}\n",
                 n = t.name,
                 l = b.local,
                 la = b.local_asn,
@@ -427,6 +448,34 @@ mod tests {
         let mut responder = end(false);
         responder.tunnels[0].initiator = false;
         assert!(swanctl_conf(&responder).contains("unique = replace"));
+    }
+
+    #[test]
+    fn no_tunnel_without_a_key_or_over_ipv6_and_no_bgp_with_a_reserved_asn() {
+        let conn = |key: Option<&str>| {
+            let mut c: Connection = serde_json::from_value(serde_json::json!({
+                "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/connections/c",
+                "name": "c", "location": "westeurope", "properties": {"connectionType": "IPsec",
+                "virtualNetworkGateway1": {"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworkGateways/gw"}}}))
+            .expect("a connection");
+            c.properties.shared_key = key.map(str::to_string);
+            c
+        };
+        let (v4a, v4b, v6): (IpAddr, IpAddr, IpAddr) = (
+            "198.18.0.1".parse().expect("valid"),
+            "203.0.113.1".parse().expect("valid"),
+            "2001:db8::1".parse().expect("valid"),
+        );
+        assert_eq!(usable(v4a, v4b, &conn(Some("k"))).as_deref(), Some("k"));
+        assert_eq!(usable(v4a, v4b, &conn(None)), None, "no key: no tunnel");
+        assert_eq!(usable(v4a, v4b, &conn(Some(""))), None, "an empty key: no tunnel");
+        assert_eq!(usable(v4a, v6, &conn(Some("k"))), None, "IPv6 is not carried");
+        assert!(v4_end(&(v4a, 65010)));
+        for asn in [0, 23456, 65535, 4_294_967_295] {
+            assert!(!v4_end(&(v4a, asn)), "{asn}");
+        }
+        assert!(!v4_end(&(v6, 65010)));
+        assert!(bird_conf(&end(true)).contains(&format!("import limit {ROUTE_LIMIT} action disable;")));
     }
 
     #[test]

@@ -345,9 +345,12 @@ impl Vms {
         }
     }
 
-    /// The directory of one end's daemon files, beside the status file.
-    fn daemon_dir(&self, name: &str) -> PathBuf {
-        self.status.with_extension("gateways").join(name.to_ascii_lowercase())
+    /// The directory of one end's daemon files, beside the status file: its name and a digest
+    /// of its id, so two ends of one name in different groups never share pid files (and the
+    /// daemons' sockets stay within a Unix socket path's length).
+    fn daemon_dir(&self, kind: &str, id: &ResourceId) -> PathBuf {
+        let name = id.name().to_ascii_lowercase();
+        self.status.with_extension("gateways").join(format!("{kind}-{name}-{:08x}", id.digest() as u32))
     }
 
     /// Puts namespace `ns` on the WAN bridge (made on first use) at `public`.
@@ -366,7 +369,7 @@ impl Vms {
             crate::gateway_config::gateway_public_ip(engine, g).ok_or("the gateway has no public IP address")?;
         let handle = Netns::open(ns).map_err(|e| e.to_string())?;
         self.join_wan(&handle, 'g', public)?;
-        crate::gateway::Daemons::start(ns, self.daemon_dir(gw.name()))
+        crate::gateway::Daemons::start(ns, self.daemon_dir("gw", gw))
     }
 
     fn start_site(&mut self, engine: &Engine, id: &ResourceId) -> Result<crate::gateway::Site, String> {
@@ -383,7 +386,7 @@ impl Vms {
             self.wan = Some(crate::gateway::wan_bridge(self.host_ns.as_ref())?);
         }
         let port = self.wan_port('s');
-        let dir = self.daemon_dir(&format!("site-{}", id.name()));
+        let dir = self.daemon_dir("site", id);
         let wan = self.wan.as_ref().ok_or("no WAN bridge")?;
         crate::gateway::start_site(id.name(), &config, public, lan, (wan, self.host_ns.as_ref(), &port), dir)
     }
@@ -395,9 +398,24 @@ impl Vms {
             return;
         }
         let engine = desired.engine.clone();
-        // Sites first: a gateway's first IKE request finds its peer ready.
-        let sites: Vec<ResourceId> =
-            crate::gateway_config::simulated_sites(&engine).iter().map(|(s, _)| s.id.clone()).collect();
+        // Sites first: a gateway's first IKE request finds its peer ready. A site runs on its
+        // host only, and not where its namespaces' names are taken (by a VM, a gateway or a
+        // site of the same name in another group).
+        let mut taken: Vec<String> =
+            self.ports.values().filter_map(|p| Some(p.namespace.as_ref()?.name().to_string())).collect();
+        let mut sites: Vec<ResourceId> = Vec::new();
+        for (site, _) in crate::gateway_config::simulated_sites(&engine) {
+            if tessera_engine::placement::tag_host(&site.tags) != self.host {
+                continue;
+            }
+            let (router, host) = crate::gateway::site_namespaces(site.id.name());
+            if taken.contains(&router) || taken.contains(&host) {
+                tracing::warn!("site {} is not simulated: its namespace names are taken here", site.id);
+                continue;
+            }
+            taken.extend([router, host]);
+            sites.push(site.id.clone());
+        }
         self.sites.retain(|id, _| sites.contains(id));
         for id in sites {
             if let Some(site) = self.sites.get_mut(&id) {

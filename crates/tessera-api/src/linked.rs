@@ -14,7 +14,7 @@
 //! another tenant's resources.
 
 use serde_json::{Map, Value};
-use tessera_model::{ArmError, ResourceId};
+use tessera_model::{ArmError, DEFAULT_HOST, HOST_TAG, Kind, ResourceId, SIMULATE_TAG};
 
 use crate::http::Req;
 
@@ -282,6 +282,21 @@ pub(crate) fn authorize_references(req: &Req, owner: &str, body: &Map<String, Va
         }
     }
     Ok(())
+}
+
+/// A local network gateway tagged `tessera-simulate` makes the agent of its host run a site
+/// (namespaces, strongSwan and BIRD): an operator's decision, so the tag needs
+/// `Tessera/hosts/write` on that host (its `tessera-host` tag, else the default host), the right
+/// an agent's own reports need. `tags` are the tags the write leaves on the resource.
+pub(crate) fn authorize_simulation(req: &Req, kind: Kind, tags: Option<&Value>) -> Result<(), ArmError> {
+    let Some(tags) = tags.and_then(Value::as_object).filter(|_| kind == Kind::LocalNetworkGateway) else {
+        return Ok(());
+    };
+    let tag = |name: &str| tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str());
+    if tag(SIMULATE_TAG).is_none() {
+        return Ok(());
+    }
+    req.authorize("Tessera/hosts/write", &format!("/tessera/hosts/{}", tag(HOST_TAG).unwrap_or(DEFAULT_HOST)))
 }
 
 /// Whether the caller may read `id`, named in a diagnostics request body. Another tenant's

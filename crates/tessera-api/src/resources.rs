@@ -320,6 +320,7 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
         props.remove("virtualNetworkPeerings");
     }
     crate::linked::authorize_references(req, id.kind().arm_type(), &body)?;
+    crate::linked::authorize_simulation(req, id.kind(), body.get("tags"))?;
     let resource = parse_resource(Value::Object(body))?;
     let (created, bytes, location) = app
         .write(|core| {
@@ -344,6 +345,7 @@ async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
     if tags.as_ref().is_some_and(|t| !t.as_object().is_some_and(|t| t.values().all(Value::is_string))) {
         return Err(ArmError::bad_request("InvalidRequestContent", "tags must be an object of strings."));
     }
+    crate::linked::authorize_simulation(req, id.kind(), tags.as_ref())?;
     let bytes = app
         .write(|core| {
             check_scope(core, id)?;

@@ -7,6 +7,13 @@ use tessera_model::{DEFAULT_HOST, HOST_TAG, ResourceId};
 
 use crate::Engine;
 
+/// The host a `tessera-host` tag names, else the default host.
+pub fn tag_host(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(HOST_TAG))
+        .map_or_else(|| DEFAULT_HOST.to_string(), |(_, v)| v.clone())
+}
+
 /// The host a NIC's port runs on.
 pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
     let st = engine.state();
@@ -16,7 +23,7 @@ pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
     if let Some(gw) = nic.parent().filter(|g| g.kind() == tessera_model::Kind::VirtualNetworkGateway)
         && let Some(gw) = st.gateways.get(&gw)
     {
-        return tag(&gw.tags).unwrap_or_else(|| DEFAULT_HOST.to_string());
+        return tag_host(&gw.tags);
     }
     let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
     vm.and_then(|vm| tag(&vm.tags))

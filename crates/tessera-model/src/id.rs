@@ -240,6 +240,11 @@ impl ResourceId {
     pub fn as_str(&self) -> &str {
         &self.0.text
     }
+    /// A stable 64-bit digest of the id (FNV-1a of its lower-cased key): the same in every
+    /// process and version, for names derived from an id.
+    pub fn digest(&self) -> u64 {
+        self.0.digest
+    }
     /// The lower-cased comparison key.
     pub fn key(&self) -> &str {
         &self.0.key

@@ -8,7 +8,7 @@ mod lab;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lab::Lab;
+use lab::{Lab, within};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -17,18 +17,6 @@ const SITE_HOST: &str = "192.168.50.10";
 
 fn estate() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/gateway-transit.yaml")
-}
-
-/// Waits up to `secs` for `check`.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    false
 }
 
 fn values(lab: &Lab, action: &str) -> Vec<Value> {
@@ -61,7 +49,7 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
     let lab = Lab::up(&estate());
     // The tunnel comes up (IKE SA established) and the site's LAN is learned by BGP: it is not
     // in the site's address space (only its BGP address is).
-    assert!(eventually(30, || learned_by_bgp(&lab)), "no BGP-learned route: {:?}", values(&lab, "getLearnedRoutes"));
+    assert!(within(30, || learned_by_bgp(&lab)), "no BGP-learned route: {:?}", values(&lab, "getLearnedRoutes"));
     let peers = values(&lab, "getBgpPeerStatus");
     assert!(peers.iter().any(|p| p["neighbor"] == "10.255.50.1" && p["state"] == "Connected"), "{peers:?}");
     let (_, gw) = lab.arm_json(Method::GET, GW, None);
@@ -82,25 +70,25 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
     // GW1: the spoke reaches the host behind the site, ping and TCP, through the hub's gateway.
     lab.serve("onprem", 80);
     lab.sink("onprem", 81);
-    assert!(eventually(10, || lab.ping("spoke-vm", SITE_HOST)), "spoke -> site through the hub's gateway");
+    assert!(within(10, || lab.ping("spoke-vm", SITE_HOST)), "spoke -> site through the hub's gateway");
     assert!(lab.tcp("spoke-vm", &format!("{SITE_HOST}:80")), "TCP from the spoke to the site");
     assert!(lab.tcp("hub-vm", &format!("{SITE_HOST}:80")), "TCP from the hub to the site");
     // $5: traffic to the hub's gateway crosses the peering and is metered as peering traffic.
-    let before = crossing_bytes(&lab, "spoke", "hub");
+    let before = lab.crossing_bytes("spoke", "hub");
     assert!(lab.bulk("spoke-vm", &format!("{SITE_HOST}:81"), 1 << 20), "1 MiB from the spoke to the site");
     assert!(
-        eventually(5, || crossing_bytes(&lab, "spoke", "hub") >= before + (1 << 20)),
+        within(5, || lab.crossing_bytes("spoke", "hub") >= before + (1 << 20)),
         "gateway-transit bytes not on the spoke -> hub peering counters ({} before, {} after)",
         before,
-        crossing_bytes(&lab, "spoke", "hub")
+        lab.crossing_bytes("spoke", "hub")
     );
 
     // G1-G3: without useRemoteGateways the spoke has no route to the site.
     assert!(matches!(spoke_link(&lab, false), 200 | 201));
-    assert!(eventually(10, || !lab.ping("spoke-vm", SITE_HOST)), "the spoke still reaches the site");
+    assert!(within(10, || !lab.ping("spoke-vm", SITE_HOST)), "the spoke still reaches the site");
     assert!(lab.ping("hub-vm", SITE_HOST), "the hub still does");
     assert!(matches!(spoke_link(&lab, true), 200 | 201));
-    assert!(eventually(15, || lab.ping("spoke-vm", SITE_HOST)), "transit back once useRemoteGateways is on");
+    assert!(within(15, || lab.ping("spoke-vm", SITE_HOST)), "transit back once useRemoteGateways is on");
 
     // U5: a route table with disableBgpRoutePropagation on the spoke's subnet removes them.
     let table = "SUB/resourceGroups/gw-rg/providers/Microsoft.Network/routeTables/no-gateway-routes";
@@ -108,7 +96,7 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
     let body =
         json!({"properties": {"addressPrefix": "10.1.0.0/24", "routeTable": {"id": table.replace("SUB", &sub(&lab))}}});
     assert!(matches!(lab.arm_json(Method::PUT, subnet, Some(body)).0, 200 | 201));
-    assert!(eventually(10, || !lab.ping("spoke-vm", SITE_HOST)), "routes propagated despite the route table");
+    assert!(within(10, || !lab.ping("spoke-vm", SITE_HOST)), "routes propagated despite the route table");
     assert!(lab.ping("hub-vm", SITE_HOST), "the hub's subnet keeps them");
 
     // The agent (with the control plane) is killed and started again on the same store: the
@@ -127,20 +115,20 @@ fn a_spoke_reaches_the_site_through_the_hubs_gateway_only_as_azure_allows() {
         .expect("tessera up again");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restarted = Instant::now();
-    assert!(eventually(30, || lab.ping("hub-vm", SITE_HOST)), "the tunnel did not come back:\n{}", daemon_logs(&lab));
+    assert!(within(30, || lab.ping("hub-vm", SITE_HOST)), "the tunnel did not come back:\n{}", daemon_logs(&lab));
     println!("tunnel back {:.1} s after the agent's restart", restarted.elapsed().as_secs_f64());
-    assert!(eventually(30, || learned_by_bgp(&lab)), "BGP did not come back");
+    assert!(within(30, || learned_by_bgp(&lab)), "BGP did not come back");
 }
 
 /// The last lines of the gateway's and the site's daemon logs (for a failure's message).
 fn daemon_logs(lab: &Lab) -> String {
     let mut out = String::new();
-    for end in ["hub-gw", "site-onprem"] {
+    let dirs = std::fs::read_dir(lab.data().join("agent-local.gateways")).into_iter().flatten().filter_map(Result::ok);
+    for end in dirs.map(|d| d.path()) {
         for log in ["charon.log", "charon.err", "bird.err"] {
-            let text = std::fs::read_to_string(lab.data().join("agent-local.gateways").join(end).join(log))
-                .unwrap_or_default();
+            let text = std::fs::read_to_string(end.join(log)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out += &format!("== {end}/{log}\n{}\n", lines[lines.len().saturating_sub(15)..].join("\n"));
+            out += &format!("== {}/{log}\n{}\n", end.display(), lines[lines.len().saturating_sub(15)..].join("\n"));
         }
     }
     out
@@ -150,21 +138,4 @@ fn up_pid(lab: &Lab) -> u32 {
     let up: Value =
         serde_json::from_slice(&std::fs::read(lab.data().join("up.json")).expect("up.json")).expect("up.json is JSON");
     u32::try_from(up["pid"].as_u64().expect("pid")).expect("a pid")
-}
-
-/// Bytes the switch counted crossing from VNet `from` to `to` (the peering meter's input).
-fn crossing_bytes(lab: &Lab, from: &str, to: &str) -> u64 {
-    let path = lab.data().join("agent-local.counters.json");
-    let counters: Value = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    counters["vnetPairs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["source"].as_str().is_some_and(|s| s.ends_with(&format!("/{from}")))
-                && p["destination"].as_str().is_some_and(|d| d.ends_with(&format!("/{to}")))
-                && p["direction"] == "Egress"
-        })
-        .map(|p| p["bytes"].as_u64().unwrap_or(0))
-        .sum()
 }

@@ -5,41 +5,14 @@
 mod lab;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lab::Lab;
+use lab::{Lab, within};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 fn estate() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/vnet2vnet.yaml")
-}
-
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    false
-}
-
-/// Bytes the switch counted from east to west across a peering (the peering meter's input).
-fn peered_bytes(lab: &Lab) -> u64 {
-    let path = lab.data().join("agent-local.counters.json");
-    let counters: Value = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    counters["vnetPairs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["source"].as_str().is_some_and(|s| s.ends_with("/east"))
-                && p["destination"].as_str().is_some_and(|d| d.ends_with("/west"))
-        })
-        .map(|p| p["bytes"].as_u64().unwrap_or(0))
-        .sum()
 }
 
 /// Bytes the east gateway's instance sent into its tunnel (strongSwan's `ipsec0` device).
@@ -81,13 +54,13 @@ fn link(lab: &Lab, from: &str, to: &str) {
 fn a_vnet_to_vnet_tunnel_carries_traffic_until_a_peering_takes_it() {
     let lab = Lab::up(&estate());
     assert!(
-        eventually(30, || tunnel_state(&lab, "east-to-west") == "Connected"
+        within(30, || tunnel_state(&lab, "east-to-west") == "Connected"
             && tunnel_state(&lab, "west-to-east") == "Connected"),
         "the gateways' tunnel is not up"
     );
     lab.serve("west-vm", 80);
     lab.sink("west-vm", 81);
-    assert!(eventually(10, || lab.ping("east-vm", "10.20.0.4")), "east -> west through the tunnel");
+    assert!(within(10, || lab.ping("east-vm", "10.20.0.4")), "east -> west through the tunnel");
     assert!(lab.tcp("east-vm", "10.20.0.4:80"), "TCP through the tunnel");
     let sent = tunnel_bytes();
     assert!(lab.bulk("east-vm", "10.20.0.4:81", 1 << 20), "1 MiB through the tunnel");
@@ -97,17 +70,20 @@ fn a_vnet_to_vnet_tunnel_carries_traffic_until_a_peering_takes_it() {
         tunnel_bytes()
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let before = peered_bytes(&lab);
+    let before = lab.crossing_bytes("east", "west");
     assert_eq!(before, 0, "traffic through the tunnel is not peering traffic");
 
     // R10 / SEL3: peered as well, the VNets' traffic takes the peering.
     link(&lab, "east", "west");
     link(&lab, "west", "east");
-    assert!(eventually(10, || lab.ping("east-vm", "10.20.0.4")), "east -> west over the peering");
+    assert!(within(10, || lab.ping("east-vm", "10.20.0.4")), "east -> west over the peering");
     assert!(lab.tcp("east-vm", "10.20.0.4:80"), "TCP over the peering");
     let sent = tunnel_bytes();
     assert!(lab.bulk("east-vm", "10.20.0.4:81", 1 << 20), "1 MiB over the peering");
-    assert!(eventually(5, || peered_bytes(&lab) >= before + (1 << 20)), "the peering did not count the MiB");
+    assert!(
+        within(5, || lab.crossing_bytes("east", "west") >= before + (1 << 20)),
+        "the peering did not count the MiB"
+    );
     assert!(
         tunnel_bytes() < sent + (1 << 18),
         "the tunnel still carried the traffic ({sent} before, {} after)",

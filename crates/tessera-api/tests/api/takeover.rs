@@ -142,3 +142,38 @@ async fn a_subscription_moves_tenant_only_by_a_root_owner_of_both() {
     let (s, v) = api.call(Method::PUT, &path, Some(move_to(&t2))).await;
     assert_eq!((s, v["tenantId"].as_str()), (200, Some(t2.as_str())), "{v}");
 }
+
+#[tokio::test]
+async fn only_an_operator_of_the_host_makes_it_simulate_a_site() {
+    // A simulated site runs namespaces and daemons on a host (issue 16): the `tessera-simulate`
+    // tag needs Tessera/hosts/write on that host, which a subscription's Owner does not have.
+    let api = Api::start().await;
+    let (t1, sub) = (api.creds.tenant_id.clone(), api.sub());
+    api.group("rg-site").await;
+    let (owner, secret) = api.principal(&t1, &[]).await;
+    api.assign(&api.token, &sub, OWNER, &owner).await;
+    let owner = api.token_for(&owner, &secret, &t1).await.expect("token");
+    let site = api.net("rg-site", "localNetworkGateways/onprem");
+    let body = |tags: Value| {
+        json!({"location": "westeurope", "tags": tags, "properties": {
+            "gatewayIpAddress": "203.0.113.10",
+            "localNetworkAddressSpace": {"addressPrefixes": ["192.168.0.0/16"]}}})
+    };
+    for tags in [json!({"tessera-simulate": "true"}), json!({"Tessera-Simulate": "10.9.0.0/24", "tessera-host": "h2"})]
+    {
+        let (s, v) = api.call_as(&owner, &[], Method::PUT, &site, Some(body(tags.clone()))).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("AuthorizationFailed")), "{tags}: {v}");
+        let (s, _) = api.call(Method::GET, &site, None).await;
+        assert_eq!(s, 404, "nothing written");
+    }
+    let (s, v) = api.call_as(&owner, &[], Method::PUT, &site, Some(body(json!({"env": "lab"})))).await;
+    assert_eq!(s, 201, "without the tag the owner writes the site: {v}");
+    let patch = json!({"tags": {"tessera-simulate": "true"}});
+    let (s, v) = api.call_as(&owner, &[], Method::PATCH, &site, Some(patch.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("AuthorizationFailed")), "PATCH: {v}");
+    let (_, v) = api.call(Method::GET, &site, None).await;
+    assert_eq!(v["tags"], json!({"env": "lab"}), "the tags stay");
+    // The server's admin (an Owner at the root, which covers the hosts) may.
+    let (s, v) = api.call(Method::PATCH, &site, Some(patch)).await;
+    assert_eq!(s, 200, "{v}");
+}

@@ -19,6 +19,7 @@ use crate::state::{State, gateway_vnet};
 /// Validates and stores a virtual network gateway.
 pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway) -> ArmResult<BTreeSet<ResourceId>> {
     let id = normalize_tracked(st, &mut gw, 80)?;
+    let host = crate::placement::tag_host(&gw.tags);
     let p = &mut gw.properties;
     if p.gateway_type == GatewayType::LocalGateway {
         return Err(ArmError::bad_request(
@@ -102,7 +103,12 @@ pub(crate) fn put(st: &mut State, limits: &Limits, mut gw: VirtualNetworkGateway
     }
     p.provisioning_state = Some(ProvisioningState::Succeeded);
     // Read-only: what the running instance reported stays; a client's value is ignored.
-    p.instance = st.gateways.get(&id).and_then(|old| old.properties.instance.clone());
+    // An instance placed on another host reports afresh: the old host's report goes.
+    p.instance = st
+        .gateways
+        .get(&id)
+        .and_then(|old| old.properties.instance.clone())
+        .filter(|i| i.host.is_empty() || i.host == host);
     // Azure fills the gateway's BGP address: its first private address.
     if p.enable_bgp
         && let Some(b) = p.bgp_settings.as_mut()
@@ -326,9 +332,38 @@ fn connection_status(gw: &VirtualNetworkGateway, connection: &ResourceId) -> Str
         .map_or_else(|| "NotConnected".to_string(), |t| t.state.clone())
 }
 
+/// The most BGP peers, and the most routes learned from each, a report may carry: a gateway
+/// instance shuts a session that sends more (`import limit`), as Azure's gateways do.
+pub(crate) const REPORT_PEERS: usize = 64;
+/// See [`REPORT_PEERS`].
+pub(crate) const REPORT_ROUTES_PER_PEER: usize = 4000;
+
+/// A report within bounds, with canonical prefixes: else 400 and nothing taken.
+fn check_report(instance: &GatewayInstance) -> ArmResult<()> {
+    let peers = instance.bgp_peers.len().max(1);
+    let too_many = instance.bgp_peers.len() > REPORT_PEERS
+        || instance.tunnels.len() > REPORT_PEERS
+        || instance.learned_routes.len() > peers * REPORT_ROUTES_PER_PEER
+        || instance.advertised_routes.len() > peers * REPORT_ROUTES_PER_PEER;
+    if too_many {
+        return Err(ArmError::bad_request(
+            "GatewayReportTooLarge",
+            format!(
+                "A gateway report carries at most {REPORT_PEERS} tunnels and BGP peers and \
+                 {REPORT_ROUTES_PER_PEER} routes per peer each way."
+            ),
+        ));
+    }
+    for r in instance.learned_routes.iter().chain(&instance.advertised_routes) {
+        tessera_model::prefix::check_canonical(r.network, "the gateway report")?;
+    }
+    Ok(())
+}
+
 /// Takes what a gateway's running instance reports; its connections' status follow. The VNets
 /// that route the gateway's prefixes are recompiled when the learned routes changed.
 pub(crate) fn report(st: &mut State, id: &ResourceId, instance: GatewayInstance) -> ArmResult<BTreeSet<ResourceId>> {
+    check_report(&instance)?;
     let gw = st
         .gateways
         .get_mut(id)

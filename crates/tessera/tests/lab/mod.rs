@@ -338,6 +338,21 @@ impl Lab {
         std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 
+    /// Bytes the local agent's switch counted from VNet `from` to VNet `to` (names), egress:
+    /// the peering meter's input.
+    pub fn crossing_bytes(&self, from: &str, to: &str) -> u64 {
+        let counters = self.counters("local");
+        let pairs = counters["vnetPairs"].as_array().cloned().unwrap_or_default();
+        let ends = |p: &serde_json::Value, field: &str, name: &str| {
+            p[field].as_str().is_some_and(|s| s.ends_with(&format!("/{name}")))
+        };
+        pairs
+            .iter()
+            .filter(|p| ends(p, "source", from) && ends(p, "destination", to) && p["direction"] == "Egress")
+            .map(|p| p["bytes"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
     /// Waits until `check` holds (programs reach the agent through the feed), up to 10 s.
     pub fn eventually(&self, what: &str, check: impl Fn() -> bool) {
         for _ in 0..20 {
@@ -348,6 +363,18 @@ impl Lab {
         }
         panic!("never happened: {what}");
     }
+}
+
+/// Whether `check` holds within `secs` seconds (tried every half second).
+pub fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
 }
 
 impl Drop for Lab {

@@ -143,9 +143,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             _ = stop.changed() => break,
             _ = tokio::time::sleep(tick) => {
                 for (gw, instance) in vms.gateway_reports() {
-                    match f.report_gateway(&gw, &instance).await {
-                        Ok(()) => vms.reported(gw, instance),
-                        Err(e) => tracing::warn!("cannot report gateway {}: {e}", gw.name()),
+                    if let Err(e) = f.report_gateway(&gw, &instance).await {
+                        tracing::warn!("cannot report gateway {}: {e}", gw.name());
                     }
                 }
                 continue;

@@ -60,8 +60,6 @@ pub struct Vms {
     sites: BTreeMap<ResourceId, crate::gateway::Site>,
     /// The WAN bridge of gateways and sites, made when the first needs it.
     wan: Option<tessera_lab::Bridge>,
-    /// The last report sent for each gateway.
-    reported: BTreeMap<ResourceId, tessera_model::gateway::GatewayInstance>,
     /// The engine of the last reconcile (gateway configurations are derived from it).
     engine: Option<Arc<Engine>>,
     next_wan: u32,
@@ -105,7 +103,6 @@ impl Vms {
             gateways: BTreeMap::new(),
             sites: BTreeMap::new(),
             wan: None,
-            reported: BTreeMap::new(),
             engine: None,
             next_wan: 0,
             wan_ports: Vec::new(),
@@ -463,8 +460,9 @@ impl Vms {
         !self.gateways.is_empty() || !self.sites.is_empty()
     }
 
-    /// What each local gateway's daemons say, where it changed since the last report
-    /// ([`Vms::reported`]); configurations that did not load yet are tried again first.
+    /// What each local gateway's daemons say, where it differs from the instance the controller
+    /// holds (as the feed shows it: a gateway deleted and made again, or a controller that lost
+    /// it, gets the report again); configurations that did not load yet are tried again first.
     pub fn gateway_reports(&mut self) -> Vec<(ResourceId, tessera_model::gateway::GatewayInstance)> {
         let Some(engine) = self.engine.clone() else { return Vec::new() };
         for (gw, d) in &mut self.gateways {
@@ -484,12 +482,7 @@ impl Vms {
         self.gateways
             .iter()
             .map(|(gw, d)| (gw.clone(), d.status(&self.host)))
-            .filter(|(gw, st)| self.reported.get(gw) != Some(st))
+            .filter(|(gw, st)| engine.state().gateways.get(gw).and_then(|g| g.properties.instance.as_ref()) != Some(st))
             .collect()
-    }
-
-    /// Records a report the controller took.
-    pub fn reported(&mut self, gw: ResourceId, instance: tessera_model::gateway::GatewayInstance) {
-        self.reported.insert(gw, instance);
     }
 }

@@ -59,6 +59,8 @@ pub struct Daemons {
     charon: Option<Child>,
     bird: Option<Child>,
     config: Option<EndConfig>,
+    /// Readings in a row that found each tunnel (by name) not connected.
+    waiting: std::collections::BTreeMap<String, u32>,
 }
 
 /// Stops the daemon a pid file names (a strongSwan or BIRD process left by an agent that did
@@ -152,7 +154,7 @@ impl Daemons {
             .spawn()
             .map_err(|e| format!("bird: {e}"))?;
         let _ = std::fs::write(dir.join("bird.pid"), bird.id().to_string());
-        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), config: None })
+        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), config: None, waiting: Default::default() })
     }
 
     /// The directory of its files.
@@ -219,7 +221,7 @@ impl Daemons {
 
     /// What the daemons say now: each tunnel's IKE state, BGP sessions, routes learned and
     /// routes exported to each peer.
-    pub fn status(&self, host: &str) -> GatewayInstance {
+    pub fn status(&mut self, host: &str) -> GatewayInstance {
         let Some(config) = self.config.as_ref() else {
             return GatewayInstance { host: host.to_string(), ..Default::default() };
         };
@@ -228,8 +230,12 @@ impl Daemons {
         let mut out = GatewayInstance { host: host.to_string(), ..Default::default() };
         for t in &config.tunnels {
             let state = ike_state(&sas, &t.name);
-            if t.initiator && state == "NotConnected" {
-                // Refused or unanswered (the peer was not ready): start it again, in the background.
+            // Refused or unanswered (the peer was not ready), or stuck half-way (IKE retransmits
+            // back off; an IKE SA may lack its CHILD_SA) for three readings: started again, in the
+            // background.
+            let waited = self.waiting.entry(t.name.clone()).or_default();
+            *waited = if state == "Connected" { 0 } else { *waited + 1 };
+            if t.initiator && (state == "NotConnected" || waited.is_multiple_of(3)) && state != "Connected" {
                 self.initiate(&t.name);
             }
             out.tunnels.push(TunnelStatus { connection: t.connection.clone(), state });
@@ -285,13 +291,20 @@ impl Drop for Daemons {
 /// A tunnel's state in `swanctl --list-sas` output: `Connected` once its IKE SA is
 /// established.
 fn ike_state(sas: &str, name: &str) -> String {
-    let mut state = "NotConnected";
+    // An IKE SA's line starts at the margin; its CHILD_SAs' lines are indented by two spaces.
+    // Connected: an ESTABLISHED IKE SA with an INSTALLED CHILD_SA (without one, no packet
+    // crosses: the tunnel is still Connecting and its initiator starts the child again).
+    let (ike, child) = (format!("{name}: #"), format!("  {name}: #"));
+    let (mut state, mut established) = ("NotConnected", false);
     for line in sas.lines() {
-        let Some(rest) = line.strip_prefix(&format!("{name}: #")) else { continue };
-        if rest.contains("ESTABLISHED") {
+        if line.starts_with(&ike) {
+            established = line.contains("ESTABLISHED");
+            state = "Connecting";
+        } else if established && line.starts_with(&child) && line.contains("INSTALLED") {
             return "Connected".into();
+        } else if !line.starts_with(' ') {
+            established = false;
         }
-        state = "Connecting";
     }
     state.into()
 }
@@ -415,10 +428,14 @@ mod tests {
 
     #[test]
     fn daemon_outputs_are_read() {
-        let sas = "c0: #3, ESTABLISHED, IKEv2, 1_i* 2_r\n  local '198.18.0.1'\nc1: #4, CONNECTING, IKEv2\n";
+        let sas = "c0: #3, ESTABLISHED, IKEv2, 1_i* 2_r\n  local '198.18.0.1'\n  c0: #2, reqid 1, INSTALLED, \
+                   TUNNEL-in-UDP, ESP:AES_GCM_16-256\n    local  0.0.0.0/0\nc1: #4, CONNECTING, IKEv2\n\
+                   c2: #5, ESTABLISHED, IKEv2\n  local '198.18.0.1'\nc3: #6, CONNECTING, IKEv2\n  c3: #7, reqid 2, INSTALLED\n";
         assert_eq!(ike_state(sas, "c0"), "Connected");
         assert_eq!(ike_state(sas, "c1"), "Connecting");
-        assert_eq!(ike_state(sas, "c2"), "NotConnected");
+        assert_eq!(ike_state(sas, "c2"), "Connecting", "an IKE SA without a CHILD_SA carries nothing");
+        assert_eq!(ike_state(sas, "c3"), "Connecting");
+        assert_eq!(ike_state(sas, "c4"), "NotConnected");
         let protocols = "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n\
                          c0         BGP        ---        up     02:10:07.834  Established   \n\
                          c1         BGP        ---        start  02:10:07.834  Active        Socket: Connection refused\n";

@@ -479,9 +479,10 @@ impl Vms {
                 s.daemons.configure(&cfg);
             }
         }
+        let host = self.host.clone();
         self.gateways
-            .iter()
-            .map(|(gw, d)| (gw.clone(), d.status(&self.host)))
+            .iter_mut()
+            .map(|(gw, d)| (gw.clone(), d.status(&host)))
             .filter(|(gw, st)| engine.state().gateways.get(gw).and_then(|g| g.properties.instance.as_ref()) != Some(st))
             .collect()
     }

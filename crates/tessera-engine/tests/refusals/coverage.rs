@@ -22,6 +22,7 @@ const COVERED: &[&str] = &[
     "InvalidResourceReference",
     "LocationNotAvailableForResourceType",
     "InvalidCIDRNotation",
+    "GatewayReportTooLarge",
     "InvalidAddressPrefixFormat",
     "NotFound",
     "ResourceNotFound",

@@ -15,6 +15,33 @@ fn gwy1_gateway_type_must_be_vpn_or_expressroute() {
 }
 
 #[test]
+fn a_gateway_report_out_of_bounds_or_not_canonical_is_refused_whole() {
+    // What an agent reports of a running instance (issue 16): at most 4,000 routes per BGP peer
+    // (a gateway's BIRD shuts a session that sends more), canonical prefixes.
+    use tessera_model::gateway::{GatewayInstance, GatewayRoute};
+    let mut e = base();
+    let id = gateway(&e, "hub-gw").id;
+    let route = |network: String| GatewayRoute {
+        local_address: "10.0.255.4".into(),
+        network: network.parse().expect("a prefix"),
+        next_hop: "10.255.50.1".into(),
+        source_peer: "10.255.50.1".into(),
+        origin: "EBgp".into(),
+        as_path: "65050".into(),
+        weight: 32768,
+    };
+    let flood = (0..4001u32).map(|i| route(format!("172.{}.{}.0/24", 16 + i / 256, i % 256))).collect();
+    let instance = GatewayInstance { host: "local".into(), learned_routes: flood, ..Default::default() };
+    assert_refused(&mut e, Change::ReportGateway { id: id.clone(), instance }, "GatewayReportTooLarge", 400);
+    let instance = GatewayInstance {
+        host: "local".into(),
+        learned_routes: vec![route("192.168.1.7/24".into())],
+        ..Default::default()
+    };
+    assert_refused(&mut e, Change::ReportGateway { id, instance }, "InvalidCIDRNotation", 400);
+}
+
+#[test]
 fn gwy1_policy_based_only_with_basic_sku() {
     let mut e = base();
     let mut g = gateway(&e, "hub-gw");

@@ -55,6 +55,7 @@ fn mac_of(name: &str) -> [u8; 6] {
 /// strongSwan and BIRD for one end, with their files in `dir`; stopped when dropped.
 #[derive(Debug)]
 pub struct Daemons {
+    ns: String,
     dir: PathBuf,
     charon: Option<Child>,
     bird: Option<Child>,
@@ -93,12 +94,15 @@ pub fn stop_pid_file(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-/// Writes a file only its owner reads (it may hold pre-shared keys).
+/// Writes a file only its owner reads (it may hold pre-shared keys), whole: into a temporary
+/// file renamed over it, so a daemon reading it never sees it half-written.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Whether process `pid` is gone (or a zombie) within `limit`.
@@ -132,29 +136,61 @@ impl Daemons {
         let conf = dir.join("strongswan.conf");
         std::fs::write(&conf, strongswan_conf(&dir)).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("bird.conf"), "protocol device {}\n").map_err(|e| e.to_string())?;
-        let log = |name: &str| std::fs::File::create(dir.join(name)).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
-        let charon = Command::new("ip")
-            .args(["netns", "exec", ns, "/usr/sbin/charon-systemd"])
-            .env("STRONGSWAN_CONF", &conf)
+        let mut d =
+            Daemons { ns: ns.to_string(), dir, charon: None, bird: None, config: None, waiting: Default::default() };
+        d.charon = Some(d.spawn("charon")?);
+        d.bird = Some(d.spawn("bird")?);
+        Ok(d)
+    }
+
+    /// Starts one daemon (`charon` or `bird`) in the end's namespace, its output logged and its
+    /// pid written beside its files.
+    fn spawn(&self, which: &str) -> Result<Child, String> {
+        let dir = &self.dir;
+        let log = |name: String| {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name));
+            f.map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns]);
+        if which == "charon" {
+            cmd.arg("/usr/sbin/charon-systemd").env("STRONGSWAN_CONF", dir.join("strongswan.conf"));
+        } else {
+            cmd.args(["bird", "-f", "-c"]).arg(dir.join("bird.conf")).arg("-s").arg(dir.join("bird.ctl"));
+        }
+        let child = cmd
             .stdin(Stdio::null())
-            .stdout(log("charon.out"))
-            .stderr(log("charon.err"))
+            .stdout(log(format!("{which}.out")))
+            .stderr(log(format!("{which}.err")))
             .spawn()
-            .map_err(|e| format!("charon-systemd: {e}"))?;
-        let _ = std::fs::write(dir.join("charon.pid"), charon.id().to_string());
-        let ctl = dir.join("bird.ctl");
-        let bird = Command::new("ip")
-            .args(["netns", "exec", ns, "bird", "-f", "-c"])
-            .arg(dir.join("bird.conf"))
-            .arg("-s")
-            .arg(&ctl)
-            .stdin(Stdio::null())
-            .stdout(log("bird.out"))
-            .stderr(log("bird.err"))
-            .spawn()
-            .map_err(|e| format!("bird: {e}"))?;
-        let _ = std::fs::write(dir.join("bird.pid"), bird.id().to_string());
-        Ok(Daemons { dir, charon: Some(charon), bird: Some(bird), config: None, waiting: Default::default() })
+            .map_err(|e| format!("{which}: {e}"))?;
+        let _ = std::fs::write(dir.join(format!("{which}.pid")), child.id().to_string());
+        Ok(child)
+    }
+
+    /// Starts again a daemon that exited (a configuration it refused, a crash): the whole
+    /// configuration is loaded again after.
+    fn revive(&mut self) {
+        for which in ["charon", "bird"] {
+            let slot = if which == "charon" { &mut self.charon } else { &mut self.bird };
+            let exited = slot.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if !exited {
+                continue;
+            }
+            tracing::warn!("{which} of {} exited; starting it again", self.dir.display());
+            let _ = std::fs::remove_file(self.dir.join(if which == "charon" { "charon.vici" } else { "bird.ctl" }));
+            match self.spawn(which) {
+                Ok(c) => {
+                    if which == "charon" {
+                        self.charon = Some(c);
+                    } else {
+                        self.bird = Some(c);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot start {which} again: {e}"),
+            }
+            self.config = None;
+        }
     }
 
     /// The directory of its files.
@@ -181,6 +217,7 @@ impl Daemons {
     /// Writes and loads a new configuration when it changed (the daemons may still be
     /// starting: a failed load is tried again at the next call).
     pub fn configure(&mut self, config: &EndConfig) {
+        self.revive();
         if self.config.as_ref() == Some(config) {
             return;
         }
@@ -222,6 +259,7 @@ impl Daemons {
     /// What the daemons say now: each tunnel's IKE state, BGP sessions, routes learned and
     /// routes exported to each peer.
     pub fn status(&mut self, host: &str) -> GatewayInstance {
+        self.revive();
         let Some(config) = self.config.as_ref() else {
             return GatewayInstance { host: host.to_string(), ..Default::default() };
         };

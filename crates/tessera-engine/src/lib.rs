@@ -10,6 +10,7 @@ pub mod limits;
 pub mod load;
 pub mod ops;
 pub mod placement;
+pub mod pricing;
 pub mod state;
 pub mod synth;
 

@@ -395,6 +395,21 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// What a traffic matrix would cost a month on peerings (what-if): each flow walked as the
+    /// data plane forwards it, every peering crossing billed on both sides, beside the same
+    /// traffic on direct peerings.
+    Cost {
+        #[command(flatten)]
+        common: Common,
+        /// The traffic: YAML or JSON `flows: [{from: VM, to: VM or address, gbPerMonth: N,
+        /// port: 443}]`.
+        #[arg(long)]
+        traffic: PathBuf,
+        /// A price sheet replacing Azure's published prices (YAML or JSON: `currency`, and
+        /// `{ingress, egress}` per GB for `intraRegion`, `zone1`, `zone2`, `zone3`, `usGov`, `china`).
+        #[arg(long)]
+        prices: Option<PathBuf>,
+    },
     /// Reachability of every VM pair for one protocol and port.
     Matrix {
         #[command(flatten)]
@@ -709,6 +724,26 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Export { file } => {
             let engine = open_file(&file)?;
             print_json(&load::export(&engine));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cost { common, traffic, prices } => {
+            let t = Target::open(common.file.as_deref(), &common.credentials)?;
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| ArmError::bad_request("FileNotReadable", format!("{}: {e}", p.display())))
+            };
+            let sheet = match &prices {
+                Some(p) => tessera_engine::pricing::PriceSheet::parse(&read(p)?)
+                    .map_err(|e| ArmError::bad_request("InvalidPriceSheet", format!("{}: {e}", p.display())))?,
+                None => tessera_engine::pricing::PriceSheet::default(),
+            };
+            let matrix = tessera_engine::diag::cost::TrafficMatrix::parse(&read(&traffic)?)
+                .map_err(|e| ArmError::bad_request("InvalidTrafficMatrix", format!("{}: {e}", traffic.display())))?;
+            let report = tessera_engine::diag::cost::cost(&t.engine, &sheet, &matrix)?;
+            match common.output {
+                Output::Json => print_json(&serde_json::to_value(&report).unwrap_or_default()),
+                Output::Table => render::cost(&report),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { common, port, proto } => {

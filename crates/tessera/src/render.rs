@@ -4,6 +4,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde_json::{Value, json};
 use tessera_engine::Engine;
+use tessera_engine::diag::cost::CostReport;
 use tessera_engine::diag::matrix::Matrix;
 use tessera_model::network::PeeringState;
 
@@ -159,6 +160,31 @@ pub(crate) fn matrix(m: &Matrix) {
 }
 
 /// A summary of a valid topology.
+pub(crate) fn cost(r: &CostReport) {
+    let money = |v: f64| format!("{v:.2} {}", r.currency);
+    let mut t = table(&["from", "to", "GB/month", "path", "crossings", "cost", "direct peering"]);
+    for f in &r.flows {
+        let path = if f.reachable { f.path.join(" > ") } else { format!("{} (unreachable)", f.path.join(" > ")) };
+        let direct = f.direct_peering_cost.map_or_else(|| "-".to_string(), money);
+        t.add_row(vec![
+            f.from.clone(),
+            f.to.clone(),
+            format!("{}", f.gb_per_month),
+            path,
+            f.peering_crossings.to_string(),
+            money(f.cost),
+            direct,
+        ]);
+    }
+    crate::emit!("{t}");
+    let mut m = table(&["meter", "GB/month", "cost"]);
+    for meter in &r.meters {
+        m.add_row(vec![meter.meter.clone(), format!("{:.1}", meter.gb), money(meter.cost)]);
+    }
+    crate::emit!("{m}");
+    crate::emit!("total {} a month; on direct peerings {}", money(r.total), money(r.direct_peering_total));
+}
+
 pub(crate) fn summary(engine: &Engine) -> Value {
     let st = engine.state();
     let links: Vec<Value> = st

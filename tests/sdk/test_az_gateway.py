@@ -3,7 +3,8 @@ the gateway-transit lab (namespace VMs, the hub gateway's instance and a simulat
 strongSwan and BIRD; root), then `az network vnet-gateway list-learned-routes`,
 `list-advertised-routes --peer` and `list-bgp-peer-status` answer from what the running daemons
 report: the site's LAN learned by BGP (not in the site's address space), the hub's and the
-transit spoke's prefixes advertised to the site."""
+transit spoke's prefixes advertised to the site. `az network vpn-connection shared-key show` and
+`update` read and replace the connection's key (GetSharedKey, SetSharedKey)."""
 
 import json
 import os
@@ -89,3 +90,15 @@ def test_az_lists_the_routes_the_gateway_daemon_learned_and_advertises(lab):
         # A peer the gateway has no session with has no routes advertised to it.
         assert rows(az("network", "vnet-gateway", "list-advertised-routes", "-g", GROUP, "-n", "hub-gw",
                        "--peer", "10.9.9.9")) == []
+
+        # GetSharedKey / SetSharedKey: the key the lab's connection was made with, then a new one.
+        key = ("network", "vpn-connection", "shared-key")
+        shown = az(*key, "show", "-g", GROUP, "--connection-name", "hub-to-onprem")
+        assert shown["value"] == "lab-secret-1", shown
+        updated = az(*key, "update", "-g", GROUP, "--connection-name", "hub-to-onprem", "--value", "a-new-secret-2")
+        assert updated["value"] == "a-new-secret-2", updated
+        assert az(*key, "show", "-g", GROUP, "--connection-name", "hub-to-onprem")["value"] == "a-new-secret-2"
+        # A key Azure would refuse is refused, and the key stays.
+        assert "InvalidSharedKey" in az.fails(*key, "update", "-g", GROUP, "--connection-name", "hub-to-onprem",
+                                              "--value", "x" * 129)
+        assert az(*key, "show", "-g", GROUP, "--connection-name", "hub-to-onprem")["value"] == "a-new-secret-2"

@@ -123,6 +123,9 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     if req.method == Method::GET && target.kind() == Kind::VirtualNetwork {
         return vnet_query(app, req, target, action).await;
     }
+    if target.kind() == Kind::Connection && action.eq_ignore_ascii_case("sharedkey") {
+        return crate::shared_key::handle(app, req, target).await;
+    }
     if req.method != Method::POST {
         return Err(method_not_allowed(req));
     }

@@ -21,6 +21,7 @@ mod resources;
 mod route;
 pub use route::{OPERATION_FAMILIES, operation_family};
 mod server;
+mod shared_key;
 mod signin;
 pub mod tls;
 

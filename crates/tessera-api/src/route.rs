@@ -243,6 +243,20 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [s, sub, g, rg, p, ns, ty] if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") => {
             Ok(Route::ListInGroup { sub: (*sub).to_string(), rg: (*rg).to_string(), arm_type: format!("{ns}/{ty}") })
         }
+        // A connection's pre-shared key: `GetSharedKey` and `SetSharedKey`.
+        [s, _, g, _, p, ns, ty, _, key]
+            if eq(s, "subscriptions")
+                && eq(g, "resourcegroups")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Network")
+                && eq(ty, "connections")
+                && eq(key, "sharedkey") =>
+        {
+            let cut = trimmed.rfind('/').unwrap_or(trimmed.len());
+            let target = ResourceId::parse(&trimmed[..cut])
+                .map_err(|e| ArmError::bad_request("InvalidResourceId", e.to_string()))?;
+            Ok(Route::Action { target, action: "sharedkey".into() })
+        }
         [s, _, g, _, p, _, rest @ ..]
             if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") && rest.len() >= 2 =>
         {
@@ -328,6 +342,11 @@ mod tests {
             Ok(Route::Action { action, .. }) if action == "PrepareNetworkPolicies"
         ));
         assert!(matches!(parse(&format!("{vnet}/CheckIPAddressAvailability"), true), Ok(Route::Action { .. })));
+        let conn = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/connections/c";
+        assert!(matches!(
+            parse(&format!("{conn}/sharedkey"), true),
+            Ok(Route::Action { target, action }) if action == "sharedkey" && target.kind() == tessera_model::Kind::Connection
+        ));
         assert_eq!(
             parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks", true),
             Ok(Route::ListInGroup {

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{AUTH, Api, CONTRIBUTOR, OWNER, RES, guid};
+use crate::common::{AUTH, Api, CONTRIBUTOR, OWNER, READER, RES, guid};
 
 fn role_path(scope: &str, id: &str) -> String {
     format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}?{AUTH}")
@@ -176,4 +176,81 @@ async fn only_an_operator_of_the_host_makes_it_simulate_a_site() {
     // The server's admin (an Owner at the root, which covers the hosts) may.
     let (s, v) = api.call(Method::PATCH, &site, Some(patch)).await;
     assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn a_connections_key_is_read_and_replaced_only_with_its_rights() {
+    // GetSharedKey needs connections/sharedKey/read (a Reader has it, as `*/read`), SetSharedKey
+    // connections/sharedKey/write; another tenant's principal learns nothing.
+    let api = Api::start().await;
+    let (t1, sub) = (api.creds.tenant_id.clone(), api.sub());
+    api.group("rg-vpn").await;
+    let put = |path: String, body: Value| {
+        let api = &api;
+        async move {
+            let (s, v) = api.call(Method::PUT, &path, Some(body)).await;
+            assert!(matches!(s, 200 | 201), "{path}: {s} {v}");
+            v
+        }
+    };
+    let vnet = put(
+        api.net("rg-vpn", "virtualNetworks/hub"),
+        json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+            "subnets": [{"name": "GatewaySubnet", "properties": {"addressPrefix": "10.0.255.0/27"}}]}}),
+    )
+    .await;
+    let pip = put(
+        api.net("rg-vpn", "publicIPAddresses/gw-ip"),
+        json!({"location": "westeurope", "sku": {"name": "Standard"}, "properties": {"publicIPAllocationMethod": "Static"}}),
+    )
+    .await;
+    let gw = put(
+        api.net("rg-vpn", "virtualNetworkGateways/gw"),
+        json!({"location": "westeurope", "properties": {"gatewayType": "Vpn", "vpnType": "RouteBased",
+            "sku": {"name": "VpnGw1", "tier": "VpnGw1"}, "ipConfigurations": [{"name": "default", "properties": {
+            "subnet": {"id": format!("{}/subnets/GatewaySubnet", vnet["id"].as_str().expect("id"))},
+            "publicIPAddress": {"id": pip["id"]}}}]}}),
+    )
+    .await;
+    let site = put(
+        api.net("rg-vpn", "localNetworkGateways/office"),
+        json!({"location": "westeurope", "properties": {"gatewayIpAddress": "203.0.113.10",
+            "localNetworkAddressSpace": {"addressPrefixes": ["192.168.0.0/16"]}}}),
+    )
+    .await;
+    let conn = api.net("rg-vpn", "connections/to-office");
+    put(
+        conn.clone(),
+        json!({"location": "westeurope", "properties": {"connectionType": "IPsec", "sharedKey": "first-key",
+            "virtualNetworkGateway1": {"id": gw["id"]}, "localNetworkGateway2": {"id": site["id"]}}}),
+    )
+    .await;
+    let key = format!("{conn}/sharedkey");
+
+    let (reader, secret) = api.principal(&t1, &[]).await;
+    api.assign(&api.token, &sub, READER, &reader).await;
+    let reader = api.token_for(&reader, &secret, &t1).await.expect("token");
+    let (s, v) = api.call_as(&reader, &[], Method::GET, &key, None).await;
+    assert_eq!((s, v["value"].as_str()), (200, Some("first-key")), "{v}");
+    let (s, v) = api.call_as(&reader, &[], Method::PUT, &key, Some(json!({"value": "stolen"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("AuthorizationFailed")), "{v}");
+    let (_t2, _s2, owner2) = second_tenant(&api).await;
+    let (s, v) = api.call_as(&owner2, &[], Method::GET, &key, None).await;
+    assert!(matches!(s, 401 | 403), "another tenant reads no key: {s} {v}");
+    assert!(v["value"].is_null(), "{v}");
+
+    let (s, v) = api.call(Method::PUT, &key, Some(json!({"value": "second-key"}))).await;
+    assert_eq!((s, v["value"].as_str()), (200, Some("second-key")), "{v}");
+    let (_, c) = api.call(Method::GET, &conn, None).await;
+    assert_eq!(c["properties"]["sharedKey"], "second-key", "the connection carries the new key");
+    let (s, v) = api.call(Method::PUT, &key, Some(json!({"value": ""}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("InvalidSharedKey")), "{v}");
+    let (s, v) = api.call(Method::PUT, &key, Some(json!({}))).await;
+    assert_eq!(s, 400, "{v}");
+    let (_, v) = api.call(Method::GET, &key, None).await;
+    assert_eq!(v["value"], "second-key", "refused keys change nothing");
+    let (s, _) = api.call(Method::DELETE, &key, None).await;
+    assert_eq!(s, 405);
+    let (s, v) = api.call(Method::GET, &api.net("rg-vpn", "connections/none/sharedkey"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("ResourceNotFound")), "{v}");
 }

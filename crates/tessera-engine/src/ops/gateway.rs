@@ -255,6 +255,15 @@ pub(crate) fn put_connection(st: &mut State, mut conn: Connection) -> ArmResult<
     for pfx in &p.bgp_learned_prefixes {
         prefix::check_canonical(*pfx, id.as_str())?;
     }
+    // The pre-shared key: 1 to 128 printable ASCII characters, as Azure's gateways take it.
+    if let Some(key) = p.shared_key.as_deref()
+        && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+    {
+        return Err(ArmError::bad_request(
+            "InvalidSharedKey",
+            format!("Connection {id}: the shared key must be 1 to 128 printable ASCII characters."),
+        ));
+    }
     let mismatch =
         |why: &str| ArmError::bad_request("InvalidConnectionConfiguration", format!("Connection {id}: {why}"));
     match p.connection_type {

@@ -23,6 +23,7 @@ const COVERED: &[&str] = &[
     "LocationNotAvailableForResourceType",
     "InvalidCIDRNotation",
     "GatewayReportTooLarge",
+    "InvalidSharedKey",
     "InvalidAddressPrefixFormat",
     "NotFound",
     "ResourceNotFound",

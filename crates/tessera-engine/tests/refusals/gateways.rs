@@ -42,6 +42,20 @@ fn a_gateway_report_out_of_bounds_or_not_canonical_is_refused_whole() {
 }
 
 #[test]
+fn a_connections_shared_key_is_printable_ascii_up_to_128_characters() {
+    let mut e = base();
+    let conn = e.state().connections.values().next().expect("a connection").clone();
+    for bad in [String::new(), "k".repeat(129), "tab\tkey".into(), "clé".into()] {
+        let mut c = conn.clone();
+        c.properties.shared_key = Some(bad);
+        assert_refused(&mut e, put(Resource::Connection(c)), "InvalidSharedKey", 400);
+    }
+    let mut c = conn;
+    c.properties.shared_key = Some("A key with spaces & symbols: ~!@#$%^*()".into());
+    ok(&mut e, put(Resource::Connection(c)));
+}
+
+#[test]
 fn gwy1_policy_based_only_with_basic_sku() {
     let mut e = base();
     let mut g = gateway(&e, "hub-gw");

@@ -11,7 +11,7 @@
 //! header from TAP to TAP, so a 64 KB TSO super-frame crosses the switch as one frame. New
 //! programs reach every worker; the first to see them swaps them into the shared switch.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -144,6 +144,9 @@ struct Shared {
     epoch: std::time::Instant,
     /// The flow table of a new switch.
     limits: FlowLimits,
+    /// What switches replaced since the start counted per VNet pair, so that the counts stay
+    /// running totals of the agent's run (the peering meter's input).
+    retired: BTreeMap<(ResourceId, ResourceId, String), (u64, u64)>,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -177,6 +180,12 @@ impl Shared {
                 tracing::info!(generation = s.generation(), ports = nics.len(), "new programs swapped in");
             }
             _ => {
+                if let Some(old) = self.switch.as_ref() {
+                    for (a, b, d, n) in old.counters().vnet_pairs() {
+                        let e = self.retired.entry((a, b, format!("{d:?}"))).or_default();
+                        *e = (e.0 + n.bytes, e.1 + n.packets);
+                    }
+                }
                 self.switch = Some(Switch::new(update.engine.clone(), &nics, self.limits));
                 self.taps = update.taps.clone();
                 tracing::info!(ports = nics.len(), "a new switch for the host's ports");
@@ -208,11 +217,14 @@ impl Shared {
         let Some(s) = self.switch.as_mut() else { return Snapshot { worker_frames, ..Snapshot::default() } };
         let c = s.counters();
         Snapshot {
-            vnet_pairs: c
-                .vnet_pairs()
-                .into_iter()
-                .map(|(a, b, d, n)| (a, b, format!("{d:?}"), n.bytes, n.packets))
-                .collect(),
+            vnet_pairs: {
+                let mut all = self.retired.clone();
+                for (a, b, d, n) in c.vnet_pairs() {
+                    let e = all.entry((a, b, format!("{d:?}"))).or_default();
+                    *e = (e.0 + n.bytes, e.1 + n.packets);
+                }
+                all.into_iter().map(|((a, b, d), (bytes, packets))| (a, b, d, bytes, packets)).collect()
+            },
             drops: tessera_dataplane::DropReason::ALL
                 .iter()
                 .map(|r| (format!("{r:?}"), c.dropped(*r)))
@@ -345,6 +357,7 @@ pub fn start(
         frames: vec![0; count],
         epoch: std::time::Instant::now(),
         limits,
+        retired: BTreeMap::new(),
     }));
     if let Some(u) = &underlay {
         u.set_nonblocking(true)?;

@@ -14,6 +14,7 @@ pub mod fastpath;
 pub mod feed;
 pub mod gateway;
 pub mod gateway_config;
+pub mod metering;
 pub mod offload;
 pub mod session;
 #[allow(unsafe_code)]
@@ -101,9 +102,17 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 .map_err(|e| io_error("DatapathFailed", e))?,
         )
     };
-    if let Forwarder::Kernel(d) = &forwarder {
-        counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone());
-    }
+    // Peering usage: recorded every second with the counters, reported every few seconds.
+    let (finish, finished) = watch::channel(false);
+    let usage = match &forwarder {
+        Forwarder::Kernel(d) => {
+            let log = metering::UsageLog::open(&config.status);
+            counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone(), log.clone());
+            let reporter = metering::report(config.credentials.clone(), config.host.clone(), log.clone(), finished);
+            Some((log, tokio::spawn(reporter)))
+        }
+        Forwarder::User(_) => None,
+    };
     let mut vms = vms::Vms::new(
         config.namespace_vms,
         config.status.clone(),
@@ -182,6 +191,14 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             }
         }
     }
+    if let (Some((log, reporter)), Forwarder::Kernel(d)) = (usage, &forwarder) {
+        // The last totals are sent before the switch goes (what is not sent is sent next time).
+        if let Some(snapshot) = d.counters() {
+            log.record(metering::pairs(&snapshot.vnet_pairs));
+        }
+        let _ = finish.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
+    }
     match forwarder {
         Forwarder::Kernel(d) => d.stop(),
         Forwarder::User(f) => f.stop(),
@@ -199,13 +216,15 @@ enum Forwarder {
 }
 
 /// Writes the switch's counters to `path` (JSON) every second until `stop` turns true.
-fn counters_file(probe: datapath::Probe, path: PathBuf, stop: watch::Receiver<bool>) {
+/// Each time, the VNet pairs' running totals go to the usage log.
+fn counters_file(probe: datapath::Probe, path: PathBuf, stop: watch::Receiver<bool>, usage: metering::UsageLog) {
     let spawned = std::thread::Builder::new().name("tessera-counters".into()).spawn(move || {
         let mut last: Option<datapath::Snapshot> = None;
         while !*stop.borrow() {
             std::thread::sleep(Duration::from_secs(1));
             let Some(snapshot) = probe.counters() else { break };
             vms::write_json(&path, &snapshot.to_json());
+            usage.record(metering::pairs(&snapshot.vnet_pairs));
             if let Some(before) = &last {
                 log_bursts(before, &snapshot);
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tessera_engine::metering::{Taken, UsageKey, UsageRecord, UsageReport};
 use tessera_engine::{Change, Engine, Limits, load};
 use tessera_model::{ArmError, Kind, Resource, ResourceId};
 use tessera_store::{Op, Store, StoreError};
@@ -100,6 +101,10 @@ const SEQUENCE_KEY: &str = "meta/sequence";
 pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
 /// The prefix of host agents' registrations.
 const HOST_PREFIX: &str = "host/";
+/// The prefix of usage records (an hour of one meter of one peering link).
+const USAGE_RECORD_PREFIX: &str = "usage/hour/";
+/// The prefix of the runs each host reported usage for.
+const USAGE_RUNS_PREFIX: &str = "usage/runs/";
 /// The prefix of custom role definitions.
 const DEFINITION_PREFIX: &str = "rbac/definition/";
 /// The prefix of role assignments.
@@ -152,6 +157,8 @@ pub(crate) struct Core {
     pub(crate) feed: crate::feed::FeedLog,
     /// Why writes are stopped: a commit failed and the state could not be read back.
     pub(crate) halted: Option<String>,
+    /// Peering usage: the runs agents reported and the hourly records.
+    pub(crate) meterbook: tessera_engine::metering::Meterbook,
 }
 
 /// A store failure as an ARM error.
@@ -184,6 +191,16 @@ fn parse_record(bytes: &[u8]) -> Result<(String, Value), ArmError> {
     }
     let etag = v.get("etag").and_then(Value::as_str).unwrap_or_default().to_string();
     Ok((etag, v.get("doc").cloned().unwrap_or(Value::Null)))
+}
+
+fn corrupt(what: &str, e: &serde_json::Error) -> ArmError {
+    tracing::error!(error = %e, "{what} in the store is corrupt");
+    ArmError::with_status(500, "InternalServerError", format!("{what} in the store is corrupt: {e}"))
+}
+
+/// The store key of a usage record: its hour first, so records list in time order.
+fn usage_key(k: &UsageKey) -> String {
+    format!("{USAGE_RECORD_PREFIX}{:010}/{}|{}|{:?}", k.hour, k.vnet.key(), k.remote.key(), k.direction)
 }
 
 fn doc_from(etag: String, raw: Value) -> Doc {
@@ -260,7 +277,35 @@ impl Core {
                 core.hosts.insert(e.key.trim_start_matches(HOST_PREFIX).to_string(), addr.to_string());
             }
         }
+        for e in list(USAGE_RUNS_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            let runs = serde_json::from_value(body).map_err(|e| corrupt("usage runs", &e))?;
+            core.meterbook.runs.insert(e.key.trim_start_matches(USAGE_RUNS_PREFIX).to_string(), runs);
+        }
+        for e in list(USAGE_RECORD_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            let r: UsageRecord = serde_json::from_value(body).map_err(|e| corrupt("a usage record", &e))?;
+            core.meterbook.records.insert(r.key.clone(), r);
+        }
         Ok(core)
+    }
+
+    /// Counts a host's usage report received at `now` (seconds since the epoch); stages the
+    /// host's runs and the records it changed.
+    pub(crate) fn take_usage(&mut self, host: &str, report: &UsageReport, now: u64) -> Result<Taken, ArmError> {
+        let taken = self.meterbook.take(&self.engine, host, report, now)?;
+        if let Taken::Counted { records, .. } = &taken {
+            let host = host.to_ascii_lowercase();
+            let runs = serde_json::to_value(self.meterbook.runs.get(&host)).unwrap_or_default();
+            self.pending.push(Op::put(format!("{USAGE_RUNS_PREFIX}{host}"), record("", &runs)));
+            for key in records {
+                if let Some(r) = self.meterbook.records.get(key) {
+                    let body = serde_json::to_value(r).unwrap_or_default();
+                    self.pending.push(Op::put(usage_key(key), record("", &body)));
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// The operations staged since the last call.

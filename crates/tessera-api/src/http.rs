@@ -42,6 +42,8 @@ pub struct ApiSettings {
     pub sign_in_failures: u32,
     /// How long a client id stays locked after too many failed sign-ins, in seconds.
     pub sign_in_lockout_secs: u64,
+    /// The prices usage is billed at.
+    pub prices: tessera_engine::pricing::PriceSheet,
 }
 
 impl Default for ApiSettings {
@@ -56,6 +58,7 @@ impl Default for ApiSettings {
             max_connections: 4096,
             sign_in_failures: 5,
             sign_in_lockout_secs: 60,
+            prices: tessera_engine::pricing::PriceSheet::default(),
         }
     }
 }
@@ -265,6 +268,7 @@ const NAMESPACE_VERSIONS: &[(&str, &str, &str)] = &[
     ("Microsoft.ClassicNetwork", "2014-01-01", "2017-11-15"),
     ("Microsoft.Authorization", "2015-07-01", "2022-05-01"),
     ("Microsoft.Resources", "2014-04-01", "2025-12-31"),
+    ("Microsoft.Consumption", "2017-11-30", "2024-08-01"),
 ];
 
 /// Types and actions younger than their provider: the first api-version that has them.
@@ -298,6 +302,7 @@ fn type_of(route: &Route) -> String {
         Route::LocationList { what, .. } => format!("Microsoft.Network/locations/{what}"),
         Route::RoleAssignment { .. } => "Microsoft.Authorization/roleAssignments".to_string(),
         Route::RoleDefinition { .. } => "Microsoft.Authorization/roleDefinitions".to_string(),
+        Route::UsageDetails { .. } => "Microsoft.Consumption/usageDetails".to_string(),
         _ => "Microsoft.Resources".to_string(),
     }
 }
@@ -324,6 +329,7 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Feed { .. }
             | Route::Principal { .. }
             | Route::Host { .. }
+            | Route::HostUsage { .. }
     );
     let v = match given {
         None if needs => {
@@ -418,6 +424,8 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Action { .. } => actions::handle(app, &req).await,
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
         Route::Host { name } => crate::feed::register(app, &req, name).await,
+        Route::HostUsage { name } => crate::usage::report(app, &req, name).await,
+        Route::UsageDetails { sub } => crate::usage::list(app, &req, sub).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
             authorization::handle(app, &req).await
         }
@@ -533,7 +541,16 @@ pub(crate) fn page(app: &App, req: &Req, items: &[Bytes]) -> Result<Response, Ar
     }
     out.push(b']');
     if end < items.len() {
-        let next = req.url_with(&format!("&$skipToken={end}"));
+        // The next page keeps what narrowed this one ($filter, $expand, …).
+        let kept: Vec<(&str, &str)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("api-version") && !k.eq_ignore_ascii_case("$skipToken"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let kept = serde_urlencoded::to_string(&kept).unwrap_or_default();
+        let kept = if kept.is_empty() { String::new() } else { format!("&{kept}") };
+        let next = req.url_with(&format!("{kept}&$skipToken={end}"));
         out.extend_from_slice(format!(",\"nextLink\":{}", Value::String(next)).as_bytes());
     }
     out.push(b'}');

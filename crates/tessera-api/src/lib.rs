@@ -24,6 +24,7 @@ mod server;
 mod shared_key;
 mod signin;
 pub mod tls;
+mod usage;
 
 pub use http::ApiSettings;
 pub use server::{Credentials, RunningServer, ServeConfig, StoreKind, start};

@@ -50,6 +50,10 @@ pub(crate) enum Route {
     Principal { client_id: String },
     /// `PUT /tessera/hosts/{host}`: a host agent's underlay address; `POST`: a gateway report.
     Host { name: String },
+    /// `POST /tessera/hosts/{host}/usage`: a host agent's peering usage report.
+    HostUsage { name: String },
+    /// `GET /subscriptions/{sub}/providers/Microsoft.Consumption/usageDetails`.
+    UsageDetails { sub: String },
 }
 
 /// A `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]` path.
@@ -119,6 +123,8 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "PUT principal",
     "PUT host",
     "POST host",
+    "POST host usage",
+    "GET usage details",
 ];
 
 impl Route {
@@ -151,6 +157,8 @@ impl Route {
             Route::RoleDefinition { name: None, .. } => "role definitions",
             Route::Principal { .. } => "principal",
             Route::Host { .. } => "host",
+            Route::HostUsage { .. } => "host usage",
+            Route::UsageDetails { .. } => "usage details",
         };
         format!("{} {kind}", method.to_ascii_uppercase())
     }
@@ -193,6 +201,17 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [m, e] if eq(m, "metadata") && eq(e, "endpoints") => Ok(Route::Metadata),
         [t, p, id] if eq(t, "tessera") && eq(p, "principals") => Ok(Route::Principal { client_id: (*id).to_string() }),
         [t, h, name] if eq(t, "tessera") && eq(h, "hosts") => Ok(Route::Host { name: (*name).to_string() }),
+        [t, h, name, u] if eq(t, "tessera") && eq(h, "hosts") && eq(u, "usage") => {
+            Ok(Route::HostUsage { name: (*name).to_string() })
+        }
+        [s, sub, p, ns, ty]
+            if eq(s, "subscriptions")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Consumption")
+                && eq(ty, "usageDetails") =>
+        {
+            Ok(Route::UsageDetails { sub: (*sub).to_string() })
+        }
         [t, v, w, o] if eq(v, "v2.0") && eq(w, ".well-known") && eq(o, "openid-configuration") => {
             Ok(Route::OpenIdConfiguration { tenant: (*t).to_string() })
         }

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod lifecycle;
 pub mod limits;
 pub mod load;
+pub mod metering;
 pub mod ops;
 pub mod placement;
 pub mod pricing;

@@ -151,7 +151,7 @@ pub struct Charge {
 /// The scope of a crossing from a VNet in `from` to one in `to` (region names), for the side
 /// in `side`: one region is intra-region; otherwise that side's billing zone ($3, $4). None for
 /// a region Tessera does not know.
-fn scope(from: &str, to: &str, side: &str) -> Option<Scope> {
+pub fn scope(from: &str, to: &str, side: &str) -> Option<Scope> {
     let (a, b) = (location::find(from)?, location::find(to)?);
     if a.name == b.name {
         return Some(Scope::IntraRegion);

@@ -7,6 +7,7 @@ mod remote;
 mod render;
 mod serve;
 mod target;
+mod usage;
 
 /// `println!` for the command's output: a closed stdout (`tessera … | head`) ends the program
 /// quietly instead of panicking.
@@ -288,6 +289,10 @@ enum Command {
         /// With --agent: how it forwards.
         #[command(flatten)]
         forwarding: Forwarding,
+        /// The prices peering usage is billed at (a price sheet as `tessera cost --prices`
+        /// reads; default Azure's published prices).
+        #[arg(long)]
+        prices: Option<PathBuf>,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -410,6 +415,26 @@ enum Command {
         #[arg(long)]
         prices: Option<PathBuf>,
     },
+    /// What the server metered on peerings, per link and meter, with the cost (Azure's usage
+    /// details, summed).
+    Usage {
+        /// The server's credentials file (written by `tessera serve`).
+        #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
+        credentials: PathBuf,
+        /// One subscription (default: every subscription the credentials see).
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Hours starting at or after this date or time (YYYY-MM-DD or RFC 3339, UTC); without
+        /// --start and --end, the current month.
+        #[arg(long)]
+        start: Option<String>,
+        /// Hours starting before this date or time.
+        #[arg(long)]
+        end: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: usage::UsageFormat,
+    },
     /// Reachability of every VM pair for one protocol and port.
     Matrix {
         #[command(flatten)]
@@ -525,6 +550,14 @@ fn required(common: &Common) -> Result<&std::path::Path, ArmError> {
     common.file.as_deref().ok_or_else(|| ArmError::bad_request("FileRequired", "this command needs -f FILE"))
 }
 
+/// A price sheet file (`tessera cost --prices`, `tessera serve --prices`).
+fn read_prices(p: &std::path::Path) -> Result<tessera_engine::pricing::PriceSheet, ArmError> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| ArmError::bad_request("FileNotReadable", format!("{}: {e}", p.display())))?;
+    tessera_engine::pricing::PriceSheet::parse(&text)
+        .map_err(|e| ArmError::bad_request("InvalidPriceSheet", format!("{}: {e}", p.display())))
+}
+
 fn print_json(v: &Value) {
     crate::emit!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -590,8 +623,22 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 flow_limits: forwarding.flow_limits(),
             })
         }
-        Command::Serve { data_dir, listen, memory, retry_after, page_size, agent, no_vms, userspace, forwarding } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            memory,
+            retry_after,
+            page_size,
+            agent,
+            no_vms,
+            userspace,
+            forwarding,
+            prices,
+        } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
+            if let Some(p) = &prices {
+                config.settings.prices = read_prices(p)?;
+            }
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
             config.settings.retry_after = retry_after;
@@ -733,8 +780,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                     .map_err(|e| ArmError::bad_request("FileNotReadable", format!("{}: {e}", p.display())))
             };
             let sheet = match &prices {
-                Some(p) => tessera_engine::pricing::PriceSheet::parse(&read(p)?)
-                    .map_err(|e| ArmError::bad_request("InvalidPriceSheet", format!("{}: {e}", p.display())))?,
+                Some(p) => read_prices(p)?,
                 None => tessera_engine::pricing::PriceSheet::default(),
             };
             let matrix = tessera_engine::diag::cost::TrafficMatrix::parse(&read(&traffic)?)
@@ -745,6 +791,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 Output::Table => render::cost(&report),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Usage { credentials, subscription, start, end, output } => {
+            usage::run(&credentials, subscription, start, end, output)
         }
         Command::Matrix { common, port, proto } => {
             let t = Target::open(common.file.as_deref(), &common.credentials)?;

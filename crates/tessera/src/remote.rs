@@ -100,7 +100,7 @@ impl Remote {
     }
 
     /// Every item of a list, following `nextLink`.
-    async fn list(&self, path: &str) -> Result<Vec<Value>, ArmError> {
+    pub(crate) async fn list(&self, path: &str) -> Result<Vec<Value>, ArmError> {
         let mut out = Vec::new();
         let mut next = path.to_string();
         loop {

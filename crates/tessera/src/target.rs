@@ -17,7 +17,7 @@ pub(crate) struct Target {
     server: Option<(tokio::runtime::Runtime, Remote)>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ArmError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ArmError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

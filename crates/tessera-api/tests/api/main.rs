@@ -14,3 +14,4 @@ mod references;
 mod restart_property;
 mod slow_clients;
 mod takeover;
+mod usage;

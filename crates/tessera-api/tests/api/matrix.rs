@@ -132,6 +132,12 @@ async fn every_operation_family_as_every_kind_of_caller() {
             None,
             [403, 401, 401, 200, 403, 200],
         ),
+        row(
+            Method::GET,
+            format!("{sub}/providers/Microsoft.Consumption/usageDetails?api-version=2023-05-01"),
+            None,
+            [403, 401, 401, 200, 403, 200],
+        ),
         row(Method::GET, api.net("other", "virtualNetworks"), None, [403, 401, 401, 200, 200, 200]),
         row(Method::GET, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::HEAD, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 204, 403, 204]),
@@ -256,6 +262,12 @@ async fn every_operation_family_as_every_kind_of_caller() {
                         "instance": {"host": "h9"}}),
             ),
             [403, 403, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/tessera/hosts/h9/usage".into(),
+            Some(json!({"run": "r", "sequence": 1, "pairs": []})),
+            [403, 403, 403, 403, 403, 200],
         ),
         row(
             Method::PUT,

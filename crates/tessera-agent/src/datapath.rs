@@ -89,6 +89,8 @@ pub struct Snapshot {
     /// Per port (NIC): flow entries held, entries evicted for other ports, new flows refused
     /// at its quota.
     pub ports: Vec<PortFlows>,
+    /// Programs swapped in (or a new switch built) so far.
+    pub swaps: u64,
 }
 
 /// A port's share of the flow table.
@@ -147,6 +149,8 @@ struct Shared {
     /// What switches replaced since the start counted per VNet pair, so that the counts stay
     /// running totals of the agent's run (the peering meter's input).
     retired: BTreeMap<(ResourceId, ResourceId, String), (u64, u64)>,
+    /// Programs swapped in (or a new switch built) so far.
+    swaps: u64,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -166,6 +170,7 @@ impl Shared {
             return;
         }
         self.update = seq;
+        self.swaps += 1;
         let nics: Vec<ResourceId> = update.ports.iter().map(|p| p.nic.clone()).collect();
         let same_ports = self.switch.as_ref().is_some_and(|s| {
             s.port_count() == nics.len() && nics.iter().enumerate().all(|(i, n)| s.port_of(n) == u32::try_from(i).ok())
@@ -231,6 +236,7 @@ impl Shared {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             generation: s.generation(),
+            swaps: self.swaps,
             fast_path: c.fast_path,
             slow_path: c.slow_path,
             offloaded: self.fast.as_ref().map_or(0, Flows::len),
@@ -358,6 +364,7 @@ pub fn start(
         epoch: std::time::Instant::now(),
         limits,
         retired: BTreeMap::new(),
+        swaps: 0,
     }));
     if let Some(u) = &underlay {
         u.set_nonblocking(true)?;

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod gateway;
 pub mod gateway_config;
 pub mod metering;
+pub mod metrics;
 pub mod offload;
 pub mod session;
 #[allow(unsafe_code)]
@@ -60,6 +61,8 @@ pub struct AgentConfig {
     pub flow_limits: tessera_dataplane::FlowLimits,
     /// Forwarding workers (threads, and queues per TAP).
     pub workers: usize,
+    /// Where the switch's counters are read for `/metrics`, if anywhere.
+    pub metrics: Option<metrics::AgentMetrics>,
 }
 
 /// Runs the agent until `stop` turns true; then removes everything it made.
@@ -106,6 +109,9 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     let (finish, finished) = watch::channel(false);
     let usage = match &forwarder {
         Forwarder::Kernel(d) => {
+            if let Some(m) = &config.metrics {
+                m.attach(d.probe());
+            }
             let log = metering::UsageLog::open(&config.status);
             counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone(), log.clone());
             let reporter = metering::report(config.credentials.clone(), config.host.clone(), log.clone(), finished);

@@ -80,6 +80,8 @@ pub(crate) struct App {
     pub(crate) identity: Identity,
     /// Failed sign-ins per client id (429 once too many).
     pub(crate) sign_ins: crate::signin::SignInGuard,
+    /// Requests and their latency, for `/metrics`.
+    pub(crate) metrics: crate::metrics::ApiMetrics,
 }
 
 impl App {
@@ -356,10 +358,14 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
 /// The one handler.
 pub(crate) async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
+    let started = std::time::Instant::now();
+    let operation = route::operation_family(request.method().as_str(), request.uri().path())
+        .unwrap_or_else(|| "unmatched".to_string());
     let mut response = match handle(&app, request).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    app.metrics.observe(&operation, response.status().as_u16(), started.elapsed());
     let request_id = uuid::Uuid::new_v4().to_string();
     set(&mut response, "x-ms-request-id", &request_id);
     set(&mut response, "x-ms-correlation-request-id", &request_id);

@@ -15,6 +15,7 @@ mod http;
 mod identity;
 pub mod linked;
 mod locations;
+pub mod metrics;
 mod operations;
 pub mod rbac;
 mod resources;

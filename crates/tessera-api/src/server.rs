@@ -40,6 +40,10 @@ pub struct ServeConfig {
     pub settings: ApiSettings,
     /// Engine limits.
     pub limits: Limits,
+    /// Where to serve `/metrics` (plain HTTP), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Collectors served with the API's metrics (the in-process host agent's).
+    pub collectors: Vec<crate::metrics::SharedCollector>,
 }
 
 impl ServeConfig {
@@ -51,6 +55,8 @@ impl ServeConfig {
             store: StoreKind::Redb,
             settings: ApiSettings::default(),
             limits: Limits::default(),
+            metrics: None,
+            collectors: Vec::new(),
         }
     }
 }
@@ -80,6 +86,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The default principal's sign-in details.
     pub credentials: Credentials,
+    /// The `/metrics` listener, when asked for.
+    pub metrics: Option<crate::metrics::MetricsServer>,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -219,6 +227,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     };
     write_credentials(&creds_path, &credentials)?;
 
+    let api_metrics = crate::metrics::ApiMetrics::default();
+    let metrics = match config.metrics {
+        Some(at) => Some(crate::metrics::serve_api(at, &api_metrics, &config.collectors).await?),
+        None => None,
+    };
     let core = Arc::new(RwLock::new(core));
     let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone())?;
     let app = Arc::new(App {
@@ -228,6 +241,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         ops: Operations::default(),
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
+        metrics: api_metrics,
         sign_ins: crate::signin::SignInGuard::new(
             config.settings.sign_in_failures,
             std::time::Duration::from_secs(60),
@@ -255,5 +269,5 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         tokio::task::spawn_blocking(move || commit_thread.join()).await.ok();
         served
     });
-    Ok(RunningServer { addr, credentials, handle, task })
+    Ok(RunningServer { addr, credentials, metrics, handle, task })
 }

@@ -293,6 +293,10 @@ enum Command {
         /// reads; default Azure's published prices).
         #[arg(long)]
         prices: Option<PathBuf>,
+        /// Serve metrics for Prometheus at http://ADDR/metrics (the API's requests, and the
+        /// in-process agent's switch).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -322,6 +326,9 @@ enum Command {
         userspace: bool,
         #[command(flatten)]
         forwarding: Forwarding,
+        /// Serve the switch's counters for Prometheus at http://ADDR/metrics.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Start the control plane and a host agent, apply a topology, and start its VMs (namespaces as root, else userspace).
     Up {
@@ -608,8 +615,20 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Role { command: RoleCommand::List { scope, credentials } } => access::list(&credentials, &scope),
         Command::Demo { data_dir, listen } => demo::run(&data_dir, listen),
         Command::Exec { data_dir, vm, command } => lab::exec(&data_dir, &vm, &command),
-        Command::Agent { host, credentials, underlay, status, no_vms, netns, peers, userspace, forwarding } => {
-            serve::agent(tessera_agent::AgentConfig {
+        Command::Agent {
+            host,
+            credentials,
+            underlay,
+            status,
+            no_vms,
+            netns,
+            peers,
+            userspace,
+            forwarding,
+            metrics,
+        } => serve::agent(
+            metrics,
+            tessera_agent::AgentConfig {
                 credentials,
                 host,
                 underlay,
@@ -621,8 +640,9 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 kernel_fast_path: forwarding.kernel_fast_path(),
                 workers: forwarding.workers(),
                 flow_limits: forwarding.flow_limits(),
-            })
-        }
+                metrics: None,
+            },
+        ),
         Command::Serve {
             data_dir,
             listen,
@@ -634,8 +654,10 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             userspace,
             forwarding,
             prices,
+            metrics,
         } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
+            config.metrics = metrics;
             if let Some(p) = &prices {
                 config.settings.prices = read_prices(p)?;
             }

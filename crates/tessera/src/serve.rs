@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use tessera_agent::AgentConfig;
+use tessera_agent::metrics::AgentMetrics;
 use tessera_model::ArmError;
 use tokio::sync::watch;
 
@@ -36,15 +37,23 @@ pub(crate) enum Vms {
 }
 
 pub(crate) fn run(
-    config: tessera_api::ServeConfig,
+    mut config: tessera_api::ServeConfig,
     agent: Option<(String, Vms)>,
     forwarding: crate::Forwarding,
 ) -> Result<ExitCode, ArmError> {
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)?;
+    // The in-process agent's switch is served with the API's metrics.
+    let agent_metrics = (config.metrics.is_some() && agent.is_some()).then(AgentMetrics::new);
+    if let Some(m) = &agent_metrics {
+        config.collectors.push(tessera_api::metrics::SharedCollector(std::sync::Arc::new(m.clone())));
+    }
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
         let server = tessera_api::start(config).await.map_err(failed)?;
+        if let Some(m) = &server.metrics {
+            crate::emit!("tessera: metrics for Prometheus on http://{}/metrics", m.addr);
+        }
         let c = &server.credentials;
         crate::emit!("tessera: serving the ARM API on {}", c.endpoint);
         crate::emit!("  data directory   {}", data_dir.display());
@@ -76,6 +85,7 @@ pub(crate) fn run(
                 kernel_fast_path: forwarding.kernel_fast_path(),
                 workers: forwarding.workers(),
                 flow_limits: forwarding.flow_limits(),
+                metrics: agent_metrics,
             };
             crate::emit!("  host agent       {} (status in {})", config.host, config.status.display());
             spawn_agent(config, stopped)
@@ -92,14 +102,26 @@ pub(crate) fn run(
     })
 }
 
-/// Runs an agent of its own until interrupted.
-pub(crate) fn agent(config: AgentConfig) -> Result<ExitCode, ArmError> {
+/// Runs an agent of its own until interrupted; its switch's counters on `metrics` if given.
+pub(crate) fn agent(metrics: Option<std::net::SocketAddr>, mut config: AgentConfig) -> Result<ExitCode, ArmError> {
     init_logging();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+    let listener = match metrics {
+        Some(at) => {
+            let m = AgentMetrics::new();
+            config.metrics = Some(m.clone());
+            let collectors = [tessera_api::metrics::SharedCollector(std::sync::Arc::new(m))];
+            let server = runtime.block_on(tessera_api::metrics::serve(at, &collectors)).map_err(failed)?;
+            crate::emit!("tessera: metrics for Prometheus on http://{}/metrics", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     crate::emit!("tessera: agent of host {} following {}", config.host, config.credentials.display());
     let handle = spawn_agent(config, stopped);
     runtime.block_on(shutdown());
+    drop(listener);
     let _ = stop.send(true);
     let _ = handle.join();
     Ok(ExitCode::SUCCESS)

@@ -215,12 +215,18 @@ impl Lab {
 
     /// Starts `tessera serve` on the lab's data directory (no agent); waits for its credentials.
     pub fn start_server(&mut self, port: u16) {
+        self.start_server_with(port, &[]);
+    }
+
+    /// `start_server` with extra arguments.
+    pub fn start_server_with(&mut self, port: u16, extra: &[String]) {
         let data = self.data();
         std::fs::create_dir_all(&data).expect("data dir");
         let serve = Command::new(TESSERA)
             .args(["serve", "--data-dir"])
             .arg(&data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start tessera serve");

@@ -103,6 +103,8 @@ pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
 const HOST_PREFIX: &str = "host/";
 /// The prefix of usage records (an hour of one meter of one peering link).
 const USAGE_RECORD_PREFIX: &str = "usage/hour/";
+/// The prefix of the per-minute series (the last day, for metrics).
+const USAGE_MINUTE_PREFIX: &str = "usage/minute/";
 /// The prefix of the runs each host reported usage for.
 const USAGE_RUNS_PREFIX: &str = "usage/runs/";
 /// The prefix of custom role definitions.
@@ -203,6 +205,11 @@ fn usage_key(k: &UsageKey) -> String {
     format!("{USAGE_RECORD_PREFIX}{:010}/{}|{}|{:?}", k.hour, k.vnet.key(), k.remote.key(), k.direction)
 }
 
+/// The store key of a minute of the per-minute series.
+fn minute_key(k: &UsageKey) -> String {
+    format!("{USAGE_MINUTE_PREFIX}{:010}/{}|{}|{:?}", k.hour, k.vnet.key(), k.remote.key(), k.direction)
+}
+
 fn doc_from(etag: String, raw: Value) -> Doc {
     let bytes = Bytes::from(stamp(raw.clone(), &etag).to_string());
     Doc { etag, raw: Arc::new(raw), bytes }
@@ -287,6 +294,12 @@ impl Core {
             let r: UsageRecord = serde_json::from_value(body).map_err(|e| corrupt("a usage record", &e))?;
             core.meterbook.records.insert(r.key.clone(), r);
         }
+        for e in list(USAGE_MINUTE_PREFIX)? {
+            let (_, body) = parse_record(&e.value)?;
+            let (key, bytes, packets): (UsageKey, u64, u64) =
+                serde_json::from_value(body).map_err(|e| corrupt("a usage minute", &e))?;
+            core.meterbook.minutes.insert(key, (bytes, packets));
+        }
         Ok(core)
     }
 
@@ -294,7 +307,7 @@ impl Core {
     /// host's runs and the records it changed.
     pub(crate) fn take_usage(&mut self, host: &str, report: &UsageReport, now: u64) -> Result<Taken, ArmError> {
         let taken = self.meterbook.take(&self.engine, host, report, now)?;
-        if let Taken::Counted { records, .. } = &taken {
+        if let Taken::Counted { records, minutes, expired, .. } = &taken {
             let host = host.to_ascii_lowercase();
             let runs = serde_json::to_value(self.meterbook.runs.get(&host)).unwrap_or_default();
             self.pending.push(Op::put(format!("{USAGE_RUNS_PREFIX}{host}"), record("", &runs)));
@@ -303,6 +316,14 @@ impl Core {
                     let body = serde_json::to_value(r).unwrap_or_default();
                     self.pending.push(Op::put(usage_key(key), record("", &body)));
                 }
+            }
+            for key in minutes {
+                if let Some(m) = self.meterbook.minutes.get(key) {
+                    self.pending.push(Op::put(minute_key(key), record("", &json!([key, m.0, m.1]))));
+                }
+            }
+            for key in expired {
+                self.pending.push(Op::delete(minute_key(key)));
             }
         }
         Ok(taken)

@@ -271,6 +271,7 @@ const NAMESPACE_VERSIONS: &[(&str, &str, &str)] = &[
     ("Microsoft.Authorization", "2015-07-01", "2022-05-01"),
     ("Microsoft.Resources", "2014-04-01", "2025-12-31"),
     ("Microsoft.Consumption", "2017-11-30", "2024-08-01"),
+    ("Microsoft.Insights", "2016-03-01", "2024-02-01"),
 ];
 
 /// Types and actions younger than their provider: the first api-version that has them.
@@ -305,6 +306,7 @@ fn type_of(route: &Route) -> String {
         Route::RoleAssignment { .. } => "Microsoft.Authorization/roleAssignments".to_string(),
         Route::RoleDefinition { .. } => "Microsoft.Authorization/roleDefinitions".to_string(),
         Route::UsageDetails { .. } => "Microsoft.Consumption/usageDetails".to_string(),
+        Route::Metrics { .. } => "Microsoft.Insights/metrics".to_string(),
         _ => "Microsoft.Resources".to_string(),
     }
 }
@@ -432,6 +434,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Host { name } => crate::feed::register(app, &req, name).await,
         Route::HostUsage { name } => crate::usage::report(app, &req, name).await,
         Route::UsageDetails { sub } => crate::usage::list(app, &req, sub).await,
+        Route::Metrics { target, definitions } => crate::insights::handle(app, &req, target, *definitions).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
             authorization::handle(app, &req).await
         }

@@ -13,6 +13,7 @@ mod feed;
 mod groups;
 mod http;
 mod identity;
+mod insights;
 pub mod linked;
 mod locations;
 pub mod metrics;

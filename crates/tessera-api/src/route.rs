@@ -54,6 +54,8 @@ pub(crate) enum Route {
     HostUsage { name: String },
     /// `GET /subscriptions/{sub}/providers/Microsoft.Consumption/usageDetails`.
     UsageDetails { sub: String },
+    /// `GET {resource}/providers/Microsoft.Insights/metrics` (`definitions`: `…/metricDefinitions`).
+    Metrics { target: ResourceId, definitions: bool },
 }
 
 /// A `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]` path.
@@ -125,6 +127,8 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "POST host",
     "POST host usage",
     "GET usage details",
+    "GET metrics",
+    "GET metric definitions",
 ];
 
 impl Route {
@@ -159,6 +163,8 @@ impl Route {
             Route::Host { .. } => "host",
             Route::HostUsage { .. } => "host usage",
             Route::UsageDetails { .. } => "usage details",
+            Route::Metrics { definitions: false, .. } => "metrics",
+            Route::Metrics { definitions: true, .. } => "metric definitions",
         };
         format!("{} {kind}", method.to_ascii_uppercase())
     }
@@ -276,6 +282,18 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
                 .map_err(|e| ArmError::bad_request("InvalidResourceId", e.to_string()))?;
             Ok(Route::Action { target, action: "sharedkey".into() })
         }
+        // Azure Monitor on a resource: its metrics and their definitions.
+        [s, .., p, ns, m]
+            if eq(s, "subscriptions")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Insights")
+                && (eq(m, "metrics") || eq(m, "metricDefinitions")) =>
+        {
+            let cut = trimmed.len() - "/providers/Microsoft.Insights/".len() - m.len();
+            let target = ResourceId::parse(&trimmed[..cut])
+                .map_err(|e| ArmError::bad_request("InvalidResourceId", e.to_string()))?;
+            Ok(Route::Metrics { target, definitions: eq(m, "metricDefinitions") })
+        }
         [s, _, g, _, p, _, rest @ ..]
             if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") && rest.len() >= 2 =>
         {
@@ -330,6 +348,10 @@ mod tests {
             "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions".into(),
             "/tessera/principals/p".into(),
             "/tessera/hosts/h".into(),
+            "/tessera/hosts/h/usage".into(),
+            "/subscriptions/s/providers/Microsoft.Consumption/usageDetails".into(),
+            format!("{vnet}/providers/Microsoft.Insights/metrics"),
+            format!("{vnet}/providers/microsoft.insights/metricDefinitions"),
         ];
         for path in paths {
             for method in ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"] {
@@ -343,6 +365,10 @@ mod tests {
             }
         }
         assert!(operation_family("POST", &format!("{vnet}/effectiveRouteTable")).is_some_and(|f| f == "POST action"));
+        assert_eq!(
+            parse(&format!("{vnet}/providers/Microsoft.Insights/metrics"), true).ok(),
+            Some(Route::Metrics { target: ResourceId::parse(vnet).expect("id"), definitions: false })
+        );
     }
 
     #[test]

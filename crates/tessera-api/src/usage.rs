@@ -42,7 +42,7 @@ pub(crate) async fn report(app: &App, req: &Req, host: &str) -> Result<Response,
     let taken = app.write(|core| core.take_usage(host, &report, now)).await?;
     let body = match taken {
         Taken::Duplicate => json!({"run": report.run, "sequence": report.sequence, "counted": false}),
-        Taken::Counted { records, unbilled } => {
+        Taken::Counted { records, unbilled, .. } => {
             if unbilled > 0 {
                 tracing::warn!(host, unbilled, "usage of VNets no longer known is not billed");
             }

@@ -34,6 +34,8 @@ pub const MAX_RUNS: usize = 16;
 const MAX_RUN_LEN: usize = 64;
 /// Seconds in a usage record.
 pub const HOUR: u64 = 3600;
+/// Minutes of per-minute series kept (for metrics finer than an hour).
+pub const MINUTES_KEPT: u64 = 24 * 60;
 
 /// One VNet pair's running totals in one direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,11 +79,12 @@ pub struct RunCursor {
     pub pairs: Vec<PairCount>,
 }
 
-/// What a usage record is for: an hour, the VNet that pays, the other VNet, the direction.
+/// What a usage record is for: an hour (or, in the per-minute series, a minute), the VNet
+/// that pays, the other VNet, the direction.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageKey {
-    /// Hours since the epoch.
+    /// Hours (minutes) since the epoch.
     pub hour: u64,
     /// The VNet billed.
     pub vnet: ResourceId,
@@ -130,6 +133,10 @@ pub enum Taken {
     Counted {
         /// Records changed.
         records: Vec<UsageKey>,
+        /// Minutes of the per-minute series changed, and those that aged out.
+        minutes: Vec<UsageKey>,
+        /// Minutes older than [`MINUTES_KEPT`], removed.
+        expired: Vec<UsageKey>,
         /// Bytes of pairs whose VNets (or regions) are unknown.
         unbilled: u64,
     },
@@ -142,6 +149,9 @@ pub struct Meterbook {
     pub runs: BTreeMap<String, Vec<RunCursor>>,
     /// Usage records.
     pub records: BTreeMap<UsageKey, UsageRecord>,
+    /// The last [`MINUTES_KEPT`] minutes: (bytes, packets) per minute (`UsageKey::hour` holds
+    /// the minute), for metrics.
+    pub minutes: BTreeMap<UsageKey, (u64, u64)>,
 }
 
 fn invalid(message: impl Into<String>) -> ArmError {
@@ -262,6 +272,7 @@ impl Meterbook {
             runs.drain(..extra);
         }
         let mut records = Vec::new();
+        let mut minutes = Vec::new();
         let mut unbilled = 0u64;
         for (p, bytes, packets) in deltas {
             let Some((vnet, remote, meter, location, link)) = bill(engine, p) else {
@@ -281,9 +292,18 @@ impl Meterbook {
             r.packets = r.packets.saturating_add(packets);
             r.meter = meter;
             r.link = link.or(r.link.take());
+            let minute = UsageKey { hour: now / 60, ..key.clone() };
+            let m = self.minutes.entry(minute.clone()).or_default();
+            *m = (m.0.saturating_add(bytes), m.1.saturating_add(packets));
             records.push(key);
+            minutes.push(minute);
         }
-        Ok(Taken::Counted { records, unbilled })
+        let oldest = (now / 60).saturating_sub(MINUTES_KEPT);
+        let expired: Vec<UsageKey> = self.minutes.keys().filter(|k| k.hour < oldest).cloned().collect();
+        for k in &expired {
+            self.minutes.remove(k);
+        }
+        Ok(Taken::Counted { records, minutes, expired, unbilled })
     }
 
     /// The records of a subscription (the billed VNet's) whose hour starts in `[from, to)`

@@ -189,10 +189,17 @@ fn reports_out_of_shape_are_refused_whole() {
     // goes on from those totals.
     let gone = vec![one("hub", "deleted", Direction::Egress, 500), one("hub", "spoke-we", Direction::Egress, 100)];
     let t = book.take(&e, "h1", &report("r", 1, gone), T0).expect("counted");
-    assert_eq!(
-        t,
-        Taken::Counted { records: vec![book.records.keys().next().expect("a record").clone()], unbilled: 500 }
-    );
+    let record = book.records.keys().next().expect("a record").clone();
+    let minute = book.minutes.keys().next().expect("a minute").clone();
+    assert_eq!(minute.hour, T0 / 60, "the per-minute series holds the minute");
+    assert_eq!(t, Taken::Counted { records: vec![record], minutes: vec![minute], expired: vec![], unbilled: 500 });
+    // A day later the minute has aged out of the per-minute series; the hourly record stays.
+    let later = vec![one("hub", "spoke-we", Direction::Egress, 300)];
+    let t = book.take(&e, "h1", &report("r", 2, later), T0 + 86_400 + 120).expect("counted");
+    let Taken::Counted { expired, .. } = t else { panic!("counted") };
+    assert_eq!(expired.len(), 1);
+    assert_eq!(book.minutes.len(), 1);
+    assert_eq!(book.records.len(), 2);
 }
 
 #[test]

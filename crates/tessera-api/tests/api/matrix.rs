@@ -138,6 +138,21 @@ async fn every_operation_family_as_every_kind_of_caller() {
             None,
             [403, 401, 401, 200, 403, 200],
         ),
+        row(
+            Method::GET,
+            format!("{}/providers/Microsoft.Insights/metrics?api-version=2018-01-01", v1["id"].as_str().expect("id")),
+            None,
+            [403, 401, 401, 200, 403, 200],
+        ),
+        row(
+            Method::GET,
+            format!(
+                "{}/providers/Microsoft.Insights/metricDefinitions?api-version=2018-01-01",
+                v1["id"].as_str().expect("id")
+            ),
+            None,
+            [403, 401, 401, 200, 403, 200],
+        ),
         row(Method::GET, api.net("other", "virtualNetworks"), None, [403, 401, 401, 200, 200, 200]),
         row(Method::GET, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 200, 403, 200]),
         row(Method::HEAD, api.net("net", "virtualNetworks/v1"), None, [403, 401, 401, 204, 403, 204]),

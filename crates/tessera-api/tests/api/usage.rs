@@ -200,3 +200,76 @@ async fn the_server_bills_at_its_price_sheet() {
         (Some("EUR"), Some(2.0), Some(4.0))
     );
 }
+
+/// Total of every point of every series of one metric in an Azure Monitor answer.
+fn metric_total(v: &Value, name: &str) -> f64 {
+    v["value"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .filter(|m| m["name"]["value"] == name)
+        .flat_map(|m| m["timeseries"].as_array().cloned().unwrap_or_default())
+        .flat_map(|t| t["data"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["total"].as_f64().unwrap_or(0.0))
+        .sum()
+}
+
+async fn metrics(api: &Api, target: &str, query: &str) -> (u16, Value) {
+    let path = format!("{target}/providers/Microsoft.Insights/metrics?api-version=2018-01-01{query}");
+    api.call(Method::GET, &path, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vnets_peering_bytes_are_served_as_azure_monitor_metrics() {
+    let api = Api::start().await;
+    let (hub, spoke, far) = peered(&api).await;
+    let body = json!({"run": "r", "sequence": 1, "pairs": [
+        pair(&spoke, &hub, "Egress", 3 * GIB), pair(&spoke, &hub, "Ingress", 3 * GIB),
+        pair(&hub, &far, "Egress", GIB)]});
+    assert_eq!(report(&api, &api.token, "h1", body).await.0, 200);
+    // The last hour by minute (az's default): spoke sent 3 GiB, received nothing.
+    let (s, v) = metrics(&api, &spoke, "").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["interval"], "PT1M");
+    assert_eq!(metric_total(&v, "PeeringBytesOut"), (3 * GIB) as f64, "{v}");
+    assert_eq!(metric_total(&v, "PeeringBytesIn"), 0.0);
+    let points = v["value"][0]["timeseries"][0]["data"].as_array().map(Vec::len).unwrap_or(0);
+    assert!((60..=61).contains(&points), "a point a minute for an hour: {points}");
+    // Hourly, split by remote VNet: the hub received 3 GiB from spoke and sent 1 GiB to far.
+    let (s, v) = metrics(&api, &hub, "&interval=PT1H&metricnames=PeeringBytesIn,PeeringBytesOut&aggregation=Total,Count&$filter=RemoteVirtualNetwork eq '*'").await;
+    assert_eq!(s, 200, "{v}");
+    let out =
+        v["value"].as_array().expect("metrics").iter().find(|m| m["name"]["value"] == "PeeringBytesOut").expect("out");
+    assert_eq!(out["timeseries"][0]["metadatavalues"][0]["value"], "far", "{out}");
+    assert_eq!(metric_total(&v, "PeeringBytesIn"), (3 * GIB) as f64);
+    assert_eq!(metric_total(&v, "PeeringBytesOut"), GIB as f64);
+    // One remote only.
+    let (_, v) = metrics(&api, &hub, "&interval=PT1H&$filter=RemoteVirtualNetwork eq 'spoke'").await;
+    assert_eq!((metric_total(&v, "PeeringBytesIn"), metric_total(&v, "PeeringBytesOut")), ((3 * GIB) as f64, 0.0));
+    // Definitions, and refusals: an unknown metric, grain, filter; a NIC has no metrics here.
+    let (s, v) = api
+        .call(
+            Method::GET,
+            &format!("{spoke}/providers/Microsoft.Insights/metricDefinitions?api-version=2018-01-01"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["value"].as_array().map(Vec::len)), (200, Some(4)), "{v}");
+    for bad in [
+        "&metricnames=CpuPercent",
+        "&interval=PT2M",
+        "&$filter=Region eq 'x'",
+        "&timespan=yesterday",
+        "&aggregation=Median",
+    ] {
+        let (s, v) = metrics(&api, &spoke, bad).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("BadRequest")), "{bad}: {v}");
+    }
+    let (s, _) = metrics(
+        &api,
+        &format!("{}/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/none", api.sub()),
+        "",
+    )
+    .await;
+    assert_eq!(s, 404);
+}

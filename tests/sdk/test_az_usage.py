@@ -1,8 +1,9 @@
 """Peering usage through the real Azure CLI (issue 17, $1-$7): an agent's usage report (posted as
 an agent posts it) becomes hourly usage records, which `az consumption usage list` reads from
 Tessera's Microsoft.Consumption/usageDetails with a date range, meter details and additional
-properties, priced per GB at Azure's published rates; `tessera usage -o csv` sums them per link
-and meter."""
+properties, priced per GB at Azure's published rates; `az monitor metrics list` reads the VNets'
+peering bytes from Microsoft.Insights/metrics; `tessera usage -o csv` sums them per link and
+meter."""
 
 import json
 import subprocess
@@ -96,6 +97,19 @@ def test_az_consumption_usage_list_reads_peering_usage(server):
             assert u["usageStart"] <= u["usageEnd"], u
             info = json.loads(u["additionalProperties"])
             assert info["virtualNetworkPeering"].startswith(u["instanceId"] + "/virtualNetworkPeerings/"), info
+        # Azure Monitor's metrics of the VNet (az monitor metrics list): by minute over the last
+        # hour (az's default), then hourly split by the remote VNet.
+        metrics = az("monitor", "metrics", "list", "--resource", spoke, "--metric", "PeeringBytesOut")
+        out = next(m for m in metrics["value"] if m["name"]["value"] == "PeeringBytesOut")
+        assert out["unit"] == "Bytes" and metrics["interval"] == "PT1M", metrics
+        assert sum(p.get("total") or 0 for t in out["timeseries"] for p in t["data"]) == 3 * GIB, out
+        split = az("monitor", "metrics", "list", "--resource", hub, "--metric", "PeeringBytesIn", "PeeringBytesOut",
+                   "--interval", "PT1H", "--dimension", "RemoteVirtualNetwork", "--aggregation", "Total")
+        by_remote = {(m["name"]["value"], t["metadatavalues"][0]["value"]): sum(p.get("total") or 0 for p in t["data"])
+                     for m in split["value"] for t in m["timeseries"]}
+        assert by_remote == {("PeeringBytesIn", "spoke"): 3 * GIB, ("PeeringBytesOut", "far"): 2 * GIB}, by_remote
+        names = [d["name"]["value"] for d in az("monitor", "metrics", "list-definitions", "--resource", spoke)]
+        assert "PeeringBytesIn" in names and "PeeringBytesOut" in names, names
         # A range that ended last year has none of it.
         old = az("consumption", "usage", "list", "--start-date", "2025-01-01", "--end-date", "2025-01-31")
         assert [u for u in old if u["instanceId"].lower() == spoke.lower()] == []

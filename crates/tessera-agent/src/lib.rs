@@ -17,6 +17,7 @@ pub mod gateway_config;
 pub mod metering;
 pub mod metrics;
 pub mod offload;
+pub mod probes;
 pub mod session;
 #[allow(unsafe_code)]
 pub mod tap;
@@ -105,6 +106,9 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 .map_err(|e| io_error("DatapathFailed", e))?,
         )
     };
+    // Live probes of connectivity checks, sent from the namespace VMs.
+    let prober = (config.namespace_vms && !config.userspace_vms)
+        .then(|| tokio::spawn(probes::follow(config.credentials.clone(), config.host.clone(), stop.clone())));
     // Peering usage: recorded every second with the counters, reported every few seconds.
     let (finish, finished) = watch::channel(false);
     let usage = match &forwarder {
@@ -204,6 +208,9 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         }
         let _ = finish.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
+    }
+    if let Some(p) = prober {
+        p.abort();
     }
     match forwarder {
         Forwarder::Kernel(d) => d.stop(),

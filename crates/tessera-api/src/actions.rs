@@ -165,7 +165,14 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         drop(core);
         return Ok(crate::http::json_value(StatusCode::OK, &body));
     }
-    let result: serde_json::Value = match (kind, a.as_str()) {
+    // A connectivity check's live probes are sent from the host that runs the source VM.
+    let live = match (kind, a.as_str()) {
+        (Kind::NetworkWatcher, "connectivitycheck") => watcher::probe_target(engine, &params(req)?)
+            .ok()
+            .map(|t| (tessera_engine::placement::host_of(engine, &t.nic), t)),
+        _ => None,
+    };
+    let mut result: serde_json::Value = match (kind, a.as_str()) {
         (Kind::NetworkInterface, "effectiveroutetable") => {
             serde_json::to_value(effective::effective_route_table(engine, target)?).unwrap_or_default()
         }
@@ -182,6 +189,9 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         _ => return Err(unknown_action(target, action)),
     };
     drop(core);
+    if let Some((host, probe)) = live {
+        crate::probes::merge(&mut result, app.probes.probe(&host, probe).await);
+    }
     let mut r = (StatusCode::ACCEPTED, "null").into_response();
     r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     let op = Operation { error: None, result: Some(Bytes::from(result.to_string())) };

@@ -82,6 +82,8 @@ pub(crate) struct App {
     pub(crate) sign_ins: crate::signin::SignInGuard,
     /// Requests and their latency, for `/metrics`.
     pub(crate) metrics: crate::metrics::ApiMetrics,
+    /// Live probes of connectivity checks, waiting for host agents.
+    pub(crate) probes: crate::probes::ProbeBoard,
 }
 
 impl App {
@@ -334,6 +336,7 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Principal { .. }
             | Route::Host { .. }
             | Route::HostUsage { .. }
+            | Route::HostProbes { .. }
     );
     let v = match given {
         None if needs => {
@@ -433,6 +436,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
         Route::Host { name } => crate::feed::register(app, &req, name).await,
         Route::HostUsage { name } => crate::usage::report(app, &req, name).await,
+        Route::HostProbes { name } => crate::probes::handle(app, &req, name).await,
         Route::UsageDetails { sub } => crate::usage::list(app, &req, sub).await,
         Route::Metrics { target, definitions } => crate::insights::handle(app, &req, target, *definitions).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {

@@ -18,6 +18,7 @@ pub mod linked;
 mod locations;
 pub mod metrics;
 mod operations;
+mod probes;
 pub mod rbac;
 mod resources;
 mod route;

@@ -52,6 +52,8 @@ pub(crate) enum Route {
     Host { name: String },
     /// `POST /tessera/hosts/{host}/usage`: a host agent's peering usage report.
     HostUsage { name: String },
+    /// `GET /tessera/hosts/{host}/probes`: live probes to send; `POST`: what they found.
+    HostProbes { name: String },
     /// `GET /subscriptions/{sub}/providers/Microsoft.Consumption/usageDetails`.
     UsageDetails { sub: String },
     /// `GET {resource}/providers/Microsoft.Insights/metrics` (`definitions`: `…/metricDefinitions`).
@@ -126,6 +128,8 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "PUT host",
     "POST host",
     "POST host usage",
+    "GET host probes",
+    "POST host probes",
     "GET usage details",
     "GET metrics",
     "GET metric definitions",
@@ -162,6 +166,7 @@ impl Route {
             Route::Principal { .. } => "principal",
             Route::Host { .. } => "host",
             Route::HostUsage { .. } => "host usage",
+            Route::HostProbes { .. } => "host probes",
             Route::UsageDetails { .. } => "usage details",
             Route::Metrics { definitions: false, .. } => "metrics",
             Route::Metrics { definitions: true, .. } => "metric definitions",
@@ -209,6 +214,9 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [t, h, name] if eq(t, "tessera") && eq(h, "hosts") => Ok(Route::Host { name: (*name).to_string() }),
         [t, h, name, u] if eq(t, "tessera") && eq(h, "hosts") && eq(u, "usage") => {
             Ok(Route::HostUsage { name: (*name).to_string() })
+        }
+        [t, h, name, p] if eq(t, "tessera") && eq(h, "hosts") && eq(p, "probes") => {
+            Ok(Route::HostProbes { name: (*name).to_string() })
         }
         [s, sub, p, ns, ty]
             if eq(s, "subscriptions")
@@ -349,6 +357,7 @@ mod tests {
             "/tessera/principals/p".into(),
             "/tessera/hosts/h".into(),
             "/tessera/hosts/h/usage".into(),
+            "/tessera/hosts/h/probes".into(),
             "/subscriptions/s/providers/Microsoft.Consumption/usageDetails".into(),
             format!("{vnet}/providers/Microsoft.Insights/metrics"),
             format!("{vnet}/providers/microsoft.insights/metricDefinitions"),

@@ -242,6 +242,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
         metrics: api_metrics,
+        probes: crate::probes::ProbeBoard::default(),
         sign_ins: crate::signin::SignInGuard::new(
             config.settings.sign_in_failures,
             std::time::Duration::from_secs(60),

@@ -1,6 +1,7 @@
 //! `tessera`: the command line. Offline diagnostics on a topology file (YAML or ARM JSON).
 
 mod access;
+mod check;
 mod demo;
 mod lab;
 mod remote;
@@ -155,7 +156,7 @@ enum FlowProto {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum CheckProto {
+pub(crate) enum CheckProto {
     Tcp,
     Udp,
     Icmp,
@@ -240,6 +241,11 @@ enum Command {
         /// Protocol.
         #[arg(long, value_enum, default_value = "tcp")]
         proto: CheckProto,
+        /// Also send real probes from the source VM through the switch (asks the running
+        /// server, whose agent runs the VM): the probes' result and latency beside the walk of
+        /// the programs, and their disagreement reported as an issue.
+        #[arg(long)]
+        live: bool,
     },
     /// Print a topology as ARM JSON (`{"resources": [...]}`, each resource as GET returns it).
     Export {
@@ -569,7 +575,7 @@ fn print_json(v: &Value) {
     crate::emit!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
+pub(crate) fn proto_of(p: CheckProto) -> (Protocol, &'static str, u16) {
     match p {
         CheckProto::Tcp => (Protocol::Tcp, "Tcp", 0),
         CheckProto::Udp => (Protocol::Udp, "Udp", 0),
@@ -766,30 +772,15 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { common, from, to, proto } => {
-            let t = Target::open(common.file.as_deref(), &common.credentials)?;
-            let source = resolve::resolve(&t.engine, Kind::VirtualMachine, &from)?;
-            let (_, proto_name, default_port) = proto_of(proto);
-            let (target, port) = split_port(&to);
-            let mut destination =
-                watcher::ConnectivityDestination { port: port.or(Some(default_port)), ..Default::default() };
-            match target.parse::<IpAddr>() {
-                Ok(ip) => destination.address = Some(ip.to_string()),
-                Err(_) => destination.resource_id = Some(resolve::resolve(&t.engine, Kind::VirtualMachine, target)?),
-            }
-            let params = watcher::ConnectivityParameters {
-                source: watcher::ConnectivitySource { resource_id: source, port: None },
-                destination,
-                protocol: Some(proto_name.into()),
-            };
-            let body = t.connectivity_check(&params)?;
-            match common.output {
-                Output::Json => print_json(&body),
-                Output::Table => render::connectivity(&body),
-            }
-            let ok = body.get("connectionStatus").and_then(Value::as_str) == Some("Reachable");
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
+        Command::Check { common, from, to, proto, live } => check::run(
+            check::Question {
+                file: common.file.as_deref(),
+                credentials: &common.credentials,
+                json: common.output == Output::Json,
+            },
+            (&from, &to, proto),
+            live,
+        ),
         Command::Export { file } => {
             let engine = open_file(&file)?;
             print_json(&load::export(&engine));
@@ -827,20 +818,5 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// `name:port` or `ip:port` (IPv6 as `[addr]:port`).
-fn split_port(text: &str) -> (&str, Option<u16>) {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        let host = text.rsplit_once(':').map_or(text, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-        return (host, Some(sa.port()));
-    }
-    if text.parse::<IpAddr>().is_ok() {
-        return (text, None);
-    }
-    match text.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
-        _ => (text, None),
     }
 }

@@ -101,6 +101,19 @@ pub(crate) fn key_values(body: &Value) {
 /// A connectivity check: status, then hops with their issues.
 pub(crate) fn connectivity(body: &Value) {
     crate::emit!("Connection status: {}", s(body, "connectionStatus"));
+    let sent = body.get("probesSent").and_then(Value::as_u64).unwrap_or(0);
+    if sent > 0 {
+        let failed = body.get("probesFailed").and_then(Value::as_u64).unwrap_or(0);
+        let ms = |k: &str| body.get(k).and_then(Value::as_u64).map_or_else(|| "-".to_string(), |v| v.to_string());
+        crate::emit!(
+            "Live probes: {} of {sent} answered, latency avg {} min {} max {} ms; the programs say {}",
+            sent - failed,
+            ms("avgLatencyInMs"),
+            ms("minLatencyInMs"),
+            ms("maxLatencyInMs"),
+            s(body, "logicalConnectionStatus")
+        );
+    }
     let mut t = table(&["#", "Type", "Address", "Resource", "Issues"]);
     for (i, h) in body.get("hops").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let issues: Vec<String> = h

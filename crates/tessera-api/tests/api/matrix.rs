@@ -278,6 +278,13 @@ async fn every_operation_family_as_every_kind_of_caller() {
             ),
             [403, 403, 403, 403, 403, 404],
         ),
+        row(Method::GET, "/tessera/hosts/h9/probes?timeout=0".into(), None, [403, 403, 403, 403, 403, 200]),
+        row(
+            Method::POST,
+            "/tessera/hosts/h9/probes".into(),
+            Some(json!({"results": [{"id": "x", "probesSent": 1, "probesFailed": 0, "latenciesMs": [1.0]}]})),
+            [403, 403, 403, 403, 403, 200],
+        ),
         row(
             Method::POST,
             "/tessera/hosts/h9/usage".into(),

@@ -247,7 +247,70 @@ pub fn vm_address(engine: &Engine, vm: &ResourceId) -> ArmResult<IpAddr> {
 }
 
 /// NW3 `connectivityCheck` (logical: evaluated on the programs, no probes sent).
-pub fn connectivity_check(engine: &Engine, p: &ConnectivityParameters) -> ArmResult<Value> {
+/// What a live probe of a connectivity check sends: from the source VM's NIC to the
+/// destination's address (TCP for Tcp, Http and Https; ICMP echo for Icmp).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeTarget {
+    /// The source VM's NIC (its port sends the probe).
+    pub nic: ResourceId,
+    /// The source VM.
+    pub vm: ResourceId,
+    /// The destination address.
+    pub destination: IpAddr,
+    /// `Tcp` or `Icmp`.
+    pub protocol: String,
+    /// The destination port (TCP).
+    pub port: u16,
+}
+
+/// A live probe a host agent is asked to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeRequest {
+    /// Its id (the answer names it).
+    pub id: String,
+    /// What to send.
+    pub target: ProbeTarget,
+    /// How many probes.
+    pub count: u32,
+    /// How long each waits for its answer, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// What the probes found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeResult {
+    /// The request's id.
+    pub id: String,
+    /// Probes sent.
+    pub probes_sent: u32,
+    /// Probes not answered.
+    pub probes_failed: u32,
+    /// The round trips of the answered ones, in milliseconds.
+    pub latencies_ms: Vec<f64>,
+    /// Why no probe could be sent (no namespace VM for the NIC, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The probe target of a connectivity check (checked as the check itself checks it).
+pub fn probe_target(engine: &Engine, p: &ConnectivityParameters) -> ArmResult<ProbeTarget> {
+    let (destination, proto, port) = check_target(engine, p)?;
+    let nic = vm_nic(engine, &p.source.resource_id, None, None)?;
+    let protocol = if proto == Protocol::Icmp { "Icmp" } else { "Tcp" };
+    Ok(ProbeTarget {
+        nic: nic.nic.clone(),
+        vm: p.source.resource_id.clone(),
+        destination,
+        protocol: protocol.into(),
+        port,
+    })
+}
+
+/// The destination address, protocol and port a check is about.
+fn check_target(engine: &Engine, p: &ConnectivityParameters) -> ArmResult<(IpAddr, Protocol, u16)> {
     if p.source.resource_id.kind() != Kind::VirtualMachine {
         return Err(bad(
             "InvalidSource",
@@ -267,7 +330,11 @@ pub fn connectivity_check(engine: &Engine, p: &ConnectivityParameters) -> ArmRes
         "https" => 443,
         _ => 0,
     };
-    let port = p.destination.port.unwrap_or(default_port);
+    Ok((dst, proto, p.destination.port.unwrap_or(default_port)))
+}
+
+pub fn connectivity_check(engine: &Engine, p: &ConnectivityParameters) -> ArmResult<Value> {
+    let (dst, proto, port) = check_target(engine, p)?;
     let t = trace_from_vm(engine, &p.source.resource_id, dst, proto, port)?;
     Ok(connectivity_json(&with_reply(engine, t, proto, port)))
 }

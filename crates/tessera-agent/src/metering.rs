@@ -139,16 +139,21 @@ impl UsageLog {
                 .await
                 .map_err(unreachable)?;
             let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            let code = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            // A report the controller refuses for what it says would be refused forever: it is
+            // dropped (logged). Anything else (busy, away, throttled, not signed in) is retried.
+            let refused = matches!(status, 400 | 403 | 413 | 422) || (status == 409 && code == "UsageCounterWentBack");
             match status {
                 200..=299 => self.taken(&report),
-                // A report the controller refuses would be refused forever: it is dropped.
-                400..=403 | 405..=499 if status != 401 => {
-                    tracing::warn!(status, run = %report.run, "usage report refused: {}", r.text().await.unwrap_or_default());
+                _ if refused => {
+                    tracing::warn!(status, run = %report.run, "usage report refused: {text}");
                     self.taken(&report);
                 }
-                _ => {
-                    return Err(ArmError::with_status(status, "UsageReportFailed", r.text().await.unwrap_or_default()));
-                }
+                _ => return Err(ArmError::with_status(status, "UsageReportFailed", text)),
             }
         }
         Ok(())

@@ -165,9 +165,13 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
         drop(core);
         return Ok(crate::http::json_value(StatusCode::OK, &body));
     }
-    // A connectivity check's live probes are sent from the host that runs the source VM.
+    // A connectivity check's live probes are sent from the host that runs the source VM: real
+    // traffic from a VM, so only for a caller with the check's own action (as Azure asks of
+    // it; a Reader gets the walk of the programs alone).
+    let may_probe =
+        req.authorize("Microsoft.Network/networkWatchers/connectivityCheck/action", target.as_str()).is_ok();
     let live = match (kind, a.as_str()) {
-        (Kind::NetworkWatcher, "connectivitycheck") => watcher::probe_target(engine, &params(req)?)
+        (Kind::NetworkWatcher, "connectivitycheck") if may_probe => watcher::probe_target(engine, &params(req)?)
             .ok()
             .map(|t| (tessera_engine::placement::host_of(engine, &t.nic), t)),
         _ => None,

@@ -364,7 +364,11 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
 pub(crate) async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
     let started = std::time::Instant::now();
-    let operation = route::operation_family(request.method().as_str(), request.uri().path())
+    // Only the methods ARM has make a label (any other would add a series per caller's whim).
+    let known = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"].contains(&request.method().as_str());
+    let operation = known
+        .then(|| route::operation_family(request.method().as_str(), request.uri().path()))
+        .flatten()
         .unwrap_or_else(|| "unmatched".to_string());
     let mut response = match handle(&app, request).await {
         Ok(r) => r,

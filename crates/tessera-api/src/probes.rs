@@ -30,8 +30,8 @@ const PROBES: u32 = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A host whose agent polled within this long is following.
 const FOLLOWING: Duration = Duration::from_secs(40);
-/// Probes waiting for one host at most (more are not sent: the check stays logical).
-const MAX_PENDING: usize = 256;
+/// Checks waiting for one host's probes at most (more are not sent: the check stays logical).
+const MAX_PENDING: usize = 64;
 /// Longest wait of one poll.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -75,7 +75,7 @@ impl ProbeBoard {
         {
             let mut hosts = self.lock();
             let q = hosts.get_mut(&host)?;
-            if q.last_poll.is_none_or(|t| t.elapsed() > FOLLOWING) || q.pending.len() >= MAX_PENDING {
+            if q.last_poll.is_none_or(|t| t.elapsed() > FOLLOWING) || q.waiting.len() >= MAX_PENDING {
                 return None;
             }
             q.pending.push(request);
@@ -148,6 +148,14 @@ pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response,
         serde_json::from_value(body.get("results").cloned().unwrap_or_default()).map_err(|e| {
             ArmError::bad_request("InvalidRequestContent", format!("'results' is not a list of probe results: {e}"))
         })?;
+    if let Some(r) =
+        results.iter().find(|r| r.probes_failed > r.probes_sent || r.latencies_ms.len() > r.probes_sent as usize)
+    {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            format!("Probe result {} counts more failures or answers than probes sent.", r.id),
+        ));
+    }
     app.probes.answer(host, results);
     Ok(json_value(StatusCode::OK, &json!({})))
 }
@@ -169,7 +177,7 @@ pub(crate) fn merge(answer: &mut Value, live: Option<ProbeResult>) {
     answer["logicalConnectionStatus"] = json!(logical);
     if logical != status {
         let issue = json!({"origin": "Local", "severity": "Error", "type": "Platform", "context": [
-            {"key": "liveProbe", "value": format!("{} of {} probes answered", live.probes_sent - live.probes_failed, live.probes_sent)},
+            {"key": "liveProbe", "value": format!("{} of {} probes answered", live.probes_sent.saturating_sub(live.probes_failed), live.probes_sent)},
             {"key": "logicalWalk", "value": logical},
             {"key": "disagreement", "value": format!("the programs say {logical}; the packets say {status}")},
         ]});

@@ -299,7 +299,8 @@ impl Meterbook {
             minutes.push(minute);
         }
         let oldest = (now / 60).saturating_sub(MINUTES_KEPT);
-        let expired: Vec<UsageKey> = self.minutes.keys().filter(|k| k.hour < oldest).cloned().collect();
+        // Keys order by minute first: the expired ones lead.
+        let expired: Vec<UsageKey> = self.minutes.keys().take_while(|k| k.hour < oldest).cloned().collect();
         for k in &expired {
             self.minutes.remove(k);
         }

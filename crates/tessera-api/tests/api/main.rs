@@ -9,6 +9,7 @@ mod feed;
 mod matrix;
 mod operations;
 mod persistence;
+mod probes;
 mod rbac;
 mod references;
 mod restart_property;

@@ -132,7 +132,8 @@ async fn usage_is_counted_once_kept_and_served_as_usage_details() {
     assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");
     let (s, v) = details(&api, &token, "&$filter=properties/usageEnd ge '2026-12-01' or properties/cost gt '1'").await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("InvalidFilter")), "{v}");
-    // Paging keeps the filter.
+    // $top bounds the items (the range above, three items on pages of two, followed the
+    // nextLink: paging keeps the filter).
     let (_, v) = details(&api, &token, &format!("{}&$top=1", range(now - day, now + day))).await;
     assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");
 

@@ -295,9 +295,13 @@ pub struct ProbeResult {
     pub error: Option<String>,
 }
 
-/// The probe target of a connectivity check (checked as the check itself checks it).
+/// The probe target of a connectivity check (checked as the check itself checks it). A UDP
+/// check has none: nothing answers a UDP probe that arrived.
 pub fn probe_target(engine: &Engine, p: &ConnectivityParameters) -> ArmResult<ProbeTarget> {
     let (destination, proto, port) = check_target(engine, p)?;
+    if proto == Protocol::Udp {
+        return Err(bad("NoLiveProbeForUdp", "A UDP check is not probed live.".into()));
+    }
     let nic = vm_nic(engine, &p.source.resource_id, None, None)?;
     let protocol = if proto == Protocol::Icmp { "Icmp" } else { "Tcp" };
     Ok(ProbeTarget {

@@ -23,6 +23,10 @@ const COVERED: &[&str] = &[
     "LocationNotAvailableForResourceType",
     "InvalidCIDRNotation",
     "GatewayReportTooLarge",
+    // metering.rs (usage.rs)
+    "InvalidUsageReport",
+    "UsageReportTooLarge",
+    "UsageCounterWentBack",
     "InvalidSharedKey",
     "InvalidAddressPrefixFormat",
     "NotFound",

@@ -22,4 +22,5 @@ mod peering;
 mod public_ips;
 mod regressions;
 mod security;
+mod usage;
 mod vnets;

@@ -2,6 +2,7 @@
 
 mod access;
 mod check;
+mod cost;
 mod demo;
 mod lab;
 mod remote;
@@ -563,14 +564,6 @@ fn required(common: &Common) -> Result<&std::path::Path, ArmError> {
     common.file.as_deref().ok_or_else(|| ArmError::bad_request("FileRequired", "this command needs -f FILE"))
 }
 
-/// A price sheet file (`tessera cost --prices`, `tessera serve --prices`).
-fn read_prices(p: &std::path::Path) -> Result<tessera_engine::pricing::PriceSheet, ArmError> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| ArmError::bad_request("FileNotReadable", format!("{}: {e}", p.display())))?;
-    tessera_engine::pricing::PriceSheet::parse(&text)
-        .map_err(|e| ArmError::bad_request("InvalidPriceSheet", format!("{}: {e}", p.display())))
-}
-
 fn print_json(v: &Value) {
     crate::emit!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -665,7 +658,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.metrics = metrics;
             if let Some(p) = &prices {
-                config.settings.prices = read_prices(p)?;
+                config.settings.prices = cost::read_prices(p)?;
             }
             config.listen = listen;
             config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
@@ -786,25 +779,15 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             print_json(&load::export(&engine));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cost { common, traffic, prices } => {
-            let t = Target::open(common.file.as_deref(), &common.credentials)?;
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p)
-                    .map_err(|e| ArmError::bad_request("FileNotReadable", format!("{}: {e}", p.display())))
-            };
-            let sheet = match &prices {
-                Some(p) => read_prices(p)?,
-                None => tessera_engine::pricing::PriceSheet::default(),
-            };
-            let matrix = tessera_engine::diag::cost::TrafficMatrix::parse(&read(&traffic)?)
-                .map_err(|e| ArmError::bad_request("InvalidTrafficMatrix", format!("{}: {e}", traffic.display())))?;
-            let report = tessera_engine::diag::cost::cost(&t.engine, &sheet, &matrix)?;
-            match common.output {
-                Output::Json => print_json(&serde_json::to_value(&report).unwrap_or_default()),
-                Output::Table => render::cost(&report),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Cost { common, traffic, prices } => cost::run(
+            cost::Question {
+                file: common.file.as_deref(),
+                credentials: &common.credentials,
+                json: common.output == Output::Json,
+            },
+            &traffic,
+            prices.as_deref(),
+        ),
         Command::Usage { credentials, subscription, start, end, output } => {
             usage::run(&credentials, subscription, start, end, output)
         }

@@ -4,13 +4,16 @@
 //! key remembers the revision that last wrote it. Writers use that revision for
 //! compare-and-set, and watchers read the change log from any revision still retained.
 //!
-//! Backends: [`RedbStore`] (embedded, durable when `commit` returns) and [`MemoryStore`]. Both
-//! pass the same conformance suite ([`conformance`]).
+//! Backends: [`RedbStore`] (embedded, durable when `commit` returns), [`MemoryStore`] and
+//! [`EtcdStore`] (an etcd cluster, for several servers). All pass the same conformance suite
+//! ([`conformance`]).
 
 pub mod conformance;
+mod etcd_store;
 mod memory;
 mod redb_store;
 
+pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 
 use tessera_engine::Limits;
 use tessera_model::ArmError;
-use tessera_store::{Op, Store};
+use tessera_store::{Expect, Op, Store};
 use tokio::sync::{RwLock, oneshot};
 
 use crate::core::{Core, store_error};
@@ -27,11 +27,18 @@ struct Batch {
     done: oneshot::Sender<Result<(), ArmError>>,
 }
 
+/// The key every commit of a server sharing its store writes, guarded by the revision at which
+/// the server last saw it: a commit of another server in between makes this one fail (and the
+/// state be read again) rather than write over what it has not seen.
+pub(crate) const HEAD_KEY: &str = "meta/head";
+
 /// The handle requests use.
 #[derive(Debug, Clone)]
 pub(crate) struct Committer {
     tx: mpsc::Sender<Batch>,
     epoch: Arc<AtomicU64>,
+    /// With a shared store: the revision of [`HEAD_KEY`] this server's state reflects.
+    head: Option<Arc<AtomicU64>>,
 }
 
 impl Committer {
@@ -41,14 +48,36 @@ impl Committer {
         store: Arc<dyn Store>,
         core: Arc<RwLock<Core>>,
         limits: Limits,
+        shared_store: bool,
     ) -> std::io::Result<(Committer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Batch>();
         let epoch = Arc::new(AtomicU64::new(0));
-        let shared = epoch.clone();
+        let head = if shared_store {
+            let at = store.get(HEAD_KEY).map_err(std::io::Error::other)?.map_or(0, |e| e.revision);
+            Some(Arc::new(AtomicU64::new(at)))
+        } else {
+            None
+        };
+        let committer = Committer { tx, epoch: epoch.clone(), head: head.clone() };
         let thread = std::thread::Builder::new()
             .name("tessera-commit".into())
-            .spawn(move || run(&rx, &*store, &core, &limits, &shared))?;
-        Ok((Committer { tx, epoch }, thread))
+            .spawn(move || run(&rx, &*store, &core, &limits, &epoch, head.as_deref()))?;
+        Ok((committer, thread))
+    }
+
+    /// With a shared store: reads the state again when another server wrote since this one
+    /// last saw it (call under the write lock, before a write). Whether it read.
+    pub(crate) fn catch_up(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
+        let Some(head) = &self.head else { return Ok(false) };
+        let now = store.get(HEAD_KEY).map_err(store_error)?.map_or(0, |e| e.revision);
+        if now == head.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        // Read the revision first: whatever is written after it is seen next time.
+        *core = Core::load(store, limits.clone())?;
+        head.store(now, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(true)
     }
 
     /// Hands staged operations over (call under the write lock, so that transactions keep the
@@ -72,7 +101,14 @@ impl Receipt {
     }
 }
 
-fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limits: &Limits, epoch: &AtomicU64) {
+fn run(
+    rx: &mpsc::Receiver<Batch>,
+    store: &dyn Store,
+    core: &RwLock<Core>,
+    limits: &Limits,
+    epoch: &AtomicU64,
+    head: Option<&AtomicU64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCH {
@@ -93,9 +129,17 @@ fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limit
         if live.is_empty() {
             continue;
         }
-        let ops: Vec<Op> = live.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+        let mut ops: Vec<Op> = live.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+        if let Some(h) = head {
+            let seen = h.load(Ordering::Acquire);
+            let expect = if seen == 0 { Expect::Absent } else { Expect::At(seen) };
+            ops.push(Op::Put { key: HEAD_KEY.into(), value: Vec::new(), expect });
+        }
         match store.commit(&ops) {
-            Ok(_) => {
+            Ok(revision) => {
+                if let Some(h) = head {
+                    h.store(revision, Ordering::Release);
+                }
                 for b in live {
                     let _ = b.done.send(Ok(()));
                 }
@@ -106,8 +150,14 @@ fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limit
                 {
                     let mut core = core.blocking_write();
                     epoch.fetch_add(1, Ordering::AcqRel);
+                    let at = head.map(|_| store.get(HEAD_KEY).ok().flatten().map_or(0, |e| e.revision));
                     match Core::load(store, limits.clone()) {
-                        Ok(fresh) => *core = fresh,
+                        Ok(fresh) => {
+                            *core = fresh;
+                            if let (Some(h), Some(at)) = (head, at) {
+                                h.store(at, Ordering::Release);
+                            }
+                        }
                         Err(reload) => {
                             // Memory has run ahead of a store that cannot be read back: serving
                             // writes on it would acknowledge what may never be stored.
@@ -130,6 +180,27 @@ fn run(rx: &mpsc::Receiver<Batch>, store: &dyn Store, core: &RwLock<Core>, limit
             }
         }
     }
+}
+
+/// With a shared store: reads the state again whenever another server commits, so that reads
+/// here see what was written there (within the time etcd's watch takes).
+pub(crate) fn follow_other_servers(
+    store: Arc<dyn Store>,
+    core: Arc<RwLock<Core>>,
+    committer: Committer,
+    limits: Limits,
+) {
+    let mut revisions = store.subscribe();
+    tokio::spawn(async move {
+        while revisions.changed().await.is_ok() {
+            let mut guard = core.write().await;
+            let (store, committer, limits) = (store.clone(), committer.clone(), limits.clone());
+            let caught = tokio::task::block_in_place(|| committer.catch_up(&*store, &mut guard, &limits));
+            if let Err(e) = caught {
+                tracing::warn!(error = %e.message, "cannot read the state another server wrote");
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -182,7 +253,8 @@ mod tests {
     async fn a_failed_commit_then_a_failed_reload_stops_writes() {
         let store = Arc::new(Failing { inner: MemoryStore::new(), broken: AtomicBool::new(false) });
         let core = Arc::new(RwLock::new(Core::load(&*store, Limits::default()).expect("loads")));
-        let (committer, _thread) = Committer::spawn(store.clone(), core.clone(), Limits::default()).expect("spawn");
+        let (committer, _thread) =
+            Committer::spawn(store.clone(), core.clone(), Limits::default(), false).expect("spawn");
         committer.submit(vec![Op::put("a", b"1".to_vec())]).wait().await.expect("a healthy commit");
         store.broken.store(true, Ordering::Release);
         let err = committer.submit(vec![Op::put("b", b"2".to_vec())]).wait().await.expect_err("fails");

@@ -141,7 +141,7 @@ async fn report_gateway(app: &App, req: &Req, host: &str) -> Result<Response, Ar
         if gw.properties.instance.as_ref() == Some(&instance) {
             return Ok(());
         }
-        core.apply(vec![tessera_engine::Change::ReportGateway { id: id.clone(), instance }])?;
+        core.apply(vec![tessera_engine::Change::ReportGateway { id: id.clone(), instance: instance.clone() }])?;
         Ok(())
     })
     .await?;

@@ -149,7 +149,7 @@ async fn one(app: &App, req: &Req, sub: &str, rg: &str) -> Result<Response, ArmE
                         return Err(subscription_not_found(sub));
                     };
                     let existing = core.group(sub, rg).map(|g| g.body.clone());
-                    let location = match (&existing, location, patch) {
+                    let location = match (&existing, location.clone(), patch) {
                         (Some(old), _, true) => old["location"].as_str().unwrap_or_default().to_string(),
                         (None, _, true) => return Err(group_not_found(rg)),
                         (_, Some(l), false) => {

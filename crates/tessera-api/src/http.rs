@@ -84,27 +84,47 @@ pub(crate) struct App {
     pub(crate) metrics: crate::metrics::ApiMetrics,
     /// Live probes of connectivity checks, waiting for host agents.
     pub(crate) probes: crate::probes::ProbeBoard,
+    /// The store, when other servers share it (each write first catches up with theirs).
+    pub(crate) shared_store: Option<Arc<dyn tessera_store::Store>>,
+    /// Engine limits (for reading the state again).
+    pub(crate) limits: tessera_engine::Limits,
 }
 
 impl App {
     /// Runs a write under the write lock, then waits (outside the lock) until what it staged is
     /// durable. Operations staged before a failure (a group deletion that stopped half-way)
     /// are committed too, and the failure is returned.
-    pub(crate) async fn write<T>(&self, f: impl FnOnce(&mut Core) -> Result<T, ArmError>) -> Result<T, ArmError> {
-        let (result, receipt) = {
-            let mut core = self.core.write().await;
-            if let Some(why) = &core.halted {
-                return Err(ArmError::with_status(503, "ServiceUnavailable", why.clone()));
+    pub(crate) async fn write<T>(&self, mut f: impl FnMut(&mut Core) -> Result<T, ArmError>) -> Result<T, ArmError> {
+        // With a store other servers write too, a write that lost the race to another server's
+        // is run again on the state read back (a few times), not refused.
+        let attempts = if self.shared_store.is_some() { 8 } else { 1 };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (result, receipt) = {
+                let mut core = self.core.write().await;
+                if let Some(why) = &core.halted {
+                    return Err(ArmError::with_status(503, "ServiceUnavailable", why.clone()));
+                }
+                if let Some(store) = &self.shared_store {
+                    let (store, limits) = (store.clone(), self.limits.clone());
+                    tokio::task::block_in_place(|| self.committer.catch_up(&*store, &mut core, &limits))?;
+                }
+                let result = f(&mut core);
+                let ops = core.take_pending();
+                let receipt = (!ops.is_empty()).then(|| self.committer.submit(ops));
+                (result, receipt)
+            };
+            if let Some(r) = receipt
+                && let Err(e) = r.wait().await
+            {
+                if e.status == 409 && e.code == "AnotherOperationInProgress" && attempt < attempts {
+                    continue;
+                }
+                return Err(e);
             }
-            let result = f(&mut core);
-            let ops = core.take_pending();
-            let receipt = (!ops.is_empty()).then(|| self.committer.submit(ops));
-            (result, receipt)
-        };
-        if let Some(r) = receipt {
-            r.wait().await?;
+            return result;
         }
-        result
     }
 }
 

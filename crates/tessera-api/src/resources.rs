@@ -306,7 +306,7 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
             .write(|core| {
                 check_scope(core, id)?;
                 req.check_preconditions(core.aux.get(id).map(|d| d.etag.as_str()))?;
-                let created = core.put_aux(id, raw);
+                let created = core.put_aux(id, raw.clone());
                 Ok((created, core.aux.get(id).map(|d| d.bytes.clone()).unwrap_or_default()))
             })
             .await?;
@@ -327,7 +327,7 @@ async fn put_top(app: &App, req: &Req, id: &ResourceId) -> Result<Response, ArmE
             check_scope(core, id)?;
             let existing = core.doc(id).map(|d| d.etag.clone());
             req.check_preconditions(existing.as_deref())?;
-            core.apply(vec![Change::Put(resource)])?;
+            core.apply(vec![Change::Put(resource.clone())])?;
             let doc = core.doc(id).ok_or_else(|| top_not_found(id))?;
             Ok((existing.is_none(), doc.bytes.clone(), location_of(core, id)))
         })
@@ -352,7 +352,7 @@ async fn patch_tags(app: &App, req: &Req, id: &ResourceId) -> Result<Response, A
             let doc = core.doc(id).ok_or_else(|| top_not_found(id))?;
             req.check_preconditions(Some(&doc.etag))?;
             let mut raw = (*doc.raw).clone();
-            if let Some(tags) = tags {
+            if let Some(tags) = tags.clone() {
                 raw["tags"] = tags;
             }
             if id.kind() == Kind::NetworkWatcher {

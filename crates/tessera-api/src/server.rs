@@ -19,12 +19,27 @@ use crate::http::{ApiSettings, App, Identity};
 use crate::operations::Operations;
 
 /// Which store backs the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// redb in `<data dir>/store.redb` (durable; the default).
     Redb,
     /// In memory (gone when the server stops).
     Memory,
+    /// An etcd cluster, shared with other servers: each write is checked against the latest
+    /// state first, and a server whose state is behind reads it again.
+    Etcd {
+        /// The cluster's client endpoints (`host:port`).
+        endpoints: Vec<String>,
+        /// The prefix of this deployment's keys.
+        namespace: String,
+    },
+}
+
+impl StoreKind {
+    /// Whether other servers write the same store.
+    fn shared(&self) -> bool {
+        matches!(self, StoreKind::Etcd { .. })
+    }
 }
 
 /// How to run the server.
@@ -116,9 +131,13 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
 }
 
 fn open_store(config: &ServeConfig) -> std::io::Result<Arc<dyn Store>> {
-    Ok(match config.store {
+    Ok(match &config.store {
         StoreKind::Redb => Arc::new(RedbStore::open(&config.data_dir.join("store.redb")).map_err(io)?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Etcd { endpoints, namespace } => Arc::new(
+            tessera_store::EtcdStore::connect(endpoints, namespace, tessera_store::DEFAULT_LOG_RETENTION)
+                .map_err(io)?,
+        ),
     })
 }
 
@@ -233,7 +252,12 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         None => None,
     };
     let core = Arc::new(RwLock::new(core));
-    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone())?;
+    let shared = config.store.shared().then(|| store.clone());
+    let shared_for_app = shared.clone();
+    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone(), shared.is_some())?;
+    if let Some(store) = shared {
+        crate::commit::follow_other_servers(store, core.clone(), committer.clone(), config.limits.clone());
+    }
     let app = Arc::new(App {
         core,
         committer,
@@ -243,6 +267,8 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
         metrics: api_metrics,
         probes: crate::probes::ProbeBoard::default(),
+        shared_store: shared_for_app,
+        limits: config.limits.clone(),
         sign_ins: crate::signin::SignInGuard::new(
             config.settings.sign_in_failures,
             std::time::Duration::from_secs(60),

@@ -33,11 +33,21 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// A store on etcd.
 pub struct EtcdStore {
-    runtime: tokio::runtime::Runtime,
+    /// The client's own runtime (None only while it is dropped).
+    runtime: Option<tokio::runtime::Runtime>,
     client: Client,
     ns: String,
     retention: u64,
     notify: watch::Sender<Revision>,
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        // Dropped from anywhere, a runtime inside another one included.
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -97,16 +107,21 @@ impl EtcdStore {
         let options =
             ConnectOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(10));
         let eps = endpoints.to_vec();
-        let client = runtime.block_on(Client::connect(eps, Some(options))).map_err(backend)?;
+        // Connected on the client's runtime: the caller may be inside a runtime of its own.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(Client::connect(eps, Some(options)).await.map_err(backend));
+        });
+        let client = rx.recv().map_err(|_| backend("the client's runtime stopped"))??;
         let (notify, _) = watch::channel(0);
         let store = EtcdStore {
-            runtime,
+            runtime: Some(runtime),
             client,
             ns: namespace.trim_end_matches('/').to_string(),
             retention: retention.max(1),
             notify,
         };
-        let now = store.revision()?;
+        let now = store.revision_once()?;
         store.notify.send_replace(now);
         store.follow();
         Ok(store)
@@ -127,7 +142,8 @@ impl EtcdStore {
     /// Runs `f` on the client's runtime and waits for it (from any thread or runtime).
     fn run<T: Send + 'static>(&self, f: impl Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        let runtime = self.runtime.as_ref().ok_or_else(|| backend("the store is closing"))?;
+        runtime.spawn(async move {
             let _ = tx.send(f.await);
         });
         rx.recv().map_err(|_| backend("the client's runtime stopped"))?
@@ -136,7 +152,8 @@ impl EtcdStore {
     /// Wakes subscribers on every revision written by anyone (an etcd watch on the revision key).
     fn follow(&self) {
         let (mut client, key, notify) = (self.client.clone(), self.rev_key(), self.notify.clone());
-        self.runtime.spawn(async move {
+        let Some(runtime) = self.runtime.as_ref() else { return };
+        runtime.spawn(async move {
             loop {
                 if let Ok(mut stream) = client.watch(key.clone(), None).await {
                     while let Ok(Some(msg)) = stream.message().await {
@@ -246,8 +263,8 @@ impl EtcdStore {
     }
 }
 
-impl Store for EtcdStore {
-    fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
+impl EtcdStore {
+    fn get_once(&self, key: &str) -> StoreResult<Option<Entry>> {
         let mut kv = self.client.kv_client();
         let (full, key) = (self.data_key(key), key.to_string());
         self.run(async move {
@@ -262,7 +279,7 @@ impl Store for EtcdStore {
         })
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, Revision)> {
+    fn list_once(&self, prefix: &str) -> StoreResult<(Vec<Entry>, Revision)> {
         let mut kv = self.client.kv_client();
         let base = format!("{}/d/", self.ns);
         let (rev_key, range) = (self.rev_key(), format!("{base}{prefix}"));
@@ -287,9 +304,9 @@ impl Store for EtcdStore {
         })
     }
 
-    fn commit(&self, ops: &[Op]) -> StoreResult<Revision> {
+    fn commit_once(&self, ops: &[Op]) -> StoreResult<Revision> {
         if ops.is_empty() {
-            return self.revision();
+            return self.revision_once();
         }
         for _ in 0..RETRIES {
             if let Some(rev) = self.try_commit(ops)? {
@@ -306,8 +323,8 @@ impl Store for EtcdStore {
         Err(backend("too many concurrent writers: the commit never won"))
     }
 
-    fn changes_since(&self, revision: Revision) -> StoreResult<Vec<Event>> {
-        let current = self.revision()?;
+    fn changes_since_once(&self, revision: Revision) -> StoreResult<Vec<Event>> {
+        let current = self.revision_once()?;
         let oldest = oldest_retained(current, self.retention);
         if revision + 1 < oldest {
             return Err(StoreError::Compacted { requested: revision, oldest });
@@ -328,8 +345,59 @@ impl Store for EtcdStore {
         })
     }
 
-    fn revision(&self) -> StoreResult<Revision> {
+    fn revision_once(&self) -> StoreResult<Revision> {
         Ok(self.read(Vec::new())?.0)
+    }
+}
+
+/// Whether a failure reached no member (nothing was sent: another member may answer).
+fn transient(e: &StoreError) -> bool {
+    match e {
+        StoreError::Backend(m) => {
+            let m = m.to_ascii_lowercase();
+            m.contains("unavailable") || m.contains("connect") || m.contains("transport")
+        }
+        _ => false,
+    }
+}
+
+/// How long a call keeps trying members that do not answer.
+const FAILOVER: Duration = Duration::from_secs(15);
+
+impl EtcdStore {
+    /// Runs a call again while no member answers (a member down: the client moves to another).
+    fn retrying<T>(&self, f: impl Fn() -> StoreResult<T>) -> StoreResult<T> {
+        let deadline = std::time::Instant::now() + FAILOVER;
+        loop {
+            match f() {
+                Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Store for EtcdStore {
+    fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
+        self.retrying(|| self.get_once(key))
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, Revision)> {
+        self.retrying(|| self.list_once(prefix))
+    }
+
+    fn commit(&self, ops: &[Op]) -> StoreResult<Revision> {
+        self.retrying(|| self.commit_once(ops))
+    }
+
+    fn changes_since(&self, revision: Revision) -> StoreResult<Vec<Event>> {
+        self.retrying(|| self.changes_since_once(revision))
+    }
+
+    fn revision(&self) -> StoreResult<Revision> {
+        self.retrying(|| self.revision_once())
     }
 
     fn subscribe(&self) -> watch::Receiver<Revision> {

@@ -9,6 +9,7 @@
 //! ([`conformance`]).
 
 pub mod conformance;
+pub mod etcd_cluster;
 mod etcd_store;
 mod memory;
 mod redb_store;

@@ -3,79 +3,17 @@
 //! suite every backend passes; two stores on one namespace (two servers) see each other's
 //! commits and never lose an update between them; a member killed, writes go on.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera_store::etcd_cluster::Cluster;
 use tessera_store::{EtcdStore, Expect, Op, Store, StoreError, conformance};
-
-/// A 3-member cluster, killed (and its data removed) when dropped.
-struct Cluster {
-    members: Vec<Child>,
-    clients: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            let _ = m.kill();
-            let _ = m.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"].into_iter().find(|p| std::path::Path::new(p).exists());
-        let etcd = etcd.expect("etcd is not installed: apt-get install etcd-server (.ci/run does)");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-        let members = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (client, peer))| {
-                Command::new(etcd)
-                    .arg(format!("--name=m{i}"))
-                    .arg(format!("--data-dir={}", dir.path().join(format!("m{i}")).display()))
-                    .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-                    .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-                    .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-cluster={}", initial.join(",")))
-                    .arg("--initial-cluster-state=new")
-                    .arg("--initial-cluster-token=tessera-test")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start etcd")
-            })
-            .collect();
-        let clients = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
-        let cluster = Cluster { members, clients, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = EtcdStore::connect(&cluster.clients, "ready", 10).and_then(|s| s.revision()).is_ok();
-            if ready {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "the etcd cluster did not start");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 #[test]
 fn etcd_backend_conforms_and_survives_a_member() {
-    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(dir.path());
     let n = AtomicUsize::new(0);
     conformance::run(&|retention| {
         let ns = format!("conformance-{}", n.fetch_add(1, Ordering::Relaxed));

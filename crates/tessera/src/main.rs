@@ -278,6 +278,13 @@ enum Command {
         /// Keep the state in memory only.
         #[arg(long)]
         memory: bool,
+        /// Keep the state on an etcd cluster (client endpoints, `host:port,host:port,…`),
+        /// shared with the other servers started on it.
+        #[arg(long, value_delimiter = ',', conflicts_with = "memory")]
+        etcd: Vec<String>,
+        /// The prefix of this deployment's keys in etcd.
+        #[arg(long, default_value = "tessera")]
+        etcd_namespace: String,
         /// Seconds clients wait before polling an operation (`Retry-After`; 0 = the client's own interval).
         #[arg(long, default_value_t = 1)]
         retry_after: u32,
@@ -646,6 +653,8 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             data_dir,
             listen,
             memory,
+            etcd,
+            etcd_namespace,
             retry_after,
             page_size,
             agent,
@@ -661,7 +670,11 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 config.settings.prices = cost::read_prices(p)?;
             }
             config.listen = listen;
-            config.store = if memory { tessera_api::StoreKind::Memory } else { tessera_api::StoreKind::Redb };
+            config.store = match (memory, etcd.is_empty()) {
+                (true, _) => tessera_api::StoreKind::Memory,
+                (false, false) => tessera_api::StoreKind::Etcd { endpoints: etcd, namespace: etcd_namespace },
+                (false, true) => tessera_api::StoreKind::Redb,
+            };
             config.settings.retry_after = retry_after;
             config.settings.page_size = page_size;
             let vms = match (userspace, no_vms) {

@@ -13,6 +13,7 @@ mod probes;
 mod rbac;
 mod references;
 mod restart_property;
+mod shared_store;
 mod slow_clients;
 mod takeover;
 mod usage;

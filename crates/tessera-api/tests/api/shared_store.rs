@@ -1,0 +1,90 @@
+//! Several servers on one etcd store (issue 18 point 2), on a 3-member etcd cluster the test
+//! starts on loopback: what one writes the other reads; a write on a server that has not seen
+//! the other's writes catches up first (a peering made half on each side is Connected); writes
+//! sent to both at once all go through (one that lost the race is run again on the state read
+//! back); a new server on the store has everything.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tessera_api::StoreKind;
+use tessera_store::etcd_cluster::Cluster;
+
+use crate::common::Api;
+
+async fn server(cluster: &Cluster) -> Api {
+    let endpoints = cluster.clients.clone();
+    Api::start_with(tempfile::tempdir().expect("dir"), move |c| {
+        c.store = StoreKind::Etcd { endpoints, namespace: "tessera-shared".into() };
+    })
+    .await
+}
+
+/// GET as `api` until `check` holds (reads catch up with another server's writes as etcd's
+/// watch reports them).
+async fn eventually(api: &Api, path: &str, check: impl Fn(u16, &Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (s, v) = api.call(Method::GET, path, None).await;
+        if check(s, &v) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never read as expected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_etcd_store_act_as_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(dir.path());
+    let a = server(&cluster).await;
+    let b = server(&cluster).await;
+
+    // Written on a, read on b.
+    a.group("net").await;
+    let v1 = a.vnet("net", "v1", "10.1.0.0/16").await;
+    let v1_id = v1["id"].as_str().expect("id").to_string();
+    eventually(&b, &a.net("net", "virtualNetworks/v1"), |s, _| s == 200).await;
+
+    // A peering made half on each server: b's write catches up with a's VNet, a's with b's link.
+    let v2 = b.vnet("net", "v2", "10.2.0.0/16").await;
+    let v2_id = v2["id"].as_str().expect("id").to_string();
+    let link = |remote: &str| json!({"properties": {"remoteVirtualNetwork": {"id": remote}}});
+    let (s, v) = b.call(Method::PUT, &format!("{v2_id}/virtualNetworkPeerings/to-v1"), Some(link(&v1_id))).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = a.call(Method::PUT, &format!("{v1_id}/virtualNetworkPeerings/to-v2"), Some(link(&v2_id))).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["properties"]["peeringState"], "Connected", "a saw b's link before it wrote: {v}");
+    eventually(&b, &format!("{v2_id}/virtualNetworkPeerings/to-v1"), |_, v| {
+        v["properties"]["peeringState"] == "Connected"
+    })
+    .await;
+
+    // Writes to both at once: each acknowledged write is kept.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let path = a.net("net", &format!("networkSecurityGroups/nsg{i}"));
+        let (client, token, url) =
+            (api.client.clone(), api.token.clone(), api.url(&format!("{path}?api-version=2024-05-01")));
+        tasks.push(tokio::spawn(async move {
+            let r = client.put(url).bearer_auth(token).json(&json!({"location": "westeurope"})).send().await;
+            (path, r.map_or(0, |r| r.status().as_u16()))
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("a write"));
+    }
+    println!("concurrent writes on two servers: {results:?}");
+    let acknowledged: Vec<&String> = results.iter().filter(|(_, s)| *s == 200 || *s == 201).map(|(p, _)| p).collect();
+    // A write that lost the race to the other server's is run again on the state read back.
+    assert_eq!(acknowledged.len(), 20, "every write goes through: {results:?}");
+    // A new server on the store has every acknowledged write.
+    let c = server(&cluster).await;
+    for path in acknowledged {
+        let (s, _) = c.call(Method::GET, path, None).await;
+        assert_eq!(s, 200, "{path} was acknowledged and lost");
+    }
+    let (s, v) = c.call(Method::GET, &format!("{v1_id}/virtualNetworkPeerings/to-v2"), None).await;
+    assert_eq!((s, &v["properties"]["peeringState"]), (200, &json!("Connected")));
+}

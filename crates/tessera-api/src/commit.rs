@@ -37,8 +37,14 @@ pub(crate) const HEAD_KEY: &str = "meta/head";
 pub(crate) struct Committer {
     tx: mpsc::Sender<Batch>,
     epoch: Arc<AtomicU64>,
-    /// With a shared store: the revision of [`HEAD_KEY`] this server's state reflects.
-    head: Option<Arc<AtomicU64>>,
+    /// With a shared store: the revision of [`HEAD_KEY`] this server's state reflects, under a
+    /// lock the committer holds from a commit until it has recorded the revision (so that a
+    /// server never takes its own commit for another's).
+    head: Option<Arc<std::sync::Mutex<u64>>>,
+}
+
+fn lock_head(h: &std::sync::Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Committer {
@@ -54,7 +60,7 @@ impl Committer {
         let epoch = Arc::new(AtomicU64::new(0));
         let head = if shared_store {
             let at = store.get(HEAD_KEY).map_err(std::io::Error::other)?.map_or(0, |e| e.revision);
-            Some(Arc::new(AtomicU64::new(at)))
+            Some(Arc::new(std::sync::Mutex::new(at)))
         } else {
             None
         };
@@ -69,13 +75,14 @@ impl Committer {
     /// last saw it (call under the write lock, before a write). Whether it read.
     pub(crate) fn catch_up(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
         let Some(head) = &self.head else { return Ok(false) };
+        let mut seen = lock_head(head);
         let now = store.get(HEAD_KEY).map_err(store_error)?.map_or(0, |e| e.revision);
-        if now == head.load(Ordering::Acquire) {
+        if now == *seen {
             return Ok(false);
         }
         // Read the revision first: whatever is written after it is seen next time.
         *core = Core::load(store, limits.clone())?;
-        head.store(now, Ordering::Release);
+        *seen = now;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(true)
     }
@@ -107,7 +114,7 @@ fn run(
     core: &RwLock<Core>,
     limits: &Limits,
     epoch: &AtomicU64,
-    head: Option<&AtomicU64>,
+    head: Option<&std::sync::Mutex<u64>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
@@ -130,16 +137,21 @@ fn run(
             continue;
         }
         let mut ops: Vec<Op> = live.iter().flat_map(|b| b.ops.iter().cloned()).collect();
-        if let Some(h) = head {
-            let seen = h.load(Ordering::Acquire);
-            let expect = if seen == 0 { Expect::Absent } else { Expect::At(seen) };
-            ops.push(Op::Put { key: HEAD_KEY.into(), value: Vec::new(), expect });
-        }
-        match store.commit(&ops) {
-            Ok(revision) => {
-                if let Some(h) = head {
-                    h.store(revision, Ordering::Release);
+        let committed = match head {
+            Some(h) => {
+                let mut seen = lock_head(h);
+                let expect = if *seen == 0 { Expect::Absent } else { Expect::At(*seen) };
+                ops.push(Op::Put { key: HEAD_KEY.into(), value: Vec::new(), expect });
+                let r = store.commit(&ops);
+                if let Ok(revision) = r {
+                    *seen = revision;
                 }
+                r
+            }
+            None => store.commit(&ops),
+        };
+        match committed {
+            Ok(_) => {
                 for b in live {
                     let _ = b.done.send(Ok(()));
                 }
@@ -155,7 +167,7 @@ fn run(
                         Ok(fresh) => {
                             *core = fresh;
                             if let (Some(h), Some(at)) = (head, at) {
-                                h.store(at, Ordering::Release);
+                                *lock_head(h) = at;
                             }
                         }
                         Err(reload) => {

@@ -97,8 +97,8 @@ impl App {
     pub(crate) async fn write<T>(&self, mut f: impl FnMut(&mut Core) -> Result<T, ArmError>) -> Result<T, ArmError> {
         // With a store other servers write too, a write that lost the race to another server's
         // is run again on the state read back (a few times), not refused.
-        let attempts = if self.shared_store.is_some() { 8 } else { 1 };
-        let mut attempt = 0;
+        let attempts = if self.shared_store.is_some() { 16 } else { 1 };
+        let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let (result, receipt) = {
@@ -119,6 +119,9 @@ impl App {
                 && let Err(e) = r.wait().await
             {
                 if e.status == 409 && e.code == "AnotherOperationInProgress" && attempt < attempts {
+                    // Servers that collided do not collide again in step.
+                    let pause = 2 + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8) * u64::from(attempt);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                     continue;
                 }
                 return Err(e);

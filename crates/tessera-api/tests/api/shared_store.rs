@@ -1,6 +1,7 @@
 //! Several servers on one etcd store (issue 18 point 2), on a 3-member etcd cluster the test
 //! starts on loopback: what one writes the other reads; a write on a server that has not seen
-//! the other's writes catches up first (a peering made half on each side is Connected); writes
+//! the other's writes catches up first (a peering made half on each side is Connected); an
+//! agent following one server is woken by a write made through the other; writes
 //! sent to both at once all go through (one that lost the race is run again on the state read
 //! back); a new server on the store has everything.
 
@@ -58,6 +59,29 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
         v["properties"]["peeringState"] == "Connected"
     })
     .await;
+
+    // An agent following B is woken by a write made through A (B reads the state again; the
+    // log its poll waited on is replaced, which wakes it), not by its long poll's timeout.
+    let (_, snapshot) = b.call(Method::GET, "/tessera/feed/local", None).await;
+    let at = snapshot["revision"].as_u64().expect("revision");
+    let poll = {
+        let (client, token) = (b.client.clone(), b.token.clone());
+        let url = b.url(&format!("/tessera/feed/local?revision={at}&timeout=30"));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let body: Value =
+                client.get(url).bearer_auth(token).send().await.expect("poll").json().await.expect("json");
+            (started.elapsed(), body)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fed = a.net("net", "networkSecurityGroups/fed");
+    assert_eq!(a.call(Method::PUT, &fed, Some(json!({"location": "westeurope"}))).await.0, 201);
+    let (took, body) = poll.await.expect("poll");
+    assert!(took < std::time::Duration::from_secs(20), "the poll timed out instead of waking: {took:?}");
+    assert!(body["revision"].as_u64() > Some(at), "{body}");
+    let ids: Vec<&str> = body["documents"].as_array().into_iter().flatten().filter_map(|d| d["id"].as_str()).collect();
+    assert!(ids.iter().any(|id| id.eq_ignore_ascii_case(&fed)), "the new NSG reaches B's agent: {ids:?}");
 
     // Writes to both at once: each acknowledged write is kept.
     let mut tasks = Vec::new();

@@ -49,21 +49,17 @@ fn lock_head(h: &std::sync::Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
 
 impl Committer {
     /// Starts the committer thread; it ends (and releases the store) when the last handle is
-    /// dropped.
+    /// dropped. `shared_head`: the store is shared with other servers, and this server's state
+    /// was read after the head's revision given.
     pub(crate) fn spawn(
         store: Arc<dyn Store>,
         core: Arc<RwLock<Core>>,
         limits: Limits,
-        shared_store: bool,
+        shared_head: Option<u64>,
     ) -> std::io::Result<(Committer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Batch>();
         let epoch = Arc::new(AtomicU64::new(0));
-        let head = if shared_store {
-            let at = store.get(HEAD_KEY).map_err(std::io::Error::other)?.map_or(0, |e| e.revision);
-            Some(Arc::new(std::sync::Mutex::new(at)))
-        } else {
-            None
-        };
+        let head = shared_head.map(|at| Arc::new(std::sync::Mutex::new(at)));
         let committer = Committer { tx, epoch: epoch.clone(), head: head.clone() };
         let thread = std::thread::Builder::new()
             .name("tessera-commit".into())
@@ -124,6 +120,10 @@ fn run(
                 Err(_) => break,
             }
         }
+        // With a shared store, the head is held from before the batches are sorted by epoch
+        // until the commit is recorded: a reload (`catch_up`) cannot slip in between and leave
+        // a batch staged on the old state to be committed against the new head.
+        let mut seen = head.map(lock_head);
         let now = epoch.load(Ordering::Acquire);
         let (live, stale): (Vec<Batch>, Vec<Batch>) = batches.into_iter().partition(|b| b.epoch == now);
         for b in stale {
@@ -137,19 +137,16 @@ fn run(
             continue;
         }
         let mut ops: Vec<Op> = live.iter().flat_map(|b| b.ops.iter().cloned()).collect();
-        let committed = match head {
-            Some(h) => {
-                let mut seen = lock_head(h);
-                let expect = if *seen == 0 { Expect::Absent } else { Expect::At(*seen) };
-                ops.push(Op::Put { key: HEAD_KEY.into(), value: Vec::new(), expect });
-                let r = store.commit(&ops);
-                if let Ok(revision) = r {
-                    *seen = revision;
-                }
-                r
-            }
-            None => store.commit(&ops),
-        };
+        if let Some(seen) = &seen {
+            let expect = if **seen == 0 { Expect::Absent } else { Expect::At(**seen) };
+            ops.push(Op::Put { key: HEAD_KEY.into(), value: Vec::new(), expect });
+        }
+        let committed = store.commit(&ops);
+        if let (Some(seen), Ok(revision)) = (seen.as_mut(), &committed) {
+            **seen = *revision;
+        }
+        // Released before any reload: `catch_up` holds the state's lock, then the head's.
+        drop(seen);
         match committed {
             Ok(_) => {
                 for b in live {
@@ -201,7 +198,7 @@ pub(crate) fn follow_other_servers(
     core: Arc<RwLock<Core>>,
     committer: Committer,
     limits: Limits,
-) {
+) -> tokio::task::JoinHandle<()> {
     let mut revisions = store.subscribe();
     tokio::spawn(async move {
         while revisions.changed().await.is_ok() {
@@ -212,7 +209,7 @@ pub(crate) fn follow_other_servers(
                 tracing::warn!(error = %e.message, "cannot read the state another server wrote");
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]
@@ -266,7 +263,7 @@ mod tests {
         let store = Arc::new(Failing { inner: MemoryStore::new(), broken: AtomicBool::new(false) });
         let core = Arc::new(RwLock::new(Core::load(&*store, Limits::default()).expect("loads")));
         let (committer, _thread) =
-            Committer::spawn(store.clone(), core.clone(), Limits::default(), false).expect("spawn");
+            Committer::spawn(store.clone(), core.clone(), Limits::default(), None).expect("spawn");
         committer.submit(vec![Op::put("a", b"1".to_vec())]).wait().await.expect("a healthy commit");
         store.broken.store(true, Ordering::Release);
         let err = committer.submit(vec![Op::put("b", b"2".to_vec())]).wait().await.expect_err("fails");

@@ -148,10 +148,14 @@ fn signing_key(store: &dyn Store) -> std::io::Result<Vec<u8>> {
         return Ok(e.value);
     }
     let key = random_hex(32)?.into_bytes();
-    store
-        .commit(&[Op::Put { key: KEY.into(), value: key.clone(), expect: tessera_store::Expect::Absent }])
-        .map_err(io)?;
-    Ok(key)
+    match store.commit(&[Op::Put { key: KEY.into(), value: key.clone(), expect: tessera_store::Expect::Absent }]) {
+        Ok(_) => Ok(key),
+        // Another server starting on the same store made it first: that one is the key.
+        Err(tessera_store::StoreError::Conflict { .. }) => {
+            store.get(KEY).map_err(io)?.map(|e| e.value).ok_or_else(|| io("the signing key vanished"))
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// First start: the default subscription and a service principal with a new secret.
@@ -254,10 +258,22 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     let core = Arc::new(RwLock::new(core));
     let shared = config.store.shared().then(|| store.clone());
     let shared_for_app = shared.clone();
-    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone(), shared.is_some())?;
-    if let Some(store) = shared {
-        crate::commit::follow_other_servers(store, core.clone(), committer.clone(), config.limits.clone());
-    }
+    let head = if shared.is_some() {
+        // What the first start wrote is announced to the other servers (a new head makes them
+        // read the state again); then this server reads the head before the state, so that a
+        // write of another server in between is read again at the next write, never missed.
+        store.commit(&[Op::put(crate::commit::HEAD_KEY, Vec::new())]).map_err(io)?;
+        let at = store.get(crate::commit::HEAD_KEY).map_err(io)?.map_or(0, |e| e.revision);
+        let mut fresh = Core::load(&*store, config.limits.clone()).map_err(io)?;
+        std::mem::swap(&mut fresh, &mut *core.try_write().map_err(io)?);
+        Some(at)
+    } else {
+        None
+    };
+    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone(), head)?;
+    let follower = shared.map(|store| {
+        crate::commit::follow_other_servers(store, core.clone(), committer.clone(), config.limits.clone())
+    });
     let app = Arc::new(App {
         core,
         committer,
@@ -291,6 +307,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(slow);
     let task = tokio::spawn(async move {
         let served = server.serve(router.into_make_service()).await;
+        // The follower of other servers holds a committer handle too.
+        if let Some(f) = follower {
+            f.abort();
+            let _ = f.await;
+        }
         // The router (and with it the committer's last handle) is gone: wait for the committer
         // to finish what was queued and release the store.
         tokio::task::spawn_blocking(move || commit_thread.join()).await.ok();

@@ -112,7 +112,14 @@ impl EtcdStore {
         runtime.spawn(async move {
             let _ = tx.send(Client::connect(eps, Some(options)).await.map_err(backend));
         });
-        let client = rx.recv().map_err(|_| backend("the client's runtime stopped"))??;
+        let client = match rx.recv().map_err(|_| backend("the client's runtime stopped")).and_then(|r| r) {
+            Ok(c) => c,
+            Err(e) => {
+                // Dropped here, the runtime could be inside the caller's: let it go quietly.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         let (notify, _) = watch::channel(0);
         let store = EtcdStore {
             runtime: Some(runtime),
@@ -296,7 +303,8 @@ impl EtcdStore {
                 .map_or(0, u64::from_le_bytes);
             let mut out = Vec::new();
             for e in gets.next().iter().flat_map(|g| g.kvs()) {
-                let key = e.key_str().map_err(backend)?.trim_start_matches(base.as_str()).to_string();
+                let key = e.key_str().map_err(backend)?;
+                let key = key.strip_prefix(base.as_str()).unwrap_or(key).to_string();
                 let (rev, value) = decode_value(e.value())?;
                 out.push(Entry { key, value, revision: rev });
             }
@@ -338,7 +346,7 @@ impl EtcdStore {
             let mut out = Vec::new();
             for e in resp.kvs() {
                 let key = e.key_str().map_err(backend)?;
-                let rev = key.trim_start_matches(log.as_str()).split('/').next().unwrap_or_default();
+                let rev = key.strip_prefix(log.as_str()).unwrap_or(key).split('/').next().unwrap_or_default();
                 out.push(decode_event(rev.parse().map_err(backend)?, e.value())?);
             }
             Ok(out)
@@ -389,7 +397,19 @@ impl Store for EtcdStore {
     }
 
     fn commit(&self, ops: &[Op]) -> StoreResult<Revision> {
-        self.retrying(|| self.commit_once(ops))
+        // Tried again only when no member was reached: a commit that may have been applied with
+        // its answer lost is not sent twice.
+        let deadline = std::time::Instant::now() + FAILOVER;
+        loop {
+            match self.commit_once(ops) {
+                Err(StoreError::Backend(m))
+                    if m.contains("tcp connect error") && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn changes_since(&self, revision: Revision) -> StoreResult<Vec<Event>> {

@@ -2,7 +2,8 @@
 //! --etcd` on a 3-member cluster the test starts on loopback. A thousand writes go to both at
 //! once while one server is killed (`kill -9`) part-way: every write either of them
 //! acknowledged is there afterwards, and every peering link agrees with its partner. Then the
-//! other server stops too, and a new one on the same store serves exactly what it served.
+//! other server stops too, and a new one on the same store serves exactly what it served, and
+//! stops when asked.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -196,7 +197,16 @@ async fn a_server_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
     // Everything restarted: B stops, C starts on the store and serves the same state.
     let (names, peerings) = (nsgs(&sb).await, all);
     drop(b_server);
-    let (_c, sc) = serve(&dir.path().join("c"), &cluster).await;
+    let (mut c, sc) = serve(&dir.path().join("c"), &cluster).await;
     assert_eq!(nsgs(&sc).await, names);
     assert_eq!(links(&sc).await, peerings);
+
+    // A server on etcd stops when asked (SIGTERM), its follower of the others with it.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(c.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "tessera serve --etcd did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

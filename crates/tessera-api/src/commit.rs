@@ -20,6 +20,9 @@ use crate::core::{Core, store_error};
 
 /// Most requests in one transaction.
 const MAX_BATCH: usize = 512;
+/// Most store operations of grouped requests in one transaction on a shared store (a single
+/// request larger than this still goes alone).
+const MAX_SHARED_OPS: usize = 48;
 
 struct Batch {
     ops: Vec<Op>,
@@ -112,11 +115,23 @@ fn run(
     epoch: &AtomicU64,
     head: Option<&std::sync::Mutex<u64>>,
 ) {
-    while let Ok(first) = rx.recv() {
+    // A shared store (etcd) takes at most 128 operations in a transaction, and each op costs
+    // it two (the key and its log entry): requests are grouped up to this many ops.
+    let op_cap = if head.is_some() { MAX_SHARED_OPS } else { usize::MAX };
+    let mut carried: Option<Batch> = None;
+    while let Some(first) = carried.take().or_else(|| rx.recv().ok()) {
+        let mut ops_in = first.ops.len();
         let mut batches = vec![first];
         while batches.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(b) => batches.push(b),
+                Ok(b) if ops_in + b.ops.len() > op_cap => {
+                    carried = Some(b);
+                    break;
+                }
+                Ok(b) => {
+                    ops_in += b.ops.len();
+                    batches.push(b);
+                }
                 Err(_) => break,
             }
         }

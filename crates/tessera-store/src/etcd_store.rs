@@ -332,19 +332,29 @@ impl EtcdStore {
     }
 
     fn changes_since_once(&self, revision: Revision) -> StoreResult<Vec<Event>> {
-        let current = self.revision_once()?;
-        let oldest = oldest_retained(current, self.retention);
-        if revision + 1 < oldest {
-            return Err(StoreError::Compacted { requested: revision, oldest });
-        }
+        // The revision and the log in one read: a commit of another server in between cannot
+        // compact entries away unseen.
         let mut kv = self.client.kv_client();
-        let start = self.log_key(revision + 1, 0);
-        let end = format!("{}/l0", self.ns);
+        let (rev_key, start, end) = (self.rev_key(), self.log_key(revision + 1, 0), format!("{}/l0", self.ns));
         let log = format!("{}/l/", self.ns);
+        let retention = self.retention;
         self.run(async move {
-            let resp = kv.get(start, Some(GetOptions::new().with_range(end))).await.map_err(backend)?;
+            let ops = vec![TxnOp::get(rev_key, None), TxnOp::get(start, Some(GetOptions::new().with_range(end)))];
+            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?;
+            let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            });
+            let current = gets
+                .next()
+                .and_then(|g| g.kvs().first().and_then(|kv| kv.value().try_into().ok()))
+                .map_or(0, u64::from_le_bytes);
+            let oldest = oldest_retained(current, retention);
+            if revision + 1 < oldest {
+                return Err(StoreError::Compacted { requested: revision, oldest });
+            }
             let mut out = Vec::new();
-            for e in resp.kvs() {
+            for e in gets.next().iter().flat_map(|g| g.kvs()) {
                 let key = e.key_str().map_err(backend)?;
                 let rev = key.strip_prefix(log.as_str()).unwrap_or(key).split('/').next().unwrap_or_default();
                 out.push(decode_event(rev.parse().map_err(backend)?, e.value())?);

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tessera_dataplane::FlowLimits;
+use tessera_dataplane::counters::TrafficDirection;
 use tessera_dataplane::overlay::{VXLAN_PORT, decapsulate, vxlan_header};
 use tessera_dataplane::switch::PREFETCH_BATCH;
 use tessera_dataplane::{Direction, Outcome, Switch};
@@ -69,7 +70,7 @@ pub struct PortDevice {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// (source VNet, destination VNet, direction, bytes, packets), the peering meter's input.
-    pub vnet_pairs: Vec<(ResourceId, ResourceId, String, u64, u64)>,
+    pub vnet_pairs: Vec<(ResourceId, ResourceId, TrafficDirection, u64, u64)>,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
     /// The switch's program generation.
@@ -122,7 +123,7 @@ impl Snapshot {
             })).collect::<Vec<_>>(),
             "drops": self.drops.iter().map(|(r, n)| serde_json::json!({"reason": r, "packets": n})).collect::<Vec<_>>(),
             "vnetPairs": self.vnet_pairs.iter().map(|(a, b, d, bytes, packets)| serde_json::json!({
-                "source": a.as_str(), "destination": b.as_str(), "direction": d, "bytes": bytes, "packets": packets,
+                "source": a.as_str(), "destination": b.as_str(), "direction": format!("{d:?}"), "bytes": bytes, "packets": packets,
             })).collect::<Vec<_>>(),
         })
     }
@@ -148,7 +149,7 @@ struct Shared {
     limits: FlowLimits,
     /// What switches replaced since the start counted per VNet pair, so that the counts stay
     /// running totals of the agent's run (the peering meter's input).
-    retired: BTreeMap<(ResourceId, ResourceId, String), (u64, u64)>,
+    retired: BTreeMap<(ResourceId, ResourceId, TrafficDirection), (u64, u64)>,
     /// Programs swapped in (or a new switch built) so far.
     swaps: u64,
 }
@@ -187,7 +188,7 @@ impl Shared {
             _ => {
                 if let Some(old) = self.switch.as_ref() {
                     for (a, b, d, n) in old.counters().vnet_pairs() {
-                        let e = self.retired.entry((a, b, format!("{d:?}"))).or_default();
+                        let e = self.retired.entry((a, b, d)).or_default();
                         *e = (e.0 + n.bytes, e.1 + n.packets);
                     }
                 }
@@ -225,7 +226,7 @@ impl Shared {
             vnet_pairs: {
                 let mut all = self.retired.clone();
                 for (a, b, d, n) in c.vnet_pairs() {
-                    let e = all.entry((a, b, format!("{d:?}"))).or_default();
+                    let e = all.entry((a, b, d)).or_default();
                     *e = (e.0 + n.bytes, e.1 + n.packets);
                 }
                 all.into_iter().map(|((a, b, d), (bytes, packets))| (a, b, d, bytes, packets)).collect()

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tessera_dataplane::counters::TrafficDirection;
 use tessera_engine::metering::{PairCount, UsageReport};
 use tessera_engine::pricing::Direction;
 use tessera_model::{ArmError, Kind};
@@ -59,17 +60,18 @@ fn write_reports(path: &Path, reports: &[UsageReport]) {
 }
 
 /// Pairs from the switch's counters (source, destination, direction, bytes, packets).
-pub fn pairs(counted: &[(tessera_model::ResourceId, tessera_model::ResourceId, String, u64, u64)]) -> Vec<PairCount> {
+pub fn pairs(
+    counted: &[(tessera_model::ResourceId, tessera_model::ResourceId, TrafficDirection, u64, u64)],
+) -> Vec<PairCount> {
     counted
         .iter()
         .filter(|(a, b, ..)| a.kind() == Kind::VirtualNetwork && b.kind() == Kind::VirtualNetwork && a != b)
-        .filter_map(|(a, b, d, bytes, packets)| {
-            let direction = match d.as_str() {
-                "Egress" => Direction::Egress,
-                "Ingress" => Direction::Ingress,
-                _ => return None,
+        .map(|(a, b, d, bytes, packets)| {
+            let direction = match d {
+                TrafficDirection::Egress => Direction::Egress,
+                TrafficDirection::Ingress => Direction::Ingress,
             };
-            Some(PairCount { source: a.clone(), destination: b.clone(), direction, bytes: *bytes, packets: *packets })
+            PairCount { source: a.clone(), destination: b.clone(), direction, bytes: *bytes, packets: *packets }
         })
         .collect()
 }

@@ -61,6 +61,7 @@ impl Collector for AgentMetrics {
             let family = ConstCounter::new(0u64).metric_type();
             let mut m = e.encode_descriptor(name, help, None, family)?;
             for (source, destination, direction, b, p) in &s.vnet_pairs {
+                let direction = format!("{direction:?}");
                 let labels = [
                     ("source_vnet", source.as_str()),
                     ("destination_vnet", destination.as_str()),

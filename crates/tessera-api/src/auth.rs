@@ -94,7 +94,9 @@ pub struct Principal {
     pub tenant_id: String,
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch, now (the API layer's clock; the engine and the meter book read
+/// none).
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

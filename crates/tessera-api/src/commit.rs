@@ -70,6 +70,12 @@ impl Committer {
         Ok((committer, thread))
     }
 
+    /// With a shared store: whether the state already reflects store revision `revision` (its
+    /// own last commit, or what it last read).
+    fn reflects(&self, revision: u64) -> bool {
+        self.head.as_ref().is_some_and(|h| *lock_head(h) >= revision)
+    }
+
     /// With a shared store: reads the state again when another server wrote since this one
     /// last saw it (call under the write lock, before a write). Whether it read.
     pub(crate) fn catch_up(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
@@ -217,6 +223,11 @@ pub(crate) fn follow_other_servers(
     let mut revisions = store.subscribe();
     tokio::spawn(async move {
         while revisions.changed().await.is_ok() {
+            // This server's own commits (most notifications) need no lock and no read.
+            let revision = *revisions.borrow_and_update();
+            if committer.reflects(revision) {
+                continue;
+            }
             let mut guard = core.write().await;
             let (store, committer, limits) = (store.clone(), committer.clone(), limits.clone());
             let caught = tokio::task::block_in_place(|| committer.catch_up(&*store, &mut guard, &limits));

@@ -165,15 +165,33 @@ pub(crate) async fn register(app: &App, req: &Req, host: &str) -> Result<Respons
         .and_then(|a| a.parse::<std::net::IpAddr>().ok())
         .ok_or_else(|| ArmError::bad_request("InvalidUnderlayAddress", "'underlay' must be an IP address."))?
         .to_string();
-    if host.is_empty() || host.len() > 63 {
-        return Err(ArmError::bad_request("InvalidHostName", format!("The host name '{host}' is not valid.")));
-    }
+    check_host(host)?;
     app.write(|core| {
         core.put_host(host, &underlay);
         Ok(())
     })
     .await?;
     Ok(json(StatusCode::OK, json!({"host": host.to_ascii_lowercase(), "underlay": underlay}).to_string()))
+}
+
+/// A host name as agents register it: 1 to 63 characters.
+pub(crate) fn check_host(host: &str) -> Result<(), ArmError> {
+    if host.is_empty() || host.len() > 63 {
+        return Err(ArmError::bad_request("InvalidHostName", format!("The host name '{host}' is not valid.")));
+    }
+    Ok(())
+}
+
+/// How long a long poll waits: its `timeout` query parameter in seconds (else `default`), at
+/// most `max`.
+pub(crate) fn long_poll_wait(req: &Req, default: Duration, max: Duration) -> Result<Duration, ArmError> {
+    match req.query("timeout") {
+        None => Ok(default),
+        Some(t) => Ok(Duration::from_secs(t.parse().map_err(|_| {
+            ArmError::bad_request("InvalidTimeout", format!("The timeout '{t}' is not a number of seconds."))
+        })?)
+        .min(max)),
+    }
 }
 
 pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
@@ -188,13 +206,7 @@ pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response,
                 ArmError::bad_request("InvalidRevision", format!("The revision '{r}' is not a number."))
             })?),
         };
-    let wait = match req.query("timeout") {
-        None => Duration::from_secs(30),
-        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
-            ArmError::bad_request("InvalidTimeout", format!("The timeout '{t}' is not a number of seconds."))
-        })?)
-        .min(MAX_WAIT),
-    };
+    let wait = long_poll_wait(req, Duration::from_secs(30), MAX_WAIT)?;
     if let Some(since) = since {
         let mut rx = app.core.read().await.feed.subscribe();
         if *rx.borrow_and_update() == since {

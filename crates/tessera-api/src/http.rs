@@ -80,8 +80,8 @@ pub(crate) struct App {
     pub(crate) identity: Identity,
     /// Failed sign-ins per client id (429 once too many).
     pub(crate) sign_ins: crate::signin::SignInGuard,
-    /// Requests and their latency, for `/metrics`.
-    pub(crate) metrics: crate::metrics::ApiMetrics,
+    /// Requests and their latency, when `/metrics` is served.
+    pub(crate) metrics: Option<crate::metrics::ApiMetrics>,
     /// Live probes of connectivity checks, waiting for host agents.
     pub(crate) probes: crate::probes::ProbeBoard,
     /// The store, when other servers share it (each write first catches up with theirs).
@@ -386,18 +386,23 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
 /// The one handler.
 pub(crate) async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
-    let started = std::time::Instant::now();
-    // Only the methods ARM has make a label (any other would add a series per caller's whim).
-    let known = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"].contains(&request.method().as_str());
-    let operation = known
-        .then(|| route::operation_family(request.method().as_str(), request.uri().path()))
-        .flatten()
-        .unwrap_or_else(|| "unmatched".to_string());
+    // Requests are timed and labelled only when `/metrics` is served. Only the methods ARM has
+    // make a label (any other would add a series per caller's whim).
+    let measured = app.metrics.as_ref().map(|m| {
+        let known = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"].contains(&request.method().as_str());
+        let operation = known
+            .then(|| route::operation_family(request.method().as_str(), request.uri().path()))
+            .flatten()
+            .unwrap_or_else(|| "unmatched".to_string());
+        (m, operation, std::time::Instant::now())
+    });
     let mut response = match handle(&app, request).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
-    app.metrics.observe(&operation, response.status().as_u16(), started.elapsed());
+    if let Some((m, operation, started)) = measured {
+        m.observe(&operation, response.status().as_u16(), started.elapsed());
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     set(&mut response, "x-ms-request-id", &request_id);
     set(&mut response, "x-ms-correlation-request-id", &request_id);

@@ -6,8 +6,6 @@
 //! `PeeringPacketsIn`, each with the dimension `RemoteVirtualNetwork`. Grains under an hour
 //! come from the per-minute series (the last day), an hour and more from the hourly records.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -17,6 +15,7 @@ use tessera_model::{ArmError, Kind, ResourceId};
 
 use crate::http::{App, Req, json_value};
 use crate::identity::method_not_allowed;
+use crate::usage::{parse_time, timestamp};
 
 /// (name, display name, direction, bytes or packets).
 const METRICS: &[(&str, &str, Direction, bool)] = &[
@@ -42,19 +41,6 @@ const MAX_POINTS: u64 = 10_000;
 
 fn bad(message: impl Into<String>) -> ArmError {
     ArmError::bad_request("BadRequest", message)
-}
-
-fn timestamp(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
-
-/// Seconds since the epoch of an ISO 8601 time as clients send it (`Z`, `+00:00` or none,
-/// fractions of a second).
-fn parse_time(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s.strip_suffix("+00:00").or_else(|| s.strip_suffix('Z')).unwrap_or(s);
-    let t = humantime::parse_rfc3339_weak(s).ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 /// `start/end` (once more percent-decoded when a client encoded it twice, as `az` does).
@@ -202,7 +188,7 @@ pub(crate) async fn handle(app: &App, req: &Req, target: &ResourceId, defs: bool
     }
     let action = if defs { "Microsoft.Insights/metricDefinitions/read" } else { "Microsoft.Insights/metrics/read" };
     req.authorize(action, target.as_str())?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::auth::now();
     let core = app.core.read().await;
     core.check_scope(target.subscription(), Some(target.resource_group()))?;
     if target.kind() != Kind::VirtualNetwork {

@@ -128,14 +128,9 @@ impl ProbeBoard {
 /// (`{"results": [...]}`, what they found).
 pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
     req.authorize("Tessera/hosts/write", &format!("/tessera/hosts/{host}"))?;
+    crate::feed::check_host(host)?;
     if req.method == Method::GET {
-        let wait = match req.query("timeout") {
-            None => Duration::from_secs(20),
-            Some(t) => Duration::from_secs(t.parse().map_err(|_| {
-                ArmError::bad_request("InvalidTimeout", format!("The timeout '{t}' is not a number of seconds."))
-            })?)
-            .min(MAX_WAIT),
-        };
+        let wait = crate::feed::long_poll_wait(req, Duration::from_secs(20), MAX_WAIT)?;
         let probes = app.probes.take(host, wait).await;
         return Ok(json_value(StatusCode::OK, &json!({ "probes": probes })));
     }

@@ -250,10 +250,13 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     };
     write_credentials(&creds_path, &credentials)?;
 
-    let api_metrics = crate::metrics::ApiMetrics::default();
-    let metrics = match config.metrics {
-        Some(at) => Some(crate::metrics::serve_api(at, &api_metrics, &config.collectors).await?),
-        None => None,
+    let (api_metrics, metrics) = match config.metrics {
+        Some(at) => {
+            let m = crate::metrics::ApiMetrics::default();
+            let listener = crate::metrics::serve_api(at, &m, &config.collectors).await?;
+            (Some(m), Some(listener))
+        }
+        None => (None, None),
     };
     let core = Arc::new(RwLock::new(core));
     let shared = config.store.shared().then(|| store.clone());

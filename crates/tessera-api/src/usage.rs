@@ -9,7 +9,7 @@
 //! resourceGroup, instanceName, instanceId or resourceId with eq, lt, gt, le, ge and `and`
 //! (as the API documents it: no `or`, `ne` or `not`); without a filter the current month.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -22,23 +22,16 @@ use tessera_model::ArmError;
 use crate::http::{App, Req, json, page};
 use crate::identity::method_not_allowed;
 
-/// Seconds since the epoch, now (the API layer's clock; the meter book reads none).
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// `POST /tessera/hosts/{host}/usage`: an agent's usage report.
 pub(crate) async fn report(app: &App, req: &Req, host: &str) -> Result<Response, ArmError> {
     if req.method != Method::POST {
         return Err(method_not_allowed(req));
     }
     req.authorize("Tessera/hosts/write", &format!("/tessera/hosts/{host}"))?;
-    if host.is_empty() || host.len() > 63 {
-        return Err(ArmError::bad_request("InvalidHostName", format!("The host name '{host}' is not valid.")));
-    }
+    crate::feed::check_host(host)?;
     let report: UsageReport = serde_json::from_slice(&req.body)
         .map_err(|e| ArmError::bad_request("InvalidUsageReport", format!("The body is not a usage report: {e}")))?;
-    let now = now();
+    let now = crate::auth::now();
     let taken = app.write(|core| core.take_usage(host, &report, now)).await?;
     let body = match taken {
         Taken::Duplicate => json!({"run": report.run, "sequence": report.sequence, "counted": false}),
@@ -53,14 +46,17 @@ pub(crate) async fn report(app: &App, req: &Req, host: &str) -> Result<Response,
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch.
-fn timestamp(secs: u64) -> String {
+pub(crate) fn timestamp(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
-/// Seconds since the epoch of `YYYY-MM-DD` or an RFC 3339 time.
-fn parse_time(s: &str) -> Option<u64> {
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let t = humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).ok()?;
+/// Seconds since the epoch of `YYYY-MM-DD`, or of a time as clients send it (`Z`, `+00:00` or
+/// none; fractions of a second).
+pub(crate) fn parse_time(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let full = if s.len() == 10 { format!("{s}T00:00:00") } else { s.to_string() };
+    let full = full.strip_suffix("+00:00").or_else(|| full.strip_suffix('Z')).unwrap_or(&full);
+    let t = humantime::parse_rfc3339_weak(full).ok()?;
     t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
@@ -278,8 +274,11 @@ pub(crate) async fn list(app: &App, req: &Req, sub: &str) -> Result<Response, Ar
     }
     req.authorize("Microsoft.Consumption/usageDetails/read", &format!("/subscriptions/{sub}"))?;
     let clauses = parse_filter(req.query("$filter").unwrap_or_default())?;
-    let (from, to) =
-        if clauses.iter().any(|c| matches!(c, Clause::Time { .. })) { (0, u64::MAX) } else { month_of(now()) };
+    let (from, to) = if clauses.iter().any(|c| matches!(c, Clause::Time { .. })) {
+        (0, u64::MAX)
+    } else {
+        month_of(crate::auth::now())
+    };
     let top = match req.query("$top") {
         None => usize::MAX,
         Some(t) => t.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {

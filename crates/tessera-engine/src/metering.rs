@@ -16,7 +16,7 @@
 //! gateway crossed the peering, so it is counted like any other ($5); within one VNet nothing
 //! is counted ($6): the switch counts only crossings.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tessera_model::{ArmError, Kind, ResourceId};
@@ -226,18 +226,13 @@ impl Meterbook {
         if cursor.is_some_and(|c| report.sequence <= c.sequence) {
             return Ok(Taken::Duplicate);
         }
-        let before = |p: &PairCount| {
-            cursor
-                .and_then(|c| {
-                    c.pairs
-                        .iter()
-                        .find(|q| q.source == p.source && q.destination == p.destination && q.direction == p.direction)
-                })
-                .map_or((0, 0), |q| (q.bytes, q.packets))
-        };
+        // The run's totals so far, found by pair (a report holds up to MAX_PAIRS of them).
+        let mut totals = cursor.map(|c| c.pairs.clone()).unwrap_or_default();
+        let key = |p: &PairCount| (p.source.clone(), p.destination.clone(), p.direction);
+        let index: HashMap<_, usize> = totals.iter().enumerate().map(|(i, q)| (key(q), i)).collect();
         let mut deltas = Vec::new();
         for p in &report.pairs {
-            let (bytes, packets) = before(p);
+            let (bytes, packets) = index.get(&key(p)).map_or((0, 0), |i| (totals[*i].bytes, totals[*i].packets));
             if p.bytes < bytes || p.packets < packets {
                 return Err(ArmError::with_status(
                     409,
@@ -253,13 +248,9 @@ impl Meterbook {
             }
         }
         // Everything is checked: count.
-        let mut totals = cursor.map(|c| c.pairs.clone()).unwrap_or_default();
         for p in &report.pairs {
-            match totals
-                .iter_mut()
-                .find(|q| q.source == p.source && q.destination == p.destination && q.direction == p.direction)
-            {
-                Some(q) => *q = p.clone(),
+            match index.get(&key(p)) {
+                Some(i) => totals[*i] = p.clone(),
                 None => totals.push(p.clone()),
             }
         }

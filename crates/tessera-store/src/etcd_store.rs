@@ -94,6 +94,26 @@ fn decode_event(revision: Revision, raw: &[u8]) -> StoreResult<Event> {
     Ok(Event { revision, key, value: (kind == 1).then(|| value.to_vec()) })
 }
 
+/// The answers of a read transaction's gets, in order.
+fn gets(resp: &etcd_client::TxnResponse) -> Vec<etcd_client::GetResponse> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The store revision a get of the revision key found (0 before the first commit), and etcd's
+/// modification revision of that key (0 when absent).
+fn store_revision(get: Option<&etcd_client::GetResponse>) -> StoreResult<(Revision, i64)> {
+    match get.and_then(|g| g.kvs().first()) {
+        Some(kv) => Ok((u64::from_le_bytes(kv.value().try_into().map_err(backend)?), kv.mod_revision())),
+        None => Ok((0, 0)),
+    }
+}
+
 impl EtcdStore {
     /// Connects to the cluster at `endpoints` (`host:port`) and opens the store under
     /// `namespace`, keeping `retention` revisions of change log.
@@ -191,19 +211,8 @@ impl EtcdStore {
         self.run(async move {
             let mut ops = vec![TxnOp::get(rev_key, None)];
             ops.extend(keys.iter().map(|k| TxnOp::get(format!("{prefix}{k}"), None)));
-            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?;
-            let gets: Vec<_> = resp
-                .op_responses()
-                .into_iter()
-                .filter_map(|r| match r {
-                    TxnOpResponse::Get(g) => Some(g),
-                    _ => None,
-                })
-                .collect();
-            let (rev, rev_etcd) = match gets.first().and_then(|g| g.kvs().first()) {
-                Some(kv) => (u64::from_le_bytes(kv.value().try_into().map_err(backend)?), kv.mod_revision()),
-                None => (0, 0),
-            };
+            let gets = gets(&kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?);
+            let (rev, rev_etcd) = store_revision(gets.first())?;
             let mut seen = BTreeMap::new();
             for (k, g) in keys.iter().zip(gets.iter().skip(1)) {
                 if let Some(kv) = g.kvs().first() {
@@ -292,17 +301,10 @@ impl EtcdStore {
         let (rev_key, range) = (self.rev_key(), format!("{base}{prefix}"));
         self.run(async move {
             let ops = vec![TxnOp::get(rev_key, None), TxnOp::get(range, Some(GetOptions::new().with_prefix()))];
-            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?;
-            let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
-                TxnOpResponse::Get(g) => Some(g),
-                _ => None,
-            });
-            let revision = gets
-                .next()
-                .and_then(|g| g.kvs().first().and_then(|kv| kv.value().try_into().ok()))
-                .map_or(0, u64::from_le_bytes);
+            let gets = gets(&kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?);
+            let (revision, _) = store_revision(gets.first())?;
             let mut out = Vec::new();
-            for e in gets.next().iter().flat_map(|g| g.kvs()) {
+            for e in gets.get(1).iter().flat_map(|g| g.kvs()) {
                 let key = e.key_str().map_err(backend)?;
                 let key = key.strip_prefix(base.as_str()).unwrap_or(key).to_string();
                 let (rev, value) = decode_value(e.value())?;
@@ -340,21 +342,14 @@ impl EtcdStore {
         let retention = self.retention;
         self.run(async move {
             let ops = vec![TxnOp::get(rev_key, None), TxnOp::get(start, Some(GetOptions::new().with_range(end)))];
-            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?;
-            let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
-                TxnOpResponse::Get(g) => Some(g),
-                _ => None,
-            });
-            let current = gets
-                .next()
-                .and_then(|g| g.kvs().first().and_then(|kv| kv.value().try_into().ok()))
-                .map_or(0, u64::from_le_bytes);
+            let gets = gets(&kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?);
+            let (current, _) = store_revision(gets.first())?;
             let oldest = oldest_retained(current, retention);
             if revision + 1 < oldest {
                 return Err(StoreError::Compacted { requested: revision, oldest });
             }
             let mut out = Vec::new();
-            for e in gets.next().iter().flat_map(|g| g.kvs()) {
+            for e in gets.get(1).iter().flat_map(|g| g.kvs()) {
                 let key = e.key_str().map_err(backend)?;
                 let rev = key.strip_prefix(log.as_str()).unwrap_or(key).split('/').next().unwrap_or_default();
                 out.push(decode_event(rev.parse().map_err(backend)?, e.value())?);

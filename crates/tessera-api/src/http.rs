@@ -568,6 +568,11 @@ fn operation(app: &App, id: &str, result: bool) -> Result<Response, ArmError> {
 
 /// A page of a list: `{"value": [...], "nextLink": ...}` from pre-serialized items.
 pub(crate) fn page(app: &App, req: &Req, items: &[Bytes]) -> Result<Response, ArmError> {
+    page_of(app, req, items.len(), |i| items[i].clone())
+}
+
+/// A page of a list of `len` items, rendering only the page's own (`render(i)`, serialized).
+pub(crate) fn page_of(app: &App, req: &Req, len: usize, render: impl Fn(usize) -> Bytes) -> Result<Response, ArmError> {
     let skip: usize = match req.query("$skipToken") {
         None => 0,
         Some(t) => t
@@ -575,17 +580,18 @@ pub(crate) fn page(app: &App, req: &Req, items: &[Bytes]) -> Result<Response, Ar
             .map_err(|_| ArmError::bad_request("InvalidSkipToken", format!("The $skipToken '{t}' is not valid.")))?,
     };
     let size = app.settings.page_size.max(1);
-    let end = skip.saturating_add(size).min(items.len());
-    let mut out = Vec::with_capacity(64 + items.iter().skip(skip).take(size).map(Bytes::len).sum::<usize>());
+    let end = skip.saturating_add(size).min(len);
+    let rendered: Vec<Bytes> = (skip.min(len)..end).map(render).collect();
+    let mut out = Vec::with_capacity(64 + rendered.iter().map(Bytes::len).sum::<usize>());
     out.extend_from_slice(b"{\"value\":[");
-    for (i, item) in items.get(skip.min(items.len())..end).unwrap_or_default().iter().enumerate() {
+    for (i, item) in rendered.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(item);
     }
     out.push(b']');
-    if end < items.len() {
+    if end < len {
         // The next page keeps what narrowed this one ($filter, $expand, …).
         let kept: Vec<(&str, &str)> = req
             .query

@@ -38,6 +38,8 @@ const GRAINS: &[(&str, u64)] = &[
 ];
 /// Most points in one time series.
 const MAX_POINTS: u64 = 10_000;
+/// Most points in one answer (every series of every metric asked for).
+const MAX_TOTAL_POINTS: usize = 100_000;
 
 fn bad(message: impl Into<String>) -> ArmError {
     ArmError::bad_request("BadRequest", message)
@@ -99,15 +101,16 @@ fn point(at: u64, slots: &[u64], aggregations: &[String]) -> Value {
     p
 }
 
-/// The series of one metric: (remote VNet or None, points).
+/// The series of one metric: (remote VNet or None, points). `budget` is how many more points
+/// the answer may hold; a metric that needs more is refused before its points are made.
 fn series(
     book: &Meterbook,
     vnet: &ResourceId,
     metric: (Direction, bool),
     (start, end, grain): (u64, u64, u64),
     split: &Split,
-    aggregations: &[String],
-) -> Vec<(Option<String>, Vec<Value>)> {
+    (aggregations, budget): (&[String], &mut usize),
+) -> Result<Vec<(Option<String>, Vec<Value>)>, ArmError> {
     let slot = if grain < HOUR { 60 } else { HOUR };
     let value = |k: &UsageKey, bytes: u64, packets: u64| -> Option<(Option<String>, u64, u64)> {
         if k.vnet != *vnet || k.direction != metric.0 {
@@ -140,7 +143,15 @@ fn series(
         });
     }
     let first = start - start % grain;
-    keys.into_iter()
+    let need = keys.len().saturating_mul(usize::try_from((end - first).div_ceil(grain)).unwrap_or(usize::MAX));
+    *budget = budget.checked_sub(need).ok_or_else(|| {
+        bad(format!(
+            "The answer would hold more than {MAX_TOTAL_POINTS} points; narrow the timespan, the interval, the \
+             metrics or the $filter."
+        ))
+    })?;
+    Ok(keys
+        .into_iter()
         .map(|key| {
             let points = (0..)
                 .map(|i| first + i * grain)
@@ -155,7 +166,7 @@ fn series(
                 .collect();
             (key, points)
         })
-        .collect()
+        .collect())
 }
 
 fn localized(v: &str, display: &str) -> Value {
@@ -232,6 +243,7 @@ pub(crate) async fn handle(app: &App, req: &Req, target: &ResourceId, defs: bool
     }
     let split = parse_filter(req.query("$filter"))?;
     let mut value = Vec::new();
+    let mut budget = MAX_TOTAL_POINTS;
     for name in names {
         let (name, display, direction, bytes) = *METRICS.iter().find(|m| m.0.eq_ignore_ascii_case(name)).ok_or_else(|| {
             bad(format!(
@@ -240,17 +252,21 @@ pub(crate) async fn handle(app: &App, req: &Req, target: &ResourceId, defs: bool
                 METRICS.iter().map(|m| m.0).collect::<Vec<_>>().join(",")
             ))
         })?;
-        let timeseries: Vec<Value> =
-            series(&core.meterbook, &vnet.id, (direction, bytes), (start, end, grain), &split, &aggregations)
-                .into_iter()
-                .map(|(remote, data)| {
-                    let meta: Vec<Value> = remote
-                        .map(|r| json!({"name": localized(DIMENSION, DIMENSION), "value": r}))
-                        .into_iter()
-                        .collect();
-                    json!({"metadatavalues": meta, "data": data})
-                })
-                .collect();
+        let timeseries: Vec<Value> = series(
+            &core.meterbook,
+            &vnet.id,
+            (direction, bytes),
+            (start, end, grain),
+            &split,
+            (&aggregations, &mut budget),
+        )?
+        .into_iter()
+        .map(|(remote, data)| {
+            let meta: Vec<Value> =
+                remote.map(|r| json!({"name": localized(DIMENSION, DIMENSION), "value": r})).into_iter().collect();
+            json!({"metadatavalues": meta, "data": data})
+        })
+        .collect();
         value.push(json!({
             "id": format!("{}/providers/Microsoft.Insights/metrics/{name}", vnet.id),
             "type": "Microsoft.Insights/metrics", "name": localized(name, display), "displayDescription": display,

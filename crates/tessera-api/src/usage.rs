@@ -19,7 +19,7 @@ use tessera_engine::metering::{HOUR, Taken, UsageRecord, UsageReport};
 use tessera_engine::pricing::PriceSheet;
 use tessera_model::ArmError;
 
-use crate::http::{App, Req, json, page};
+use crate::http::{App, Req, json, page_of};
 use crate::identity::method_not_allowed;
 
 /// `POST /tessera/hosts/{host}/usage`: an agent's usage report.
@@ -295,15 +295,12 @@ pub(crate) async fn list(app: &App, req: &Req, sub: &str) -> Result<Response, Ar
         .get(&sub.to_ascii_lowercase())
         .map(|s| s.display_name.clone())
         .unwrap_or_default();
-    let items: Vec<Bytes> = core
-        .meterbook
-        .records_of(sub, from, to)
-        .filter(|r| matches(r, &clauses))
-        .take(top)
-        .map(|r| Bytes::from(detail(r, &app.settings.prices, &name, expand).to_string()))
-        .collect();
-    drop(core);
-    page(app, req, &items)
+    // Only the page's own records are rendered.
+    let records: Vec<&UsageRecord> =
+        core.meterbook.records_of(sub, from, to).filter(|r| matches(r, &clauses)).take(top).collect();
+    page_of(app, req, records.len(), |i| {
+        Bytes::from(detail(records[i], &app.settings.prices, &name, expand).to_string())
+    })
 }
 
 #[cfg(test)]

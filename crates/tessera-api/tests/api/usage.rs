@@ -274,3 +274,28 @@ async fn a_vnets_peering_bytes_are_served_as_azure_monitor_metrics() {
     .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_answer_is_bounded() {
+    let api = Api::start().await;
+    let (hub, _, _) = peered(&api).await;
+    // Six remote VNets with traffic from the hub: six series per metric when split.
+    let mut pairs = Vec::new();
+    for i in 0..6 {
+        let x = api.vnet("net", &format!("x{i}"), &format!("10.{}.0.0/16", 50 + i)).await;
+        pairs.push(pair(&hub, x["id"].as_str().expect("id"), "Egress", 1 << 20));
+    }
+    assert_eq!(report(&api, &api.token, "h1", json!({"run": "r", "sequence": 1, "pairs": pairs})).await.0, 200);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let date = |t: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)).to_string()
+    };
+    let span = format!("&timespan={}/{}", date(now - 9_990 * 60), date(now));
+    let split = "&interval=PT1M&$filter=RemoteVirtualNetwork eq '*'";
+    // 6 remotes x 9,990 minutes: one metric fits, two do not (over 100,000 points).
+    let (s, v) = metrics(&api, &hub, &format!("{span}{split}&metricnames=PeeringBytesOut")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["value"][0]["timeseries"].as_array().map(Vec::len), Some(6));
+    let (s, v) = metrics(&api, &hub, &format!("{span}{split}&metricnames=PeeringBytesOut,PeeringPacketsOut")).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("BadRequest")), "{v}");
+}

@@ -101,7 +101,10 @@ fn point(at: u64, slots: &[u64], aggregations: &[String]) -> Value {
     p
 }
 
-/// The series of one metric: (remote VNet or None, points). `budget` is how many more points
+/// One time series: the remote VNet it is split by (None: not split) and its points.
+type Series = (Option<String>, Vec<Value>);
+
+/// The series of one metric. `budget` is how many more points
 /// the answer may hold; a metric that needs more is refused before its points are made.
 fn series(
     book: &Meterbook,
@@ -110,7 +113,7 @@ fn series(
     (start, end, grain): (u64, u64, u64),
     split: &Split,
     (aggregations, budget): (&[String], &mut usize),
-) -> Result<Vec<(Option<String>, Vec<Value>)>, ArmError> {
+) -> Result<Vec<Series>, ArmError> {
     let slot = if grain < HOUR { 60 } else { HOUR };
     let value = |k: &UsageKey, bytes: u64, packets: u64| -> Option<(Option<String>, u64, u64)> {
         if k.vnet != *vnet || k.direction != metric.0 {

@@ -134,10 +134,15 @@ fn open_store(config: &ServeConfig) -> std::io::Result<Arc<dyn Store>> {
     Ok(match &config.store {
         StoreKind::Redb => Arc::new(RedbStore::open(&config.data_dir.join("store.redb")).map_err(io)?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "etcd")]
         StoreKind::Etcd { endpoints, namespace } => Arc::new(
             tessera_store::EtcdStore::connect(endpoints, namespace, tessera_store::DEFAULT_LOG_RETENTION)
                 .map_err(io)?,
         ),
+        #[cfg(not(feature = "etcd"))]
+        StoreKind::Etcd { .. } => {
+            return Err(io("this build has no etcd store: build it with `--features etcd` (needs protoc)"));
+        }
     })
 }
 

@@ -9,11 +9,14 @@
 //! ([`conformance`]).
 
 pub mod conformance;
+#[cfg(feature = "etcd")]
 pub mod etcd_cluster;
+#[cfg(feature = "etcd")]
 mod etcd_store;
 mod memory;
 mod redb_store;
 
+#[cfg(feature = "etcd")]
 pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

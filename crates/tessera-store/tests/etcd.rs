@@ -3,6 +3,8 @@
 //! suite every backend passes; two stores on one namespace (two servers) see each other's
 //! commits and never lose an update between them; a member killed, writes go on.
 
+#![cfg(feature = "etcd")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //! other server stops too, and a new one on the same store serves exactly what it served, and
 //! stops when asked.
 
+#![cfg(feature = "etcd")]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -5,6 +5,8 @@
 //! sent to both at once all go through (one that lost the race is run again on the state read
 //! back); a new server on the store has everything.
 
+#![cfg(feature = "etcd")]
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_api::StoreKind;

@@ -88,6 +88,8 @@ pub(crate) struct App {
     pub(crate) shared_store: Option<Arc<dyn tessera_store::Store>>,
     /// Engine limits (for reading the state again).
     pub(crate) limits: tessera_engine::Limits,
+    /// The servers of this store and who leads them.
+    pub(crate) cluster: Arc<crate::leader::Cluster>,
 }
 
 impl App {
@@ -360,6 +362,7 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::Host { .. }
             | Route::HostUsage { .. }
             | Route::HostProbes { .. }
+            | Route::Cluster
     );
     let v = match given {
         None if needs => {
@@ -469,6 +472,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Host { name } => crate::feed::register(app, &req, name).await,
         Route::HostUsage { name } => crate::usage::report(app, &req, name).await,
         Route::HostProbes { name } => crate::probes::handle(app, &req, name).await,
+        Route::Cluster => crate::leader::handle(app, &req),
         Route::UsageDetails { sub } => crate::usage::list(app, &req, sub).await,
         Route::Metrics { target, definitions } => crate::insights::handle(app, &req, target, *definitions).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {

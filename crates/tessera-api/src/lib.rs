@@ -14,6 +14,7 @@ mod groups;
 mod http;
 mod identity;
 mod insights;
+mod leader;
 pub mod linked;
 mod locations;
 pub mod metrics;
@@ -30,4 +31,5 @@ pub mod tls;
 mod usage;
 
 pub use http::ApiSettings;
+pub use leader::ClusterSettings;
 pub use server::{Credentials, RunningServer, ServeConfig, StoreKind, start};

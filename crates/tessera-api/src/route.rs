@@ -54,6 +54,9 @@ pub(crate) enum Route {
     HostUsage { name: String },
     /// `GET /tessera/hosts/{host}/probes`: live probes to send; `POST`: what they found.
     HostProbes { name: String },
+    /// `GET /tessera/cluster`: this server, who leads the servers of its store, and the
+    /// leader's work.
+    Cluster,
     /// `GET /subscriptions/{sub}/providers/Microsoft.Consumption/usageDetails`.
     UsageDetails { sub: String },
     /// `GET {resource}/providers/Microsoft.Insights/metrics` (`definitions`: `…/metricDefinitions`).
@@ -167,6 +170,7 @@ impl Route {
             Route::Host { .. } => "host",
             Route::HostUsage { .. } => "host usage",
             Route::HostProbes { .. } => "host probes",
+            Route::Cluster => "cluster",
             Route::UsageDetails { .. } => "usage details",
             Route::Metrics { definitions: false, .. } => "metrics",
             Route::Metrics { definitions: true, .. } => "metric definitions",
@@ -239,6 +243,7 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [t] if eq(t, "tenants") => Ok(Route::Tenants),
         [s] if eq(s, "subscriptions") => Ok(Route::Subscriptions),
         [t, f, h] if eq(t, "tessera") && eq(f, "feed") => Ok(Route::Feed { host: (*h).to_string() }),
+        [t, c] if eq(t, "tessera") && eq(c, "cluster") => Ok(Route::Cluster),
         [s, sub] if eq(s, "subscriptions") => Ok(Route::Subscription { sub: (*sub).to_string() }),
         [s, sub, g] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
             Ok(Route::ResourceGroups { sub: (*sub).to_string() })
@@ -358,6 +363,7 @@ mod tests {
             "/tessera/hosts/h".into(),
             "/tessera/hosts/h/usage".into(),
             "/tessera/hosts/h/probes".into(),
+            "/tessera/cluster".into(),
             "/subscriptions/s/providers/Microsoft.Consumption/usageDetails".into(),
             format!("{vnet}/providers/Microsoft.Insights/metrics"),
             format!("{vnet}/providers/microsoft.insights/metricDefinitions"),

@@ -40,6 +40,15 @@ impl StoreKind {
     fn shared(&self) -> bool {
         matches!(self, StoreKind::Etcd { .. })
     }
+
+    /// The kind as `GET /tessera/cluster` shows it.
+    fn label(&self) -> &'static str {
+        match self {
+            StoreKind::Redb => "redb",
+            StoreKind::Memory => "memory",
+            StoreKind::Etcd { .. } => "etcd",
+        }
+    }
 }
 
 /// How to run the server.
@@ -59,6 +68,8 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// Collectors served with the API's metrics (the in-process host agent's).
     pub collectors: Vec<crate::metrics::SharedCollector>,
+    /// With a shared store: the leader's election and work.
+    pub cluster: crate::leader::ClusterSettings,
 }
 
 impl ServeConfig {
@@ -72,6 +83,7 @@ impl ServeConfig {
             limits: Limits::default(),
             metrics: None,
             collectors: Vec::new(),
+            cluster: crate::leader::ClusterSettings::default(),
         }
     }
 }
@@ -130,15 +142,35 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn open_store(config: &ServeConfig) -> std::io::Result<Arc<dyn Store>> {
+/// An opened store, and the same store as etcd's when it is one (for the leader's election).
+struct Opened {
+    store: Arc<dyn Store>,
+    #[cfg(feature = "etcd")]
+    etcd: Option<Arc<tessera_store::EtcdStore>>,
+}
+
+impl Opened {
+    fn alone(store: Arc<dyn Store>) -> Opened {
+        Opened {
+            store,
+            #[cfg(feature = "etcd")]
+            etcd: None,
+        }
+    }
+}
+
+fn open_store(config: &ServeConfig) -> std::io::Result<Opened> {
     Ok(match &config.store {
-        StoreKind::Redb => Arc::new(RedbStore::open(&config.data_dir.join("store.redb")).map_err(io)?),
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Redb => Opened::alone(Arc::new(RedbStore::open(&config.data_dir.join("store.redb")).map_err(io)?)),
+        StoreKind::Memory => Opened::alone(Arc::new(MemoryStore::new())),
         #[cfg(feature = "etcd")]
-        StoreKind::Etcd { endpoints, namespace } => Arc::new(
-            tessera_store::EtcdStore::connect(endpoints, namespace, tessera_store::DEFAULT_LOG_RETENTION)
-                .map_err(io)?,
-        ),
+        StoreKind::Etcd { endpoints, namespace } => {
+            let etcd = Arc::new(
+                tessera_store::EtcdStore::connect(endpoints, namespace, tessera_store::DEFAULT_LOG_RETENTION)
+                    .map_err(io)?,
+            );
+            Opened { store: etcd.clone(), etcd: Some(etcd) }
+        }
         #[cfg(not(feature = "etcd"))]
         StoreKind::Etcd { .. } => {
             return Err(io("this build has no etcd store: build it with `--features etcd` (needs protoc)"));
@@ -235,7 +267,8 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     }
     let certs = crate::tls::ensure_certificates(&config.data_dir)?;
     let tls = crate::tls::server_config(&certs)?;
-    let store = open_store(&config)?;
+    let opened = open_store(&config)?;
+    let store = opened.store.clone();
     let keys = TokenKeys::new(&signing_key(&*store)?)
         .with_lifetime(config.settings.token_lifetime_secs, config.settings.token_leeway_secs);
     let mut core = Core::load(&*store, config.limits.clone()).map_err(io)?;
@@ -282,6 +315,17 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     let follower = shared.map(|store| {
         crate::commit::follow_other_servers(store, core.clone(), committer.clone(), config.limits.clone())
     });
+    let name = config.cluster.name.clone().unwrap_or_else(|| crate::leader::default_name(addr));
+    #[cfg(feature = "etcd")]
+    let (cluster, leading) = match opened.etcd {
+        Some(etcd) => {
+            let (cluster, leading) = crate::leader::campaign(etcd, name, &config.cluster);
+            (cluster, Some(leading))
+        }
+        None => (crate::leader::Cluster::alone(name, config.store.label()), None),
+    };
+    #[cfg(not(feature = "etcd"))]
+    let cluster = crate::leader::Cluster::alone(name, config.store.label());
     let app = Arc::new(App {
         core,
         committer,
@@ -293,6 +337,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         probes: crate::probes::ProbeBoard::default(),
         shared_store: shared_for_app,
         limits: config.limits.clone(),
+        cluster,
         sign_ins: crate::signin::SignInGuard::new(
             config.settings.sign_in_failures,
             std::time::Duration::from_secs(60),
@@ -319,6 +364,11 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         if let Some(f) = follower {
             f.abort();
             let _ = f.await;
+        }
+        // The leader's work stops and its lease is revoked: another server takes over at once.
+        #[cfg(feature = "etcd")]
+        if let Some(l) = leading {
+            l.stop().await;
         }
         // The router (and with it the committer's last handle) is gone: wait for the committer
         // to finish what was queued and release the store.

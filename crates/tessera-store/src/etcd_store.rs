@@ -27,18 +27,20 @@ use crate::{Entry, Event, Op, Revision, Store, StoreError, StoreResult, check_pr
 /// How many times a commit reads again after another writer won.
 const RETRIES: usize = 1000;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {e}"))
 }
 
 /// A store on etcd.
 pub struct EtcdStore {
     /// The client's own runtime (None only while it is dropped).
-    runtime: Option<tokio::runtime::Runtime>,
-    client: Client,
-    ns: String,
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) client: Client,
+    pub(crate) ns: String,
     retention: u64,
     notify: watch::Sender<Revision>,
+    /// The lease this store's candidate leads with (`etcd_election.rs`).
+    pub(crate) lease: crate::etcd_election::HeldLease,
 }
 
 impl Drop for EtcdStore {
@@ -95,7 +97,7 @@ fn decode_event(revision: Revision, raw: &[u8]) -> StoreResult<Event> {
 }
 
 /// The answers of a read transaction's gets, in order.
-fn gets(resp: &etcd_client::TxnResponse) -> Vec<etcd_client::GetResponse> {
+pub(crate) fn gets(resp: &etcd_client::TxnResponse) -> Vec<etcd_client::GetResponse> {
     resp.op_responses()
         .into_iter()
         .filter_map(|r| match r {
@@ -147,8 +149,9 @@ impl EtcdStore {
             ns: namespace.trim_end_matches('/').to_string(),
             retention: retention.max(1),
             notify,
+            lease: crate::etcd_election::HeldLease::default(),
         };
-        let now = store.revision_once()?;
+        let now = store.revision()?;
         store.notify.send_replace(now);
         store.follow();
         Ok(store)
@@ -167,7 +170,10 @@ impl EtcdStore {
     }
 
     /// Runs `f` on the client's runtime and waits for it (from any thread or runtime).
-    fn run<T: Send + 'static>(&self, f: impl Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = StoreResult<T>> + Send + 'static,
+    ) -> StoreResult<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let runtime = self.runtime.as_ref().ok_or_else(|| backend("the store is closing"))?;
         runtime.spawn(async move {
@@ -377,15 +383,31 @@ fn transient(e: &StoreError) -> bool {
 /// How long a call keeps trying members that do not answer.
 const FAILOVER: Duration = Duration::from_secs(15);
 
+/// Whether a commit that failed so may be sent again: no member was reached, or the member
+/// dropped it as etcd's leader changed. Sent twice, a commit that was applied after all is
+/// refused by its own guards (the revision key moved: it reads again, and any compare-and-set
+/// of the caller's is then a conflict); unconditional puts are written with the same values.
+fn resendable(m: &str) -> bool {
+    m.contains("tcp connect error") || m.contains("leader changed")
+}
+
+/// Between attempts: the first few go at once (the client's next pick is most likely a live
+/// member: a dead one fails in a millisecond), then 50 ms apart.
+fn pause(attempt: &mut u32) {
+    *attempt += 1;
+    if *attempt > 8 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl EtcdStore {
     /// Runs a call again while no member answers (a member down: the client moves to another).
     fn retrying<T>(&self, f: impl Fn() -> StoreResult<T>) -> StoreResult<T> {
         let deadline = std::time::Instant::now() + FAILOVER;
+        let mut attempt = 0u32;
         loop {
             match f() {
-                Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                Err(e) if transient(&e) && std::time::Instant::now() < deadline => pause(&mut attempt),
                 other => return other,
             }
         }
@@ -405,12 +427,11 @@ impl Store for EtcdStore {
         // Tried again only when no member was reached: a commit that may have been applied with
         // its answer lost is not sent twice.
         let deadline = std::time::Instant::now() + FAILOVER;
+        let mut attempt = 0u32;
         loop {
             match self.commit_once(ops) {
-                Err(StoreError::Backend(m))
-                    if m.contains("tcp connect error") && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(100));
+                Err(StoreError::Backend(m)) if resendable(&m) && std::time::Instant::now() < deadline => {
+                    pause(&mut attempt);
                 }
                 other => return other,
             }

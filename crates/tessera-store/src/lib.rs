@@ -12,10 +12,14 @@ pub mod conformance;
 #[cfg(feature = "etcd")]
 pub mod etcd_cluster;
 #[cfg(feature = "etcd")]
+mod etcd_election;
+#[cfg(feature = "etcd")]
 mod etcd_store;
 mod memory;
 mod redb_store;
 
+#[cfg(feature = "etcd")]
+pub use etcd_election::Leadership;
 #[cfg(feature = "etcd")]
 pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;

@@ -75,3 +75,62 @@ fn etcd_backend_conforms_and_survives_a_member() {
     assert_eq!(a.revision().expect("revision"), before + 20);
     assert_eq!(b.list("after/").expect("list").0.len(), 20);
 }
+
+/// Waits until `pred` holds of the two views, or fails with `what`.
+fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pred() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_leader_at_a_time_and_a_follower_takes_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(dir.path());
+    let ttl = Duration::from_secs(2);
+    let a = EtcdStore::connect(&cluster.clients, "elect", 1000).expect("a");
+    let b = EtcdStore::connect(&cluster.clients, "elect", 1000).expect("b");
+    let c = EtcdStore::connect(&cluster.clients, "elect", 1000).expect("c");
+    let ra = a.campaign("a", ttl);
+    let rb = b.campaign("b", ttl);
+    wait_until("nobody was elected", || {
+        let (x, y) = (ra.borrow().clone(), rb.borrow().clone());
+        x.mine != y.mine && x.holder.is_some() && x.holder == y.holder
+    });
+    let (first, mut rest) = if ra.borrow().mine { (ra, vec![("b", b, rb)]) } else { (rb, vec![("a", a, ra)]) };
+    let first_term = first.borrow().term;
+    assert!(first_term > 0);
+
+    // History: compacted on etcd while the store's own log and reads are untouched.
+    let store = &rest[0].1;
+    for i in 0..40 {
+        store.commit(&[Op::put(format!("k/{}", i % 4), vec![u8::try_from(i).expect("small")])]).expect("commit");
+    }
+    let at = store.revision().expect("revision");
+    let compacted = store.compact_history(5).expect("compaction");
+    assert!(compacted.is_some(), "forty versions and nothing to compact");
+    assert_eq!(store.list("k/").expect("list").0.len(), 4);
+    assert_eq!(store.changes_since(at - 10).expect("the store's log").len(), 10);
+    assert_eq!(store.compact_history(5).expect("again"), None, "compacted twice to one revision");
+
+    // The leader steps down (its server stops listening): the follower takes over at once,
+    // in a later term, and the two never both lead.
+    drop(first);
+    let (_, follower, rf) = rest.remove(0);
+    wait_until("the follower did not take over", || rf.borrow().mine);
+    let second_term = rf.borrow().term;
+    assert!(second_term > first_term, "{second_term} after {first_term}");
+
+    // A leader that dies without a word (its client gone): its lease expires and a third
+    // candidate takes over.
+    let rc = c.campaign("c", ttl);
+    wait_until("c did not see b lead", || rc.borrow().holder.is_some() && !rc.borrow().mine);
+    let died = Instant::now();
+    drop(follower);
+    wait_until("c did not take over from a dead leader", || rc.borrow().mine);
+    assert!(died.elapsed() >= Duration::from_millis(500), "took over before the lease could expire");
+    assert!(rc.borrow().term > second_term);
+    drop(rf);
+}

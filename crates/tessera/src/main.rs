@@ -285,6 +285,12 @@ enum Command {
         /// The prefix of this deployment's keys in etcd.
         #[arg(long, default_value = "tessera")]
         etcd_namespace: String,
+        /// With --etcd: this server's name among the others (default: host name and address).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// With --etcd: seconds of the leader's lease (a dead leader is replaced within it).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=600))]
+        leader_lease: u64,
         /// Seconds clients wait before polling an operation (`Retry-After`; 0 = the client's own interval).
         #[arg(long, default_value_t = 1)]
         retry_after: u32,
@@ -655,6 +661,8 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             memory,
             etcd,
             etcd_namespace,
+            server_name,
+            leader_lease,
             retry_after,
             page_size,
             agent,
@@ -670,6 +678,8 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
                 config.settings.prices = cost::read_prices(p)?;
             }
             config.listen = listen;
+            config.cluster.name = server_name;
+            config.cluster.lease = std::time::Duration::from_secs(leader_lease);
             config.store = match (memory, etcd.is_empty()) {
                 (true, _) => tessera_api::StoreKind::Memory,
                 (false, false) => tessera_api::StoreKind::Etcd { endpoints: etcd, namespace: etcd_namespace },

@@ -1,6 +1,7 @@
 //! Faults of several servers on one etcd store (issue 18), as processes: two `tessera serve
 //! --etcd` on a 3-member cluster the test starts on loopback. A thousand writes go to both at
-//! once while one server is killed (`kill -9`) part-way: every write either of them
+//! once while the leader is killed (`kill -9`) part-way, and later an etcd member: the other
+//! server takes over as leader and does the leader's work, every write either server
 //! acknowledged is there afterwards, and every peering link agrees with its partner. Then the
 //! other server stops too, and a new one on the same store serves exactly what it served, and
 //! stops when asked.
@@ -40,6 +41,7 @@ async fn serve(data: &Path, cluster: &Cluster) -> (Server, Session) {
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd", &cluster.clients.join(",")])
+        .args(["--leader-lease", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -111,12 +113,33 @@ async fn nsgs(s: &Session) -> BTreeSet<String> {
     out
 }
 
+/// A server's view of who leads (`GET /tessera/cluster`).
+async fn cluster_view(s: &Session) -> Value {
+    let (status, v) = call(s, reqwest::Method::GET, "/tessera/cluster", None).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
+async fn the_leader_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
     let dir = tempfile::tempdir().expect("dir");
-    let cluster = Cluster::start(&dir.path().join("etcd"));
-    let (a, sa) = serve(&dir.path().join("a"), &cluster).await;
-    let (b_server, sb) = serve(&dir.path().join("b"), &cluster).await;
+    let mut cluster = Cluster::start(&dir.path().join("etcd"));
+    let (x, sx) = serve(&dir.path().join("a"), &cluster).await;
+    let (y, sy) = serve(&dir.path().join("b"), &cluster).await;
+    // A is the leader, B the follower.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (vx, vy) = loop {
+        let (vx, vy) = (cluster_view(&sx).await, cluster_view(&sy).await);
+        if vx["leader"].is_string() && vx["leader"] == vy["leader"] {
+            break (vx, vy);
+        }
+        assert!(Instant::now() < deadline, "no leader agreed on: {vx} {vy}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(vx["isLeader"], vy["isLeader"], "{vx} {vy}");
+    let ((a, sa), (b_server, sb), term) =
+        if vx["isLeader"] == true { ((x, sx), (y, sy), &vx["term"]) } else { ((y, sy), (x, sx), &vy["term"]) };
+    let term = term.as_i64().expect("term");
     let (s, v) = call(&sb, reqwest::Method::PUT, RG, Some(json!({"location": "westeurope"}))).await;
     assert!(matches!(s, 200 | 201), "{v}");
 
@@ -124,12 +147,17 @@ async fn a_server_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
     // peering (each link on the other server from its VNet).
     let (sa, sb) = (Arc::new(sa), Arc::new(sb));
     let mut a = Some(a);
-    let mut outcomes: Vec<(String, u16, bool, String)> = Vec::new();
+    let mut outcomes: Vec<(String, u16, bool, String, usize)> = Vec::new();
     let mut in_flight = tokio::task::JoinSet::new();
     for i in 0..1000usize {
         if i == 300 {
-            // kill -9 of server A part-way; its writes in flight are acknowledged or not.
+            // kill -9 of the leader part-way; its writes in flight are acknowledged or not.
             drop(a.take());
+        }
+        if i == 600 {
+            // kill -9 of an etcd member: the other two keep a quorum and writes go on.
+            let _ = cluster.members[0].kill();
+            let _ = cluster.members[0].wait();
         }
         let server = if i % 2 == 0 { sa.clone() } else { sb.clone() };
         let (path, body) = match i % 10 {
@@ -160,7 +188,7 @@ async fn a_server_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
         let to_b = i % 2 == 1;
         in_flight.spawn(async move {
             let (s, v) = call(&server, reqwest::Method::PUT, &path, Some(body)).await;
-            (path, s, to_b, v["error"]["code"].as_str().unwrap_or_default().to_string())
+            (path, s, to_b, v["error"]["code"].as_str().unwrap_or_default().to_string(), i)
         });
         while in_flight.len() >= 32 {
             if let Some(Ok(done)) = in_flight.join_next().await {
@@ -182,6 +210,23 @@ async fn a_server_killed_during_a_thousand_writes_loses_none_it_acknowledged() {
     let by_b = outcomes.iter().filter(|o| o.2 && matches!(o.1, 200 | 201)).count();
     assert!(by_b >= 400, "B kept serving: {by_b} of its 500 writes acknowledged ({refused:?})");
     println!("{} writes acknowledged ({by_b} by B); B refused {refused:?}", acknowledged.len());
+    // Writes went on after the etcd member died: every NSG sent to B from then on is there.
+    let after_member: Vec<u16> =
+        outcomes.iter().filter(|o| o.4 >= 600 && o.2 && o.0.contains("networkSecurityGroups")).map(|o| o.1).collect();
+    assert_eq!(after_member.len(), 120);
+    assert!(after_member.iter().all(|s| matches!(s, 200 | 201)), "after an etcd member died: {after_member:?}");
+
+    // B took over as leader, in a later term, and does the leader's work.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let vb = loop {
+        let v = cluster_view(&sb).await;
+        if v["isLeader"] == true && v["compactions"].as_u64() > Some(0) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "B did not take over from the killed leader: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(vb["term"].as_i64().expect("term") > term, "{vb} after term {term}");
 
     // Every acknowledged write is there, read from B.
     for path in &acknowledged {

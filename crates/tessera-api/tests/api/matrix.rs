@@ -279,6 +279,9 @@ async fn every_operation_family_as_every_kind_of_caller() {
             [403, 403, 403, 403, 403, 404],
         ),
         row(Method::GET, "/tessera/hosts/h9/probes?timeout=0".into(), None, [403, 403, 403, 403, 403, 200]),
+        // Which server leads: for administrators of the whole server (a subscription's Reader
+        // has no right at `/`).
+        row(Method::GET, "/tessera/cluster".into(), None, [403, 403, 403, 403, 403, 200]),
         row(
             Method::POST,
             "/tessera/hosts/h9/probes".into(),

@@ -114,3 +114,63 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     let (s, v) = c.call(Method::GET, &format!("{v1_id}/virtualNetworkPeerings/to-v2"), None).await;
     assert_eq!((s, &v["properties"]["peeringState"]), (200, &json!("Connected")));
 }
+
+async fn quick_server(cluster: &Cluster) -> Api {
+    let endpoints = cluster.clients.clone();
+    Api::start_with(tempfile::tempdir().expect("dir"), move |c| {
+        c.store = StoreKind::Etcd { endpoints, namespace: "tessera-leader".into() };
+        // Longer than `eventually` waits: a takeover it sees came from the leader resigning.
+        c.cluster.lease = std::time::Duration::from_secs(10);
+        c.cluster.compact_every = std::time::Duration::from_millis(200);
+        c.cluster.keep_revisions = 5;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_leads_and_another_takes_over_when_it_stops() {
+    // Alone on its embedded store, a server is its own leader.
+    let alone = Api::start().await;
+    let (s, v) = alone.call(Method::GET, "/tessera/cluster", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["store"].as_str(), v["isLeader"].as_bool()), (Some("redb"), Some(true)), "{v}");
+    assert_eq!(v["leader"], v["server"], "{v}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(dir.path());
+    let a = quick_server(&cluster).await;
+    let b = quick_server(&cluster).await;
+    for i in 0..20 {
+        a.group(&format!("g{i}")).await;
+    }
+    // Both see one leader; only it does the leader's work (etcd's history compacted).
+    let (mut va, mut vb) = (Value::Null, Value::Null);
+    for _ in 0..200 {
+        va = a.call(Method::GET, "/tessera/cluster", None).await.1;
+        vb = b.call(Method::GET, "/tessera/cluster", None).await.1;
+        let agreed = va["leader"].is_string() && va["leader"] == vb["leader"];
+        let leader = if va["isLeader"] == true { &va } else { &vb };
+        if agreed && leader["lastCompaction"]["etcdRevision"].as_i64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(va["store"], "etcd", "{va}");
+    assert!(va["leader"].is_string() && va["leader"] == vb["leader"], "two views of who leads: {va} {vb}");
+    assert_ne!(va["isLeader"], vb["isLeader"], "exactly one leads: {va} {vb}");
+    let (leader, follower, lv) = if va["isLeader"] == true { (a, b, va) } else { (b, a, vb) };
+    let fv = follower.call(Method::GET, "/tessera/cluster", None).await.1;
+    assert_eq!(lv["leader"], lv["server"], "{lv}");
+    assert!(lv["lastCompaction"]["etcdRevision"].as_i64() > Some(0), "the leader compacted nothing: {lv}");
+    assert_eq!(fv["compactions"], 0, "a follower did the leader's work: {fv}");
+
+    // The leader stops: the follower takes over in a later term, without waiting for the
+    // lease to expire (the leader resigned on its way out), and does the work.
+    let term = lv["term"].as_i64().expect("term");
+    leader.server.expect("running").shutdown().await.expect("shutdown");
+    let took = std::time::Instant::now();
+    let now = eventually(&follower, "/tessera/cluster", |_, v| v["isLeader"] == true && v["compactions"] != 0).await;
+    assert!(now["term"].as_i64().expect("term") > term, "{now} after term {term}");
+    assert_eq!(now["leader"], fv["server"], "{now}");
+    println!("the follower took over in {:?}", took.elapsed());
+}

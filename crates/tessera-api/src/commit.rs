@@ -86,7 +86,9 @@ impl Committer {
             return Ok(false);
         }
         // Read the revision first: whatever is written after it is seen next time.
-        *core = Core::load(store, limits.clone())?;
+        let mut fresh = Core::load(store, limits.clone())?;
+        fresh.carry_feed(core);
+        *core = fresh;
         *seen = now;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(true)

@@ -383,6 +383,22 @@ impl Core {
         Ok(changed)
     }
 
+    /// After the state another server wrote was read into `self`: the feed log of `before`
+    /// goes on, with the documents that changed recorded at the stored revision, so that agents
+    /// following this server resume without a snapshot.
+    pub(crate) fn carry_feed(&mut self, before: &mut Core) {
+        let stored = self.feed.revision();
+        let mut changed: Vec<(ResourceId, Option<Bytes>)> = Vec::new();
+        for (id, doc) in &self.docs {
+            if before.docs.get(id).is_none_or(|d| d.etag != doc.etag) {
+                changed.push((id.clone(), Some(doc.bytes.clone())));
+            }
+        }
+        changed.extend(before.docs.keys().filter(|id| !self.docs.contains_key(*id)).map(|id| (id.clone(), None)));
+        self.feed = std::mem::take(&mut before.feed);
+        self.feed.record_at(stored, changed);
+    }
+
     /// Creates or replaces a subscription (an engine resource kept under `sub/`).
     pub(crate) fn put_subscription(&mut self, sub: tessera_model::account::Subscription) -> Result<(), ArmError> {
         let key = format!("sub/{}", sub.subscription_id.to_ascii_lowercase());

@@ -64,6 +64,30 @@ impl FeedLog {
         self.revision
     }
 
+    /// The revision of the last change.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Records, at `revision` (a later one another server stored), the documents changed since
+    /// this log's revision; a log that cannot reach there starts again at `revision` (agents
+    /// behind it get a snapshot).
+    pub(crate) fn record_at(&mut self, revision: u64, changed: Vec<(ResourceId, Option<Bytes>)>) {
+        if revision < self.revision || (revision == self.revision && !changed.is_empty()) {
+            let notify = std::mem::replace(&mut self.notify, watch::channel(0).0);
+            *self = FeedLog { revision, entries: VecDeque::new(), notify };
+        } else {
+            self.revision = revision;
+            for (id, doc) in changed {
+                self.entries.push_back((revision, id, doc));
+            }
+            while self.entries.len() > KEEP {
+                self.entries.pop_front();
+            }
+        }
+        self.notify.send_replace(self.revision);
+    }
+
     /// Wakes on every new revision.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()

@@ -62,8 +62,9 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     })
     .await;
 
-    // An agent following B is woken by a write made through A (B reads the state again; the
-    // log its poll waited on is replaced, which wakes it), not by its long poll's timeout.
+    // An agent following B is woken by a write made through A (B reads the state again and
+    // records what changed in the log its poll waits on), not by its long poll's timeout; it
+    // gets the changed documents only, not a snapshot of everything.
     let (_, snapshot) = b.call(Method::GET, "/tessera/feed/local", None).await;
     let at = snapshot["revision"].as_u64().expect("revision");
     let poll = {
@@ -84,6 +85,8 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     assert!(body["revision"].as_u64() > Some(at), "{body}");
     let ids: Vec<&str> = body["documents"].as_array().into_iter().flatten().filter_map(|d| d["id"].as_str()).collect();
     assert!(ids.iter().any(|id| id.eq_ignore_ascii_case(&fed)), "the new NSG reaches B's agent: {ids:?}");
+    assert_eq!(body["snapshot"], false, "a change, not a snapshot: {ids:?}");
+    assert!(!ids.iter().any(|id| id.eq_ignore_ascii_case(&v1_id)), "v1 did not change: {ids:?}");
 
     // Writes to both at once: each acknowledged write is kept.
     let mut tasks = Vec::new();

@@ -44,6 +44,11 @@ impl Follower {
         self.revision
     }
 
+    /// The session it follows with.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// Replaces the session (after signing in again).
     pub fn set_session(&mut self, session: Session) {
         self.session = session;

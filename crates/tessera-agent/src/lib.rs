@@ -33,13 +33,16 @@ use tessera_model::ArmError;
 use tokio::sync::watch;
 
 use crate::feed::Follower;
-use crate::session::Session;
+use crate::session::Controllers;
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The server's credentials file.
     pub credentials: PathBuf,
+    /// Other controllers on the same shared store (base URLs), tried in turn when the one
+    /// talked to stops answering.
+    pub controllers: Vec<String>,
     /// This host's name (ports placed by the `tessera-host` tag).
     pub host: String,
     /// Where to bind the VXLAN underlay socket (none: a host of its own).
@@ -106,9 +109,10 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
                 .map_err(|e| io_error("DatapathFailed", e))?,
         )
     };
+    let controllers = Controllers::new(config.credentials.clone(), config.controllers.clone());
     // Live probes of connectivity checks, sent from the namespace VMs.
     let prober = (config.namespace_vms && !config.userspace_vms)
-        .then(|| tokio::spawn(probes::follow(config.credentials.clone(), config.host.clone(), stop.clone())));
+        .then(|| tokio::spawn(probes::follow(controllers.clone(), config.host.clone(), stop.clone())));
     // Peering usage: recorded every second with the counters, reported every few seconds.
     let (finish, finished) = watch::channel(false);
     let usage = match &forwarder {
@@ -118,7 +122,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             }
             let log = metering::UsageLog::open(&config.status);
             counters_file(d.probe(), config.status.with_extension("counters.json"), stop.clone(), log.clone());
-            let reporter = metering::report(config.credentials.clone(), config.host.clone(), log.clone(), finished);
+            let reporter = metering::report(controllers.clone(), config.host.clone(), log.clone(), finished);
             Some((log, tokio::spawn(reporter)))
         }
         Forwarder::User(_) => None,
@@ -137,7 +141,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     while !*stop.borrow() {
         let f = match follower.as_mut() {
             Some(f) => f,
-            None => match Session::sign_in(&config.credentials).await {
+            None => match controllers.sign_in().await {
                 Ok(s) => {
                     let f = Follower::new(s, &config.host);
                     // Other hosts learn where this one is from the controller's feed.
@@ -188,7 +192,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             Ok(None) => backoff = Duration::from_millis(200),
             Err(e) if e.status == 401 => {
                 // The token expired or the server made a new key: sign in again, keep the revision.
-                if let Ok(s) = Session::sign_in(&config.credentials).await {
+                if let Ok(s) = controllers.sign_in().await {
                     f.set_session(s);
                 } else {
                     wait(&mut stop, backoff).await;
@@ -196,6 +200,20 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             }
             Err(e) => {
                 tracing::info!("controller unreachable, forwarding with the programs held: {e}");
+                if e.status == 503 {
+                    // Another controller on the same store goes on from the revision held.
+                    controllers.failed(f.session());
+                    if let Ok(s) = controllers.sign_in().await {
+                        let moved = s.endpoint != f.session().endpoint;
+                        if moved {
+                            tracing::info!(controller = %s.endpoint, "following another controller");
+                        }
+                        f.set_session(s);
+                        if moved {
+                            continue;
+                        }
+                    }
+                }
                 wait(&mut stop, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

@@ -18,7 +18,7 @@ use tessera_engine::pricing::Direction;
 use tessera_model::{ArmError, Kind};
 use tokio::sync::watch;
 
-use crate::session::{Session, unreachable};
+use crate::session::{Controllers, Session, unreachable};
 
 /// How often reports are sent.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -163,18 +163,21 @@ impl UsageLog {
 }
 
 /// Sends the log's reports every [`REPORT_EVERY`] until `finish` turns true, then once more.
-pub async fn report(credentials: PathBuf, host: String, log: UsageLog, mut finish: watch::Receiver<bool>) {
+pub async fn report(controllers: Arc<Controllers>, host: String, log: UsageLog, mut finish: watch::Receiver<bool>) {
     let mut session: Option<Session> = None;
     loop {
         let last = *finish.borrow();
         if session.is_none() {
-            session = Session::sign_in(&credentials).await.ok();
+            session = controllers.sign_in().await.ok();
         }
         if let Some(s) = &session
             && let Err(e) = log.send(s, &host).await
         {
             tracing::info!("usage not reported yet: {e}");
-            if e.status == 401 {
+            if e.status == 503 {
+                controllers.failed(s);
+            }
+            if matches!(e.status, 401 | 503) {
                 session = None;
             }
         }

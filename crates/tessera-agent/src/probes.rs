@@ -6,14 +6,14 @@
 //! ICMP probe when the echo reply comes back (`ping`).
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tessera_engine::diag::watcher::{ProbeRequest, ProbeResult};
 use tokio::sync::watch;
 
-use crate::session::{Session, unreachable};
+use crate::session::{Controllers, Session, unreachable};
 
 /// Sends one request's probes from the VM's namespace.
 pub fn run_probe(request: &ProbeRequest) -> ProbeResult {
@@ -91,11 +91,11 @@ async fn answer(session: &Session, host: &str, result: ProbeResult) {
 }
 
 /// Follows the controller's probe requests until `stop` turns true.
-pub async fn follow(credentials: PathBuf, host: String, mut stop: watch::Receiver<bool>) {
+pub async fn follow(controllers: Arc<Controllers>, host: String, mut stop: watch::Receiver<bool>) {
     let mut session: Option<Session> = None;
     while !*stop.borrow() {
         let Some(s) = session.as_ref() else {
-            session = Session::sign_in(&credentials).await.ok();
+            session = controllers.sign_in().await.ok();
             if session.is_none() {
                 let _ = tokio::time::timeout(Duration::from_secs(2), stop.changed()).await;
             }
@@ -118,7 +118,10 @@ pub async fn follow(credentials: PathBuf, host: String, mut stop: watch::Receive
                 }
             }
             Err(e) => {
-                if e.status == 401 {
+                if e.status == 503 {
+                    controllers.failed(s);
+                }
+                if matches!(e.status, 401 | 503) {
                     session = None;
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), stop.changed()).await;

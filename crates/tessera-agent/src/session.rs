@@ -2,8 +2,9 @@
 //! trusts the server's CA, and gets a bearer token by client credentials (as `az login
 //! --service-principal` does).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use reqwest::Client;
 use serde_json::Value;
@@ -35,7 +36,16 @@ impl Session {
     /// Signs in with a credentials file: the one `tessera serve` writes (client id and secret),
     /// or one `tessera login` writes (a token, used while it is valid).
     pub async fn sign_in(credentials: &Path) -> Result<Session, ArmError> {
-        let c = read_credentials(credentials)?;
+        Self::sign_in_at(credentials, None).await
+    }
+
+    /// Signs in with a credentials file at `endpoint` instead of the file's own (another
+    /// server on the same shared store, trusting the same CA).
+    pub async fn sign_in_at(credentials: &Path, endpoint: Option<&str>) -> Result<Session, ArmError> {
+        let mut c = read_credentials(credentials)?;
+        if let Some(e) = endpoint {
+            c["endpoint"] = Value::from(e.trim_end_matches('/'));
+        }
         let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
         let client = client(Path::new(&s("caCertificate")))?;
         if let Some(token) = c["accessToken"].as_str() {
@@ -78,6 +88,70 @@ impl Session {
         let (token, lifetime) = token(&client, &s("endpoint"), tenant, client_id, secret).await?;
         let session = Session { client, endpoint: s("endpoint"), token, subscription: String::new() };
         Ok((session, ca, now() + lifetime))
+    }
+}
+
+/// The controllers an agent may talk to: the credentials file's server, then others on the
+/// same shared store. A session goes to the one that last answered; when it stops answering
+/// the next is tried, in turn.
+#[derive(Debug)]
+pub struct Controllers {
+    credentials: PathBuf,
+    others: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Controllers {
+    /// The credentials file's server and `others` (base URLs).
+    pub fn new(credentials: PathBuf, others: Vec<String>) -> Arc<Controllers> {
+        Arc::new(Controllers { credentials, others, current: AtomicUsize::new(0) })
+    }
+
+    /// Just the credentials file's server.
+    pub fn one(credentials: PathBuf) -> Arc<Controllers> {
+        Self::new(credentials, Vec::new())
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.others.len() + 1
+    }
+
+    /// Whether there is none besides the credentials file's server (never empty).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Signs in at the controller that last answered, else at each other one in turn; the
+    /// last error when none answers.
+    pub async fn sign_in(&self) -> Result<Session, ArmError> {
+        let start = self.current.load(Ordering::Acquire);
+        let mut last = None;
+        for step in 0..self.len() {
+            let i = (start + step) % self.len();
+            let endpoint = if i == 0 { None } else { Some(self.others[i - 1].as_str()) };
+            match Session::sign_in_at(&self.credentials, endpoint).await {
+                Ok(s) => {
+                    self.current.store(i, Ordering::Release);
+                    return Ok(s);
+                }
+                // A refused sign-in is the same everywhere (one store): no use trying others.
+                Err(e) if e.status != 503 => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| unreachable("no controller")))
+    }
+
+    /// The session's controller stopped answering: the next sign-in starts at the next one.
+    /// (Once per controller: a session of one another user already moved past is ignored.)
+    pub fn failed(&self, session: &Session) {
+        let at = self.current.load(Ordering::Acquire);
+        let of_session =
+            self.others.iter().position(|e| e.trim_end_matches('/') == session.endpoint).map_or(0, |i| i + 1);
+        if of_session == at {
+            let _ = self.current.compare_exchange(at, (at + 1) % self.len(), Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 }
 

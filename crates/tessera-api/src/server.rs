@@ -265,10 +265,15 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let certs = crate::tls::ensure_certificates(&config.data_dir)?;
-    let tls = crate::tls::server_config(&certs)?;
     let opened = open_store(&config)?;
     let store = opened.store.clone();
+    // Servers on a shared store share a CA: one credentials file reaches any of them.
+    let certs = if config.store.shared() {
+        crate::tls::ensure_shared_certificates(&config.data_dir, &*store)?
+    } else {
+        crate::tls::ensure_certificates(&config.data_dir)?
+    };
+    let tls = crate::tls::server_config(&certs)?;
     let keys = TokenKeys::new(&signing_key(&*store)?)
         .with_lifetime(config.settings.token_lifetime_secs, config.settings.token_leeway_secs);
     let mut core = Core::load(&*store, config.limits.clone()).map_err(io)?;

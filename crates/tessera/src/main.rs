@@ -326,6 +326,10 @@ enum Command {
         /// The server's credentials file.
         #[arg(long, env = "TESSERA_CREDENTIALS", default_value = ".tessera/credentials.json")]
         credentials: PathBuf,
+        /// Another controller on the same etcd store (https://HOST:PORT), tried in turn when
+        /// the one talked to stops answering (repeat for each).
+        #[arg(long = "controller", value_parser = parse_controller)]
+        controllers: Vec<String>,
         /// The underlay address to bind for VXLAN to the other hosts.
         #[arg(long)]
         underlay: Option<SocketAddr>,
@@ -563,6 +567,15 @@ fn parse_peer(s: &str) -> Result<(String, IpAddr), String> {
     Ok((name.to_string(), addr.parse().map_err(|e| format!("{addr}: {e}"))?))
 }
 
+/// A controller's base URL: https, a host, no path.
+fn parse_controller(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("{s}: {e}"))?;
+    if url.scheme() != "https" || url.host().is_none() || url.path().trim_end_matches('/') != "" {
+        return Err(format!("{s}: expected https://HOST:PORT"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
 fn read(file: &std::path::Path) -> Result<String, ArmError> {
     std::fs::read_to_string(file)
         .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", file.display())))
@@ -630,6 +643,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Agent {
             host,
             credentials,
+            controllers,
             underlay,
             status,
             no_vms,
@@ -642,6 +656,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             metrics,
             tessera_agent::AgentConfig {
                 credentials,
+                controllers,
                 host,
                 underlay,
                 status,

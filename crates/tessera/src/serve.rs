@@ -75,6 +75,7 @@ pub(crate) fn run(
         let agent = agent.map(|(host, vms)| {
             let config = AgentConfig {
                 credentials: data_dir.join("credentials.json"),
+                controllers: Vec::new(),
                 status: data_dir.join(format!("agent-{host}.json")),
                 host,
                 underlay: None,

@@ -3,7 +3,7 @@
 //! the other's writes catches up first (a peering made half on each side is Connected); an
 //! agent following one server is woken by a write made through the other; writes
 //! sent to both at once all go through (one that lost the race is run again on the state read
-//! back); a new server on the store has everything.
+//! back); a new server on the store has everything; one CA and one principal reach them all.
 
 #![cfg(feature = "etcd")]
 
@@ -41,6 +41,28 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     let cluster = Cluster::start(dir.path());
     let a = server(&cluster).await;
     let b = server(&cluster).await;
+
+    // One CA for both (kept in the store): A's credentials file (its CA and principal) signs
+    // in at B and is served there; B's token works at A (one signing key).
+    let a_ca = std::fs::read_to_string(&a.creds.ca_certificate).expect("a's CA");
+    assert_eq!(a_ca, std::fs::read_to_string(&b.creds.ca_certificate).expect("b's CA"), "one CA");
+    assert_ne!(
+        std::fs::read(a.dir.path().join("server.pem")).expect("a's cert"),
+        std::fs::read(b.dir.path().join("server.pem")).expect("b's cert"),
+        "each server has its own certificate"
+    );
+    let through_a = crate::common::client_for(&a.creds.ca_certificate);
+    let c = &a.creds;
+    let at_b = crate::common::fetch_token(&through_a, &b.creds.endpoint, &c.tenant_id, &c.client_id, &c.client_secret)
+        .await
+        .expect("A's principal signs in at B, trusting A's CA");
+    let r = through_a
+        .get(a.url(&format!("{}?api-version=2022-12-01", a.sub())))
+        .bearer_auth(&at_b)
+        .send()
+        .await
+        .expect("get at A");
+    assert_eq!(r.status(), 200, "B's token is good at A");
 
     // Written on a, read on b.
     a.group("net").await;

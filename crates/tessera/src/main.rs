@@ -570,7 +570,7 @@ fn parse_peer(s: &str) -> Result<(String, IpAddr), String> {
 /// A controller's base URL: https, a host, no path.
 fn parse_controller(s: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(s).map_err(|e| format!("{s}: {e}"))?;
-    if url.scheme() != "https" || url.host().is_none() || url.path().trim_end_matches('/') != "" {
+    if url.scheme() != "https" || url.host().is_none() || !url.path().trim_end_matches('/').is_empty() {
         return Err(format!("{s}: expected https://HOST:PORT"));
     }
     Ok(s.trim_end_matches('/').to_string())

@@ -764,6 +764,11 @@ fn a_malformed_topology_is_an_error_not_a_panic() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
+    // An agent's other controllers are https base URLs (refused before anything starts).
+    for bad in ["http://127.0.0.1:8443", "https://127.0.0.1:8443/tessera", "127.0.0.1:8443", "https://"] {
+        let run = tessera(&["agent", "--host", "h1", "--controller", bad]);
+        assert_error(&run, "--controller", bad);
+    }
     let run = on("check", HUB_SPOKE, &["--from", "spoke1-vm"]);
     assert_error(&run, "--to", "missing --to");
     let run =

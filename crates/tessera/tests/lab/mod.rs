@@ -242,12 +242,17 @@ impl Lab {
     /// Starts `tessera agent --host HOST` with extra arguments; its status goes to
     /// `agent-HOST.json` in the data directory.
     pub fn start_agent(&mut self, host: &str, extra: &[String]) {
+        self.start_agent_on(host, extra, &self.data().join("credentials.json"));
+    }
+
+    /// `start_agent` signing in with another credentials file.
+    pub fn start_agent_on(&mut self, host: &str, extra: &[String], credentials: &Path) {
         let data = self.data();
         let agent = Command::new(TESSERA)
             .args(["agent", "--host", host])
             .args(extra)
             .arg("--credentials")
-            .arg(data.join("credentials.json"))
+            .arg(credentials)
             .arg("--status")
             .arg(data.join(format!("agent-{host}.json")))
             .stdout(std::process::Stdio::null())

@@ -23,6 +23,14 @@ const MAX_BATCH: usize = 512;
 /// Most store operations of grouped requests in one transaction on a shared store (a single
 /// request larger than this still goes alone).
 const MAX_SHARED_OPS: usize = 48;
+/// Most bytes of values of grouped requests in one transaction on a shared store: etcd takes
+/// requests up to 1.5 MiB, and each value is written twice (the key and its log entry).
+const MAX_SHARED_BYTES: usize = 512 << 10;
+
+/// The bytes of values a batch writes.
+fn value_bytes(ops: &[Op]) -> usize {
+    ops.iter().map(|op| if let Op::Put { value, .. } = op { value.len() } else { 0 }).sum()
+}
 
 struct Batch {
     ops: Vec<Op>,
@@ -125,19 +133,20 @@ fn run(
 ) {
     // A shared store (etcd) takes at most 128 operations in a transaction, and each op costs
     // it two (the key and its log entry): requests are grouped up to this many ops.
-    let op_cap = if head.is_some() { MAX_SHARED_OPS } else { usize::MAX };
+    let (op_cap, byte_cap) = if head.is_some() { (MAX_SHARED_OPS, MAX_SHARED_BYTES) } else { (usize::MAX, usize::MAX) };
     let mut carried: Option<Batch> = None;
     while let Some(first) = carried.take().or_else(|| rx.recv().ok()) {
-        let mut ops_in = first.ops.len();
+        let (mut ops_in, mut bytes_in) = (first.ops.len(), value_bytes(&first.ops));
         let mut batches = vec![first];
         while batches.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(b) if ops_in + b.ops.len() > op_cap => {
+                Ok(b) if ops_in + b.ops.len() > op_cap || bytes_in + value_bytes(&b.ops) > byte_cap => {
                     carried = Some(b);
                     break;
                 }
                 Ok(b) => {
                     ops_in += b.ops.len();
+                    bytes_in += value_bytes(&b.ops);
                     batches.push(b);
                 }
                 Err(_) => break,
@@ -230,11 +239,19 @@ pub(crate) fn follow_other_servers(
             if committer.reflects(revision) {
                 continue;
             }
-            let mut guard = core.write().await;
-            let (store, committer, limits) = (store.clone(), committer.clone(), limits.clone());
-            let caught = tokio::task::block_in_place(|| committer.catch_up(&*store, &mut guard, &limits));
-            if let Err(e) = caught {
-                tracing::warn!(error = %e.message, "cannot read the state another server wrote");
+            // Tried again until it reads (a store away for a while is not a change missed).
+            let mut pause = std::time::Duration::from_millis(100);
+            loop {
+                let mut guard = core.write().await;
+                let (store, committer, limits) = (store.clone(), committer.clone(), limits.clone());
+                let caught = tokio::task::block_in_place(|| committer.catch_up(&*store, &mut guard, &limits));
+                drop(guard);
+                match caught {
+                    Ok(_) => break,
+                    Err(e) => tracing::warn!(error = %e.message, "cannot read the state another server wrote"),
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
             }
         }
     })

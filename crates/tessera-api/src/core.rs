@@ -171,6 +171,12 @@ pub(crate) fn store_error(e: StoreError) -> ArmError {
             "AnotherOperationInProgress",
             "Another operation on this or a dependent resource is in progress. Retry the request.",
         ),
+        StoreError::Backend(m) if m.contains("request is too large") => ArmError::with_status(
+            413,
+            "StoreRequestTooLarge",
+            "The change is larger than the store takes in one transaction (etcd's --max-request-bytes, 1.5 MiB by \
+             default; each document is written twice, with its change-log entry). Split it, or raise the limit.",
+        ),
         other => {
             tracing::error!(error = %other, "the store failed");
             ArmError::with_status(500, "InternalServerError", format!("The store failed: {other}"))

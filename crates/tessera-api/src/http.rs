@@ -472,7 +472,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::Host { name } => crate::feed::register(app, &req, name).await,
         Route::HostUsage { name } => crate::usage::report(app, &req, name).await,
         Route::HostProbes { name } => crate::probes::handle(app, &req, name).await,
-        Route::Cluster => crate::leader::handle(app, &req),
+        Route::Cluster => crate::leader::handle(app, &req).await,
         Route::UsageDetails { sub } => crate::usage::list(app, &req, sub).await,
         Route::Metrics { target, definitions } => crate::insights::handle(app, &req, target, *definitions).await,
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {

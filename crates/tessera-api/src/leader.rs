@@ -187,11 +187,14 @@ pub(crate) fn campaign(
     (cluster, Leading { store, task })
 }
 
-/// `GET /tessera/cluster`.
-pub(crate) fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
+/// `GET /tessera/cluster`: the leadership, and the feed revision this server has reached
+/// (agents that hold it have every change acknowledged before it was read).
+pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     if req.method != Method::GET {
         return Err(method_not_allowed(req));
     }
     req.authorize("Tessera/cluster/read", "/")?;
-    Ok(json(StatusCode::OK, app.cluster.status().to_string()))
+    let mut status = app.cluster.status();
+    status["feedRevision"] = app.core.read().await.feed.revision().into();
+    Ok(json(StatusCode::OK, status.to_string()))
 }

@@ -187,19 +187,31 @@ impl EtcdStore {
         let (mut client, key, notify) = (self.client.clone(), self.rev_key(), self.notify.clone());
         let Some(runtime) = self.runtime.as_ref() else { return };
         runtime.spawn(async move {
+            let wake = |rev: u64| {
+                notify.send_if_modified(|r| {
+                    let newer = rev > *r;
+                    if newer {
+                        *r = rev;
+                    }
+                    newer
+                });
+            };
             loop {
                 if let Ok(mut stream) = client.watch(key.clone(), None).await {
+                    // The watch starts from now: what was written while there was none is read.
+                    if let Ok(g) = client.get(key.clone(), None).await
+                        && let Ok((rev, _)) = store_revision(Some(&g))
+                    {
+                        wake(rev);
+                    }
                     while let Ok(Some(msg)) = stream.message().await {
+                        if msg.canceled() {
+                            break;
+                        }
                         for e in msg.events() {
-                            let rev = e.kv().and_then(|kv| kv.value().try_into().ok()).map(u64::from_le_bytes);
-                            if let Some(rev) = rev {
-                                notify.send_if_modified(|r| {
-                                    let newer = rev > *r;
-                                    if newer {
-                                        *r = rev;
-                                    }
-                                    newer
-                                });
+                            if let Some(rev) = e.kv().and_then(|kv| kv.value().try_into().ok()).map(u64::from_le_bytes)
+                            {
+                                wake(rev);
                             }
                         }
                     }
@@ -306,11 +318,10 @@ impl EtcdStore {
         let base = format!("{}/d/", self.ns);
         let (rev_key, range) = (self.rev_key(), format!("{base}{prefix}"));
         self.run(async move {
-            let ops = vec![TxnOp::get(rev_key, None), TxnOp::get(range, Some(GetOptions::new().with_prefix()))];
-            let gets = gets(&kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?);
-            let (revision, _) = store_revision(gets.first())?;
+            let end = prefix_end(range.as_bytes());
+            let (revision, kvs) = read_range(&mut kv, &rev_key, range.as_bytes(), &end).await?;
             let mut out = Vec::new();
-            for e in gets.get(1).iter().flat_map(|g| g.kvs()) {
+            for e in &kvs {
                 let key = e.key_str().map_err(backend)?;
                 let key = key.strip_prefix(base.as_str()).unwrap_or(key).to_string();
                 let (rev, value) = decode_value(e.value())?;
@@ -347,15 +358,13 @@ impl EtcdStore {
         let log = format!("{}/l/", self.ns);
         let retention = self.retention;
         self.run(async move {
-            let ops = vec![TxnOp::get(rev_key, None), TxnOp::get(start, Some(GetOptions::new().with_range(end)))];
-            let gets = gets(&kv.txn(Txn::new().and_then(ops)).await.map_err(backend)?);
-            let (current, _) = store_revision(gets.first())?;
+            let (current, kvs) = read_range(&mut kv, &rev_key, start.as_bytes(), end.as_bytes()).await?;
             let oldest = oldest_retained(current, retention);
             if revision + 1 < oldest {
                 return Err(StoreError::Compacted { requested: revision, oldest });
             }
             let mut out = Vec::new();
-            for e in gets.get(1).iter().flat_map(|g| g.kvs()) {
+            for e in &kvs {
                 let key = e.key_str().map_err(backend)?;
                 let rev = key.strip_prefix(log.as_str()).unwrap_or(key).split('/').next().unwrap_or_default();
                 out.push(decode_event(rev.parse().map_err(backend)?, e.value())?);
@@ -367,6 +376,74 @@ impl EtcdStore {
     fn revision_once(&self) -> StoreResult<Revision> {
         Ok(self.read(Vec::new())?.0)
     }
+}
+
+/// Keys read per page of a range (halved while an answer is over gRPC's 4 MiB).
+const PAGE: i64 = 512;
+
+/// The end of the range of keys starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The store revision and every key in `[start, end)`, as of one etcd revision: the first page
+/// in one transaction with the revision key, the others at that transaction's etcd revision. A
+/// page over gRPC's answer limit (4 MiB) is asked again at half the size; a read whose
+/// revision was compacted meanwhile starts again.
+async fn read_range(
+    kv: &mut etcd_client::KvClient,
+    rev_key: &str,
+    start: &[u8],
+    end: &[u8],
+) -> StoreResult<(Revision, Vec<etcd_client::KeyValue>)> {
+    let mut limit = PAGE;
+    let mut attempts = 0;
+    'read: loop {
+        attempts += 1;
+        let range = |from: Vec<u8>, limit: i64| (from, GetOptions::new().with_range(end.to_vec()).with_limit(limit));
+        let (from, options) = range(start.to_vec(), limit);
+        let first = kv.txn(Txn::new().and_then(vec![TxnOp::get(rev_key, None), TxnOp::get(from, Some(options))])).await;
+        let (revision, at, mut kvs, mut more) = match first {
+            Ok(resp) => {
+                let mut gets = gets(&resp);
+                let (revision, _) = store_revision(gets.first())?;
+                let page = gets.get_mut(1).ok_or_else(|| backend("no range in the answer"))?;
+                (revision, resp.header().map_or(0, etcd_client::ResponseHeader::revision), page.take_kvs(), page.more())
+            }
+            Err(e) if too_large(&e) && limit > 1 => {
+                limit /= 2;
+                continue;
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        while more {
+            let mut next = kvs.last().map(|k| k.key().to_vec()).ok_or_else(|| backend("an empty page"))?;
+            next.push(0);
+            let (from, options) = range(next, limit);
+            match kv.get(from, Some(options.with_revision(at))).await {
+                Ok(mut page) => {
+                    more = page.more();
+                    kvs.extend(page.take_kvs());
+                }
+                Err(e) if too_large(&e) && limit > 1 => limit /= 2,
+                Err(e) if e.to_string().contains("compacted") && attempts < 5 => continue 'read,
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        return Ok((revision, kvs));
+    }
+}
+
+/// Whether an answer was refused for being over gRPC's message limit.
+fn too_large(e: &etcd_client::Error) -> bool {
+    e.to_string().contains("message length too large")
 }
 
 /// Whether a failure reached no member (nothing was sent: another member may answer).

@@ -134,3 +134,33 @@ fn one_leader_at_a_time_and_a_follower_takes_over() {
     assert!(rc.borrow().term > second_term);
     drop(rf);
 }
+
+/// A state larger than one gRPC answer (4 MiB): 2,500 values of 3 KiB (7.3 MiB) list whole,
+/// and their change log reads whole, from this store and from a new one (a server restarting
+/// on a large store). A value of 600 kB (the most etcd takes with its log entry) lists too.
+#[test]
+fn a_state_larger_than_one_answer_lists_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(dir.path());
+    let store = EtcdStore::connect(&cluster.clients, "large", 100_000).expect("connect");
+    let value = |i: usize| format!("{i:06}").repeat(512).into_bytes();
+    for chunk in (0..2500).collect::<Vec<_>>().chunks(50) {
+        let ops: Vec<Op> = chunk.iter().map(|i| Op::put(format!("doc/{i:06}"), value(*i))).collect();
+        store.commit(&ops).expect("commit");
+    }
+    store
+        .commit(&[Op::put("doc/zz-big", vec![b'b'; 600_000])])
+        .expect("a 600 kB value (written twice: the key and its log entry)");
+    let again = EtcdStore::connect(&cluster.clients, "large", 100_000).expect("reconnect");
+    for s in [&store, &again] {
+        let (items, revision) = s.list("doc/").expect("a large list");
+        assert_eq!(items.len(), 2501);
+        assert!(
+            items.iter().take(2500).enumerate().all(|(i, e)| e.key == format!("doc/{i:06}") && e.value == value(i))
+        );
+        assert_eq!(items[2500].value.len(), 600_000);
+        let events = s.changes_since(0).expect("a large change log");
+        assert_eq!(events.len(), 2501, "one event per key");
+        assert_eq!(events.last().map(|e| e.revision), Some(revision));
+    }
+}

@@ -64,6 +64,17 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
         .expect("get at A");
     assert_eq!(r.status(), 200, "B's token is good at A");
 
+    // A VNet whose document is over what etcd takes in one request: a clear refusal, nothing
+    // half-written, and the servers go on.
+    a.group("net").await;
+    let subnets: Vec<Value> = (0..2500)
+        .map(|i| json!({"name": format!("s{i}"), "properties": {"addressPrefix": format!("10.99.{}.{}/28", i / 16, (i % 16) * 16)}}))
+        .collect();
+    let huge = json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.99.0.0/16"]}, "subnets": subnets}});
+    let (s, v) = a.call(Method::PUT, &a.net("net", "virtualNetworks/huge"), Some(huge)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (413, Some("StoreRequestTooLarge")), "{v}");
+    assert_eq!(a.call(Method::GET, &a.net("net", "virtualNetworks/huge"), None).await.0, 404);
+
     // Written on a, read on b.
     a.group("net").await;
     let v1 = a.vnet("net", "v1", "10.1.0.0/16").await;
@@ -160,6 +171,14 @@ async fn one_server_leads_and_another_takes_over_when_it_stops() {
     assert_eq!(s, 200, "{v}");
     assert_eq!((v["store"].as_str(), v["isLeader"].as_bool()), (Some("redb"), Some(true)), "{v}");
     assert_eq!(v["leader"], v["server"], "{v}");
+    // The feed revision it has reached moves with every change.
+    let before = v["feedRevision"].as_u64().expect("feedRevision");
+    alone.group("moved").await;
+    let v = alone.call(Method::GET, "/tessera/cluster", None).await.1;
+    assert_eq!(v["feedRevision"].as_u64(), Some(before), "a group is not in the feed: {v}");
+    alone.vnet("moved", "v", "10.9.0.0/16").await;
+    let v = alone.call(Method::GET, "/tessera/cluster", None).await.1;
+    assert!(v["feedRevision"].as_u64() > Some(before), "a VNet moves the feed: {v}");
 
     let dir = tempfile::tempdir().expect("dir");
     let cluster = Cluster::start(dir.path());

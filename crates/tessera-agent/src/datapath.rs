@@ -198,9 +198,7 @@ impl Shared {
             }
         }
         if let Some(s) = self.switch.as_mut() {
-            for (nic, host) in update.remotes.iter() {
-                s.place_remote(nic.clone(), *host);
-            }
+            s.place_remotes(update.remotes.iter().map(|(nic, host)| (nic.clone(), *host)));
         }
     }
 

@@ -67,9 +67,7 @@ impl Fabric {
     /// underlay addresses; the clock becomes the real one.
     pub fn connect(&mut self, socket: Arc<UdpSocket>, remotes: &[(ResourceId, IpAddr)]) {
         let _ = socket.set_nonblocking(true);
-        for (nic, host) in remotes {
-            self.switch.place_remote(nic.clone(), *host);
-        }
+        self.switch.place_remotes(remotes.iter().map(|(nic, host)| (nic.clone(), *host)));
         self.underlay = Some((socket, std::time::Instant::now()));
         self.rx.resize(65_536, 0);
     }

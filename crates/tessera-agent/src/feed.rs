@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tessera_engine::{Engine, Limits, load};
-use tessera_model::{ArmError, ResourceId};
+use tessera_model::{ArmError, Resource, ResourceId};
 
 use crate::session::{Session, unreachable};
 
@@ -30,7 +30,8 @@ pub struct Follower {
     session: Session,
     host: String,
     revision: Option<u64>,
-    documents: BTreeMap<ResourceId, Value>,
+    /// The documents held, each parsed once when it arrives.
+    documents: BTreeMap<ResourceId, Vec<Resource>>,
 }
 
 impl Follower {
@@ -76,9 +77,9 @@ impl Follower {
         if !snapshot && Some(revision) == self.revision {
             return Ok(None);
         }
-        self.apply(&body, snapshot);
-        let engine = match self.build(&body) {
-            Ok(e) => Arc::new(e),
+        let built = self.apply(body, snapshot).and_then(|body| Ok((self.build(&body)?, body)));
+        let (engine, body) = match built {
+            Ok((e, body)) => (Arc::new(e), body),
             Err(e) => {
                 // Asked for again from the same revision: the held programs go on meanwhile.
                 tracing::error!(revision, code = %e.code, "the feed's documents do not load: {}", e.message);
@@ -145,7 +146,9 @@ impl Follower {
         }
     }
 
-    fn apply(&mut self, body: &Value, snapshot: bool) {
+    /// Takes the documents of a feed answer into those held (a document that does not parse
+    /// fails the answer, asked for again from the same revision); the rest of the answer.
+    fn apply(&mut self, mut body: Value, snapshot: bool) -> Result<Value, ArmError> {
         if snapshot {
             self.documents.clear();
         }
@@ -154,11 +157,14 @@ impl Follower {
                 self.documents.remove(&id);
             }
         }
-        for d in body["documents"].as_array().into_iter().flatten() {
-            if let Some(id) = d["id"].as_str().and_then(|s| ResourceId::parse(s).ok()) {
-                self.documents.insert(id, d.clone());
+        if let Some(Value::Array(docs)) = body.get_mut("documents").map(Value::take) {
+            for d in docs {
+                if let Some(id) = d["id"].as_str().and_then(|s| ResourceId::parse(s).ok()) {
+                    self.documents.insert(id, tessera_model::resource::from_arm_json(d)?);
+                }
             }
         }
+        Ok(body)
     }
 
     fn build(&self, body: &Value) -> Result<Engine, ArmError> {
@@ -166,9 +172,7 @@ impl Follower {
         for s in body["subscriptions"].as_array().into_iter().flatten() {
             resources.extend(tessera_model::resource::from_arm_json(s.clone())?);
         }
-        for d in self.documents.values() {
-            resources.extend(tessera_model::resource::from_arm_json(d.clone())?);
-        }
+        resources.extend(self.documents.values().flatten().cloned());
         load::restore(resources, 0, Limits::default())
     }
 }

@@ -7,6 +7,7 @@
 //! the committer reloads the state from the store and fails every request staged before the
 //! reload (they carry the epoch they were staged in).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -52,6 +53,49 @@ pub(crate) struct Committer {
     /// lock the committer holds from a commit until it has recorded the revision (so that a
     /// server never takes its own commit for another's).
     head: Option<Arc<std::sync::Mutex<u64>>>,
+    /// With a shared store: the keys of batches handed over and not yet committed or refused.
+    staged: Option<Arc<Staged>>,
+}
+
+/// The keys of batches staged in memory (under the write lock) and not yet resolved. Reading
+/// another server's writes one by one also reads these back from the store: those batches
+/// will be refused (their epoch is past), and memory must not keep what they changed.
+#[derive(Debug, Default)]
+struct Staged(std::sync::Mutex<HashMap<String, usize>>);
+
+impl Staged {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, ops: &[Op]) {
+        let mut keys = self.lock();
+        for op in ops {
+            *keys.entry(op_key(op).to_string()).or_default() += 1;
+        }
+    }
+
+    fn resolved(&self, ops: &[Op]) {
+        let mut keys = self.lock();
+        for op in ops {
+            if let Some(n) = keys.get_mut(op_key(op)) {
+                *n -= 1;
+                if *n == 0 {
+                    keys.remove(op_key(op));
+                }
+            }
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+fn op_key(op: &Op) -> &str {
+    match op {
+        Op::Put { key, .. } | Op::Delete { key, .. } => key,
+    }
 }
 
 fn lock_head(h: &std::sync::Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
@@ -71,10 +115,12 @@ impl Committer {
         let (tx, rx) = mpsc::channel::<Batch>();
         let epoch = Arc::new(AtomicU64::new(0));
         let head = shared_head.map(|at| Arc::new(std::sync::Mutex::new(at)));
-        let committer = Committer { tx, epoch: epoch.clone(), head: head.clone() };
-        let thread = std::thread::Builder::new()
-            .name("tessera-commit".into())
-            .spawn(move || run(&rx, &*store, &core, &limits, &epoch, head.as_deref()))?;
+        let staged = head.as_ref().map(|_| Arc::new(Staged::default()));
+        let committer = Committer { tx, epoch: epoch.clone(), head: head.clone(), staged: staged.clone() };
+        let thread = std::thread::Builder::new().name("tessera-commit".into()).spawn(move || {
+            let shared = head.as_deref().zip(staged.as_deref());
+            run(&rx, &*store, &core, &limits, &epoch, shared);
+        })?;
         Ok((committer, thread))
     }
 
@@ -93,11 +139,8 @@ impl Committer {
         if now == *seen {
             return Ok(false);
         }
-        // Read the revision first: whatever is written after it is seen next time.
-        let mut fresh = Core::load(store, limits.clone())?;
-        fresh.carry_feed(core);
-        *core = fresh;
-        *seen = now;
+        let staged = self.staged.as_ref().map(|s| s.keys()).unwrap_or_default();
+        *seen = crate::follow::read_back(store, core, limits, *seen, &staged)?;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(true)
     }
@@ -106,6 +149,9 @@ impl Committer {
     /// order in which the state changed); await the receipt outside the lock.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Receipt {
         let (done, wait) = oneshot::channel();
+        if let Some(s) = &self.staged {
+            s.add(&ops);
+        }
         // When the thread is gone the sender is dropped with the batch, and the receipt says so.
         let _ = self.tx.send(Batch { ops, epoch: self.epoch.load(Ordering::Acquire), done });
         Receipt(wait)
@@ -129,8 +175,14 @@ fn run(
     core: &RwLock<Core>,
     limits: &Limits,
     epoch: &AtomicU64,
-    head: Option<&std::sync::Mutex<u64>>,
+    shared: Option<(&std::sync::Mutex<u64>, &Staged)>,
 ) {
+    let head = shared.map(|(h, _)| h);
+    let resolved = |b: &Batch| {
+        if let Some((_, s)) = shared {
+            s.resolved(&b.ops);
+        }
+    };
     // A shared store (etcd) takes at most 128 operations in a transaction, and each op costs
     // it two (the key and its log entry): requests are grouped up to this many ops.
     let (op_cap, byte_cap) = if head.is_some() { (MAX_SHARED_OPS, MAX_SHARED_BYTES) } else { (usize::MAX, usize::MAX) };
@@ -159,6 +211,7 @@ fn run(
         let now = epoch.load(Ordering::Acquire);
         let (live, stale): (Vec<Batch>, Vec<Batch>) = batches.into_iter().partition(|b| b.epoch == now);
         for b in stale {
+            resolved(&b);
             let _ = b.done.send(Err(ArmError::with_status(
                 409,
                 "AnotherOperationInProgress",
@@ -182,23 +235,34 @@ fn run(
         match committed {
             Ok(_) => {
                 for b in live {
+                    resolved(&b);
                     let _ = b.done.send(Ok(()));
                 }
             }
             Err(e) => {
+                let raced = matches!(e, tessera_store::StoreError::Conflict { .. });
                 let error = store_error(e);
-                tracing::error!(error = %error.message, ops = ops.len(), "a commit failed; reloading the state from the store");
+                if raced {
+                    // Another server wrote first: normal on a shared store; the request runs again.
+                    tracing::debug!(ops = ops.len(), "a commit lost the race to another server's");
+                } else {
+                    tracing::error!(error = %error.message, ops = ops.len(), "a commit failed; reloading the state from the store");
+                }
                 {
                     let mut core = core.blocking_write();
                     epoch.fetch_add(1, Ordering::AcqRel);
-                    let at = head.map(|_| store.get(HEAD_KEY).ok().flatten().map_or(0, |e| e.revision));
-                    match Core::load(store, limits.clone()) {
-                        Ok(fresh) => {
-                            *core = fresh;
-                            if let (Some(h), Some(at)) = (head, at) {
-                                *lock_head(h) = at;
-                            }
+                    // With a shared store: another server's writes and what the store holds at
+                    // the keys this commit wrote, read back (one by one when they can be).
+                    let reloaded = match shared {
+                        Some((h, staged)) => {
+                            let seen = *lock_head(h);
+                            crate::follow::read_back(store, &mut core, limits, seen, &staged.keys())
+                                .map(|at| *lock_head(h) = at)
                         }
+                        None => Core::load(store, limits.clone()).map(|fresh| *core = fresh),
+                    };
+                    match reloaded {
+                        Ok(()) => {}
                         Err(reload) => {
                             // Memory has run ahead of a store that cannot be read back: serving
                             // writes on it would acknowledge what may never be stored.
@@ -216,6 +280,7 @@ fn run(
                     }
                 }
                 for b in live {
+                    resolved(&b);
                     let _ = b.done.send(Err(error.clone()));
                 }
             }

@@ -96,17 +96,17 @@ fn aux_key(id: &ResourceId) -> String {
     format!("aux/{}", id.key())
 }
 
-const SEQUENCE_KEY: &str = "meta/sequence";
+pub(crate) const SEQUENCE_KEY: &str = "meta/sequence";
 /// The prefix of principal records.
 pub(crate) const PRINCIPAL_PREFIX: &str = "principal/";
 /// The prefix of host agents' registrations.
-const HOST_PREFIX: &str = "host/";
+pub(crate) const HOST_PREFIX: &str = "host/";
 /// The prefix of usage records (an hour of one meter of one peering link).
-const USAGE_RECORD_PREFIX: &str = "usage/hour/";
+pub(crate) const USAGE_RECORD_PREFIX: &str = "usage/hour/";
 /// The prefix of the per-minute series (the last day, for metrics).
-const USAGE_MINUTE_PREFIX: &str = "usage/minute/";
+pub(crate) const USAGE_MINUTE_PREFIX: &str = "usage/minute/";
 /// The prefix of the runs each host reported usage for.
-const USAGE_RUNS_PREFIX: &str = "usage/runs/";
+pub(crate) const USAGE_RUNS_PREFIX: &str = "usage/runs/";
 /// The prefix of custom role definitions.
 const DEFINITION_PREFIX: &str = "rbac/definition/";
 /// The prefix of role assignments.
@@ -184,7 +184,7 @@ pub(crate) fn store_error(e: StoreError) -> ArmError {
     }
 }
 
-fn parse_record(bytes: &[u8]) -> Result<(String, Value), ArmError> {
+pub(crate) fn parse_record(bytes: &[u8]) -> Result<(String, Value), ArmError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         tracing::error!(error = %e, "a stored record is corrupt");
         ArmError::with_status(500, "InternalServerError", format!("a stored record is corrupt: {e}"))
@@ -216,7 +216,7 @@ fn minute_key(k: &UsageKey) -> String {
     format!("{USAGE_MINUTE_PREFIX}{:010}/{}|{}|{:?}", k.hour, k.vnet.key(), k.remote.key(), k.direction)
 }
 
-fn doc_from(etag: String, raw: Value) -> Doc {
+pub(crate) fn doc_from(etag: String, raw: Value) -> Doc {
     let bytes = Bytes::from(stamp(raw.clone(), &etag).to_string());
     Doc { etag, raw: Arc::new(raw), bytes }
 }

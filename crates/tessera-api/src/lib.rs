@@ -10,6 +10,7 @@ mod commit;
 mod conn;
 mod core;
 mod feed;
+mod follow;
 mod groups;
 mod http;
 mod identity;

@@ -135,6 +135,7 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "POST host probes",
     "GET usage details",
     "GET metrics",
+    "GET cluster",
     "GET metric definitions",
 ];
 

@@ -92,7 +92,13 @@ fn proto_of(p: u8) -> Protocol {
 impl Switch {
     /// Declares that `nic` runs on the host at `host` (its underlay address).
     pub fn place_remote(&mut self, nic: ResourceId, host: IpAddr) {
-        self.overlay.placements.insert(nic, host);
+        self.place_remotes([(nic, host)]);
+    }
+
+    /// Declares where each of many NICs runs, with one rebuild of the remote ports (not one
+    /// per NIC: thousands of remote NICs placed one by one cost millions of lookups).
+    pub fn place_remotes(&mut self, placements: impl IntoIterator<Item = (ResourceId, IpAddr)>) {
+        self.overlay.placements.extend(placements);
         self.refresh_remote();
         // Decisions cached before the placement may have dropped packets for this NIC.
         self.generation += 1;

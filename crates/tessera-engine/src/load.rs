@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use tessera_model::account::{DEFAULT_TENANT, Subscription};
-use tessera_model::{ArmError, Resource};
+use tessera_model::{ArmError, Resource, ResourceId};
 
 use crate::{Change, Engine, Limits};
 
@@ -76,81 +76,170 @@ fn add_implied_subscriptions(resources: &mut Vec<Resource>) {
 pub fn restore(mut resources: Vec<Resource>, sequence: u64, limits: Limits) -> Result<Engine, ArmError> {
     add_implied_subscriptions(&mut resources);
     let mut st = crate::State::default();
-    let mut links = Vec::new();
-    let mut subnets = Vec::new();
+    let mut children = Children::default();
+    let vms: Vec<ResourceId> = resources
+        .iter()
+        .filter_map(|r| if let Resource::VirtualMachine(v) = r { Some(v.id.clone()) } else { None })
+        .collect();
     for r in resources {
-        match r {
-            Resource::Subscription(mut s) => {
-                s.id = format!("/subscriptions/{}", s.subscription_id);
-                st.subscriptions.insert(s.subscription_id.to_ascii_lowercase(), s);
-            }
-            Resource::VirtualNetwork(v) => {
-                st.vnets.insert(v.id.clone(), v);
-            }
-            Resource::Peering(p) => links.push(p),
-            Resource::Subnet(s) => subnets.push(s),
-            Resource::ClassicVirtualNetwork(v) => {
-                st.classic_vnets.insert(v.id.clone(), v);
-            }
-            Resource::NetworkSecurityGroup(n) => {
-                st.nsgs.insert(n.id.clone(), n);
-            }
-            Resource::RouteTable(t) => {
-                st.route_tables.insert(t.id.clone(), t);
-            }
-            Resource::NetworkInterface(n) => {
-                st.index_nic(&n);
-                st.nics.insert(n.id.clone(), n);
-            }
-            Resource::VirtualMachine(v) => {
-                st.vms.insert(v.id.clone(), v);
-            }
-            Resource::VirtualNetworkGateway(g) => {
-                st.index_gateway(&g, true);
-                st.gateways.insert(g.id.clone(), g);
-            }
-            Resource::LocalNetworkGateway(l) => {
-                st.local_gateways.insert(l.id.clone(), l);
-            }
-            Resource::Connection(c) => {
-                st.connections.insert(c.id.clone(), c);
-            }
-            Resource::LoadBalancer(l) => {
-                st.index_lb(&l, true);
-                st.load_balancers.insert(l.resource.id.clone(), l);
-            }
-            Resource::PublicIpAddress(p) => {
-                st.public_ips.insert(p.resource.id.clone(), p);
-            }
-            Resource::ApplicationSecurityGroup(a) => {
-                st.asgs.insert(a.id.clone(), a);
-            }
-        }
+        insert(&mut st, r, &mut children);
     }
-    // Links and subnets stored on their own go back into their VNet (a VNet document embeds
-    // them; one without its VNet has nowhere to live and is left out).
-    for s in subnets {
-        let Some(vnet) = s.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else { continue };
-        let list = &mut vnet.properties.subnets;
-        list.retain(|o| !o.name.eq_ignore_ascii_case(&s.name));
-        list.push(s);
-    }
-    for p in links {
-        let Some(vnet) = p.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else { continue };
-        let list = &mut vnet.properties.virtual_network_peerings;
-        list.retain(|o| !o.name.eq_ignore_ascii_case(&p.name));
-        list.push(p);
-    }
+    children.merge(&mut st);
     // A NIC's `virtualMachine` is the VM that names it. A VM's write stores its NICs' documents
     // too, but stores of the previous version did not: derive it as the VM's write did.
-    for vm in st.vms.values() {
+    name_vms_of_nics(&mut st, &vms);
+    Ok(Engine::restored(st, limits, sequence))
+}
+
+/// Replaces documents of a restored engine with the stored ones (another server's writes read
+/// back): each named document is removed, and what the store now holds for it (nothing when it
+/// was deleted) put back as [`restore`] does — as acknowledged, never validated again. The
+/// links' read-only fields are derived again and everything is compiled; `sequence` is the
+/// stored [`Engine::sequence`].
+pub fn replace_documents(engine: &mut Engine, changed: Vec<(ResourceId, Vec<Resource>)>, sequence: u64) {
+    let st = &mut engine.state;
+    for (id, _) in &changed {
+        remove_document(st, id);
+    }
+    let mut children = Children::default();
+    let mut vms = Vec::new();
+    for r in changed.into_iter().flat_map(|(_, resources)| resources) {
+        if let Resource::VirtualMachine(v) = &r {
+            vms.push(v.id.clone());
+        }
+        insert(st, r, &mut children);
+    }
+    children.merge(st);
+    name_vms_of_nics(st, &vms);
+    let all: std::collections::BTreeSet<ResourceId> = st.vnets.keys().cloned().collect();
+    crate::lifecycle::refresh_links(st, &all, false);
+    engine.seq = sequence;
+    engine.compile_all();
+}
+
+/// Subnets and links stored on their own, to go back into their VNets.
+#[derive(Default)]
+struct Children {
+    subnets: Vec<tessera_model::network::Subnet>,
+    links: Vec<tessera_model::network::Peering>,
+}
+
+impl Children {
+    /// Puts them in their VNet (a VNet document embeds them; one without its VNet has nowhere
+    /// to live and is left out).
+    fn merge(self, st: &mut crate::State) {
+        for s in self.subnets {
+            let Some(vnet) = s.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else {
+                continue;
+            };
+            let list = &mut vnet.properties.subnets;
+            list.retain(|o| !o.name.eq_ignore_ascii_case(&s.name));
+            list.push(s);
+        }
+        for p in self.links {
+            let Some(vnet) = p.id.as_ref().and_then(|id| id.parent()).and_then(|v| st.vnets.get_mut(&v)) else {
+                continue;
+            };
+            let list = &mut vnet.properties.virtual_network_peerings;
+            list.retain(|o| !o.name.eq_ignore_ascii_case(&p.name));
+            list.push(p);
+        }
+    }
+}
+
+/// Puts a stored resource into the state as it is.
+fn insert(st: &mut crate::State, r: Resource, children: &mut Children) {
+    match r {
+        Resource::Subscription(mut s) => {
+            s.id = format!("/subscriptions/{}", s.subscription_id);
+            st.subscriptions.insert(s.subscription_id.to_ascii_lowercase(), s);
+        }
+        Resource::VirtualNetwork(v) => {
+            st.vnets.insert(v.id.clone(), v);
+        }
+        Resource::Peering(p) => children.links.push(p),
+        Resource::Subnet(s) => children.subnets.push(s),
+        Resource::ClassicVirtualNetwork(v) => {
+            st.classic_vnets.insert(v.id.clone(), v);
+        }
+        Resource::NetworkSecurityGroup(n) => {
+            st.nsgs.insert(n.id.clone(), n);
+        }
+        Resource::RouteTable(t) => {
+            st.route_tables.insert(t.id.clone(), t);
+        }
+        Resource::NetworkInterface(n) => {
+            st.index_nic(&n);
+            st.nics.insert(n.id.clone(), n);
+        }
+        Resource::VirtualMachine(v) => {
+            st.vms.insert(v.id.clone(), v);
+        }
+        Resource::VirtualNetworkGateway(g) => {
+            st.index_gateway(&g, true);
+            st.gateways.insert(g.id.clone(), g);
+        }
+        Resource::LocalNetworkGateway(l) => {
+            st.local_gateways.insert(l.id.clone(), l);
+        }
+        Resource::Connection(c) => {
+            st.connections.insert(c.id.clone(), c);
+        }
+        Resource::LoadBalancer(l) => {
+            st.index_lb(&l, true);
+            st.load_balancers.insert(l.resource.id.clone(), l);
+        }
+        Resource::PublicIpAddress(p) => {
+            st.public_ips.insert(p.resource.id.clone(), p);
+        }
+        Resource::ApplicationSecurityGroup(a) => {
+            st.asgs.insert(a.id.clone(), a);
+        }
+    }
+}
+
+/// Takes a top-level document (and what it embeds) out of the state, with its indexes.
+fn remove_document(st: &mut crate::State, id: &ResourceId) {
+    use tessera_model::Kind;
+    match id.kind() {
+        Kind::VirtualNetwork => drop(st.vnets.remove(id)),
+        Kind::ClassicVirtualNetwork => drop(st.classic_vnets.remove(id)),
+        Kind::NetworkSecurityGroup => drop(st.nsgs.remove(id)),
+        Kind::RouteTable => drop(st.route_tables.remove(id)),
+        Kind::NetworkInterface => {
+            if let Some(n) = st.nics.remove(id) {
+                st.unindex_nic(&n);
+            }
+        }
+        Kind::VirtualMachine => drop(st.vms.remove(id)),
+        Kind::VirtualNetworkGateway => {
+            if let Some(g) = st.gateways.remove(id) {
+                st.index_gateway(&g, false);
+            }
+        }
+        Kind::LocalNetworkGateway => drop(st.local_gateways.remove(id)),
+        Kind::Connection => drop(st.connections.remove(id)),
+        Kind::LoadBalancer => {
+            if let Some(l) = st.load_balancers.remove(id) {
+                st.index_lb(&l, false);
+            }
+        }
+        Kind::PublicIpAddress => drop(st.public_ips.remove(id)),
+        Kind::ApplicationSecurityGroup => drop(st.asgs.remove(id)),
+        _ => {}
+    }
+}
+
+/// Each of `vms`' NICs names it as its `virtualMachine`.
+fn name_vms_of_nics(st: &mut crate::State, vms: &[ResourceId]) {
+    for id in vms {
+        let Some(vm) = st.vms.get(id) else { continue };
         for r in &vm.properties.network_profile.network_interfaces {
             if let Some(nic) = st.nics.get_mut(&r.id) {
                 nic.properties.virtual_machine = Some(tessera_model::envelope::SubResource::new(vm.id.clone()));
             }
         }
     }
-    Ok(Engine::restored(st, limits, sequence))
 }
 
 /// Parses and builds in one step. A snapshot ([`export`]'s output, marked `"snapshot": true`)

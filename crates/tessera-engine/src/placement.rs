@@ -25,7 +25,18 @@ pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
     {
         return tag_host(&gw.tags);
     }
-    let vm = st.vms.values().find(|vm| vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic));
+    let holds = |vm: &&tessera_model::compute::VirtualMachine| {
+        vm.properties.network_profile.network_interfaces.iter().any(|n| &n.id == nic)
+    };
+    // The NIC's back-reference names its VM (no scan of every VM per NIC); else the VM that
+    // lists it.
+    let vm = st
+        .nics
+        .get(nic)
+        .and_then(|n| n.properties.virtual_machine.as_ref())
+        .and_then(|v| st.vms.get(&v.id))
+        .filter(holds)
+        .or_else(|| st.vms.values().find(holds));
     vm.and_then(|vm| tag(&vm.tags))
         .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))
         .unwrap_or_else(|| DEFAULT_HOST.to_string())

@@ -1,6 +1,7 @@
 //! Following the controller's watch feed (`GET /tessera/feed/{host}`): a snapshot, then the
-//! documents changed since the revision held (long poll). Every change rebuilds the engine from
-//! the documents (the one compiler, DESIGN.md), so the agent's programs are the server's.
+//! documents changed since the revision held (long poll). The engine is built from the
+//! documents (the one compiler, DESIGN.md), so the agent's programs are the server's: in full
+//! from a snapshot, then each change put into it as stored (`load::replace_documents`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,12 +33,15 @@ pub struct Follower {
     revision: Option<u64>,
     /// The documents held, each parsed once when it arrives.
     documents: BTreeMap<ResourceId, Vec<Resource>>,
+    /// The engine built from them and the subscriptions it was built with: a change is put
+    /// into a copy of it (`load::replace_documents`), not built from every document again.
+    built: Option<(Arc<Engine>, Value)>,
 }
 
 impl Follower {
     /// A follower of `host`'s feed that has seen nothing yet.
     pub fn new(session: Session, host: &str) -> Self {
-        Follower { session, host: host.to_string(), revision: None, documents: BTreeMap::new() }
+        Follower { session, host: host.to_string(), revision: None, documents: BTreeMap::new(), built: None }
     }
 
     /// The revision held.
@@ -77,9 +81,10 @@ impl Follower {
         if !snapshot && Some(revision) == self.revision {
             return Ok(None);
         }
-        let built = self.apply(body, snapshot).and_then(|body| Ok((self.build(&body)?, body)));
+        let built =
+            self.apply(body, snapshot).and_then(|(body, changed)| Ok((self.build(&body, snapshot, changed)?, body)));
         let (engine, body) = match built {
-            Ok((e, body)) => (Arc::new(e), body),
+            Ok((e, body)) => (e, body),
             Err(e) => {
                 // Asked for again from the same revision: the held programs go on meanwhile.
                 tracing::error!(revision, code = %e.code, "the feed's documents do not load: {}", e.message);
@@ -148,26 +153,56 @@ impl Follower {
 
     /// Takes the documents of a feed answer into those held (a document that does not parse
     /// fails the answer, asked for again from the same revision); the rest of the answer.
-    fn apply(&mut self, mut body: Value, snapshot: bool) -> Result<Value, ArmError> {
+    /// The answer without its documents, and the ids of the documents changed.
+    fn apply(&mut self, mut body: Value, snapshot: bool) -> Result<(Value, Vec<ResourceId>), ArmError> {
         if snapshot {
             self.documents.clear();
         }
+        let mut changed = Vec::new();
         for d in body["deleted"].as_array().into_iter().flatten() {
             if let Some(id) = d.as_str().and_then(|s| ResourceId::parse(s).ok()) {
                 self.documents.remove(&id);
+                changed.push(id);
             }
         }
         if let Some(Value::Array(docs)) = body.get_mut("documents").map(Value::take) {
             for d in docs {
                 if let Some(id) = d["id"].as_str().and_then(|s| ResourceId::parse(s).ok()) {
-                    self.documents.insert(id, tessera_model::resource::from_arm_json(d)?);
+                    self.documents.insert(id.clone(), tessera_model::resource::from_arm_json(d)?);
+                    changed.push(id);
                 }
             }
         }
-        Ok(body)
+        Ok((body, changed))
     }
 
-    fn build(&self, body: &Value) -> Result<Engine, ArmError> {
+    /// The engine of the documents held: the one built before with the `changed` documents put
+    /// back as they are now, or (first, after a snapshot, or when the subscriptions changed)
+    /// built from every document.
+    fn build(&mut self, body: &Value, snapshot: bool, mut changed: Vec<ResourceId>) -> Result<Arc<Engine>, ArmError> {
+        changed.sort();
+        changed.dedup();
+        let subscriptions = body["subscriptions"].clone();
+        if let Some((engine, held)) = self.built.as_mut()
+            && !snapshot
+            && *held == subscriptions
+        {
+            let docs = changed
+                .into_iter()
+                .map(|id| {
+                    let resources = self.documents.get(&id).cloned().unwrap_or_default();
+                    (id, resources)
+                })
+                .collect();
+            load::replace_documents(Arc::make_mut(engine), docs, 0);
+            return Ok(engine.clone());
+        }
+        let engine = Arc::new(self.build_all(body)?);
+        self.built = Some((engine.clone(), subscriptions));
+        Ok(engine)
+    }
+
+    fn build_all(&self, body: &Value) -> Result<Engine, ArmError> {
         let mut resources = Vec::new();
         for s in body["subscriptions"].as_array().into_iter().flatten() {
             resources.extend(tessera_model::resource::from_arm_json(s.clone())?);

@@ -98,6 +98,11 @@ pub fn restore(mut resources: Vec<Resource>, sequence: u64, limits: Limits) -> R
 /// stored [`Engine::sequence`].
 pub fn replace_documents(engine: &mut Engine, changed: Vec<(ResourceId, Vec<Resource>)>, sequence: u64) {
     let st = &mut engine.state;
+    let ids: Vec<ResourceId> = changed.iter().map(|(id, _)| id.clone()).collect();
+    // What must be compiled again: the VNets the documents touch, before and after.
+    let mut dirty = affected(st, &ids);
+    let vnets_before: Vec<Option<tessera_model::network::VirtualNetwork>> =
+        ids.iter().map(|id| st.vnets.get(id).cloned()).collect();
     for (id, _) in &changed {
         remove_document(st, id);
     }
@@ -111,10 +116,97 @@ pub fn replace_documents(engine: &mut Engine, changed: Vec<(ResourceId, Vec<Reso
     }
     children.merge(st);
     name_vms_of_nics(st, &vms);
-    let all: std::collections::BTreeSet<ResourceId> = st.vnets.keys().cloned().collect();
-    crate::lifecycle::refresh_links(st, &all, false);
+    if let (Some(before), Some(after)) = (dirty.as_mut(), affected(st, &ids)) {
+        before.extend(after);
+    } else {
+        dirty = None;
+    }
     engine.seq = sequence;
-    engine.compile_all();
+    match dirty {
+        Some(mut vnets) => {
+            let vnet_docs: BTreeSet<ResourceId> =
+                ids.iter().filter(|id| id.kind() == tessera_model::Kind::VirtualNetwork).cloned().collect();
+            vnets.extend(crate::lifecycle::refresh_links(st, &vnet_docs, false));
+            for (id, old) in ids.iter().zip(&vnets_before) {
+                vnets.extend(vnet_neighbours(st, id, old.as_ref()));
+            }
+            let partners = crate::ops::gateway::v2v_partners_of(st, &vnets);
+            vnets.extend(partners);
+            engine.dirty.extend(vnets);
+            engine.flush();
+        }
+        None => {
+            let all: BTreeSet<ResourceId> = st.vnets.keys().cloned().collect();
+            crate::lifecycle::refresh_links(st, &all, false);
+            engine.compile_all();
+        }
+    }
+}
+
+/// The VNets whose programs a VNet's new document changes besides its own: the remote ends of
+/// its links that changed (added, removed or altered), and when its address space changed
+/// every VNet peered with it either way.
+fn vnet_neighbours(
+    st: &crate::State,
+    id: &ResourceId,
+    old: Option<&tessera_model::network::VirtualNetwork>,
+) -> BTreeSet<ResourceId> {
+    use tessera_model::network::{Peering, VirtualNetwork};
+    let remote = |l: &Peering| l.properties.remote_virtual_network.as_ref().map(|r| r.id.clone());
+    let new = st.vnets.get(id);
+    let links =
+        |v: Option<&VirtualNetwork>| v.map(|v| v.properties.virtual_network_peerings.clone()).unwrap_or_default();
+    let (before, after) = (links(old), links(new));
+    let mut out = BTreeSet::new();
+    for l in before.iter().filter(|l| !after.contains(l)).chain(after.iter().filter(|l| !before.contains(l))) {
+        out.extend(remote(l));
+    }
+    let space = |v: Option<&VirtualNetwork>| v.map(|v| v.properties.address_space.clone());
+    if space(old) != space(new) {
+        out.extend(before.iter().chain(&after).filter_map(remote));
+        for v in st.vnets.values() {
+            if v.properties.virtual_network_peerings.iter().filter_map(remote).any(|r| r == *id) {
+                out.insert(v.id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The VNets whose programs documents `ids` feed, as the state holds them: a VNet itself (see
+/// [`vnet_neighbours`] for the others), a NIC's VNets, a VM's NICs' VNets. `None` for any other kind
+/// (security groups, route tables, gateways, …): everything is compiled again.
+fn affected(st: &crate::State, ids: &[ResourceId]) -> Option<BTreeSet<ResourceId>> {
+    use tessera_model::Kind;
+    // A NIC in security groups, or with a public address, feeds other VNets' rules too.
+    let nic_vnets = |nic: &ResourceId, out: &mut BTreeSet<ResourceId>| -> Option<()> {
+        for c in st.nics.get(nic).map(|n| n.properties.ip_configurations.as_slice()).unwrap_or_default() {
+            if !c.properties.application_security_groups.is_empty() || c.properties.public_ip_address.is_some() {
+                return None;
+            }
+            out.extend(c.properties.subnet.as_ref().and_then(|s| s.id.parent()));
+        }
+        Some(())
+    };
+    let mut out = BTreeSet::new();
+    for id in ids {
+        match id.kind() {
+            Kind::VirtualNetwork => drop(out.insert(id.clone())),
+            Kind::NetworkInterface => nic_vnets(id, &mut out)?,
+            Kind::VirtualMachine => {
+                for r in st
+                    .vms
+                    .get(id)
+                    .map(|v| v.properties.network_profile.network_interfaces.as_slice())
+                    .unwrap_or_default()
+                {
+                    nic_vnets(&r.id, &mut out)?;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// Subnets and links stored on their own, to go back into their VNets.

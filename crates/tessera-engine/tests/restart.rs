@@ -3,7 +3,9 @@
 //! writing the documents it names to a store as the server does, then the stored documents are
 //! restored (`load::restore`). The restore never refuses, every document and
 //! every NIC's effective routes are the same after as before, and no NIC ever has two Active
-//! routes for one prefix (S1, S4, S5, R2, P3). The sequences of the trust issue are fixed cases.
+//! routes for one prefix (S1, S4, S5, R2, P3). A second engine that takes each change's stored
+//! documents (`load::replace_documents`, as a server takes another's writes) holds the same
+//! documents and routes after every change. The sequences of the trust issue are fixed cases.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -157,20 +159,20 @@ fn render(e: &Engine, id: &ResourceId) -> Option<Value> {
     v.ok()
 }
 
-/// Applies a change and writes what it names to the store, as the server does.
-fn apply(e: &mut Engine, stored: &mut Stored, change: Change) {
-    if let Ok(named) = e.apply(change) {
-        for id in named {
-            match render(e, &id) {
-                Some(doc) => stored.insert(id, doc),
-                None => stored.remove(&id),
-            };
-        }
+/// Applies a change and writes what it names to the store, as the server does; what it named.
+fn apply(e: &mut Engine, stored: &mut Stored, change: Change) -> Vec<ResourceId> {
+    let Ok(named) = e.apply(change) else { return Vec::new() };
+    for id in &named {
+        match render(e, id) {
+            Some(doc) => stored.insert(id.clone(), doc),
+            None => stored.remove(id),
+        };
     }
+    named.into_iter().collect()
 }
 
-/// Restores from the store and checks the restore is the same state.
-fn restart(e: &Engine, stored: &Stored) -> Result<(), String> {
+/// The engine restored from the store as it is.
+fn restored(e: &Engine, stored: &Stored) -> Result<Engine, String> {
     let mut resources = e.state().subscriptions.values().map(|s| Resource::Subscription(s.clone())).collect::<Vec<_>>();
     for doc in stored.values() {
         resources.extend(
@@ -178,24 +180,51 @@ fn restart(e: &Engine, stored: &Stored) -> Result<(), String> {
                 .map_err(|err| format!("stored documents do not parse: {err}"))?,
         );
     }
-    let again = load::restore(resources, e.sequence(), Limits::default())
-        .map_err(|err| format!("the restore refused what was acknowledged: {} {}", err.code, err.message))?;
-    if load::export(&again) != load::export(e) {
-        return Err(format!("documents differ:\nbefore {}\nafter {}", load::export(e), load::export(&again)));
+    load::restore(resources, e.sequence(), Limits::default())
+        .map_err(|err| format!("the restore refused what was acknowledged: {} {}", err.code, err.message))
+}
+
+/// The same documents and the same compiled routes for every NIC.
+fn same(e: &Engine, other: &Engine, what: &str) -> Result<(), String> {
+    if load::export(other) != load::export(e) {
+        return Err(format!("{what}: documents differ:\nbefore {}\nafter {}", load::export(e), load::export(other)));
     }
     for nic in e.state().nics.keys() {
-        if routes(&again, nic) != routes(e, nic) {
-            return Err(format!("routes of {nic} differ"));
+        if routes(other, nic) != routes(e, nic) {
+            return Err(format!("{what}: routes of {nic} differ"));
         }
     }
+    Ok(())
+}
+
+/// Restores from the store and checks the restore is the same state.
+fn restart(e: &Engine, stored: &Stored) -> Result<(), String> {
+    let again = restored(e, stored)?;
+    same(e, &again, "restored")?;
     one_active_route_per_prefix(&again)
 }
 
+/// Runs the changes; a second server follows them from the documents each one stored
+/// (`load::replace_documents`, as it takes another server's writes) and holds the same state
+/// after every one.
 fn run(ops: &[Op]) -> Result<Engine, String> {
     let (mut e, mut stored) = start();
+    let mut follower = restored(&e, &stored)?;
     for op in ops {
         if let Some(c) = change(&e, op) {
-            apply(&mut e, &mut stored, c);
+            let named = apply(&mut e, &mut stored, c);
+            let docs: Result<Vec<(ResourceId, Vec<Resource>)>, String> = named
+                .into_iter()
+                .map(|id| {
+                    let resources = match stored.get(&id) {
+                        Some(doc) => tessera_model::resource::from_arm_json(doc.clone()).map_err(|err| err.message)?,
+                        None => Vec::new(),
+                    };
+                    Ok((id, resources))
+                })
+                .collect();
+            load::replace_documents(&mut follower, docs?, e.sequence());
+            same(&e, &follower, &format!("the follower after {op:?}"))?;
         }
         one_active_route_per_prefix(&e).map_err(|err| format!("after {op:?}: {err}"))?;
     }

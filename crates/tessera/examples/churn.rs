@@ -4,8 +4,8 @@
 //! The estate: a hub VNet and `--spokes` spoke VNets of `--vms`/spokes userspace VMs each,
 //! every spoke peered both ways with the hub, the spokes' VMs spread over three agents
 //! (`tessera agent --userspace`, VXLAN on loopback addresses). With `--etcd` a 3-member etcd
-//! cluster on loopback and two `tessera serve --etcd` (writes alternate between them; h1 and h3
-//! follow A, h2 follows B); without, one `tessera serve` on the embedded store (the
+//! cluster on loopback and two `tessera serve --etcd` (h1 and h3 follow A, h2 follows B; the
+//! writes go to A, or with `--both` alternate between A and B); without, one `tessera serve` on the embedded store (the
 //! single-machine figure). Then `--rate` link changes a second for `--seconds`, spoke after
 //! spoke: each round changes one link of each spoke (its link deleted, the hub's, the hub's made
 //! again, its own: four rounds bring the peering back to Connected). After each acknowledged change the
@@ -16,6 +16,7 @@
 //! ```sh
 //! cargo build --release -p tessera --features etcd --examples --bins
 //! target/release/examples/churn --etcd --vms 10000 --rate 100 --seconds 30
+//! target/release/examples/churn --etcd --both --vms 10000 --rate 100 --seconds 30
 //! target/release/examples/churn --vms 10000 --rate 100 --seconds 30
 //! ```
 
@@ -52,6 +53,7 @@ impl Drop for Children {
 
 struct Options {
     etcd: bool,
+    both: bool,
     vms: usize,
     spokes: usize,
     rate: u64,
@@ -59,12 +61,13 @@ struct Options {
 }
 
 fn options() -> Result<Options, Error> {
-    let mut o = Options { etcd: false, vms: 10_000, spokes: 100, rate: 100, seconds: 30 };
+    let mut o = Options { etcd: false, both: false, vms: 10_000, spokes: 100, rate: 100, seconds: 30 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--etcd" => o.etcd = true,
+            "--both" => o.both = true,
             "--vms" => o.vms = value()?.parse()?,
             "--spokes" => o.spokes = value()?.parse()?,
             "--rate" => o.rate = value()?.parse()?,
@@ -304,7 +307,7 @@ async fn main() -> Result<(), Error> {
         })
     };
 
-    // The churn; writes alternate between the servers.
+    // The churn, through A (or alternately A and B).
     let sub = format!("/subscriptions/{}", a.subscription);
     let net = format!("{sub}/resourceGroups/churn/providers/Microsoft.Network");
     let total = o.rate * o.seconds;
@@ -315,7 +318,7 @@ async fn main() -> Result<(), Error> {
         tokio::time::sleep_until(at.into()).await;
         let k = (i as usize % o.spokes) + 1;
         let round = i as usize / o.spokes;
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let s = if o.both && i % 2 == 1 { b.clone() } else { a.clone() };
         // A spoke's round: its link deleted, the hub's (now Disconnected) deleted, the hub's
         // made again (Initiated), its own made again (both Connected).
         let spoke = format!("spoke{k}");
@@ -363,7 +366,11 @@ async fn main() -> Result<(), Error> {
     let rss: Vec<u64> = agents.iter().map(|pid| peak_rss_kib(*pid) / 1024).collect();
     println!(
         "store: {}; {} changes in {sent_for:.1?} ({:.0}/s), {refused} refused, {never} never programmed",
-        if o.etcd { "etcd (3 members), 2 servers" } else { "embedded (redb), 1 server" },
+        match (o.etcd, o.both) {
+            (true, true) => "etcd (3 members), 2 servers, writes to both",
+            (true, false) => "etcd (3 members), 2 servers, writes to A",
+            _ => "embedded (redb), 1 server",
+        },
         changes.len(),
         changes.len() as f64 / sent_for.as_secs_f64()
     );

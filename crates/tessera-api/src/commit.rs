@@ -135,6 +135,11 @@ impl Committer {
     pub(crate) fn catch_up(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
         let Some(head) = &self.head else { return Ok(false) };
         let mut seen = lock_head(head);
+        // Nothing newer reported by the store's watch: no read under the write lock (a write
+        // on a state another server has just changed loses its commit's race, and runs again).
+        if *store.subscribe().borrow() <= *seen {
+            return Ok(false);
+        }
         let now = store.get(HEAD_KEY).map_err(store_error)?.map_or(0, |e| e.revision);
         if now == *seen {
             return Ok(false);

@@ -164,19 +164,25 @@ pub(crate) fn campaign(
             }
             if now.mine {
                 let s = etcd.clone();
-                match tokio::task::spawn_blocking(move || s.compact_history(keep)).await {
+                // A failure (a member down, the client's connection to it not yet dropped) is
+                // tried again within a second, not at the next interval.
+                let next = match tokio::task::spawn_blocking(move || s.compact_history(keep)).await {
                     Ok(Ok(compacted)) => {
                         let mut w = me.work();
                         w.compactions += 1;
                         if let Some(revision) = compacted {
                             w.last = Some((revision, now.term));
                         }
+                        every
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot compact etcd's history"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot compact etcd's history");
+                        every.min(Duration::from_secs(1))
+                    }
                     Err(_) => return,
-                }
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(every) => {}
+                    () = tokio::time::sleep(next) => {}
                     changed = leadership.changed() => if changed.is_err() { return },
                 }
             } else if leadership.changed().await.is_err() {

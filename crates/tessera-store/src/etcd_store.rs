@@ -460,12 +460,15 @@ fn transient(e: &StoreError) -> bool {
 /// How long a call keeps trying members that do not answer.
 const FAILOVER: Duration = Duration::from_secs(15);
 
-/// Whether a commit that failed so may be sent again: no member was reached, or the member
-/// dropped it as etcd's leader changed. Sent twice, a commit that was applied after all is
+/// Whether a commit that failed so may be sent again: no member was reached, the connection
+/// to it broke (a member killed under it), the member dropped it as etcd's leader changed, or
+/// its proposal timed out (applied or not: the guards below decide). Sent twice, a commit that was applied after all is
 /// refused by its own guards (the revision key moved: it reads again, and any compare-and-set
 /// of the caller's is then a conflict); unconditional puts are written with the same values.
 fn resendable(m: &str) -> bool {
-    m.contains("tcp connect error") || m.contains("leader changed")
+    ["tcp connect error", "leader changed", "transport error", "ConnectionReset", "BrokenPipe", "request timed out"]
+        .iter()
+        .any(|e| m.contains(e))
 }
 
 /// Between attempts: the first few go at once (the client's next pick is most likely a live

@@ -2,6 +2,11 @@
 //! response leaves, so an operation is finished when it is created; what remains is the ARM
 //! shape: an `Azure-AsyncOperation` status URL, a `Location` result URL, `Retry-After`, and
 //! results of POST actions kept until fetched (bounded; the oldest are forgotten first).
+//!
+//! Servers on a shared store answer each other's status URLs too: the id of an operation that
+//! succeeded with nothing to return is sealed (its last 12 hex digits an HMAC of the rest under a
+//! key from the store), so any of them knows it succeeded without having kept it; an id no
+//! server sealed is still not found.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -22,15 +27,44 @@ pub(crate) struct Operation {
 }
 
 /// The operation registry.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Operations {
     inner: Mutex<(HashMap<String, Operation>, VecDeque<String>)>,
+    seal: Option<ring::hmac::Key>,
 }
 
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations").field("sealed", &self.seal.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The characters of an id before its seal (`xxxxxxxx-xxxx-4xxx-yxxx-`).
+const SEALED_PREFIX: usize = 24;
+
 impl Operations {
+    /// A registry whose ids of operations that succeeded with nothing to return are sealed with
+    /// `secret` (the same on every server of a store).
+    pub(crate) fn sealed(secret: &[u8]) -> Self {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[b"tessera-operation-id:", secret].concat());
+        Operations { seal: Some(key), ..Operations::default() }
+    }
+
+    /// The seal of an id's first characters (12 hex digits).
+    fn seal_of(&self, prefix: &str) -> Option<String> {
+        let tag = ring::hmac::sign(self.seal.as_ref()?, prefix.as_bytes());
+        Some(tag.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Records a finished operation; returns its id.
     pub(crate) fn finish(&self, op: Operation) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
+        let mut id = uuid::Uuid::new_v4().to_string();
+        if op.error.is_none()
+            && op.result.is_none()
+            && let Some(seal) = self.seal_of(&id[..SEALED_PREFIX])
+        {
+            id = format!("{}{seal}", &id[..SEALED_PREFIX]);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.0.insert(id.clone(), op);
         inner.1.push_back(id.clone());
@@ -44,8 +78,16 @@ impl Operations {
 
     /// An operation by id (case-insensitive, as ARM ids are).
     pub(crate) fn get(&self, id: &str) -> Option<Operation> {
+        let id = id.to_ascii_lowercase();
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        inner.0.get(&id.to_ascii_lowercase()).cloned()
+        if let Some(op) = inner.0.get(&id) {
+            return Some(op.clone());
+        }
+        // Another server's (or one forgotten here): found when its seal holds.
+        let sealed = id.len() == 36
+            && id.is_char_boundary(SEALED_PREFIX)
+            && self.seal_of(&id[..SEALED_PREFIX]).is_some_and(|seal| seal == id[SEALED_PREFIX..]);
+        sealed.then_some(Operation { error: None, result: None })
     }
 }
 

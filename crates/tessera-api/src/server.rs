@@ -274,8 +274,9 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         crate::tls::ensure_certificates(&config.data_dir)?
     };
     let tls = crate::tls::server_config(&certs)?;
-    let keys = TokenKeys::new(&signing_key(&*store)?)
-        .with_lifetime(config.settings.token_lifetime_secs, config.settings.token_leeway_secs);
+    let secret = signing_key(&*store)?;
+    let keys =
+        TokenKeys::new(&secret).with_lifetime(config.settings.token_lifetime_secs, config.settings.token_leeway_secs);
     let mut core = Core::load(&*store, config.limits.clone()).map_err(io)?;
     let creds_path = config.data_dir.join("credentials.json");
     let (client_id, client_secret) = first_start(&mut core, &*store, &creds_path)?;
@@ -335,7 +336,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         core,
         committer,
         keys,
-        ops: Operations::default(),
+        ops: Operations::sealed(&secret),
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
         metrics: api_metrics,

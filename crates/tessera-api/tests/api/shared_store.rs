@@ -75,6 +75,26 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     assert_eq!((s, v["error"]["code"].as_str()), (413, Some("StoreRequestTooLarge")), "{v}");
     assert_eq!(a.call(Method::GET, &a.net("net", "virtualNetworks/huge"), None).await.0, 404);
 
+    // An operation's status URL from A is answered by B too (behind a load balancer a client
+    // polls whichever server it reaches); an id no server made is not found.
+    let url = a.url(&format!("{}?api-version=2024-05-01", a.net("net", "networkSecurityGroups/polled")));
+    let r = a.client.put(url).bearer_auth(&a.token).json(&json!({"location": "westeurope"})).send().await.expect("put");
+    assert_eq!(r.status(), 201);
+    let status_url =
+        r.headers().get("azure-asyncoperation").and_then(|v| v.to_str().ok()).expect("status URL").to_string();
+    let on_b = status_url.replacen(&a.creds.endpoint, &b.creds.endpoint, 1);
+    let get = |url: String| {
+        let (client, token) = (b.client.clone(), b.token.clone());
+        async move {
+            let r = client.get(url).bearer_auth(token).send().await.expect("poll");
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(get(on_b.clone()).await, (200, json!({"status": "Succeeded"})), "{on_b}");
+    let (id_end, rest) = on_b.split_once("?").expect("query");
+    let forged = format!("{}{}?{rest}", &id_end[..id_end.len() - 1], if id_end.ends_with('0') { '1' } else { '0' });
+    assert_eq!(get(forged).await.0, 404, "an operation no server made");
+
     // Written on a, read on b.
     a.group("net").await;
     let v1 = a.vnet("net", "v1", "10.1.0.0/16").await;

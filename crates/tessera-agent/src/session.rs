@@ -107,19 +107,9 @@ impl Controllers {
         Arc::new(Controllers { credentials, others, current: AtomicUsize::new(0) })
     }
 
-    /// Just the credentials file's server.
-    pub fn one(credentials: PathBuf) -> Arc<Controllers> {
-        Self::new(credentials, Vec::new())
-    }
-
-    /// How many there are.
-    pub fn len(&self) -> usize {
+    /// How many there are (never none: the credentials file's server).
+    fn count(&self) -> usize {
         self.others.len() + 1
-    }
-
-    /// Whether there is none besides the credentials file's server (never empty).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Signs in at the controller that last answered, else at each other one in turn; the
@@ -127,8 +117,8 @@ impl Controllers {
     pub async fn sign_in(&self) -> Result<Session, ArmError> {
         let start = self.current.load(Ordering::Acquire);
         let mut last = None;
-        for step in 0..self.len() {
-            let i = (start + step) % self.len();
+        for step in 0..self.count() {
+            let i = (start + step) % self.count();
             let endpoint = if i == 0 { None } else { Some(self.others[i - 1].as_str()) };
             match Session::sign_in_at(&self.credentials, endpoint).await {
                 Ok(s) => {
@@ -150,7 +140,7 @@ impl Controllers {
         let of_session =
             self.others.iter().position(|e| e.trim_end_matches('/') == session.endpoint).map_or(0, |i| i + 1);
         if of_session == at {
-            let _ = self.current.compare_exchange(at, (at + 1) % self.len(), Ordering::AcqRel, Ordering::Acquire);
+            let _ = self.current.compare_exchange(at, (at + 1) % self.count(), Ordering::AcqRel, Ordering::Acquire);
         }
     }
 }

@@ -71,17 +71,17 @@ impl Staged {
     fn add(&self, ops: &[Op]) {
         let mut keys = self.lock();
         for op in ops {
-            *keys.entry(op_key(op).to_string()).or_default() += 1;
+            *keys.entry(op.key().to_string()).or_default() += 1;
         }
     }
 
     fn resolved(&self, ops: &[Op]) {
         let mut keys = self.lock();
         for op in ops {
-            if let Some(n) = keys.get_mut(op_key(op)) {
+            if let Some(n) = keys.get_mut(op.key()) {
                 *n -= 1;
                 if *n == 0 {
-                    keys.remove(op_key(op));
+                    keys.remove(op.key());
                 }
             }
         }
@@ -89,12 +89,6 @@ impl Staged {
 
     fn keys(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
-    }
-}
-
-fn op_key(op: &Op) -> &str {
-    match op {
-        Op::Put { key, .. } | Op::Delete { key, .. } => key,
     }
 }
 

@@ -74,17 +74,14 @@ impl FeedLog {
     /// behind it get a snapshot).
     pub(crate) fn record_at(&mut self, revision: u64, changed: Vec<(ResourceId, Option<Bytes>)>) {
         if revision < self.revision || (revision == self.revision && !changed.is_empty()) {
-            let notify = std::mem::replace(&mut self.notify, watch::channel(0).0);
-            *self = FeedLog { revision, entries: VecDeque::new(), notify };
+            self.entries.clear();
         } else {
-            self.revision = revision;
-            for (id, doc) in changed {
-                self.entries.push_back((revision, id, doc));
-            }
+            self.entries.extend(changed.into_iter().map(|(id, doc)| (revision, id, doc)));
             while self.entries.len() > KEEP {
                 self.entries.pop_front();
             }
         }
+        self.revision = revision;
         self.notify.send_replace(self.revision);
     }
 

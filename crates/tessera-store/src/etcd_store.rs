@@ -448,13 +448,13 @@ fn too_large(e: &etcd_client::Error) -> bool {
 
 /// Whether a failure reached no member (nothing was sent: another member may answer).
 fn transient(e: &StoreError) -> bool {
-    match e {
-        StoreError::Backend(m) => {
-            let m = m.to_ascii_lowercase();
-            m.contains("unavailable") || m.contains("connect") || m.contains("transport")
-        }
-        _ => false,
-    }
+    matches!(e, StoreError::Backend(m) if unreached(m))
+}
+
+/// Whether a failure's message says no member took the call (or the connection broke).
+fn unreached(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    m.contains("unavailable") || m.contains("connect") || m.contains("transport")
 }
 
 /// How long a call keeps trying members that do not answer.
@@ -466,9 +466,7 @@ const FAILOVER: Duration = Duration::from_secs(15);
 /// refused by its own guards (the revision key moved: it reads again, and any compare-and-set
 /// of the caller's is then a conflict); unconditional puts are written with the same values.
 fn resendable(m: &str) -> bool {
-    ["tcp connect error", "leader changed", "transport error", "ConnectionReset", "BrokenPipe", "request timed out"]
-        .iter()
-        .any(|e| m.contains(e))
+    unreached(m) || m.contains("leader changed") || m.contains("request timed out")
 }
 
 /// Between attempts: the first few go at once (the client's next pick is most likely a live

@@ -14,7 +14,7 @@
 mod lab;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use lab::{Lab, TESSERA, within};
 use serde_json::Value;
-use tessera_lab::{Bridge, Netns, VmInterface};
 use tessera_store::etcd_cluster::Cluster;
 
 const HOSTS: [(&str, Ipv4Addr); 3] =
@@ -242,21 +241,7 @@ fn agents_on_three_hosts_follow_any_controller_ride_out_a_cut_and_a_restart() {
     b.start(&cluster);
     let proxies = [Proxy::start(([127, 0, 0, 1], a.port).into()), Proxy::start(([127, 0, 0, 1], b.port).into())];
 
-    let bridge = Bridge::create("tsr-eul").expect("bridge");
-    for (i, (name, addr)) in HOSTS.iter().enumerate() {
-        let ns = Netns::create(&format!("tsr-e-{name}")).expect("host namespace");
-        let cfg = VmInterface {
-            name: "ul0".into(),
-            mac: [0x02, 0, 0, 0x98, 0, u8::try_from(i + 1).expect("small")],
-            addresses: vec![(IpAddr::V4(*addr), 24)],
-            gateway: None,
-            mtu: Some(9000),
-            forwarding: false,
-        };
-        bridge.attach(&ns, &format!("tsr-eul-{name}"), &cfg).expect("attach host");
-        lab.hosts.push(ns);
-    }
-    lab.bridge = Some(bridge);
+    lab.underlay("tsr-eul", "tsr-e-", &HOSTS);
     start_agents(&mut lab, &a, &b, &proxies);
     let topology =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/three-hosts.yaml"))

@@ -8,11 +8,10 @@
 
 mod lab;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use lab::Lab;
-use tessera_lab::{Bridge, Netns, VmInterface};
 
 #[test]
 fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
@@ -21,22 +20,8 @@ fn vms_on_two_hosts_talk_over_vxlan_as_the_topology_allows() {
     lab.start_server(port);
 
     // The underlay: a bridge and one host namespace per agent.
-    let bridge = Bridge::create("tsr-ul").expect("bridge");
     let hosts = [("h1", Ipv4Addr::new(10, 99, 0, 1)), ("h2", Ipv4Addr::new(10, 99, 0, 2))];
-    for (i, (name, addr)) in hosts.iter().enumerate() {
-        let ns = Netns::create(&format!("tsr-host-{name}")).expect("host namespace");
-        let cfg = VmInterface {
-            name: "ul0".into(),
-            mac: [0x02, 0, 0, 0x99, 0, u8::try_from(i + 1).expect("small")],
-            addresses: vec![(IpAddr::V4(*addr), 24)],
-            gateway: None,
-            mtu: Some(9000),
-            forwarding: false,
-        };
-        bridge.attach(&ns, &format!("tsr-ul-{name}"), &cfg).expect("attach host");
-        lab.hosts.push(ns);
-    }
-    lab.bridge = Some(bridge);
+    lab.underlay("tsr-ul", "tsr-host-", &hosts);
     for (i, (name, addr)) in hosts.iter().enumerate() {
         let (peer, peer_addr) = hosts[1 - i];
         let mut args = vec![

@@ -239,6 +239,26 @@ impl Lab {
         }
     }
 
+    /// The underlay of hand-made hosts: a bridge `bridge` and a namespace `{ns}{name}` per host
+    /// (jumbo frames), each on the bridge at its address; removed with the lab.
+    pub fn underlay(&mut self, bridge: &str, ns: &str, hosts: &[(&str, std::net::Ipv4Addr)]) {
+        let b = tessera_lab::Bridge::create(bridge).expect("bridge");
+        for (i, (name, addr)) in hosts.iter().enumerate() {
+            let host = Netns::create(&format!("{ns}{name}")).expect("host namespace");
+            let cfg = tessera_lab::VmInterface {
+                name: "ul0".into(),
+                mac: [0x02, 0, 0, addr.octets()[1], 0, u8::try_from(i + 1).expect("small")],
+                addresses: vec![(std::net::IpAddr::V4(*addr), 24)],
+                gateway: None,
+                mtu: Some(9000),
+                forwarding: false,
+            };
+            b.attach(&host, &format!("{bridge}-{name}"), &cfg).expect("attach host");
+            self.hosts.push(host);
+        }
+        self.bridge = Some(b);
+    }
+
     /// Starts `tessera agent --host HOST` with extra arguments; its status goes to
     /// `agent-HOST.json` in the data directory.
     pub fn start_agent(&mut self, host: &str, extra: &[String]) {

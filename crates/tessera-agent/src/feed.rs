@@ -92,11 +92,9 @@ impl Follower {
             }
         };
         self.revision = Some(revision);
-        let mut ports: Vec<ResourceId> = body["ports"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|p| p["nic"].as_str()).filter_map(|s| ResourceId::parse(s).ok()).collect())
-            .unwrap_or_default();
-        ports.sort_by(|a, b| a.key().cmp(b.key()));
+        // Placed from the documents (durable), not from the server's state in memory.
+        let ports: Vec<ResourceId> =
+            tessera_engine::placement::ports_on(&engine, &self.host).into_iter().map(|p| p.nic.clone()).collect();
         let hosts = body["hosts"]
             .as_object()
             .map(|m| m.iter().filter_map(|(h, a)| Some((h.clone(), a.as_str()?.parse().ok()?))).collect::<Vec<_>>())

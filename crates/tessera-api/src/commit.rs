@@ -18,6 +18,7 @@ use tessera_store::{Expect, Op, Store};
 use tokio::sync::{RwLock, oneshot};
 
 use crate::core::{Core, store_error};
+use crate::feed::Durable;
 
 /// Most requests in one transaction.
 const MAX_BATCH: usize = 512;
@@ -27,6 +28,18 @@ const MAX_SHARED_OPS: usize = 48;
 /// Most bytes of values of grouped requests in one transaction on a shared store: etcd takes
 /// requests up to 1.5 MiB, and each value is written twice (the key and its log entry).
 const MAX_SHARED_BYTES: usize = 512 << 10;
+
+/// The last feed revision a transaction stores, if it stores one.
+fn fed_revision(ops: &[Op]) -> Option<u64> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Put { key, value, .. } if key == crate::feed::REVISION_KEY => {
+                std::str::from_utf8(value).ok()?.parse().ok()
+            }
+            _ => None,
+        })
+        .max()
+}
 
 /// The bytes of values a batch writes.
 fn value_bytes(ops: &[Op]) -> usize {
@@ -105,6 +118,7 @@ impl Committer {
         core: Arc<RwLock<Core>>,
         limits: Limits,
         shared_head: Option<u64>,
+        durable: Durable,
     ) -> std::io::Result<(Committer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Batch>();
         let epoch = Arc::new(AtomicU64::new(0));
@@ -113,7 +127,7 @@ impl Committer {
         let committer = Committer { tx, epoch: epoch.clone(), head: head.clone(), staged: staged.clone() };
         let thread = std::thread::Builder::new().name("tessera-commit".into()).spawn(move || {
             let shared = head.as_deref().zip(staged.as_deref());
-            run(&rx, &*store, &core, &limits, &epoch, shared);
+            run(&rx, &*store, &core, &limits, &epoch, shared, &durable);
         })?;
         Ok((committer, thread))
     }
@@ -175,6 +189,7 @@ fn run(
     limits: &Limits,
     epoch: &AtomicU64,
     shared: Option<(&std::sync::Mutex<u64>, &Staged)>,
+    durable: &Durable,
 ) {
     let head = shared.map(|(h, _)| h);
     let resolved = |b: &Batch| {
@@ -229,6 +244,13 @@ fn run(
         if let (Some(seen), Ok(revision)) = (seen.as_mut(), &committed) {
             **seen = *revision;
         }
+        // The feed gives agents what is now durable — before the head is released, so that a
+        // read-back (which retracts what is not durable) never retracts what was stored.
+        if committed.is_ok()
+            && let Some(r) = fed_revision(&ops)
+        {
+            durable.reached(r);
+        }
         // Released before any reload: `catch_up` holds the state's lock, then the head's.
         drop(seen);
         match committed {
@@ -258,7 +280,10 @@ fn run(
                             crate::follow::read_back(store, &mut core, limits, seen, &staged.keys())
                                 .map(|at| *lock_head(h) = at)
                         }
-                        None => Core::load(store, limits.clone()).map(|fresh| *core = fresh),
+                        None => Core::load(store, limits.clone()).map(|mut fresh| {
+                            fresh.carry_feed(&mut core);
+                            *core = fresh;
+                        }),
                     };
                     match reloaded {
                         Ok(()) => {}
@@ -371,8 +396,9 @@ mod tests {
     async fn a_failed_commit_then_a_failed_reload_stops_writes() {
         let store = Arc::new(Failing { inner: MemoryStore::new(), broken: AtomicBool::new(false) });
         let core = Arc::new(RwLock::new(Core::load(&*store, Limits::default()).expect("loads")));
+        let durable = core.read().await.feed.durable();
         let (committer, _thread) =
-            Committer::spawn(store.clone(), core.clone(), Limits::default(), None).expect("spawn");
+            Committer::spawn(store.clone(), core.clone(), Limits::default(), None, durable).expect("spawn");
         committer.submit(vec![Op::put("a", b"1".to_vec())]).wait().await.expect("a healthy commit");
         store.broken.store(true, Ordering::Release);
         let err = committer.submit(vec![Op::put("b", b"2".to_vec())]).wait().await.expect_err("fails");

@@ -357,9 +357,10 @@ impl Core {
                 }
             }
         }
-        let mut changed = Vec::new();
+        let mut entries: Vec<(ResourceId, Option<Bytes>, Option<Bytes>)> = Vec::new();
         for id in named {
             let old = self.docs.get(&id);
+            let before = old.map(|d| d.bytes.clone());
             match render(&self.engine, &id) {
                 Some(raw) => {
                     if old.is_some_and(|d| *d.raw == raw) {
@@ -367,7 +368,9 @@ impl Core {
                     }
                     let etag = new_etag();
                     self.pending.push(Op::put(doc_key(&id), record(&etag, &raw)));
-                    self.docs.insert(id.clone(), doc_from(etag, raw));
+                    let doc = doc_from(etag, raw);
+                    self.docs.insert(id.clone(), doc.clone());
+                    entries.push((id, Some(doc.bytes), before));
                 }
                 None => {
                     if old.is_none() {
@@ -375,14 +378,13 @@ impl Core {
                     }
                     self.pending.push(Op::delete(doc_key(&id)));
                     self.docs.remove(&id);
+                    entries.push((id, None, before));
                 }
             }
-            changed.push(id);
         }
+        let changed: Vec<ResourceId> = entries.iter().map(|e| e.0.clone()).collect();
         if !changed.is_empty() {
             self.pending.push(Op::put(SEQUENCE_KEY, self.engine.sequence().to_string().into_bytes()));
-            let entries: Vec<(ResourceId, Option<Bytes>)> =
-                changed.iter().map(|id| (id.clone(), self.docs.get(id).map(|d| d.bytes.clone()))).collect();
             let revision = self.feed.record(entries);
             self.pending.push(Op::put(crate::feed::REVISION_KEY, revision.to_string().into_bytes()));
         }

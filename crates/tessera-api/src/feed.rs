@@ -31,12 +31,44 @@ const KEEP: usize = 100_000;
 /// Longest wait of one request.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// The change log: (revision, document, its new bytes or `None` when deleted).
+/// The feed revision the store holds: staged changes are fed only once they are durable (a
+/// commit that fails or loses the race to another server's is retracted, and agents must never
+/// have run it). The committer moves it on; the feed waits on it.
+#[derive(Debug, Clone)]
+pub(crate) struct Durable(std::sync::Arc<watch::Sender<u64>>);
+
+impl Durable {
+    /// The committer has stored the change at `revision`.
+    pub(crate) fn reached(&self, revision: u64) {
+        self.0.send_if_modified(|d| {
+            let later = revision > *d;
+            if later {
+                *d = revision;
+            }
+            later
+        });
+    }
+
+    fn get(&self) -> u64 {
+        *self.0.borrow()
+    }
+}
+
+/// One document a change altered: its new bytes and those it had before (`None`: absent).
+#[derive(Debug)]
+struct Entry {
+    revision: u64,
+    id: ResourceId,
+    doc: Option<Bytes>,
+    before: Option<Bytes>,
+}
+
+/// The change log, and how far of it is durable.
 #[derive(Debug)]
 pub(crate) struct FeedLog {
     revision: u64,
-    entries: VecDeque<(u64, ResourceId, Option<Bytes>)>,
-    notify: watch::Sender<u64>,
+    entries: VecDeque<Entry>,
+    durable: Durable,
 }
 
 impl Default for FeedLog {
@@ -45,85 +77,141 @@ impl Default for FeedLog {
     }
 }
 
+/// What the feed gives an agent: documents at the durable revision.
+enum Answer {
+    /// The documents changed after the revision asked (`None`: deleted).
+    Changes(BTreeMap<ResourceId, Option<Bytes>>),
+    /// Every document, as of the durable revision.
+    Snapshot(Vec<Bytes>),
+}
+
 impl FeedLog {
     /// An empty log at a stored revision.
     pub(crate) fn starting_at(revision: u64) -> Self {
-        FeedLog { revision, entries: VecDeque::new(), notify: watch::channel(revision).0 }
+        FeedLog {
+            revision,
+            entries: VecDeque::new(),
+            durable: Durable(std::sync::Arc::new(watch::channel(revision).0)),
+        }
     }
 
-    /// Records the documents one change altered; returns the new revision.
-    pub(crate) fn record(&mut self, changed: Vec<(ResourceId, Option<Bytes>)>) -> u64 {
+    /// Records the documents one change altered (with the bytes each had before); returns the
+    /// new revision. It is fed once the committer says it is [`Durable::reached`].
+    pub(crate) fn record(&mut self, changed: Vec<(ResourceId, Option<Bytes>, Option<Bytes>)>) -> u64 {
         self.revision += 1;
-        for (id, doc) in changed {
-            self.entries.push_back((self.revision, id, doc));
+        for (id, doc, before) in changed {
+            self.entries.push_back(Entry { revision: self.revision, id, doc, before });
         }
         while self.entries.len() > KEEP {
             self.entries.pop_front();
         }
-        self.notify.send_replace(self.revision);
         self.revision
     }
 
-    /// The revision of the last change.
+    /// The revision of the last change (staged, maybe not yet durable).
     pub(crate) fn revision(&self) -> u64 {
         self.revision
     }
 
-    /// Records, at `revision` (a later one another server stored), the documents changed since
-    /// this log's revision; a log that cannot reach there starts again at `revision` (agents
-    /// behind it get a snapshot).
+    /// The revision of the last durable change.
+    pub(crate) fn durable_revision(&self) -> u64 {
+        self.durable.get()
+    }
+
+    /// The handle the committer moves the durable revision on with.
+    pub(crate) fn durable(&self) -> Durable {
+        self.durable.clone()
+    }
+
+    /// Forgets the changes not yet durable (their commits will be refused: the state is being
+    /// read back from the store).
+    pub(crate) fn retract(&mut self) {
+        let durable = self.durable.get();
+        if self.revision > durable {
+            self.entries.retain(|e| e.revision <= durable);
+            self.revision = durable;
+        }
+    }
+
+    /// Records, at `revision` (read from the store, so durable; a later one another server
+    /// stored), the documents changed since this log's revision; a log that cannot reach there
+    /// starts again at `revision` (agents behind it get a snapshot). Changes not yet durable are
+    /// retracted first: at the durable revision itself nothing changed for agents (what is read
+    /// back there puts memory back to what they were fed).
     pub(crate) fn record_at(&mut self, revision: u64, changed: Vec<(ResourceId, Option<Bytes>)>) {
-        if revision < self.revision || (revision == self.revision && !changed.is_empty()) {
+        self.retract();
+        if revision < self.revision {
             self.entries.clear();
-        } else {
-            self.entries.extend(changed.into_iter().map(|(id, doc)| (revision, id, doc)));
+        } else if revision > self.revision {
+            self.entries.extend(changed.into_iter().map(|(id, doc)| Entry { revision, id, doc, before: None }));
             while self.entries.len() > KEEP {
                 self.entries.pop_front();
             }
         }
         self.revision = revision;
-        self.notify.send_replace(self.revision);
+        self.durable.0.send_replace(revision);
     }
 
-    /// Wakes on every new revision.
+    /// Wakes on every new durable revision.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.notify.subscribe()
+        self.durable.0.subscribe()
     }
 
-    /// The documents changed after `since`, or `None` when the log no longer reaches back.
-    fn since(&self, since: u64) -> Option<BTreeMap<ResourceId, Option<Bytes>>> {
-        if since > self.revision {
+    /// What an agent holding `since` is given, up to the durable revision `durable`: the
+    /// documents changed after `since`, or every document (`docs`, the state in memory, with
+    /// what changes not yet durable altered put back) when the log no longer reaches back.
+    fn answer<'a>(
+        &'a self,
+        since: Option<u64>,
+        durable: u64,
+        docs: impl Iterator<Item = (&'a ResourceId, &'a Bytes)>,
+    ) -> Answer {
+        if let Some(changes) = since.and_then(|s| self.since(s, durable)) {
+            return Answer::Changes(changes);
+        }
+        // The earliest change after `durable` of each document holds its durable bytes.
+        let mut put_back: BTreeMap<&ResourceId, Option<&Bytes>> = BTreeMap::new();
+        for e in self.entries.iter().rev().take_while(|e| e.revision > durable) {
+            put_back.insert(&e.id, e.before.as_ref());
+        }
+        let mut all: Vec<(&ResourceId, &Bytes)> = docs
+            .filter(|(id, _)| !put_back.contains_key(id))
+            .chain(put_back.iter().filter_map(|(id, b)| Some((*id, (*b)?))))
+            .collect();
+        all.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+        Answer::Snapshot(all.into_iter().map(|(_, b)| b.clone()).collect())
+    }
+
+    /// The documents changed after `since` up to `durable`, or `None` when the log no longer
+    /// reaches back (or `since` is one this log never fed).
+    fn since(&self, since: u64, durable: u64) -> Option<BTreeMap<ResourceId, Option<Bytes>>> {
+        if since > durable {
             return None;
         }
-        let oldest = self.entries.front().map_or(self.revision + 1, |e| e.0);
-        if since + 1 < oldest && since < self.revision {
+        let oldest = self.entries.front().map_or(self.revision + 1, |e| e.revision);
+        if since + 1 < oldest && since < durable {
             return None;
         }
         let mut out = BTreeMap::new();
-        for (rev, id, doc) in &self.entries {
-            if *rev > since {
-                out.insert(id.clone(), doc.clone());
-            }
+        for e in self.entries.iter().filter(|e| e.revision > since && e.revision <= durable) {
+            out.insert(e.id.clone(), e.doc.clone());
         }
         Some(out)
     }
 }
 
+/// The ports the state in memory places on `host` (for people reading the feed; agents place
+/// ports from the documents they were given, which are durable).
 fn ports(engine: &Engine, host: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = engine
-        .compiled()
-        .nics
-        .values()
-        .filter(|p| tessera_engine::placement::host_of(engine, &p.nic).eq_ignore_ascii_case(host))
+    tessera_engine::placement::ports_on(engine, host)
+        .into_iter()
         .map(|p| {
             json!({"nic": p.nic.as_str(), "vm": p.vm.as_ref().map(ResourceId::as_str),
                    "gateway": p.gateway.as_ref().map(ResourceId::as_str),
                    "subnet": p.subnet.subnet.as_str(), "vnet": p.subnet.vnet.as_str(),
                    "addresses": p.addresses, "ipForwarding": p.ip_forwarding})
         })
-        .collect();
-    out.sort_by(|a, b| a["nic"].as_str().cmp(&b["nic"].as_str()));
-    out
+        .collect()
 }
 
 /// `POST /tessera/hosts/{host}` with `{"gateway": ID, "instance": {…}}`: the agent running a
@@ -235,26 +323,23 @@ pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response,
         }
     }
     let core = app.core.read().await;
-    let revision = core.feed.revision;
-    let changes = since.and_then(|s| core.feed.since(s));
-    let (snapshot, documents, deleted): (bool, Vec<Bytes>, Vec<String>) = match changes {
-        Some(changed) => {
-            let mut docs = Vec::new();
-            let mut gone = Vec::new();
-            for (id, doc) in changed {
-                match doc {
-                    Some(bytes) => docs.push(bytes),
-                    None => gone.push(id.as_str().to_string()),
+    // Durable changes only (the committer moves this on without the state's lock: read once).
+    let revision = core.feed.durable_revision();
+    let (snapshot, documents, deleted): (bool, Vec<Bytes>, Vec<String>) =
+        match core.feed.answer(since, revision, core.docs.iter().map(|(id, d)| (id, &d.bytes))) {
+            Answer::Changes(changed) => {
+                let mut docs = Vec::new();
+                let mut gone = Vec::new();
+                for (id, doc) in changed {
+                    match doc {
+                        Some(bytes) => docs.push(bytes),
+                        None => gone.push(id.as_str().to_string()),
+                    }
                 }
+                (false, docs, gone)
             }
-            (false, docs, gone)
-        }
-        None => {
-            let mut all: Vec<(&ResourceId, &Bytes)> = core.docs.iter().map(|(id, d)| (id, &d.bytes)).collect();
-            all.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-            (true, all.into_iter().map(|(_, b)| b.clone()).collect(), Vec::new())
-        }
-    };
+            Answer::Snapshot(all) => (true, all, Vec::new()),
+        };
     let subscriptions: Vec<Value> =
         core.engine.state().subscriptions.values().map(|s| serde_json::to_value(s).unwrap_or_default()).collect();
     let head = json!({"host": host, "revision": revision, "snapshot": snapshot, "deleted": deleted,
@@ -273,4 +358,58 @@ pub(crate) async fn handle(app: &App, req: &Req, host: &str) -> Result<Response,
     }
     body.push_str("]}");
     Ok(json(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nsg(name: &str) -> ResourceId {
+        ResourceId::parse(&format!(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/{name}"
+        ))
+        .expect("an id")
+    }
+
+    fn snapshot(log: &FeedLog, docs: &[(ResourceId, Bytes)]) -> Vec<Bytes> {
+        match log.answer(None, log.durable_revision(), docs.iter().map(|(id, b)| (id, b))) {
+            Answer::Snapshot(all) => all,
+            Answer::Changes(_) => panic!("a snapshot was asked for"),
+        }
+    }
+
+    #[test]
+    fn only_durable_changes_are_fed_and_a_snapshot_is_the_durable_state() {
+        let (a, b) = (nsg("a"), nsg("b"));
+        let mut log = FeedLog::starting_at(10);
+        let durable = log.durable();
+        // Two changes staged: `a` created, then `b` changed and `a` deleted.
+        assert_eq!(log.record(vec![(a.clone(), Some(Bytes::from("a1")), None)]), 11);
+        assert_eq!(
+            log.record(vec![
+                (b.clone(), Some(Bytes::from("b2")), Some(Bytes::from("b1"))),
+                (a.clone(), None, Some(Bytes::from("a1")))
+            ]),
+            12
+        );
+        let in_memory = vec![(b.clone(), Bytes::from("b2"))];
+        // Nothing durable yet: an agent at 10 is given nothing, a new one the state at 10.
+        assert_eq!(log.since(10, log.durable_revision()).expect("reaches").len(), 0);
+        assert_eq!(snapshot(&log, &in_memory), [Bytes::from("b1")]);
+        durable.reached(11);
+        let at_11 = log.since(10, log.durable_revision()).expect("reaches");
+        assert_eq!(at_11.get(&a), Some(&Some(Bytes::from("a1"))));
+        assert!(!at_11.contains_key(&b), "b's change is not durable");
+        let mut state = snapshot(&log, &in_memory);
+        state.sort();
+        assert_eq!(state, [Bytes::from("a1"), Bytes::from("b1")]);
+        // The commit of 12 fails: it is retracted, never fed; a later revision read back is.
+        log.retract();
+        assert_eq!(log.revision(), 11);
+        assert!(log.entries.iter().all(|e| e.revision <= 11), "12 was retracted");
+        log.record_at(13, vec![(b.clone(), Some(Bytes::from("b3")))]);
+        assert_eq!(log.durable_revision(), 13);
+        let at_13 = log.since(11, 13).expect("reaches");
+        assert_eq!(at_13.into_iter().collect::<Vec<_>>(), [(b, Some(Bytes::from("b3")))]);
+    }
 }

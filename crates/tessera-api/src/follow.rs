@@ -185,14 +185,22 @@ pub(crate) fn read_back(
     seen: u64,
     lost: &[String],
 ) -> Result<u64, ArmError> {
+    // What is not durable is forgotten by the feed: its commit will be refused.
+    core.feed.retract();
     // The head's revision first: whatever is written after it is seen (again) next time.
     let now = store.get(HEAD_KEY).map_err(store_error)?.map_or(0, |e| e.revision);
-    if let Ok(mut events) = store.changes_since(seen) {
-        let last_head = events.iter().rev().find(|e| e.key == HEAD_KEY).map(|e| e.revision);
-        for key in lost {
-            let value = store.get(key).map_err(store_error)?.map(|e| e.value);
-            events.push(Event { revision: 0, key: key.clone(), value });
-        }
+    // The keys memory ran ahead on, read before the change log: a later write of one is in
+    // the log and comes after (the last value of each key is the one taken), so what is taken
+    // is the store at one moment — else a feed revision read here could name writes the log
+    // read did not reach.
+    let mut events = Vec::with_capacity(lost.len());
+    for key in lost {
+        let value = store.get(key).map_err(store_error)?.map(|e| e.value);
+        events.push(Event { revision: 0, key: key.clone(), value });
+    }
+    if let Ok(log) = store.changes_since(seen) {
+        let last_head = log.iter().rev().find(|e| e.key == HEAD_KEY).map(|e| e.revision);
+        events.extend(log);
         if core.take_changes(&events) {
             return Ok(last_head.unwrap_or(now).max(now));
         }

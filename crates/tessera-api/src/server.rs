@@ -317,7 +317,8 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
     } else {
         None
     };
-    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone(), head)?;
+    let durable = core.read().await.feed.durable();
+    let (committer, commit_thread) = Committer::spawn(store, core.clone(), config.limits.clone(), head, durable)?;
     let follower = shared.map(|store| {
         crate::commit::follow_other_servers(store, core.clone(), committer.clone(), config.limits.clone())
     });

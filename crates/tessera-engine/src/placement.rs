@@ -41,3 +41,17 @@ pub fn host_of(engine: &Engine, nic: &ResourceId) -> String {
         .or_else(|| st.nics.get(nic).and_then(|n| tag(&n.tags)))
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
+
+/// The NICs whose ports run on `host` (compiled NICs, a gateway's instance included), ordered
+/// by id.
+pub fn ports_on<'a>(engine: &'a Engine, host: &str) -> Vec<&'a crate::compile::NicProgram> {
+    let mut out: Vec<&crate::compile::NicProgram> = engine
+        .compiled()
+        .nics
+        .values()
+        .map(std::sync::Arc::as_ref)
+        .filter(|p| host_of(engine, &p.nic).eq_ignore_ascii_case(host))
+        .collect();
+    out.sort_by(|a, b| a.nic.key().cmp(b.nic.key()));
+    out
+}

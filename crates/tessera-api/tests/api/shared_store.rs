@@ -361,3 +361,125 @@ async fn servers_taking_each_others_writes_hold_what_a_full_read_holds() {
         assert_eq!(c.call(Method::GET, &path, None).await.0, 200, "{path} was acknowledged and lost");
     }
 }
+
+/// Each document's etag, by lower-case id.
+type Etags = std::collections::BTreeMap<String, String>;
+
+/// Follows `api`'s feed as an agent does until `stop`, keeping what it held after each answer.
+async fn follow_feed(api: &Api, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<(u64, Etags)> {
+    let (mut held, mut revision, mut seen) = (Etags::new(), None::<u64>, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let mut path = "/tessera/feed/local?timeout=1".to_string();
+        if let Some(r) = revision {
+            path.push_str(&format!("&revision={r}"));
+        }
+        let (s, v) = api.call(Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{v}");
+        if v["snapshot"] == true {
+            held.clear();
+        }
+        for d in v["documents"].as_array().expect("documents") {
+            let id = d["id"].as_str().expect("id").to_ascii_lowercase();
+            held.insert(id, d["etag"].as_str().expect("etag").to_string());
+        }
+        for id in v["deleted"].as_array().expect("deleted") {
+            held.remove(&id.as_str().expect("id").to_ascii_lowercase());
+        }
+        let r = v["revision"].as_u64().expect("revision");
+        revision = Some(r);
+        seen.push((r, held.clone()));
+    }
+    seen
+}
+
+/// The documents' etags at every feed revision the store's change log holds.
+fn stored_history(cluster: &Cluster) -> std::collections::BTreeMap<u64, Etags> {
+    use tessera_store::Store;
+    let store = tessera_store::EtcdStore::connect(&cluster.clients, "tessera-shared", 100_000).expect("connect");
+    let events = store.changes_since(0).expect("the whole change log");
+    let (mut state, mut history) = (Etags::new(), std::collections::BTreeMap::from([(0, Etags::new())]));
+    for commit in events.chunk_by(|x, y| x.revision == y.revision) {
+        let mut fed = None;
+        for e in commit {
+            if let Some(id) = e.key.strip_prefix("doc/") {
+                match &e.value {
+                    Some(v) => {
+                        let record: Value = serde_json::from_slice(v).expect("a record");
+                        state.insert(id.to_string(), record["etag"].as_str().expect("etag").to_string());
+                    }
+                    None => drop(state.remove(id)),
+                }
+            } else if e.key == "meta/feed-revision" {
+                let value = e.value.as_deref().expect("a feed revision is never deleted");
+                fed = Some(std::str::from_utf8(value).expect("utf-8").parse::<u64>().expect("a number"));
+            }
+        }
+        if let Some(r) = fed {
+            assert!(history.insert(r, state.clone()).is_none(), "feed revision {r} stored twice");
+        }
+    }
+    history
+}
+
+/// Agents are only ever fed what the store holds: writes racing on two servers (commits that
+/// lose the race are retracted and run again) while an agent follows one of them; every state
+/// the agent held, at every revision it was given, is the state the store's change log has at
+/// that feed revision (a change staged in memory is fed only once it is durable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_fed_only_what_the_store_holds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(dir.path());
+    let a = std::sync::Arc::new(server(&cluster).await);
+    let b = server(&cluster).await;
+    let net = |rest: &str| a.net("net", rest);
+    a.group("net").await;
+    for (i, api) in [&*a, &b, &*a].into_iter().enumerate() {
+        put(
+            api,
+            net(&format!("virtualNetworks/v{i}")),
+            json!({"location": "westeurope",
+            "properties": {"addressSpace": {"addressPrefixes": [format!("10.{i}.0.0/16")]}}}),
+        )
+        .await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = tokio::spawn({
+        let (a, stop) = (a.clone(), stop.clone());
+        async move { follow_feed(&a, stop).await }
+    });
+    // Links and NSGs written through both servers at once, several on the same documents.
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let api = if i % 2 == 0 { &*a } else { &b };
+        let (path, body) = match (i / 2) % 4 {
+            0 => (
+                net(&format!("virtualNetworks/v{}/virtualNetworkPeerings/to-v2", i % 2)),
+                json!({"properties": {"remoteVirtualNetwork": {"id": net("virtualNetworks/v2")},
+                       "allowForwardedTraffic": (i / 8) % 2 == 0}}),
+            ),
+            1 => (net("networkSecurityGroups/shared"), json!({"location": "westeurope", "tags": {"i": i.to_string()}})),
+            _ => (net(&format!("networkSecurityGroups/n{i}")), json!({"location": "westeurope"})),
+        };
+        let (client, token, url) =
+            (api.client.clone(), api.token.clone(), api.url(&format!("{path}?api-version=2024-05-01")));
+        tasks.push(tokio::spawn(async move { client.put(url).bearer_auth(token).json(&body).send().await.is_ok() }));
+        if i % 8 == 7 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for t in tasks {
+        assert!(t.await.expect("a write"), "a write was answered");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let seen = follower.await.expect("the follower");
+    let history = stored_history(&cluster);
+    let revisions: std::collections::BTreeSet<u64> = seen.iter().map(|(r, _)| *r).collect();
+    assert!(revisions.len() >= 3, "the agent was fed changes as they came: {revisions:?}");
+    for (revision, held) in &seen {
+        let stored = history.get(revision).unwrap_or_else(|| panic!("revision {revision} was fed, never stored"));
+        assert_eq!(held, stored, "what the agent held at feed revision {revision} is what the store held");
+    }
+    let last = seen.last().expect("an answer");
+    assert_eq!(Some(last.0), history.keys().next_back().copied(), "the agent ends at the store's last revision");
+}

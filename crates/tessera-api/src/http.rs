@@ -276,7 +276,7 @@ pub(crate) fn finish_operation(
     op: Operation,
     headers: OpHeaders,
 ) {
-    let id = app.ops.finish(op);
+    let id = app.ops.finish(sub, op);
     let urls = OperationUrls::new(&req.base, sub, ns, location, &id, &req.api_version);
     if headers != OpHeaders::Result {
         set(r, "azure-asyncoperation", &urls.status);
@@ -465,7 +465,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
                     format!("The access token is not from the tenant of subscription '{sub}'."),
                 ));
             }
-            operation(app, id, *result)
+            operation(app, sub, id, *result)
         }
         Route::Action { .. } => actions::handle(app, &req).await,
         Route::Feed { host } => crate::feed::handle(app, &req, host).await,
@@ -551,10 +551,10 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ArmError> {
     if seen > max { Err(too_large()) } else { Ok(Bytes::from(kept)) }
 }
 
-fn operation(app: &App, id: &str, result: bool) -> Result<Response, ArmError> {
+fn operation(app: &App, sub: &str, id: &str, result: bool) -> Result<Response, ArmError> {
     let op = app
         .ops
-        .get(id)
+        .get(sub, id)
         .ok_or_else(|| ArmError::with_status(404, "NotFound", format!("The operation '{id}' was not found.")))?;
     if !result {
         let body = match &op.error {

@@ -201,6 +201,6 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     }
     req.authorize("Tessera/cluster/read", "/")?;
     let mut status = app.cluster.status();
-    status["feedRevision"] = app.core.read().await.feed.revision().into();
+    status["feedRevision"] = app.core.read().await.feed.durable_revision().into();
     Ok(json(StatusCode::OK, status.to_string()))
 }

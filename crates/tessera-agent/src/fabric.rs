@@ -139,10 +139,14 @@ impl Fabric {
         &mut self.vms[i]
     }
 
-    /// Moves every frame that is waiting; true when any moved.
+    /// Moves every frame that is waiting; true when any moved. Only VMs with something to do
+    /// (a frame, a socket used, a timer due) are polled.
     fn step(&mut self) -> bool {
         let mut moved = self.receive_underlay();
         for i in 0..self.vms.len() {
+            if !self.vms[i].is_due(self.now) {
+                continue;
+            }
             let frames = self.vms[i].poll(self.now);
             for mut frame in frames {
                 moved = true;

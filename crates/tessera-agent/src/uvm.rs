@@ -81,6 +81,9 @@ pub struct UserVm {
     wire: Wire,
     listeners: Vec<(u16, Service, SocketHandle)>,
     forwarded: u64,
+    /// When its stack next has something to do (a frame came, a socket was used, a timer is
+    /// due); `None`: nothing until a frame comes or a socket is used.
+    due: Option<Instant>,
 }
 
 impl std::fmt::Debug for UserVm {
@@ -120,6 +123,7 @@ impl UserVm {
             wire,
             listeners: Vec::new(),
             forwarded: 0,
+            due: Some(Instant::ZERO),
         }
     }
 
@@ -138,8 +142,19 @@ impl UserVm {
         self.forwarded
     }
 
+    /// Whether its stack has something to do at `now` (a fabric polls only those VMs).
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.due.is_some_and(|at| at <= now)
+    }
+
+    /// Something changed that the stack must see at its next poll.
+    fn touch(&mut self) {
+        self.due = Some(Instant::ZERO);
+    }
+
     /// Serves `service` on a TCP port.
     pub fn listen(&mut self, port: u16, service: Service) {
+        self.touch();
         let mut s = tcp_socket();
         let _ = s.listen(port);
         let h = self.sockets.add(s);
@@ -148,6 +163,7 @@ impl UserVm {
 
     /// A frame from the switch.
     pub fn receive(&mut self, frame: Vec<u8>) {
+        self.touch();
         if self.appliance && self.forward(&frame) {
             return;
         }
@@ -216,11 +232,13 @@ impl UserVm {
         if served {
             self.iface.poll(now, &mut self.wire, &mut self.sockets);
         }
+        self.due = self.iface.poll_at(now, &self.sockets);
         std::mem::take(&mut self.wire.tx)
     }
 
     /// Starts a ping; `ident` tells the replies apart.
     pub(crate) fn ping_start(&mut self, to: Ipv4Addr, ident: u16) -> SocketHandle {
+        self.touch();
         let mut s = icmp::Socket::new(
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
@@ -248,6 +266,7 @@ impl UserVm {
 
     /// Opens a TCP connection.
     pub(crate) fn tcp_connect(&mut self, to: Ipv4Addr, port: u16, local_port: u16) -> SocketHandle {
+        self.touch();
         let mut s = tcp_socket();
         let _ = s.connect(self.iface.context(), (IpAddress::Ipv4(to), port), local_port);
         self.sockets.add(s)
@@ -256,6 +275,7 @@ impl UserVm {
     /// Moves a client connection on: sends `data` once it can, collects what arrives. False once
     /// the connection is closed or failed.
     pub(crate) fn tcp_step(&mut self, h: SocketHandle, data: &[u8], sent: &mut bool, received: &mut Vec<u8>) -> bool {
+        self.touch();
         let s = self.sockets.get_mut::<tcp::Socket<'_>>(h);
         if !*sent && s.may_send() {
             *sent = s.send_slice(data).is_ok_and(|n| n == data.len());
@@ -275,6 +295,7 @@ impl UserVm {
 
     /// Forgets a client socket (aborting its connection).
     pub(crate) fn release(&mut self, h: SocketHandle) {
+        self.touch();
         if let Some(s) = self.sockets.iter_mut().find(|(k, _)| *k == h).map(|(_, s)| s)
             && let smoltcp::socket::Socket::Tcp(t) = s
         {

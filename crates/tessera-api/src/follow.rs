@@ -24,6 +24,8 @@ use crate::core::{
 
 /// Keys written by servers starting, not part of what a server holds in memory.
 const IGNORED: &[&str] = &["meta/ca", "meta/signing-key", crate::commit::HEAD_KEY];
+/// Prefixes of keys read where they are used, not held in memory (operations, `operations.rs`).
+const IGNORED_PREFIXES: &[&str] = &["op/", "op-expiry/"];
 
 /// One key's last value in the log, read and checked before anything changes.
 enum Taken {
@@ -114,7 +116,7 @@ impl Core {
         }
         let mut taken = Vec::new();
         for (key, value) in last {
-            if IGNORED.contains(&key) {
+            if IGNORED.contains(&key) || IGNORED_PREFIXES.iter().any(|p| key.starts_with(p)) {
                 continue;
             }
             match take(key, value) {

@@ -276,7 +276,7 @@ pub(crate) fn finish_operation(
     op: Operation,
     headers: OpHeaders,
 ) {
-    let id = app.ops.finish(sub, op);
+    let id = app.ops.finish(sub, op, crate::auth::now());
     let urls = OperationUrls::new(&req.base, sub, ns, location, &id, &req.api_version);
     if headers != OpHeaders::Result {
         set(r, "azure-asyncoperation", &urls.status);
@@ -554,7 +554,7 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ArmError> {
 fn operation(app: &App, sub: &str, id: &str, result: bool) -> Result<Response, ArmError> {
     let op = app
         .ops
-        .get(sub, id)
+        .get(sub, id, crate::auth::now())
         .ok_or_else(|| ArmError::with_status(404, "NotFound", format!("The operation '{id}' was not found.")))?;
     if !result {
         let body = match &op.error {

@@ -166,7 +166,15 @@ pub(crate) fn campaign(
                 let s = etcd.clone();
                 // A failure (a member down, the client's connection to it not yet dropped) is
                 // tried again within a second, not at the next interval.
-                let next = match tokio::task::spawn_blocking(move || s.compact_history(keep)).await {
+                let next = match tokio::task::spawn_blocking(move || {
+                    // Operations kept for other servers' clients go when they expire.
+                    if let Err(e) = crate::operations::expire_stored(&*s, crate::auth::now()) {
+                        tracing::warn!(error = %e, "cannot delete expired operations");
+                    }
+                    s.compact_history(keep)
+                })
+                .await
+                {
                     Ok(Ok(compacted)) => {
                         let mut w = me.work();
                         w.compactions += 1;

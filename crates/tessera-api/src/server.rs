@@ -337,7 +337,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         core,
         committer,
         keys,
-        ops: Operations::sealed(&secret),
+        ops: Operations::sealed(&secret).shared(shared_for_app.clone()),
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
         metrics: api_metrics,

@@ -55,6 +55,9 @@ impl Proxy {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                // Checked and registered under the lock `cut` takes: a connection accepted as the
+                // proxy is cut is either refused or closed by the cut, never left open.
+                let Ok(mut held) = c.lock() else { continue };
                 if !o.load(Ordering::Relaxed) {
                     continue; // dropped: closed at once
                 }
@@ -62,10 +65,9 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(to) else { continue };
                 let pipes = (client.try_clone(), server.try_clone());
                 let (Ok(client2), Ok(server2)) = pipes else { continue };
-                if let Ok(mut held) = c.lock() {
-                    held.extend(client.try_clone());
-                    held.extend(server.try_clone());
-                }
+                held.extend(client.try_clone());
+                held.extend(server.try_clone());
+                drop(held);
                 std::thread::spawn(move || copy(client, server));
                 std::thread::spawn(move || copy(server2, client2));
             }
@@ -78,8 +80,9 @@ impl Proxy {
     }
 
     fn cut(&self) {
+        let mut conns = self.conns.lock().expect("connections");
         self.open.store(false, Ordering::Relaxed);
-        for c in self.conns.lock().expect("connections").drain(..) {
+        for c in conns.drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }

@@ -101,6 +101,23 @@ async fn two_servers_on_one_etcd_store_act_as_one() {
     let v1_id = v1["id"].as_str().expect("id").to_string();
     eventually(&b, &a.net("net", "virtualNetworks/v1"), |s, _| s == 200).await;
 
+    // A POST action's result made on A is fetched at B too (kept in the store for the others).
+    let nic = a.net("net", "networkInterfaces/polled");
+    let body = json!({"location": "westeurope", "properties": {"ipConfigurations": [
+        {"name": "ip", "properties": {"subnet": {"id": format!("{v1_id}/subnets/default")}}}]}});
+    assert_eq!(a.call(Method::PUT, &nic, Some(body)).await.0, 201);
+    let r = a
+        .client
+        .post(a.url(&format!("{nic}/effectiveRouteTable?api-version=2024-05-01")))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 202);
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+    let (s, routes) = get(location.replacen(&a.creds.endpoint, &b.creds.endpoint, 1)).await;
+    assert_eq!((s, &routes["value"][0]["nextHopType"]), (200, &json!("VnetLocal")), "{routes}");
+
     // A peering made half on each server: b's write catches up with a's VNet, a's with b's link.
     let v2 = b.vnet("net", "v2", "10.2.0.0/16").await;
     let v2_id = v2["id"].as_str().expect("id").to_string();

@@ -28,9 +28,10 @@ const STORED: &str = "op/";
 const EXPIRY: &str = "op-expiry/";
 /// How long an operation is kept in a shared store (seconds).
 pub(crate) const STORED_FOR_SECS: u64 = 3_600;
-/// The largest operation written to a shared store (etcd takes requests up to 1.5 MiB); a
-/// larger result is answered by the server that made it only.
-const STORED_MAX: usize = 1 << 20;
+/// The largest operation written to a shared store (etcd takes requests up to 1.5 MiB, and the
+/// store writes each value twice: the key and its change log entry); a larger result is
+/// answered by the server that made it only.
+const STORED_MAX: usize = 512 << 10;
 
 /// A finished operation.
 #[derive(Debug, Clone)]
@@ -259,5 +260,10 @@ mod tests {
         assert_eq!(expire_stored(&*store, end - 1).expect("expires"), 0, "nothing expired before its time");
         assert_eq!(expire_stored(&*store, end + 1).expect("expires"), 2);
         assert!(store.list("op").expect("lists").0.is_empty(), "both keys of each deleted");
+        // A result too large for one etcd request stays with the server that made it.
+        let huge = Bytes::from(format!("{{\"value\":\"{}\"}}", "x".repeat(STORED_MAX)));
+        let kept = here.finish(sub, Operation { error: None, result: Some(huge) }, 100);
+        assert!(here.get(sub, &kept, 200).is_some() && there.get(sub, &kept, 200).is_none());
+        assert!(store.list("op").expect("lists").0.is_empty(), "nothing half-written");
     }
 }

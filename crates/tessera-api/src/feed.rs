@@ -99,13 +99,17 @@ impl FeedLog {
     /// new revision. It is fed once the committer says it is [`Durable::reached`].
     pub(crate) fn record(&mut self, changed: Vec<(ResourceId, Option<Bytes>, Option<Bytes>)>) -> u64 {
         self.revision += 1;
-        for (id, doc, before) in changed {
-            self.entries.push_back(Entry { revision: self.revision, id, doc, before });
-        }
+        let revision = self.revision;
+        self.keep(changed.into_iter().map(|(id, doc, before)| Entry { revision, id, doc, before }));
+        self.revision
+    }
+
+    /// Appends entries, forgetting the oldest beyond what is kept for resuming agents.
+    fn keep(&mut self, entries: impl Iterator<Item = Entry>) {
+        self.entries.extend(entries);
         while self.entries.len() > KEEP {
             self.entries.pop_front();
         }
-        self.revision
     }
 
     /// The revision of the last change (staged, maybe not yet durable).
@@ -143,10 +147,7 @@ impl FeedLog {
         if revision < self.revision {
             self.entries.clear();
         } else if revision > self.revision {
-            self.entries.extend(changed.into_iter().map(|(id, doc)| Entry { revision, id, doc, before: None }));
-            while self.entries.len() > KEEP {
-                self.entries.pop_front();
-            }
+            self.keep(changed.into_iter().map(|(id, doc)| Entry { revision, id, doc, before: None }));
         }
         self.revision = revision;
         self.durable.0.send_replace(revision);

@@ -40,12 +40,24 @@ struct flow_key {
 struct flow_value {
     __u32 to;         // the destination port's host-side veth
     __u8 macs[12];    // destination MAC, source MAC, as the switch rewrites them
-    __u64 packets, bytes;
+    __u32 slot;       // the entry's counters in COUNTS
 };
 
 SEC("maps") struct map_def FLOWS = {
     .type = BPF_MAP_TYPE_HASH, .key_size = sizeof(struct flow_key),
     .value_size = sizeof(struct flow_value), .max_entries = 262144,
+};
+
+// Per-entry counters, in an array so that they outlive the entry: a frame that found the entry
+// just before the agent removed it still counts into a slot the agent reads after the removal
+// (it frees the slot only a harvest later), so nothing carried goes uncounted.
+struct flow_count {
+    __u64 packets, bytes;
+};
+
+SEC("maps") struct map_def COUNTS = {
+    .type = BPF_MAP_TYPE_ARRAY, .key_size = sizeof(__u32),
+    .value_size = sizeof(struct flow_count), .max_entries = 262144,
 };
 
 // Host-side veth -> its TAP (punt), and TAP -> its host-side veth (delivery from the agent).
@@ -146,8 +158,12 @@ SEC("classifier/from_vm") int from_vm(struct __sk_buff *skb) {
     struct flow_value *v = bpf_map_lookup_elem(&FLOWS, &k);
     if (!v)
         return punt(skb);
-    __sync_fetch_and_add(&v->packets, 1);
-    __sync_fetch_and_add(&v->bytes, skb->len);
+    __u32 slot = v->slot;
+    struct flow_count *c = bpf_map_lookup_elem(&COUNTS, &slot);
+    if (!c)
+        return punt(skb);
+    __sync_fetch_and_add(&c->packets, 1);
+    __sync_fetch_and_add(&c->bytes, skb->len);
     if (bpf_skb_store_bytes(skb, 0, v->macs, 12, 0) < 0)
         return TC_ACT_SHOT;
     return bpf_redirect_peer(v->to, 0);

@@ -12,15 +12,17 @@
 //! the current programs ([`tessera_dataplane::Switch::offload`]) becomes an entry. TCP SYN,
 //! FIN and RST always reach the switch (state tracking), and a FIN or RST withdraws both
 //! directions. New programs empty the map, so every flow is decided again by the switch on its
-//! next frame (lazily, as the switch itself re-checks cached decisions). The entries' counters
-//! are added to the switch's (port and VNet-pair counters, the peering meter's input) whenever
-//! counters are read and before entries go.
+//! next frame (lazily, as the switch itself re-checks cached decisions). Each entry counts into
+//! a slot of the `COUNTS` array, which outlives the entry: what a slot counted is added to the
+//! switch's counters (port and VNet-pair counters, the peering meter's input) whenever counters
+//! are read and when its entry goes, and once more a harvest after that — a frame that found
+//! the entry just before it was removed is counted too — before the slot is freed.
 
 use std::collections::HashMap as StdHashMap;
 use std::net::IpAddr;
 
 use aya::Ebpf;
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use aya::programs::tc::SchedClassifierLink;
 use aya::programs::{SchedClassifier, TcAttachType};
 use tessera_dataplane::counters::Count;
@@ -34,8 +36,12 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fa
 /// `struct flow_key` of fastpath.c.
 type Key = [u8; 44];
 /// `struct flow_value` of fastpath.c.
-type Value = [u8; 32];
-/// `BPF_NOEXIST`: an entry is never overwritten (its counters would be lost).
+type Value = [u8; 20];
+/// `struct flow_count` of fastpath.c: packets, bytes.
+type Counts = [u64; 2];
+/// The entries of `FLOWS`, and the slots of `COUNTS`.
+const CAPACITY: u32 = 262_144;
+/// `BPF_NOEXIST`: an entry is never overwritten.
 const NO_EXIST: u64 = 1;
 
 /// The programs, shared by every port; the VM side of the agent attaches them.
@@ -50,13 +56,29 @@ impl std::fmt::Debug for Programs {
     }
 }
 
+/// An entry's counters in `COUNTS`, with what was already added to the switch.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: u32,
+    /// The host-side veths of the entry's source and destination.
+    from: u32,
+    to: u32,
+    seen: Count,
+}
+
 /// The flow map, kept by the forwarding thread.
 pub struct Flows {
     map: HashMap<MapData, Key, Value>,
-    /// Counters already added to the switch, per entry.
-    seen: StdHashMap<Key, Count>,
-    /// The switch's key of each entry offered (its activity keeps the switch's entry alive).
-    flows: StdHashMap<Key, FlowKey>,
+    counts: Array<MapData, Counts>,
+    /// The entries in the map: their slots, and the switch's key of each (its activity keeps
+    /// the switch's entry alive).
+    entries: StdHashMap<Key, (Slot, FlowKey)>,
+    /// Slots of removed entries, with the harvest they were removed in: a frame that found the
+    /// entry just before may still count into the slot, so it is read (and freed) only once a
+    /// later harvest began.
+    retiring: Vec<(Slot, u64)>,
+    free: Vec<u32>,
+    harvests: u64,
     /// The host-side veth of each switch port (None: a port without the fast path).
     veths: Vec<Option<u32>>,
     ports: StdHashMap<u32, PortId>,
@@ -85,9 +107,19 @@ pub fn load() -> Result<(Programs, Flows), String> {
     let take = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).ok_or_else(|| format!("no map {name}"));
     let links = HashMap::try_from(take(&mut ebpf, "LINKS")?).map_err(|e| e.to_string())?;
     let map = HashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(|e| e.to_string())?;
+    let counts = Array::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| e.to_string())?;
     Ok((
         Programs { ebpf, links },
-        Flows { map, seen: StdHashMap::new(), flows: StdHashMap::new(), veths: Vec::new(), ports: StdHashMap::new() },
+        Flows {
+            map,
+            counts,
+            entries: StdHashMap::new(),
+            retiring: Vec::new(),
+            free: (0..CAPACITY).rev().collect(),
+            harvests: 0,
+            veths: Vec::new(),
+            ports: StdHashMap::new(),
+        },
     ))
 }
 
@@ -146,13 +178,23 @@ impl Flows {
             return;
         }
         let Some(o) = switch.offload_flow(key) else { return };
-        let (Some(key), Some(to)) = (self.key(&o.key), self.veth(o.to)) else { return };
-        let mut value = [0u8; 32];
+        let (Some(key), Some(from), Some(to)) = (self.key(&o.key), self.veth(o.key.port), self.veth(o.to)) else {
+            return;
+        };
+        // An entry that exists stays: its counters keep counting.
+        if self.entries.contains_key(&key) {
+            return;
+        }
+        let Some(index) = self.free.pop() else { return };
+        let mut value = [0u8; 20];
         value[..4].copy_from_slice(&to.to_ne_bytes());
         value[4..16].copy_from_slice(&o.macs);
-        // An entry that exists stays (EEXIST): its counters keep counting.
+        value[16..].copy_from_slice(&index.to_ne_bytes());
+        // A free slot reads zero (it was emptied when freed, or never used).
         if self.map.insert(key, value, NO_EXIST).is_ok() {
-            self.flows.insert(key, o.key);
+            self.entries.insert(key, (Slot { index, from, to, seen: Count::default() }, o.key));
+        } else {
+            self.free.push(index);
         }
     }
 
@@ -164,69 +206,81 @@ impl Flows {
         }
     }
 
-    /// Adds what the entries carried since the last time to the switch's counters; returns
-    /// the entries (every one is then in `seen`).
-    pub fn harvest(&mut self, switch: &mut Switch) -> Vec<Key> {
-        let entries: Vec<(Key, Value)> = self.map.iter().filter_map(Result::ok).collect();
-        entries
-            .into_iter()
-            .map(|(k, v)| {
-                self.account(switch, &k, &v);
-                k
-            })
-            .collect()
-    }
-
-    /// Empties the map (counters harvested first, when there is a switch to add them to).
-    pub fn clear(&mut self, switch: Option<&mut Switch>) {
-        let keys = match switch {
-            Some(s) => self.harvest(s),
-            None => self.map.keys().filter_map(Result::ok).collect(),
-        };
-        for k in keys {
-            let _ = self.map.remove(&k);
-        }
-        self.seen.clear();
-        self.flows.clear();
-    }
-
-    /// The number of entries as of the last harvest (entries come and go only through this
-    /// type, and a harvest sees them all).
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether there were none at the last harvest.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
-    fn withdraw(&mut self, switch: &mut Switch, key: &FlowKey) {
-        let Some(k) = self.key(key) else { return };
-        if let Ok(v) = self.map.get(&k, 0) {
-            self.account(switch, &k, &v);
-            let _ = self.map.remove(&k);
-        }
-        self.seen.remove(&k);
-        self.flows.remove(&k);
-    }
-
-    fn account(&mut self, switch: &mut Switch, k: &Key, v: &Value) {
-        let now = Count { packets: ne_u64(&v[16..24]), bytes: ne_u64(&v[24..32]) };
-        let before = self.seen.insert(*k, now).unwrap_or_default();
-        let delta = Count {
-            packets: now.packets.saturating_sub(before.packets),
-            bytes: now.bytes.saturating_sub(before.bytes),
-        };
-        let from = self.ports.get(&ne_u32(&k[..4])).copied();
-        let to = self.ports.get(&ne_u32(&v[..4])).copied();
-        if let (Some(from), Some(to), true) = (from, to, delta.packets > 0) {
-            switch.account(from, to, delta);
-            // Carried by the kernel since the last look: in use, so not idle in the switch.
-            if let Some(flow) = self.flows.get(k) {
+    /// Adds what the entries carried since the last time to the switch's counters, and what
+    /// removed entries carried until they were gone (their slots are then free again).
+    pub fn harvest(&mut self, switch: &mut Switch) {
+        self.harvests += 1;
+        let mut entries = std::mem::take(&mut self.entries);
+        for (slot, flow) in entries.values_mut() {
+            if self.account(switch, slot) {
+                // Carried by the kernel since the last look: in use, so not idle in the switch.
                 switch.keep_alive(flow);
             }
         }
+        self.entries = entries;
+        let harvests = self.harvests;
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.retiring).into_iter().partition(|(_, at)| *at + 1 < harvests);
+        self.retiring = waiting;
+        for (mut slot, _) in done {
+            self.account(switch, &mut slot);
+            if self.counts.set(slot.index, [0u64; 2], 0).is_ok() {
+                self.free.push(slot.index);
+            }
+        }
+    }
+
+    /// Empties the map (what the entries carried so far added to the switch's counters, when
+    /// there is one; the rest at a later harvest).
+    pub fn clear(&mut self, mut switch: Option<&mut Switch>) {
+        let keys: Vec<Key> = self.entries.keys().copied().collect();
+        for k in keys {
+            self.remove(switch.as_deref_mut(), &k);
+        }
+    }
+
+    /// The number of entries in the map.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn withdraw(&mut self, switch: &mut Switch, key: &FlowKey) {
+        if let Some(k) = self.key(key) {
+            self.remove(Some(switch), &k);
+        }
+    }
+
+    /// Removes an entry from the map; its slot waits a harvest for frames still counting.
+    fn remove(&mut self, switch: Option<&mut Switch>, k: &Key) {
+        let Some((mut slot, _)) = self.entries.remove(k) else { return };
+        let _ = self.map.remove(k);
+        if let Some(s) = switch {
+            self.account(s, &mut slot);
+        }
+        self.retiring.push((slot, self.harvests));
+    }
+
+    /// Adds what a slot counted since it was last read to the switch (the ports found by their
+    /// veths, so that a renumbering in between changes nothing); true when it counted any.
+    fn account(&mut self, switch: &mut Switch, slot: &mut Slot) -> bool {
+        let Ok([packets, bytes]) = self.counts.get(&slot.index, 0) else { return false };
+        let now = Count { packets, bytes };
+        let delta = Count {
+            packets: now.packets.saturating_sub(slot.seen.packets),
+            bytes: now.bytes.saturating_sub(slot.seen.bytes),
+        };
+        slot.seen = now;
+        let (Some(&from), Some(&to)) = (self.ports.get(&slot.from), self.ports.get(&slot.to)) else { return false };
+        if delta.packets == 0 {
+            return false;
+        }
+        switch.account(from, to, delta);
+        true
     }
 
     fn veth(&self, port: PortId) -> Option<u32> {
@@ -255,14 +309,4 @@ impl Flows {
         }
         Some(k)
     }
-}
-
-fn ne_u32(b: &[u8]) -> u32 {
-    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn ne_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    u64::from_ne_bytes(a)
 }

@@ -14,6 +14,34 @@ use crate::identity::method_not_allowed;
 use crate::rbac::{ASSIGNMENTS, DEFINITIONS, Permission, RoleAssignment, RoleDefinition, covers};
 use crate::route::Route;
 
+/// `GET {scope}/providers/Microsoft.Authorization/permissions`: what the caller's roles at the
+/// scope (or above) permit — how a client such as the console knows which controls to show.
+/// Any principal of the scope's tenant may ask about itself; one of another tenant is refused.
+pub(crate) fn permissions(req: &Req, scope: &str) -> Result<Response, ArmError> {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
+    }
+    let caller = req.principal()?;
+    if !req.access.tenant_matches(caller, scope) {
+        return Err(ArmError::with_status(
+            401,
+            "InvalidAuthenticationTokenTenant",
+            format!("The access token is not from the tenant of the scope '{scope}'."),
+        ));
+    }
+    let value: Vec<Value> = req
+        .access
+        .rbac
+        .permissions_at(&caller.client_id, scope)
+        .into_iter()
+        .map(|p| {
+            json!({"actions": p.actions, "notActions": p.not_actions,
+                   "dataActions": p.data_actions, "notDataActions": p.not_data_actions})
+        })
+        .collect();
+    Ok(json_value(StatusCode::OK, &json!({ "value": value })))
+}
+
 pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     match &req.route {
         Route::RoleAssignment { scope, name: Some(name) } => match req.method {

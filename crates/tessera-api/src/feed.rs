@@ -183,6 +183,12 @@ impl FeedLog {
         Answer::Snapshot(all.into_iter().map(|(_, b)| b.clone()).collect())
     }
 
+    /// The ids of the documents changed after `since` up to `durable`, or `None` when the log
+    /// no longer reaches back.
+    pub(crate) fn changed_ids(&self, since: u64, durable: u64) -> Option<Vec<ResourceId>> {
+        self.since(since, durable).map(|m| m.into_keys().collect())
+    }
+
     /// The documents changed after `since` up to `durable`, or `None` when the log no longer
     /// reaches back (or `since` is one this log never fed).
     fn since(&self, since: u64, durable: u64) -> Option<BTreeMap<ResourceId, Option<Bytes>>> {

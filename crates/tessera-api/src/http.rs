@@ -332,6 +332,7 @@ fn type_of(route: &Route) -> String {
         Route::LocationList { what, .. } => format!("Microsoft.Network/locations/{what}"),
         Route::RoleAssignment { .. } => "Microsoft.Authorization/roleAssignments".to_string(),
         Route::RoleDefinition { .. } => "Microsoft.Authorization/roleDefinitions".to_string(),
+        Route::Permissions { .. } => "Microsoft.Authorization/permissions".to_string(),
         Route::UsageDetails { .. } => "Microsoft.Consumption/usageDetails".to_string(),
         Route::Metrics { .. } => "Microsoft.Insights/metrics".to_string(),
         _ => "Microsoft.Resources".to_string(),
@@ -363,6 +364,9 @@ fn check_api_version(route: &Route, given: Option<&str>) -> Result<String, ArmEr
             | Route::HostUsage { .. }
             | Route::HostProbes { .. }
             | Route::Cluster
+            | Route::Console { .. }
+            | Route::Changes
+            | Route::Reachability
     );
     let v = match given {
         None if needs => {
@@ -424,7 +428,10 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
     let given = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
     let api_version = check_api_version(&route, given)?;
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
-    let public = matches!(route, Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. });
+    let public = matches!(
+        route,
+        Route::Metadata | Route::OpenIdConfiguration { .. } | Route::Token { .. } | Route::Console { .. }
+    );
     let (principal, auxiliary, access) = if public {
         (None, Vec::new(), Access::default())
     } else {
@@ -478,6 +485,10 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
             authorization::handle(app, &req).await
         }
+        Route::Permissions { scope } => authorization::permissions(&req, scope),
+        Route::Console { file } => crate::console::page(&req, file),
+        Route::Changes => crate::console::changes(app, &req).await,
+        Route::Reachability => crate::console::reachability(app, &req).await,
         Route::Resource(_) | Route::Children { .. } | Route::ListInGroup { .. } | Route::ListInSubscription { .. } => {
             resources::handle(app, &req).await
         }

@@ -8,6 +8,7 @@ pub mod auth;
 mod authorization;
 mod commit;
 mod conn;
+mod console;
 mod core;
 mod feed;
 mod follow;

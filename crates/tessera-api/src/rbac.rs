@@ -193,6 +193,16 @@ impl Rbac {
         })
     }
 
+    /// The permissions of every role `principal` holds at `scope` or above, one per assignment
+    /// (ARM's `Microsoft.Authorization/permissions`).
+    pub fn permissions_at(&self, principal: &str, scope: &str) -> Vec<Permission> {
+        self.of(principal)
+            .filter(|a| covers(&a.scope, scope))
+            .filter_map(|a| self.definitions.get(&a.role.to_ascii_lowercase()))
+            .flat_map(|d| d.permissions.iter().cloned())
+            .collect()
+    }
+
     /// Whether `principal` holds any role at or under `scope`, or above it (for listing what a
     /// caller can see).
     pub fn sees(&self, principal: &str, scope: &str) -> bool {

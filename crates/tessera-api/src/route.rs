@@ -61,10 +61,25 @@ pub(crate) enum Route {
     UsageDetails { sub: String },
     /// `GET {resource}/providers/Microsoft.Insights/metrics` (`definitions`: `…/metricDefinitions`).
     Metrics { target: ResourceId, definitions: bool },
+    /// `GET {scope}/providers/Microsoft.Authorization/permissions`: what the caller may do there.
+    Permissions { scope: String },
+    /// `GET /console[/{file}]`: the web console's page and bundle (public: they hold no data).
+    Console { file: String },
+    /// `GET /tessera/changes`: waits for a change the caller may read (the console's updates).
+    Changes,
+    /// `GET /tessera/reachability`: which VMs the caller may read reach which others.
+    Reachability,
 }
 
 /// A `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]` path.
 fn authorization(seg: &[&str]) -> Option<Route> {
+    if let [scope @ .., p, ns, perms] = seg
+        && eq(p, "providers")
+        && eq(ns, "Microsoft.Authorization")
+        && eq(perms, "permissions")
+    {
+        return Some(Route::Permissions { scope: format!("/{}", scope.join("/")) });
+    }
     let at = seg.windows(3).position(|w| {
         eq(w[0], "providers")
             && eq(w[1], "Microsoft.Authorization")
@@ -137,6 +152,10 @@ pub const OPERATION_FAMILIES: &[&str] = &[
     "GET metrics",
     "GET cluster",
     "GET metric definitions",
+    "GET permissions",
+    "GET console",
+    "GET changes",
+    "GET reachability",
 ];
 
 impl Route {
@@ -175,6 +194,10 @@ impl Route {
             Route::UsageDetails { .. } => "usage details",
             Route::Metrics { definitions: false, .. } => "metrics",
             Route::Metrics { definitions: true, .. } => "metric definitions",
+            Route::Permissions { .. } => "permissions",
+            Route::Console { .. } => "console",
+            Route::Changes => "changes",
+            Route::Reachability => "reachability",
         };
         format!("{} {kind}", method.to_ascii_uppercase())
     }
@@ -245,6 +268,10 @@ pub(crate) fn parse(path: &str, get: bool) -> Result<Route, ArmError> {
         [s] if eq(s, "subscriptions") => Ok(Route::Subscriptions),
         [t, f, h] if eq(t, "tessera") && eq(f, "feed") => Ok(Route::Feed { host: (*h).to_string() }),
         [t, c] if eq(t, "tessera") && eq(c, "cluster") => Ok(Route::Cluster),
+        [t, c] if eq(t, "tessera") && eq(c, "changes") => Ok(Route::Changes),
+        [t, r] if eq(t, "tessera") && eq(r, "reachability") => Ok(Route::Reachability),
+        [c] if eq(c, "console") => Ok(Route::Console { file: String::new() }),
+        [c, file] if eq(c, "console") => Ok(Route::Console { file: (*file).to_string() }),
         [s, sub] if eq(s, "subscriptions") => Ok(Route::Subscription { sub: (*sub).to_string() }),
         [s, sub, g] if eq(s, "subscriptions") && eq(g, "resourcegroups") => {
             Ok(Route::ResourceGroups { sub: (*sub).to_string() })

@@ -317,6 +317,10 @@ enum Command {
         /// in-process agent's switch).
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Networking limits other than Azure's defaults, as Azure raises some on request (a
+        /// JSON object of the ones changed, e.g. `{"peeringsPerVnet": 1000}`).
+        #[arg(long)]
+        limits: Option<PathBuf>,
     },
     /// Run the host agent of a host of its own: follow the server's feed, forward its ports.
     Agent {
@@ -581,6 +585,25 @@ fn read(file: &std::path::Path) -> Result<String, ArmError> {
         .map_err(|e| ArmError::bad_request("FileNotReadable", format!("cannot read {}: {e}", file.display())))
 }
 
+/// Reads `serve --limits`: Azure's defaults, with the limits a JSON object names changed; a name
+/// that is not a limit, or a value that is not a count, is refused.
+fn read_limits(file: &std::path::Path) -> Result<Limits, ArmError> {
+    let bad = |m: String| ArmError::bad_request("InvalidLimits", format!("{}: {m}", file.display()));
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&read(file)?).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+    let mut all = serde_json::to_value(Limits::default()).map_err(|e| bad(e.to_string()))?;
+    let names: Vec<String> =
+        all.as_object().into_iter().flatten().filter(|(_, v)| v.is_u64()).map(|(k, _)| k.clone()).collect();
+    for (k, v) in given {
+        match all.get_mut(&k) {
+            Some(slot) if slot.is_u64() && v.as_u64().is_some_and(|n| n > 0) => *slot = v,
+            Some(slot) if slot.is_u64() => return Err(bad(format!("'{k}' must be a whole number above 0"))),
+            _ => return Err(bad(format!("'{k}' is not a limit that can be set; those are {}", names.join(", ")))),
+        }
+    }
+    serde_json::from_value(all).map_err(|e| bad(e.to_string()))
+}
+
 fn open_file(file: &std::path::Path) -> Result<Engine, ArmError> {
     let text = read(file)?;
     load::load(&text, Format::detect(&file.to_string_lossy(), &text), Limits::default())
@@ -686,9 +709,13 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
             forwarding,
             prices,
             metrics,
+            limits,
         } => {
             let mut config = tessera_api::ServeConfig::new(data_dir);
             config.metrics = metrics;
+            if let Some(p) = &limits {
+                config.limits = read_limits(p)?;
+            }
             if let Some(p) = &prices {
                 config.settings.prices = cost::read_prices(p)?;
             }

@@ -2,6 +2,7 @@
 //! the long-running-operation shapes of arm-api.md §5, and durability across a restart.
 
 mod common;
+mod console;
 
 mod bad_input;
 mod clients;

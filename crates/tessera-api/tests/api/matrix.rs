@@ -282,6 +282,18 @@ async fn every_operation_family_as_every_kind_of_caller() {
         // Which server leads: for administrators of the whole server (a subscription's Reader
         // has no right at `/`).
         row(Method::GET, "/tessera/cluster".into(), None, [403, 403, 403, 403, 403, 200]),
+        // The console's: a caller's own permissions (within its tenant), the page (public), the
+        // change poll and the reachability matrix (each answers only about what the caller may
+        // read, so every signed-in caller gets 200).
+        row(
+            Method::GET,
+            format!("{sub}/providers/Microsoft.Authorization/permissions?{AUTH}"),
+            None,
+            [200, 401, 401, 200, 200, 200],
+        ),
+        row(Method::GET, "/console/".into(), None, [200; 6]),
+        row(Method::GET, "/tessera/changes".into(), None, [200; 6]),
+        row(Method::GET, "/tessera/reachability".into(), None, [200; 6]),
         row(
             Method::POST,
             "/tessera/hosts/h9/probes".into(),

@@ -33,6 +33,9 @@ pub struct Matrix {
     pub port: u16,
     /// VM names in row/column order.
     pub vms: Vec<String>,
+    /// Their ids, in the same order (names repeat across resource groups).
+    #[serde(skip)]
+    pub ids: Vec<ResourceId>,
     /// Cells, row by row (the diagonal left out).
     pub cells: Vec<Cell>,
 }
@@ -48,7 +51,7 @@ pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -
             let nic = st.primary_nic_of(machine)?;
             let p = engine.program(&nic.id)?;
             let ip = p.addresses.first().copied()?;
-            Some((vm.name().to_string(), p, ip))
+            Some((vm.clone(), p, ip))
         })
         .collect();
     let mut cells = Vec::with_capacity(programs.len() * programs.len());
@@ -58,7 +61,12 @@ pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -
                 continue;
             }
             let t = trace(engine, p, Flow::new(proto, *src, 49152, *dst, port));
-            cells.push(Cell { from: from.clone(), to: to.clone(), reachable: t.reachable, reason: t.reason() });
+            cells.push(Cell {
+                from: from.name().to_string(),
+                to: to.name().to_string(),
+                reachable: t.reachable,
+                reason: t.reason(),
+            });
         }
     }
     let protocol = match proto {
@@ -66,5 +74,11 @@ pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -
         Protocol::Udp => "Udp",
         Protocol::Icmp => "Icmp",
     };
-    Matrix { protocol: protocol.into(), port, vms: programs.into_iter().map(|(n, _, _)| n).collect(), cells }
+    Matrix {
+        protocol: protocol.into(),
+        port,
+        vms: programs.iter().map(|(id, _, _)| id.name().to_string()).collect(),
+        ids: programs.into_iter().map(|(id, _, _)| id).collect(),
+        cells,
+    }
 }

@@ -1,0 +1,230 @@
+"""The web console (issue 19) in Debian's Chromium, driven by Playwright, against a `tessera serve`
+of its own holding the example hub and spoke (examples/hub-spoke-nva.yaml). Each test saves
+screenshots under target/console-screenshots/ for review."""
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+
+from conftest import ROOT, Server, free_port, tessera_binary
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+SHOTS = ROOT / "target" / "console-screenshots"
+RG = "network-rg"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    assert found, "Debian's chromium is needed (apt-get install chromium)"
+    return found
+
+
+class Console:
+    """The server, its admin's and a Reader's credentials, and a browser."""
+
+    def __init__(self, server: Server, browser):
+        self.server, self.browser = server, browser
+        c = server.creds
+        self.tenant, self.sub = c["tenantId"], c["subscriptionId"]
+        self.admin = (c["clientId"], c["clientSecret"])
+        self.token = server.token()
+
+    def arm(self, method, path, body=None, api="2024-05-01"):
+        sep = "&" if "?" in path else "?"
+        r = requests.request(method, f"{self.server.endpoint}{path}{sep}api-version={api}", json=body,
+                             headers={"Authorization": f"Bearer {self.token}"}, verify=self.server.ca, timeout=30)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.text else None
+
+    def vnet(self, name):
+        return f"/subscriptions/{self.sub}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/{name}"
+
+    def link(self, vnet, name, remote, **flags):
+        body = {"properties": {"remoteVirtualNetwork": {"id": self.vnet(remote)}, **flags}}
+        return self.arm("PUT", f"{self.vnet(vnet)}/virtualNetworkPeerings/{name}", body)
+
+    def open(self, who=None) -> Page:
+        """A new page signed in (through the login page) as `who` (the admin by default)."""
+        client_id, secret = who or self.admin
+        page = self.browser.new_page(ignore_https_errors=True, viewport={"width": 1400, "height": 860})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.errors = errors
+        page.goto(f"{self.server.endpoint}/console/")
+        page.get_by_label("Tenant ID").fill(self.tenant)
+        page.get_by_label("Client ID").fill(client_id)
+        page.get_by_label("Client secret").fill(secret)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("g.vnet[data-name=hub]")).to_be_visible(timeout=15000)
+        return page
+
+
+def shot(page: Page, name: str):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def edge(page: Page, a: str, b: str):
+    """The line between two VNets, whichever way round the map keeps it."""
+    return page.locator(f"g.edge[data-a={a}][data-b={b}], g.edge[data-a={b}][data-b={a}]")
+
+
+@pytest.fixture(scope="module")
+def console():
+    with tempfile.TemporaryDirectory(prefix="tessera-console-") as d:
+        server = Server(Path(d), free_port())
+        try:
+            subprocess.run([tessera_binary(), "apply", "-f", str(ROOT / "examples" / "hub-spoke-nva.yaml"),
+                            "--credentials", str(Path(d) / "credentials.json")], check=True, capture_output=True)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+                try:
+                    yield Console(server, browser)
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+
+
+def test_the_example_hub_and_spoke_renders_its_vnets_and_peerings(console):
+    page = console.open()
+    names = page.locator("g.vnet").evaluate_all("ns => ns.map(n => n.dataset.name).sort()")
+    assert names == ["hub", "spoke1", "spoke2"]
+    pairs = page.locator("g.edge").evaluate_all(
+        "es => es.map(e => [[e.dataset.a, e.dataset.b].sort().join('-'), e.dataset.state]).sort()")
+    assert pairs == [["hub-spoke1", "Connected"], ["hub-spoke2", "Connected"]]
+    # Regional links, forwarded traffic allowed both ways, the appliance in the hub.
+    expect(edge(page, "hub", "spoke1").locator("text.flags")).to_have_text("Connected · fwd / fwd")
+    expect(page.locator("g.vnet[data-name=hub] text.region")).to_contain_text("NVA×1")
+    assert "regional" in edge(page, "hub", "spoke2").get_attribute("aria-label")
+    shot(page, "01-hub-and-spoke")
+
+    # The keyboard opens a VNet: focus the hub, Enter.
+    page.locator("g.vnet[data-name=hub]").focus()
+    page.keyboard.press("Enter")
+    details = page.get_by_role("complementary", name="Details")
+    expect(details.get_by_role("heading", name="hub")).to_be_visible()
+    expect(details.locator("tr[data-link=hub-to-spoke1] td.state")).to_have_text("Connected")
+    expect(details.locator("tr[data-link=hub-to-spoke1]")).to_contain_text("FullyInSync")
+
+    # A NIC's effective routes (a VNetPeering route for each spoke) and security rules.
+    page.locator("button[data-nic=hub-vm-nic]").click()
+    routes = details.locator("table.effective-routes")
+    expect(routes.locator("tr", has_text="10.1.0.0/16")).to_contain_text("VNetPeering")
+    expect(routes.locator("tr", has_text="10.2.0.0/16")).to_contain_text("VNetPeering")
+    expect(details.get_by_text("No network security group applies.")).to_be_visible()
+    spoke2 = page.locator("g.vnet[data-name=spoke2]")
+    spoke2.click()
+    page.locator("button[data-nic=spoke2-vm-nic]").click()
+    expect(details.locator("table.effective-rules tr", has_text="deny-rdp")).to_contain_text("Deny")
+    expect(details.locator("table.effective-routes tr", has_text="10.1.0.0/16")).to_contain_text("VirtualAppliance")
+    shot(page, "02-nic-effective-routes-and-rules")
+    assert page.errors == []
+
+
+def test_a_peering_made_through_the_api_appears_without_a_reload(console):
+    page = console.open()
+    page.evaluate("window.__sameDocument = true")
+    expect(edge(page, "spoke1", "spoke2")).to_have_count(0)
+    console.link("spoke1", "spoke1-to-spoke2", "spoke2")
+    expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Initiated", timeout=15000)
+    shot(page, "03-peering-initiated")
+    console.link("spoke2", "spoke2-to-spoke1", "spoke1", allowGatewayTransit=False)
+    expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Connected", timeout=15000)
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+    shot(page, "04-peering-connected")
+    console.arm("DELETE", f"{console.vnet('spoke1')}/virtualNetworkPeerings/spoke1-to-spoke2")
+    console.arm("DELETE", f"{console.vnet('spoke2')}/virtualNetworkPeerings/spoke2-to-spoke1")
+    expect(edge(page, "spoke1", "spoke2")).to_have_count(0, timeout=15000)
+    assert page.errors == []
+
+
+def test_the_connectivity_form_shows_the_blocking_nsg_rule(console):
+    page = console.open()
+    page.get_by_role("tab", name="Connectivity").click()
+    form = page.get_by_role("region", name="Connectivity check")
+    form.get_by_label("From VM").select_option(label="spoke1-vm")
+    form.get_by_label("To VM").select_option(label="spoke2-vm")
+    form.get_by_label("Port").fill("3389")
+    form.get_by_role("button", name="Check").click()
+    expect(form.locator(".status")).to_have_text("Unreachable", timeout=15000)
+    # The path goes through the hub's appliance; the last hop is blocked by spoke2-nsg's rule.
+    hops = form.locator("li.hop")
+    assert hops.evaluate_all("hs => hs.map(h => h.dataset.type)") == ["Source", "VirtualAppliance", "Destination"]
+    blocking = form.locator("li.hop.blocking")
+    expect(blocking).to_have_count(1)
+    expect(blocking.locator("dd.culprit")).to_have_text("securityRules/deny-rdp")
+    expect(blocking).to_contain_text("spoke2-nsg")
+    expect(page.locator("g.vnet.blocked")).to_have_attribute("data-name", "spoke2")
+    expect(page.locator("g.vnet.on-path[data-name=hub]")).to_have_count(1)
+    shot(page, "05-connectivity-blocked-by-nsg")
+
+    # SSH is let through, and the heat map says the same: spoke1-vm reaches spoke2-vm on 22,
+    # not on 3389.
+    form.get_by_label("Port").fill("22")
+    form.get_by_role("button", name="Check").click()
+    expect(form.locator(".status")).to_have_text("Reachable", timeout=15000)
+    expect(form.locator("li.hop.blocking")).to_have_count(0)
+    page.get_by_role("tab", name="Reachability").click()
+    heat = page.get_by_role("region", name="Reachability matrix")
+    expect(heat.locator("td[data-from=spoke1-vm][data-to=spoke2-vm]")).to_have_class("yes", timeout=15000)
+    heat.get_by_label("Port").fill("3389")
+    heat.get_by_label("Port").press("Tab")
+    expect(heat.locator("td[data-from=spoke1-vm][data-to=spoke2-vm]")).to_have_class("no", timeout=15000)
+    expect(heat.locator("td[data-from=spoke2-vm][data-to=spoke1-vm]")).to_have_class("yes")
+    shot(page, "06-reachability-heat-map")
+    # A red cell explains itself: the connectivity check of its pair.
+    heat.locator("td[data-from=spoke1-vm][data-to=spoke2-vm] button").click()
+    expect(form.locator("li.hop.blocking dd.culprit")).to_have_text("securityRules/deny-rdp", timeout=15000)
+    assert page.errors == []
+
+
+def test_a_link_deleted_on_one_side_turns_disconnected(console):
+    page = console.open()
+    expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Connected")
+    console.arm("DELETE", f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-spoke2")
+    expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Disconnected", timeout=15000)
+    edge(page, "hub", "spoke2").click()
+    details = page.get_by_role("complementary", name="Details")
+    expect(details.locator("tr[data-link=spoke2-to-hub] td.state")).to_have_text("Disconnected")
+    expect(details).to_contain_text("one side has no link")
+    shot(page, "07-link-deleted-disconnected")
+    # The Disconnected link is deleted and both made again: Connected once more.
+    console.arm("DELETE", f"{console.vnet('spoke2')}/virtualNetworkPeerings/spoke2-to-hub")
+    console.link("hub", "hub-to-spoke2", "spoke2", allowForwardedTraffic=True)
+    console.link("spoke2", "spoke2-to-hub", "hub", allowForwardedTraffic=True)
+    expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Connected", timeout=15000)
+    assert page.errors == []
+
+
+def test_a_reader_sees_no_write_controls(console):
+    reader, secret = str(uuid.uuid4()), "reader-" + uuid.uuid4().hex
+    console.arm("PUT", f"/tessera/principals/{reader}",
+                {"tenantId": console.tenant, "displayName": "console reader", "secret": secret})
+    console.arm("PUT", f"/subscriptions/{console.sub}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
+                {"properties": {"roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+                                "principalId": reader}}, api="2022-04-01")
+    page = console.open((reader, secret))
+    expect(page.locator("[data-read-only]")).to_be_visible()
+    page.locator("g.vnet[data-name=hub]").click()
+    details = page.get_by_role("complementary", name="Details")
+    expect(details.locator("tr[data-link=hub-to-spoke1]")).to_be_visible()
+    expect(page.get_by_role("button", name="Delete")).to_have_count(0)
+    expect(page.get_by_role("form", name="Add a peering")).to_have_count(0)
+    # Reading stays open to the Reader: effective routes of a NIC.
+    page.locator("button[data-nic=hub-vm-nic]").click()
+    expect(details.locator("table.effective-routes tr", has_text="10.1.0.0/16")).to_contain_text("VNetPeering")
+    shot(page, "08-reader-no-write-controls")
+
+    # The admin, by contrast, has them.
+    admin = console.open()
+    admin.locator("g.vnet[data-name=hub]").click()
+    expect(admin.get_by_role("button", name="Delete").first).to_be_visible()
+    expect(admin.get_by_role("form", name="Add a peering")).to_have_count(1)
+    assert page.errors == [] and admin.errors == []

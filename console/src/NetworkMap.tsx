@@ -109,6 +109,9 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
               const b = placed.at.get(e.b)!;
               const state = edgeState(e);
               const on = selected?.kind === "edge" && selected.key === e.key;
+              const shown = `${state} · ${flags(e.ab)} / ${flags(e.ba)}`;
+              // The accessible name starts with the words shown (WCAG 2.5.3, label in name).
+              const name = labels || on ? `${shown}: ${describeEdge(e)}` : describeEdge(e);
               return (
                 <g
                   key={e.key}
@@ -118,7 +121,7 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
                   data-state={state}
                   role="button"
                   tabindex={0}
-                  aria-label={describeEdge(e)}
+                  aria-label={name}
                   onClick={() => onSelect({ kind: "edge", key: e.key })}
                   onKeyDown={activate(() => onSelect({ kind: "edge", key: e.key }))}
                 >
@@ -127,7 +130,7 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
                   <line class="stroke" x1={a.x} y1={a.y} x2={b.x} y2={b.y} />
                   {(labels || on) && (
                     <text x={(a.x + b.x) / 2} y={(a.y + b.y) / 2 - 4} class="flags">
-                      {state} · {flags(e.ab)} / {flags(e.ba)}
+                      {shown}
                     </text>
                   )}
                 </g>
@@ -142,11 +145,17 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
               const cls = `vnet${v ? "" : " unknown"}${path.has(id) ? " on-path" : ""}${blocked === id ? " blocked" : ""}${
                 selected?.kind === "vnet" && selected.id === id ? " selected" : ""
               }`;
+              const badges = `${v?.gateways.length ? " · GW" : ""}${appliances ? ` · NVA×${appliances}` : ""}${
+                v?.balancers.length ? ` · LB×${v.balancers.length}` : ""
+              }`;
+              const space = v ? v.space.join(" ") : "—";
+              const region = v ? lower(v.location) : "";
+              // The accessible name starts with the words shown (WCAG 2.5.3), then says them out.
               const label = v
-                ? `VNet ${name}, ${v.space.join(", ")}, ${v.location}${v.gateways.length ? ", gateway" : ""}${
+                ? `${name} ${space} ${region}${badges}: VNet${v.gateways.length ? " with a gateway" : ""}${
                     appliances ? `, ${appliances} appliance${appliances > 1 ? "s" : ""}` : ""
                   }${v.balancers.length ? `, ${v.balancers.length} load balancer(s)` : ""}`
-                : `VNet ${name} (not readable)`;
+                : `${name} —: VNet not readable`;
               return (
                 <g
                   key={id}
@@ -159,15 +168,12 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
                   onClick={() => v && onSelect({ kind: "vnet", id })}
                   onKeyDown={activate(() => v && onSelect({ kind: "vnet", id }))}
                 >
-                  {placed.at.size <= LABELS_UP_TO && <title>{label}</title>}
                   <rect width={NODE_W} height={NODE_H} rx={8} />
-                  <text x={8} y={18} class="name">{name}</text>
-                  <text x={8} y={33} class="space">{v ? v.space.join(" ") : "—"}</text>
+                  <text x={8} y={18} class="name">{name}</text>{" "}
+                  <text x={8} y={33} class="space">{space}</text>{" "}
                   <text x={8} y={47} class="region">
-                    {v ? lower(v.location) : ""}
-                    {v?.gateways.length ? " · GW" : ""}
-                    {appliances ? ` · NVA×${appliances}` : ""}
-                    {v?.balancers.length ? ` · LB×${v.balancers.length}` : ""}
+                    {region}
+                    {badges}
                   </text>
                 </g>
               );

@@ -228,3 +228,71 @@ def test_a_reader_sees_no_write_controls(console):
     expect(admin.get_by_role("button", name="Delete").first).to_be_visible()
     expect(admin.get_by_role("form", name="Add a peering")).to_have_count(1)
     assert page.errors == [] and admin.errors == []
+
+
+def test_the_counters_of_a_peering_go_up_live(console):
+    """What the agents report (here posted as a host's agent would) shows on the link's row."""
+    page = console.open()
+    page.locator("g.vnet[data-name=hub]").click()
+    row = page.get_by_role("complementary", name="Details").locator("tr[data-link=hub-to-spoke1]")
+    expect(row.locator("td[data-counter=out]")).to_have_text("0 B")
+    run = str(uuid.uuid4())
+
+    def report(sequence, mib):
+        pairs = [{"source": console.vnet(a), "destination": console.vnet(b), "direction": d,
+                  "bytes": mib << 20, "packets": mib * 1000}
+                 for (a, b) in [("hub", "spoke1")] for d in ("Egress", "Ingress")]
+        console.arm("POST", "/tessera/hosts/console-host/usage", {"run": run, "sequence": sequence, "pairs": pairs})
+
+    report(1, 3)
+    expect(row.locator("td[data-counter=out]")).to_have_text("3.0 MiB", timeout=15000)
+    expect(row.locator("td[data-counter=in]")).to_have_text("0 B")
+    report(2, 5)
+    expect(row.locator("td[data-counter=out]")).to_have_text("5.0 MiB", timeout=15000)
+    # spoke1 received it: its link to the hub counts it in.
+    page.locator("g.vnet[data-name=spoke1]").click()
+    expect(page.locator("tr[data-link=spoke1-to-hub] td[data-counter=in]")).to_have_text("5.0 MiB", timeout=15000)
+    shot(page, "09-live-peering-counters")
+    assert page.errors == []
+
+
+def axe(page: Page, what: str):
+    """The WCAG 2 A and AA violations axe-core finds on the page (keyboard names, contrast…)."""
+    source = ROOT / "console" / "node_modules" / "axe-core" / "axe.min.js"
+    assert source.exists(), "axe-core comes with the console's packages (cd console && npm ci)"
+    page.add_script_tag(content=source.read_text())
+    found = page.evaluate("""async () => (await axe.run(document, {runOnly: {type: 'tag', values:
+        ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})).violations.map(v =>
+        ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""")
+    assert found == [], f"{what}: {found}"
+
+
+def test_the_console_meets_wcag_aa_as_axe_checks_it(console):
+    # axe is injected into the page, which the page's own policy forbids: this context lifts it.
+    context = console.browser.new_context(ignore_https_errors=True, bypass_csp=True,
+                                          viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"{console.server.endpoint}/console/")
+    axe(page, "the login page")
+    page.get_by_label("Tenant ID").fill(console.tenant)
+    page.get_by_label("Client ID").fill(console.admin[0])
+    page.get_by_label("Client secret").fill(console.admin[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("g.vnet[data-name=hub]")).to_be_visible(timeout=15000)
+    page.locator("g.vnet[data-name=spoke2]").click()
+    page.locator("button[data-nic=spoke2-vm-nic]").click()
+    expect(page.locator("table.effective-rules")).to_be_visible(timeout=15000)
+    axe(page, "the map with a NIC's effective routes and rules")
+    page.get_by_role("tab", name="Connectivity").click()
+    form = page.get_by_role("region", name="Connectivity check")
+    form.get_by_label("From VM").select_option(label="spoke1-vm")
+    form.get_by_label("To VM").select_option(label="spoke2-vm")
+    form.get_by_label("Port").fill("3389")
+    form.get_by_role("button", name="Check").click()
+    expect(form.locator("li.hop.blocking")).to_have_count(1, timeout=15000)
+    axe(page, "a blocked connectivity check")
+    page.get_by_role("tab", name="Reachability").click()
+    expect(page.locator("table.heat")).to_be_visible(timeout=15000)
+    axe(page, "the reachability heat map")
+    shot(page, "10-laptop-screen-heat-map")
+    context.close()

@@ -31,9 +31,12 @@ function context(issue: NonNullable<Hop["issues"]>[number]): [string, string][] 
 
 /** A network watcher in the subscription: one listed, or one made where the caller may. */
 async function watcher(api: Api, topology: Topology, subscription: string, location: string, write: boolean): Promise<string> {
-  const found = topology.watchers.find((w) => lower(w.id).startsWith(`/subscriptions/${lower(subscription)}/`));
+  // Network Watcher works in the source VM's region: the subscription's watcher there.
+  const found = topology.watchers.find(
+    (w) => lower(w.id).startsWith(`/subscriptions/${lower(subscription)}/`) && lower(w.location) === lower(location),
+  );
   if (found) return found.id;
-  if (!write) throw new Error("No network watcher in this subscription, and you may not create one.");
+  if (!write) throw new Error(`No network watcher in ${location} in this subscription, and you may not create one.`);
   await api.put(`/subscriptions/${subscription}/resourcegroups/NetworkWatcherRG`, { location }, "2021-04-01");
   const w = await api.put(
     `/subscriptions/${subscription}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_${location}`,
@@ -50,7 +53,7 @@ export function Connectivity({ api, topology, canWrite, onPath, preset }: Props)
   const [protocol, setProtocol] = useState("Tcp");
   const [port, setPort] = useState("22");
   const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ status: string; hops: Hop[] } | null>(null);
+  const [result, setResult] = useState<{ status: string; hops: Hop[]; probes?: string } | null>(null);
   const [error, setError] = useState("");
   const vmVnet = new Map<string, string>();
   for (const v of topology.vnets.values()) for (const n of v.nics) if (n.vm) vmVnet.set(lower(n.vm), lower(v.id));
@@ -80,7 +83,12 @@ export function Connectivity({ api, topology, canWrite, onPath, preset }: Props)
       if (protocol !== "Icmp") destination.port = Number(port);
       const r = await api.action(`${w}/connectivityCheck`, { source: { resourceId: source }, destination, protocol });
       const hops: Hop[] = r.hops ?? [];
-      setResult({ status: r.connectionStatus, hops });
+      // With live probes (when the source VM's agent runs them), what they measured.
+      const probes =
+        r.probesSent > 0
+          ? `${r.probesSent} probes sent, ${r.probesFailed ?? 0} failed${r.avgLatencyInMs !== undefined ? `, ${r.avgLatencyInMs} ms on average` : ""}`
+          : undefined;
+      setResult({ status: r.connectionStatus, hops, probes });
       const crossed = new Set<string>();
       let blocked: string | undefined;
       for (const h of hops) {
@@ -149,6 +157,7 @@ export function Connectivity({ api, topology, canWrite, onPath, preset }: Props)
           <p class={`status ${lower(result.status)}`} data-status={result.status}>
             {result.status}
           </p>
+          {result.probes && <p class="probes">Live probe: {result.probes}</p>}
           <ol class="hop-path">
             {result.hops.map((h) => (
               <li class={`hop${h.issues?.length ? " blocking" : ""}`} data-type={h.type}>

@@ -12,7 +12,6 @@ interface Props {
   topology: Topology;
   selected: Selection;
   onSelect: (s: Selection) => void;
-  canWrite: (subscription: string) => boolean;
   notify: (message: string) => void;
 }
 
@@ -212,7 +211,7 @@ function Effective({ api, nic }: { api: Api; nic: Nic }) {
   );
 }
 
-export function Details({ api, topology, selected, onSelect, canWrite, notify }: Props) {
+export function Details({ api, topology, selected, onSelect, notify }: Props) {
   const vnet = selected?.kind === "vnet" ? topology.vnets.get(selected.id) : undefined;
   const counters = usePeeringCounters(api, vnet);
   const [nic, setNic] = useState<Nic | null>(null);
@@ -254,7 +253,7 @@ export function Details({ api, topology, selected, onSelect, canWrite, notify }:
     );
   }
   if (!vnet) return <aside class="details" aria-label="Details"><p>This VNet is gone.</p></aside>;
-  const write = canWrite(vnet.subscription);
+  const write = vnet.canWrite;
   return (
     <aside class="details" aria-label="Details">
       <h2>{vnet.name}</h2>

@@ -76,6 +76,13 @@ export function Reachability({ api, revision, onExplain }: Props) {
                 {m.vms.map((to, j) => {
                   if (i === j) return <td class="self" aria-label="itself">·</td>;
                   const ok = reach.get(`${i}:${j}`);
+                  // Network Watcher's connectivity check has no UDP: such a cell only says.
+                  if (m.protocol === "Udp")
+                    return (
+                      <td class={ok ? "yes" : "no"} data-from={from.name} data-to={to.name} aria-label={`${from.name} to ${to.name}: ${ok ? "reachable" : "unreachable"}`}>
+                        {ok ? "✓" : "✗"}
+                      </td>
+                    );
                   return (
                     <td class={ok ? "yes" : "no"} data-from={from.name} data-to={to.name}>
                       <button

@@ -134,13 +134,15 @@ export class Api {
   /** A POST action; a 202 is followed to its result. */
   async action<T = any>(path: string, body: unknown, version = NETWORK): Promise<T> {
     let r = await this.call("POST", path, version, body);
-    for (let i = 0; r.status === 202 && i < 60; i++) {
+    for (let i = 0; r.status === 202 && i < 120; i++) {
       const location = r.headers.get("Location") ?? r.headers.get("Azure-AsyncOperation");
       if (!location) break;
-      const wait = Number(r.headers.get("Retry-After") ?? "1");
-      if (i > 0) await new Promise((res) => setTimeout(res, Math.min(wait, 5) * 1000));
+      // The server's Retry-After (at least a quarter second once the first poll was early).
+      const wait = Math.min(Math.max(Number(r.headers.get("Retry-After") ?? "1") || 0, i > 0 ? 0.25 : 0), 5);
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait * 1000));
       r = await this.call("GET", location, version);
     }
+    if (r.status === 202) throw new ApiError(202, "StillRunning", `${path} has not finished; try again.`);
     return r.json();
   }
 }

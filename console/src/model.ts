@@ -1,7 +1,7 @@
 // The network as the console draws it, read from the ARM lists of each subscription the caller
 // may read.
 
-import { Api, COMPUTE, SUBSCRIPTIONS, AUTHORIZATION } from "./api";
+import { Api, ApiError, COMPUTE, NETWORK, SUBSCRIPTIONS, AUTHORIZATION } from "./api";
 
 export interface Link {
   id: string;
@@ -45,6 +45,8 @@ export interface VNet {
   nics: Nic[];
   gateways: { id: string; name: string; type: string }[];
   balancers: { id: string; name: string; sku: string; frontends: string[] }[];
+  /** Whether the caller may write peerings of this VNet (its resource group's permissions). */
+  canWrite: boolean;
 }
 
 export interface Subscription {
@@ -52,8 +54,10 @@ export interface Subscription {
   name: string;
   /** Why its resources could not be listed, if they could not. */
   error?: string;
-  /** Whether the caller may write peerings in it. */
+  /** Whether the caller may write at the subscription itself (e.g. make a network watcher). */
   canWrite: boolean;
+  /** Read resource by resource: the caller may read only some resource groups of it. */
+  partial?: boolean;
 }
 
 export interface Topology {
@@ -89,18 +93,52 @@ export function allows(perms: { actions?: string[]; notActions?: string[] }[], a
 
 const PEERING_WRITE = "Microsoft.Network/virtualNetworks/virtualNetworkPeerings/write";
 
+const TYPES: [string, string][] = [
+  ["Microsoft.Network/virtualNetworks", NETWORK],
+  ["Microsoft.Network/networkInterfaces", NETWORK],
+  ["Microsoft.Compute/virtualMachines", COMPUTE],
+  ["Microsoft.Network/loadBalancers", NETWORK],
+  ["Microsoft.Network/virtualNetworkGateways", NETWORK],
+  ["Microsoft.Network/networkWatchers", NETWORK],
+];
+
+/** The subscription's resources of each type in TYPES, from its lists. */
+function lists(api: Api, sub: string): Promise<any[][]> {
+  return Promise.all(TYPES.map(([type, version]) => api.list(`/subscriptions/${sub}/providers/${type}`, version)));
+}
+
+/** The same read one by one: what `…/resources` lists is only what the caller may read, for a
+ * caller whose roles are on some resource groups (the lists need a role on the subscription). */
+async function oneByOne(api: Api, sub: string): Promise<any[][]> {
+  const all = await api.list(`/subscriptions/${sub}/resources`, "2021-04-01");
+  return Promise.all(
+    TYPES.map(([type, version]) =>
+      Promise.all(all.filter((r: any) => lower(r.type) === lower(type)).map((r: any) => api.get(r.id, version))),
+    ),
+  );
+}
+
+/** The caller's permissions at a scope (none when they cannot be read). */
+const permissionsAt = (api: Api, scope: string) =>
+  api.list(`${scope}/providers/Microsoft.Authorization/permissions`, AUTHORIZATION).catch(() => []);
+
 async function loadSubscription(api: Api, s: Subscription, t: Topology) {
-  const base = `/subscriptions/${s.id}/providers`;
-  const [vnets, nics, vms, lbs, gws, watchers, perms] = await Promise.all([
-    api.list(`${base}/Microsoft.Network/virtualNetworks`),
-    api.list(`${base}/Microsoft.Network/networkInterfaces`),
-    api.list(`${base}/Microsoft.Compute/virtualMachines`, COMPUTE),
-    api.list(`${base}/Microsoft.Network/loadBalancers`),
-    api.list(`${base}/Microsoft.Network/virtualNetworkGateways`),
-    api.list(`${base}/Microsoft.Network/networkWatchers`),
-    api.list(`/subscriptions/${s.id}/providers/Microsoft.Authorization/permissions`, AUTHORIZATION).catch(() => []),
+  let found: any[][];
+  try {
+    found = await lists(api, s.id);
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 403) throw e;
+    found = await oneByOne(api, s.id);
+    s.partial = true;
+  }
+  const [vnets, nics, vms, lbs, gws, watchers] = found;
+  const groups = [...new Set(vnets.map((v: any) => lower(`/subscriptions/${s.id}/resourceGroups/${groupOf(v.id)}`)))];
+  const [subPerms, ...groupPerms] = await Promise.all([
+    permissionsAt(api, `/subscriptions/${s.id}`),
+    ...groups.map((g) => permissionsAt(api, g)),
   ]);
-  s.canWrite = allows(perms, PEERING_WRITE);
+  s.canWrite = allows(subPerms, "Microsoft.Resources/subscriptions/resourceGroups/write");
+  const writable = new Set(groups.filter((_, i) => allows(groupPerms[i], PEERING_WRITE)));
   for (const v of vnets) {
     const p = v.properties ?? {};
     t.vnets.set(lower(v.id), {
@@ -132,6 +170,7 @@ async function loadSubscription(api: Api, s: Subscription, t: Topology) {
       nics: [],
       gateways: [],
       balancers: [],
+      canWrite: writable.has(lower(`/subscriptions/${s.id}/resourceGroups/${groupOf(v.id)}`)),
     });
   }
   for (const n of nics) {

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from conftest import ROOT, Server, free_port, tessera_binary
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 SHOTS = ROOT / "target" / "console-screenshots"
 RG = "network-rg"
 
@@ -34,6 +35,7 @@ class Console:
         self.tenant, self.sub = c["tenantId"], c["subscriptionId"]
         self.admin = (c["clientId"], c["clientSecret"])
         self.token = server.token()
+        self.pages = []
 
     def arm(self, method, path, body=None, api="2024-05-01"):
         sep = "&" if "?" in path else "?"
@@ -53,6 +55,7 @@ class Console:
         """A new page signed in (through the login page) as `who` (the admin by default)."""
         client_id, secret = who or self.admin
         page = self.browser.new_page(ignore_https_errors=True, viewport={"width": 1400, "height": 860})
+        self.pages.append(page)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors
@@ -90,6 +93,25 @@ def console():
                     browser.close()
         finally:
             server.stop()
+
+
+@pytest.fixture(autouse=True)
+def pages_closed(console):
+    """Each test's pages are closed after it (each follows the change poll while open)."""
+    yield
+    for page in console.pages:
+        page.close()
+    console.pages.clear()
+
+
+def peered_both_ways(console, a, b, **flags):
+    """Puts back the example's link pair between a and b (after a test changed it)."""
+    for (x, y) in [(a, b), (b, a)]:
+        requests.delete(f"{console.server.endpoint}{console.vnet(x)}/virtualNetworkPeerings/{x}-to-{y}"
+                        "?api-version=2024-05-01", headers={"Authorization": f"Bearer {console.token}"},
+                        verify=console.server.ca, timeout=30)
+    console.link(a, f"{a}-to-{b}", b, **flags)
+    console.link(b, f"{b}-to-{a}", a, **flags)
 
 
 def test_the_example_hub_and_spoke_renders_its_vnets_and_peerings(console):
@@ -132,15 +154,19 @@ def test_a_peering_made_through_the_api_appears_without_a_reload(console):
     page = console.open()
     page.evaluate("window.__sameDocument = true")
     expect(edge(page, "spoke1", "spoke2")).to_have_count(0)
-    console.link("spoke1", "spoke1-to-spoke2", "spoke2")
-    expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Initiated", timeout=15000)
-    shot(page, "03-peering-initiated")
-    console.link("spoke2", "spoke2-to-spoke1", "spoke1", allowGatewayTransit=False)
-    expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Connected", timeout=15000)
-    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
-    shot(page, "04-peering-connected")
-    console.arm("DELETE", f"{console.vnet('spoke1')}/virtualNetworkPeerings/spoke1-to-spoke2")
-    console.arm("DELETE", f"{console.vnet('spoke2')}/virtualNetworkPeerings/spoke2-to-spoke1")
+    try:
+        console.link("spoke1", "spoke1-to-spoke2", "spoke2")
+        expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Initiated", timeout=15000)
+        shot(page, "03-peering-initiated")
+        console.link("spoke2", "spoke2-to-spoke1", "spoke1", allowGatewayTransit=False)
+        expect(edge(page, "spoke1", "spoke2")).to_have_attribute("data-state", "Connected", timeout=15000)
+        assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+        shot(page, "04-peering-connected")
+    finally:
+        for (a, b) in [("spoke1", "spoke2"), ("spoke2", "spoke1")]:
+            requests.delete(f"{console.server.endpoint}{console.vnet(a)}/virtualNetworkPeerings/{a}-to-{b}"
+                            "?api-version=2024-05-01", headers={"Authorization": f"Bearer {console.token}"},
+                            verify=console.server.ca, timeout=30)
     expect(edge(page, "spoke1", "spoke2")).to_have_count(0, timeout=15000)
     assert page.errors == []
 
@@ -188,17 +214,17 @@ def test_the_connectivity_form_shows_the_blocking_nsg_rule(console):
 def test_a_link_deleted_on_one_side_turns_disconnected(console):
     page = console.open()
     expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Connected")
-    console.arm("DELETE", f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-spoke2")
-    expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Disconnected", timeout=15000)
-    edge(page, "hub", "spoke2").click()
-    details = page.get_by_role("complementary", name="Details")
-    expect(details.locator("tr[data-link=spoke2-to-hub] td.state")).to_have_text("Disconnected")
-    expect(details).to_contain_text("one side has no link")
-    shot(page, "07-link-deleted-disconnected")
-    # The Disconnected link is deleted and both made again: Connected once more.
-    console.arm("DELETE", f"{console.vnet('spoke2')}/virtualNetworkPeerings/spoke2-to-hub")
-    console.link("hub", "hub-to-spoke2", "spoke2", allowForwardedTraffic=True)
-    console.link("spoke2", "spoke2-to-hub", "hub", allowForwardedTraffic=True)
+    try:
+        console.arm("DELETE", f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-spoke2")
+        expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Disconnected", timeout=15000)
+        edge(page, "hub", "spoke2").click()
+        details = page.get_by_role("complementary", name="Details")
+        expect(details.locator("tr[data-link=spoke2-to-hub] td.state")).to_have_text("Disconnected")
+        expect(details).to_contain_text("one side has no link")
+        shot(page, "07-link-deleted-disconnected")
+    finally:
+        # The Disconnected link is deleted and both made again: Connected once more.
+        peered_both_ways(console, "hub", "spoke2", allowForwardedTraffic=True)
     expect(edge(page, "hub", "spoke2")).to_have_attribute("data-state", "Connected", timeout=15000)
     assert page.errors == []
 
@@ -296,3 +322,26 @@ def test_the_console_meets_wcag_aa_as_axe_checks_it(console):
     axe(page, "the reachability heat map")
     shot(page, "10-laptop-screen-heat-map")
     context.close()
+
+
+def test_a_network_contributor_of_one_group_sees_it_and_may_change_its_peerings(console):
+    """Roles on a resource group only: the subscription's lists are refused, so the console reads
+    what `…/resources` shows the caller, one by one; its permissions there allow peering writes."""
+    who, secret = str(uuid.uuid4()), "netc-" + uuid.uuid4().hex
+    console.arm("PUT", f"/tessera/principals/{who}",
+                {"tenantId": console.tenant, "displayName": "group contributor", "secret": secret})
+    console.arm("PUT", f"/subscriptions/{console.sub}/resourceGroups/{RG}/providers/Microsoft.Authorization/"
+                f"roleAssignments/{uuid.uuid4()}",
+                {"properties": {"roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{NETWORK_CONTRIBUTOR}",
+                                "principalId": who}}, api="2022-04-01")
+    page = console.open((who, secret))
+    expect(page.get_by_role("alert")).to_contain_text("you may read only some of its resource groups")
+    names = page.locator("g.vnet").evaluate_all("ns => ns.map(n => n.dataset.name).sort()")
+    assert names == ["hub", "spoke1", "spoke2"]
+    expect(page.locator("[data-read-only]")).to_have_count(0)
+    page.locator("g.vnet[data-name=hub]").click()
+    expect(page.get_by_role("button", name="Delete").first).to_be_visible()
+    page.locator("button[data-nic=hub-vm-nic]").click()
+    expect(page.locator("table.effective-routes tr", has_text="10.1.0.0/16")).to_contain_text("VNetPeering")
+    shot(page, "11-group-contributor")
+    assert page.errors == []

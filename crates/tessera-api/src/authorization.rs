@@ -17,7 +17,7 @@ use crate::route::Route;
 /// `GET {scope}/providers/Microsoft.Authorization/permissions`: what the caller's roles at the
 /// scope (or above) permit — how a client such as the console knows which controls to show.
 /// Any principal of the scope's tenant may ask about itself; one of another tenant is refused.
-pub(crate) fn permissions(req: &Req, scope: &str) -> Result<Response, ArmError> {
+pub(crate) async fn permissions(app: &App, req: &Req, scope: &str) -> Result<Response, ArmError> {
     if req.method != Method::GET {
         return Err(method_not_allowed(req));
     }
@@ -28,6 +28,17 @@ pub(crate) fn permissions(req: &Req, scope: &str) -> Result<Response, ArmError> 
             "InvalidAuthenticationTokenTenant",
             format!("The access token is not from the tenant of the scope '{scope}'."),
         ));
+    }
+    // The scope must exist: a subscription and resource group (and `/` for the whole server).
+    if scope != "/" {
+        let Some(sub) = subscription_of(scope) else {
+            return Err(ArmError::bad_request("InvalidScope", format!("'{scope}' is not a scope of this server.")));
+        };
+        let rg = scope
+            .split('/')
+            .nth(4)
+            .filter(|_| scope.split('/').nth(3).is_some_and(|s| s.eq_ignore_ascii_case("resourceGroups")));
+        app.core.read().await.check_scope(sub, rg)?;
     }
     let value: Vec<Value> = req
         .access

@@ -43,7 +43,9 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
             if req.method != Method::GET {
                 return Err(method_not_allowed(req));
             }
-            req.authorize("Microsoft.Resources/subscriptions/resourceGroups/read", &format!("/subscriptions/{sub}"))?;
+            // As ARM does: a caller whose roles are on some resource groups lists those.
+            let read = "Microsoft.Resources/subscriptions/resourceGroups/read";
+            let whole = within_reach(req, read, sub)?;
             let core = app.core.read().await;
             core.check_scope(sub, None)?;
             let prefix = format!("{}/", sub.to_ascii_lowercase());
@@ -51,6 +53,12 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
                 .groups
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
+                .filter(|(k, _)| {
+                    whole
+                        || k.split_once('/').is_some_and(|(_, rg)| {
+                            req.authorize(read, &format!("/subscriptions/{sub}/resourceGroups/{rg}")).is_ok()
+                        })
+                })
                 .map(|(_, g)| Bytes::from(g.body.to_string()))
                 .collect();
             drop(core);
@@ -83,6 +91,18 @@ pub(crate) async fn handle(app: &App, req: &Req) -> Result<Response, ArmError> {
     }
 }
 
+/// Whether the caller may do `action` on the whole subscription (`true`), or holds a role only
+/// somewhere inside it (`false`: a list shows what it may read there); 403 (or 401 for another
+/// tenant's token) when it holds none.
+fn within_reach(req: &Req, action: &str, sub: &str) -> Result<bool, ArmError> {
+    let scope = format!("/subscriptions/{sub}");
+    match req.authorize(action, &scope) {
+        Ok(()) => Ok(true),
+        Err(e) if e.status == 403 && req.access.rbac.sees(&req.principal()?.client_id, &scope) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `…/resources`: every resource of a subscription or resource group, in the generic shape
 /// (`id`, `name`, `type`, `location`, `tags`), as `az resource list` and Ansible read them.
 async fn resources(app: &App, req: &Req, sub: &str, rg: Option<&str>) -> Result<Response, ArmError> {
@@ -91,7 +111,10 @@ async fn resources(app: &App, req: &Req, sub: &str, rg: Option<&str>) -> Result<
             "Microsoft.Resources/subscriptions/resourceGroups/read",
             &format!("/subscriptions/{sub}/resourceGroups/{rg}"),
         )?,
-        None => req.authorize("Microsoft.Resources/subscriptions/read", &format!("/subscriptions/{sub}"))?,
+        // A caller with roles only on some of its resource groups lists what it may read there.
+        None => {
+            within_reach(req, "Microsoft.Resources/subscriptions/read", sub)?;
+        }
     }
     let core = app.core.read().await;
     core.check_scope(sub, rg)?;

@@ -90,6 +90,8 @@ pub(crate) struct App {
     pub(crate) limits: tessera_engine::Limits,
     /// The servers of this store and who leads them.
     pub(crate) cluster: Arc<crate::leader::Cluster>,
+    /// The console's change-poll cursors.
+    pub(crate) cursors: crate::console::Cursors,
 }
 
 impl App {
@@ -485,7 +487,7 @@ async fn handle(app: &App, request: Request<Body>) -> Result<Response, ArmError>
         Route::RoleAssignment { .. } | Route::RoleDefinition { .. } | Route::Principal { .. } => {
             authorization::handle(app, &req).await
         }
-        Route::Permissions { scope } => authorization::permissions(&req, scope),
+        Route::Permissions { scope } => authorization::permissions(app, &req, scope).await,
         Route::Console { file } => crate::console::page(&req, file),
         Route::Changes => crate::console::changes(app, &req).await,
         Route::Reachability => crate::console::reachability(app, &req).await,

@@ -338,6 +338,7 @@ pub async fn start(config: ServeConfig) -> std::io::Result<RunningServer> {
         committer,
         keys,
         ops: Operations::sealed(&secret).shared(shared_for_app.clone()),
+        cursors: crate::console::Cursors::new(&secret),
         settings: config.settings.clone(),
         identity: Identity { tenant: DEFAULT_TENANT.to_string() },
         metrics: api_metrics,

@@ -30,12 +30,18 @@ function flags(l?: Link): string {
   if (l.allowGatewayTransit) f.push("gw-transit");
   if (l.useRemoteGateways) f.push("remote-gw");
   if (l.sync && l.sync !== "FullyInSync") f.push(l.sync);
-  return f.join(" ") || "·";
+  return f.join(" ");
+}
+
+/** The words on a line: its state, and each link's flags when either has any. */
+function shownOn(e: Edge, state: string): string {
+  const [a, b] = [flags(e.ab), flags(e.ba)];
+  return a || b ? `${state} · ${a || "·"} / ${b || "·"}` : state;
 }
 
 export function describeEdge(e: Edge): string {
   const side = (l: Link | undefined, from: string, to: string) =>
-    l ? `${nameOf(from)} to ${nameOf(to)} ${l.state}, ${l.sync || "sync unknown"}, ${flags(l)}` : `no link from ${nameOf(from)}`;
+    l ? `${nameOf(from)} to ${nameOf(to)} ${l.state}, ${l.sync || "sync unknown"}${flags(l) ? `, ${flags(l)}` : ""}` : `no link from ${nameOf(from)}`;
   return `Peering ${nameOf(e.a)} – ${nameOf(e.b)}: ${edgeState(e)}, ${e.global ? "global" : "regional"}; ${side(e.ab, e.a, e.b)}; ${side(e.ba, e.b, e.a)}`;
 }
 
@@ -109,7 +115,7 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
               const b = placed.at.get(e.b)!;
               const state = edgeState(e);
               const on = selected?.kind === "edge" && selected.key === e.key;
-              const shown = `${state} · ${flags(e.ab)} / ${flags(e.ba)}`;
+              const shown = shownOn(e, state);
               // The accessible name starts with the words shown (WCAG 2.5.3, label in name).
               const name = labels || on ? `${shown}: ${describeEdge(e)}` : describeEdge(e);
               return (

@@ -53,7 +53,7 @@ export function layout(nodes: string[], pairs: [string, string][]): { at: Map<st
       // A ring too long for one circle goes on as circles further out, as many VNets on each
       // as fit side by side.
       let i = 0;
-      radius += NODE_H * 2.6;
+      radius += Math.max(NODE_H * 2.6, NODE_W * 1.3);
       for (let turn = 0; i < ring.length; turn++) {
         const fit = Math.max(6, Math.floor((2 * Math.PI * radius) / (NODE_W * 0.8)));
         const here = ring.slice(i, i + fit);

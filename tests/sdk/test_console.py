@@ -345,3 +345,39 @@ def test_a_network_contributor_of_one_group_sees_it_and_may_change_its_peerings(
     expect(page.locator("table.effective-routes tr", has_text="10.1.0.0/16")).to_contain_text("VNetPeering")
     shot(page, "11-group-contributor")
     assert page.errors == []
+
+
+def test_gateways_load_balancers_and_global_peerings_are_drawn(console):
+    """The gateway-transit and global-ILB examples on a server of their own: the hub's gateway,
+    its transit flags on the spokes' lines, the ILBs, and global lines drawn apart."""
+    with tempfile.TemporaryDirectory(prefix="tessera-console-") as d:
+        server = Server(Path(d), free_port())
+        try:
+            for example in ["gateway-transit.yaml", "global-peering-ilb.yaml"]:
+                subprocess.run([tessera_binary(), "apply", "-f", str(ROOT / "examples" / example),
+                                "--credentials", str(Path(d) / "credentials.json")], check=True, capture_output=True)
+            other = Console(server, console.browser)
+            page = other.open()
+            expect(page.locator("g.vnet[data-name=hub] text.region")).to_contain_text("GW")
+            # The hub offers its gateway (gw-transit), spoke1 and spoke2 use it (remote-gw);
+            # spoke3 is peered without transit.
+            for spoke in ["spoke1", "spoke2"]:
+                flags = edge(page, "hub", spoke).locator("text.flags")
+                expect(flags).to_contain_text("gw-transit")
+                expect(flags).to_contain_text("remote-gw")
+            expect(edge(page, "hub", "spoke3").locator("text.flags")).not_to_contain_text("gw-transit")
+            # The web VNet holds two internal load balancers; west is peered across regions.
+            expect(page.locator("g.vnet[data-name=web] text.region")).to_contain_text("LB×2")
+            expect(edge(page, "web", "west")).to_have_class("edge connected global")
+            assert "global" in edge(page, "web", "west").get_attribute("aria-label")
+            expect(edge(page, "web", "neighbour")).not_to_have_class("edge connected global")
+            page.locator("g.vnet[data-name=web]").click()
+            expect(page.get_by_role("complementary", name="Details")).to_contain_text("ilb-basic (Basic, 10.10.0.100)")
+            page.locator("g.vnet[data-name=hub]").click()
+            expect(page.get_by_role("complementary", name="Details")).to_contain_text("Gateways: hub-gw (Vpn)")
+            shot(page, "12-gateways-load-balancers-global")
+            assert page.errors == []
+            for p in other.pages:
+                p.close()
+        finally:
+            server.stop()

@@ -62,6 +62,7 @@ pub(crate) fn run(
         crate::emit!("  subscription     {}", c.subscription_id);
         crate::emit!("  client id        {}", c.client_id);
         crate::emit!("  client secret    in {}", data_dir.join("credentials.json").display());
+        crate::emit!("  web console      {}/console/ (sign in with the tenant, client id and secret)", c.endpoint);
         crate::emit!("");
         crate::emit!("Use it with az:");
         crate::emit!("  export REQUESTS_CA_BUNDLE={}", c.ca_certificate.display());

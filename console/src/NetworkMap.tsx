@@ -161,7 +161,7 @@ export function NetworkMap({ topology, selected, onSelect, path, blocked }: Prop
                 ? `${name} ${space} ${region}${badges}: VNet${v.gateways.length ? " with a gateway" : ""}${
                     appliances ? `, ${appliances} appliance${appliances > 1 ? "s" : ""}` : ""
                   }${v.balancers.length ? `, ${v.balancers.length} load balancer(s)` : ""}`
-                : `${name} —: VNet not readable`;
+                : `${name} —: VNet not on the map (you may not read it, or its subscription is not shown)`;
               return (
                 <g
                   key={id}

@@ -381,3 +381,37 @@ def test_gateways_load_balancers_and_global_peerings_are_drawn(console):
                 p.close()
         finally:
             server.stop()
+
+
+def test_a_second_subscription_is_drawn_and_can_be_left_off_the_map(console):
+    """A VNet of another subscription of the tenant, peered with the hub (across
+    subscriptions): drawn with the rest; unticking its subscription leaves it off the map."""
+    other = str(uuid.uuid4())
+    console.arm("PUT", f"/subscriptions/{other}", {"tenantId": console.tenant, "displayName": "second"},
+                api="2022-12-01")
+    console.arm("PUT", f"/subscriptions/{other}/resourcegroups/far-rg", {"location": "westeurope"}, api="2022-12-01")
+    far = f"/subscriptions/{other}/resourceGroups/far-rg/providers/Microsoft.Network/virtualNetworks/far"
+    console.arm("PUT", far, {"location": "westeurope",
+                             "properties": {"addressSpace": {"addressPrefixes": ["10.50.0.0/16"]}}})
+    try:
+        console.arm("PUT", f"{far}/virtualNetworkPeerings/far-to-hub",
+                    {"properties": {"remoteVirtualNetwork": {"id": console.vnet("hub")}}})
+        console.arm("PUT", f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-far",
+                    {"properties": {"remoteVirtualNetwork": {"id": far}}})
+        page = console.open()
+        expect(edge(page, "hub", "far")).to_have_attribute("data-state", "Connected", timeout=15000)
+        subs = page.get_by_role("group", name="Subscriptions on the map")
+        expect(subs.get_by_role("checkbox")).to_have_count(2)
+        # Left off, far is only the grey end of the hub's line (its details are not shown).
+        subs.get_by_label("second (1)").uncheck()
+        expect(page.locator("g.vnet.unknown[data-name=far]")).to_have_count(1)
+        expect(page.locator("g.vnet.unknown[data-name=hub]")).to_have_count(0)
+        subs.get_by_label("second (1)").check()
+        expect(page.locator("g.vnet[data-name=far]")).not_to_have_class("vnet unknown")
+        expect(page.locator("g.vnet[data-name=far] text.region")).to_have_text("westeurope")
+        shot(page, "13-two-subscriptions")
+        assert page.errors == []
+    finally:
+        for link in [f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-far", f"{far}/virtualNetworkPeerings/far-to-hub"]:
+            requests.delete(f"{console.server.endpoint}{link}?api-version=2024-05-01",
+                            headers={"Authorization": f"Bearer {console.token}"}, verify=console.server.ca, timeout=30)

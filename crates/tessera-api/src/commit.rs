@@ -141,11 +141,23 @@ impl Committer {
     /// With a shared store: reads the state again when another server wrote since this one
     /// last saw it (call under the write lock, before a write). Whether it read.
     pub(crate) fn catch_up(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
+        self.catch_up_with(store, core, limits, false)
+    }
+
+    /// [`Committer::catch_up`], reading the store's head even when its watch has reported
+    /// nothing newer yet: before a refusal is answered, for it must hold on the latest state (a
+    /// write that succeeds is checked by its commit's compare-and-set; one refused never
+    /// commits). True when the state was read back.
+    pub(crate) fn catch_up_now(&self, store: &dyn Store, core: &mut Core, limits: &Limits) -> Result<bool, ArmError> {
+        self.catch_up_with(store, core, limits, true)
+    }
+
+    fn catch_up_with(&self, store: &dyn Store, core: &mut Core, limits: &Limits, now: bool) -> Result<bool, ArmError> {
         let Some(head) = &self.head else { return Ok(false) };
         let mut seen = lock_head(head);
         // Nothing newer reported by the store's watch: no read under the write lock (a write
         // on a state another server has just changed loses its commit's race, and runs again).
-        if *store.subscribe().borrow() <= *seen {
+        if !now && *store.subscribe().borrow() <= *seen {
             return Ok(false);
         }
         let now = store.get(HEAD_KEY).map_err(store_error)?.map_or(0, |e| e.revision);

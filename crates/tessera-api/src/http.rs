@@ -116,6 +116,18 @@ impl App {
                 }
                 let result = f(&mut core);
                 let ops = core.take_pending();
+                // A refusal (nothing staged) on a store other servers write: it must hold on the
+                // latest state, which this server's watch may not have heard of yet (a NIC made
+                // on another server a moment ago). Read the store's head; if it moved on, run
+                // the write again on the state read back.
+                if let (Err(_), true, Some(store)) = (&result, ops.is_empty(), &self.shared_store)
+                    && attempt < attempts
+                {
+                    let (store, limits) = (store.clone(), self.limits.clone());
+                    if tokio::task::block_in_place(|| self.committer.catch_up_now(&*store, &mut core, &limits))? {
+                        continue;
+                    }
+                }
                 let receipt = (!ops.is_empty()).then(|| self.committer.submit(ops));
                 (result, receipt)
             };

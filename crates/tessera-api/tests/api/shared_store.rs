@@ -500,3 +500,34 @@ async fn agents_are_fed_only_what_the_store_holds() {
     let last = seen.last().expect("an answer");
     assert_eq!(Some(last.0), history.keys().next_back().copied(), "the agent ends at the store's last revision");
 }
+
+/// A write is checked against the latest state even when this server's watch has not yet
+/// heard of another server's write: 20 times a NIC made on B and at once a VM on A taking it
+/// (a refusal on a state the store has moved beyond is run again on the state read back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_naming_what_another_server_just_made_is_accepted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(dir.path());
+    let a = server(&cluster).await;
+    let b = server(&cluster).await;
+    a.group("net").await;
+    let v = a.vnet("net", "v", "10.7.0.0/16").await;
+    let subnet = format!("{}/subnets/default", v["id"].as_str().expect("id"));
+    for i in 0..20 {
+        let nic = a.net("net", &format!("networkInterfaces/nic{i}"));
+        put(
+            &b,
+            nic.clone(),
+            json!({"location": "westeurope", "properties": {"ipConfigurations": [
+                {"name": "ip", "properties": {"subnet": {"id": subnet}}}]}}),
+        )
+        .await;
+        let vm = format!("{}/resourceGroups/net/providers/Microsoft.Compute/virtualMachines/vm{i}", a.sub());
+        put(
+            &a,
+            vm,
+            json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": nic}]}}}),
+        )
+        .await;
+    }
+}

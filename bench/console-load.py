@@ -65,7 +65,7 @@ def main():
                                   "expires": time.time() + 3000})
             want = args.spokes + 1
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+                browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-dev-shm-usage"])
                 times = []
                 for i in range(args.loads):
                     context = browser.new_context(ignore_https_errors=True, bypass_csp=True, viewport={"width": 1400, "height": 860})

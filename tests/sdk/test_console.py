@@ -86,7 +86,7 @@ def console():
             subprocess.run([tessera_binary(), "apply", "-f", str(ROOT / "examples" / "hub-spoke-nva.yaml"),
                             "--credentials", str(Path(d) / "credentials.json")], check=True, capture_output=True)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+                browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-dev-shm-usage"])
                 try:
                     yield Console(server, browser)
                 finally:

@@ -44,6 +44,11 @@ class Console:
         assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
         return r.json() if r.text else None
 
+    def forget(self, path):
+        """Deletes what may or may not be there (putting the example back after a test)."""
+        requests.delete(f"{self.server.endpoint}{path}?api-version=2024-05-01",
+                        headers={"Authorization": f"Bearer {self.token}"}, verify=self.server.ca, timeout=30)
+
     def vnet(self, name):
         return f"/subscriptions/{self.sub}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/{name}"
 
@@ -51,21 +56,37 @@ class Console:
         body = {"properties": {"remoteVirtualNetwork": {"id": self.vnet(remote)}, **flags}}
         return self.arm("PUT", f"{self.vnet(vnet)}/virtualNetworkPeerings/{name}", body)
 
-    def open(self, who=None) -> Page:
-        """A new page signed in (through the login page) as `who` (the admin by default)."""
-        client_id, secret = who or self.admin
-        page = self.browser.new_page(ignore_https_errors=True, viewport={"width": 1400, "height": 860})
-        self.pages.append(page)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.errors = errors
-        page.goto(f"{self.server.endpoint}/console/")
+    def open(self, who=None, page: Page = None) -> Page:
+        """A new page (or `page`, at the login page already) signed in through the login page as
+        `who` (the admin by default)."""
+        if page is None:
+            page = self.browser.new_page(ignore_https_errors=True, viewport={"width": 1400, "height": 860})
+            self.pages.append(page)
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.errors = errors
+            page.goto(f"{self.server.endpoint}/console/")
+        self.sign_in(page, who or self.admin)
+        expect(page.locator("g.vnet[data-name=hub]")).to_be_visible(timeout=15000)
+        return page
+
+    def sign_in(self, page: Page, who):
+        client_id, secret = who
         page.get_by_label("Tenant ID").fill(self.tenant)
         page.get_by_label("Client ID").fill(client_id)
         page.get_by_label("Client secret").fill(secret)
         page.get_by_role("button", name="Sign in").click()
-        expect(page.locator("g.vnet[data-name=hub]")).to_be_visible(timeout=15000)
-        return page
+
+
+def check(page: Page, source: str, destination: str, port: str):
+    """Runs the connectivity form from one VM to another on a TCP port; its region."""
+    page.get_by_role("tab", name="Connectivity").click()
+    form = page.get_by_role("region", name="Connectivity check")
+    form.get_by_label("From VM").select_option(label=source)
+    form.get_by_label("To VM").select_option(label=destination)
+    form.get_by_label("Port").fill(port)
+    form.get_by_role("button", name="Check").click()
+    return form
 
 
 def shot(page: Page, name: str):
@@ -107,9 +128,7 @@ def pages_closed(console):
 def peered_both_ways(console, a, b, **flags):
     """Puts back the example's link pair between a and b (after a test changed it)."""
     for (x, y) in [(a, b), (b, a)]:
-        requests.delete(f"{console.server.endpoint}{console.vnet(x)}/virtualNetworkPeerings/{x}-to-{y}"
-                        "?api-version=2024-05-01", headers={"Authorization": f"Bearer {console.token}"},
-                        verify=console.server.ca, timeout=30)
+        console.forget(f"{console.vnet(x)}/virtualNetworkPeerings/{x}-to-{y}")
     console.link(a, f"{a}-to-{b}", b, **flags)
     console.link(b, f"{b}-to-{a}", a, **flags)
 
@@ -164,21 +183,14 @@ def test_a_peering_made_through_the_api_appears_without_a_reload(console):
         shot(page, "04-peering-connected")
     finally:
         for (a, b) in [("spoke1", "spoke2"), ("spoke2", "spoke1")]:
-            requests.delete(f"{console.server.endpoint}{console.vnet(a)}/virtualNetworkPeerings/{a}-to-{b}"
-                            "?api-version=2024-05-01", headers={"Authorization": f"Bearer {console.token}"},
-                            verify=console.server.ca, timeout=30)
+            console.forget(f"{console.vnet(a)}/virtualNetworkPeerings/{a}-to-{b}")
     expect(edge(page, "spoke1", "spoke2")).to_have_count(0, timeout=15000)
     assert page.errors == []
 
 
 def test_the_connectivity_form_shows_the_blocking_nsg_rule(console):
     page = console.open()
-    page.get_by_role("tab", name="Connectivity").click()
-    form = page.get_by_role("region", name="Connectivity check")
-    form.get_by_label("From VM").select_option(label="spoke1-vm")
-    form.get_by_label("To VM").select_option(label="spoke2-vm")
-    form.get_by_label("Port").fill("3389")
-    form.get_by_role("button", name="Check").click()
+    form = check(page, "spoke1-vm", "spoke2-vm", "3389")
     expect(form.locator(".status")).to_have_text("Unreachable", timeout=15000)
     # The path goes through the hub's appliance; the last hop is blocked by spoke2-nsg's rule.
     hops = form.locator("li.hop")
@@ -300,21 +312,12 @@ def test_the_console_meets_wcag_aa_as_axe_checks_it(console):
     page = context.new_page()
     page.goto(f"{console.server.endpoint}/console/")
     axe(page, "the login page")
-    page.get_by_label("Tenant ID").fill(console.tenant)
-    page.get_by_label("Client ID").fill(console.admin[0])
-    page.get_by_label("Client secret").fill(console.admin[1])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("g.vnet[data-name=hub]")).to_be_visible(timeout=15000)
+    console.open(page=page)
     page.locator("g.vnet[data-name=spoke2]").click()
     page.locator("button[data-nic=spoke2-vm-nic]").click()
     expect(page.locator("table.effective-rules")).to_be_visible(timeout=15000)
     axe(page, "the map with a NIC's effective routes and rules")
-    page.get_by_role("tab", name="Connectivity").click()
-    form = page.get_by_role("region", name="Connectivity check")
-    form.get_by_label("From VM").select_option(label="spoke1-vm")
-    form.get_by_label("To VM").select_option(label="spoke2-vm")
-    form.get_by_label("Port").fill("3389")
-    form.get_by_role("button", name="Check").click()
+    form = check(page, "spoke1-vm", "spoke2-vm", "3389")
     expect(form.locator("li.hop.blocking")).to_have_count(1, timeout=15000)
     axe(page, "a blocked connectivity check")
     page.get_by_role("tab", name="Reachability").click()
@@ -413,5 +416,4 @@ def test_a_second_subscription_is_drawn_and_can_be_left_off_the_map(console):
         assert page.errors == []
     finally:
         for link in [f"{console.vnet('hub')}/virtualNetworkPeerings/hub-to-far", f"{far}/virtualNetworkPeerings/far-to-hub"]:
-            requests.delete(f"{console.server.endpoint}{link}?api-version=2024-05-01",
-                            headers={"Authorization": f"Bearer {console.token}"}, verify=console.server.ca, timeout=30)
+            console.forget(link)

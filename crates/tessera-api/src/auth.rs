@@ -292,6 +292,24 @@ impl Access {
     /// subscription, or `/`)? 401 when its token is from another tenant than the
     /// subscription's; 403 `AuthorizationFailed` when no role assignment permits it.
     pub fn check(&self, principal: &Principal, action: &str, scope: &str) -> Result<(), ArmError> {
+        self.check_tenant(principal, scope)?;
+        if self.rbac.allows(&principal.client_id, action, scope) {
+            return Ok(());
+        }
+        Err(ArmError::with_status(
+            403,
+            "AuthorizationFailed",
+            format!(
+                "The client '{c}' with object id '{c}' does not have authorization to perform action '{action}' \
+                 over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your \
+                 credentials.",
+                c = principal.client_id
+            ),
+        ))
+    }
+
+    /// 401 when `principal`'s token is from another tenant than the subscription of `scope`.
+    pub fn check_tenant(&self, principal: &Principal, scope: &str) -> Result<(), ArmError> {
         if let Some(sub) = subscription_of(scope)
             && let Some(tenant) = self.tenant_of(sub)
             && !tenant.eq_ignore_ascii_case(&principal.tenant_id)
@@ -307,18 +325,6 @@ impl Access {
                 ),
             ));
         }
-        if self.rbac.allows(&principal.client_id, action, scope) {
-            return Ok(());
-        }
-        Err(ArmError::with_status(
-            403,
-            "AuthorizationFailed",
-            format!(
-                "The client '{c}' with object id '{c}' does not have authorization to perform action '{action}' \
-                 over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your \
-                 credentials.",
-                c = principal.client_id
-            ),
-        ))
+        Ok(())
     }
 }

@@ -22,13 +22,7 @@ pub(crate) async fn permissions(app: &App, req: &Req, scope: &str) -> Result<Res
         return Err(method_not_allowed(req));
     }
     let caller = req.principal()?;
-    if !req.access.tenant_matches(caller, scope) {
-        return Err(ArmError::with_status(
-            401,
-            "InvalidAuthenticationTokenTenant",
-            format!("The access token is not from the tenant of the scope '{scope}'."),
-        ));
-    }
+    req.access.check_tenant(caller, scope)?;
     // The scope must exist: a subscription and resource group (and `/` for the whole server).
     if scope != "/" {
         let Some(sub) = subscription_of(scope) else {

@@ -217,14 +217,7 @@ pub(crate) async fn reachability(app: &App, req: &Req) -> Result<Response, ArmEr
             ),
         ));
     }
-    // An empty list would mean every VM to the engine.
-    if vms.is_empty() {
-        return Ok(json_value(
-            StatusCode::OK,
-            &json!({"protocol": format!("{proto:?}"), "port": port, "vms": [], "cells": []}),
-        ));
-    }
-    let m = tokio::task::block_in_place(|| matrix(&core.engine, proto, port, &vms));
+    let m = tokio::task::block_in_place(|| matrix(&core.engine, proto, port, Some(&vms)));
     drop(core);
     // The engine's cells are row by row with the diagonal left out: as indexes into `vms`.
     let n = m.ids.len();

@@ -66,7 +66,7 @@ fn benches(c: &mut Criterion) {
     }
     assert_eq!(vms.len(), 100);
     g.bench_function("matrix_100x100_tcp22", |b| {
-        b.iter(|| black_box(matrix::matrix(&engine, Protocol::Tcp, 22, &vms)))
+        b.iter(|| black_box(matrix::matrix(&engine, Protocol::Tcp, 22, Some(&vms))))
     });
     g.finish();
 }

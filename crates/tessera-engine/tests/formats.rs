@@ -17,7 +17,7 @@ fn answers(engine: &Engine) -> String {
         out.push_str(&format!("{nic}\n{routes:?}\n{rules:?}\n"));
     }
     for port in [22, 80, 3389] {
-        out.push_str(&format!("{:?}\n", matrix::matrix(engine, Protocol::Tcp, port, &[])));
+        out.push_str(&format!("{:?}\n", matrix::matrix(engine, Protocol::Tcp, port, None)));
     }
     out
 }

@@ -161,7 +161,7 @@ fn query(engine: &Engine, q: &Value) -> Result<Value, ArmError> {
         }
         "matrix" => {
             let port = q.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(22);
-            Ok(serde_json::to_value(matrix::matrix(engine, proto(q), port, &[])).unwrap_or_default())
+            Ok(serde_json::to_value(matrix::matrix(engine, proto(q), port, None)).unwrap_or_default())
         }
         "peerings" => Ok(peerings(engine)),
         other => panic!("unknown query {other}"),

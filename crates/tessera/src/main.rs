@@ -859,7 +859,7 @@ fn run(command: Command) -> Result<ExitCode, ArmError> {
         Command::Matrix { common, port, proto } => {
             let t = Target::open(common.file.as_deref(), &common.credentials)?;
             let (p, _, _) = proto_of(proto);
-            let m = matrix::matrix(&t.engine, p, port, &[]);
+            let m = matrix::matrix(&t.engine, p, port, None);
             match common.output {
                 Output::Json => print_json(&serde_json::to_value(&m).unwrap_or_default()),
                 Output::Table => render::matrix(&m),

@@ -19,6 +19,17 @@ pub(crate) fn guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The body of a NIC in westeurope with one IP configuration on `subnet`.
+pub(crate) fn nic_body(subnet: &str) -> Value {
+    json!({"location": "westeurope", "properties": {"ipConfigurations":
+        [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})
+}
+
+/// The body of a VM in westeurope on `nic`.
+pub(crate) fn vm_body(nic: &str) -> Value {
+    json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": nic}]}}})
+}
+
 pub(crate) struct Api {
     pub(crate) server: Option<RunningServer>,
     pub(crate) client: Client,

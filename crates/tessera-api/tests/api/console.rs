@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER};
+use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER, nic_body, vm_body};
 
 async fn get(api: &Api, token: &str, path: &str) -> (u16, Value) {
     api.call_as(token, &[], Method::GET, path, None).await
@@ -163,26 +163,12 @@ async fn reachability_covers_only_the_vms_a_caller_may_read() {
     let subnet = format!("{}/subnets/default", v["id"].as_str().expect("id"));
     for (vm, group) in [("vm1", "a"), ("vm2", "a")] {
         let nic = api.net(group, &format!("networkInterfaces/{vm}-nic"));
-        let (s, v) = api
-            .call(
-                Method::PUT,
-                &nic,
-                Some(json!({"location": "westeurope", "properties": {"ipConfigurations":
-                    [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})),
-            )
-            .await;
+        let (s, v) = api.call(Method::PUT, &nic, Some(nic_body(&subnet))).await;
         assert!(s < 300, "{v}");
         let path = format!(
             "{sub}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{vm}?api-version=2024-07-01"
         );
-        let (s, v) = api
-            .call(
-                Method::PUT,
-                &path,
-                Some(json!({"location": "westeurope", "properties": {"networkProfile":
-                    {"networkInterfaces": [{"id": nic}]}}})),
-            )
-            .await;
+        let (s, v) = api.call(Method::PUT, &path, Some(vm_body(&nic))).await;
         assert!(s < 300, "{v}");
     }
     let (s, v) = get(&api, &api.token, "/tessera/reachability?protocol=Tcp&port=22").await;

@@ -7,7 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER, RES, guid};
+use crate::common::{AUTH, Api, NETWORK_CONTRIBUTOR, READER, RES, guid, nic_body};
 
 /// Who calls, in the order each row runs them (the owner last, so that what others may not do
 /// is refused before the owner changes anything).
@@ -37,14 +37,7 @@ async fn every_operation_family_as_every_kind_of_caller() {
     api.vnet("other", "v2", "10.2.0.0/16").await;
     let subnet = format!("{}/subnets/default", v1["id"].as_str().expect("id"));
     let nic = api.net("net", "networkInterfaces/nic1");
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            &nic,
-            Some(json!({"location": "westeurope", "properties": {"ipConfigurations":
-            [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})),
-        )
-        .await;
+    let (s, v) = api.call(Method::PUT, &nic, Some(nic_body(&subnet))).await;
     assert_eq!(s, 201, "{v}");
     let r = api
         .send(Method::PUT, &api.net("net", "networkSecurityGroups/probe"), Some(br#"{"location":"westeurope"}"#))

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tessera_api::StoreKind;
 use tessera_store::etcd_cluster::Cluster;
 
-use crate::common::Api;
+use crate::common::{Api, nic_body, vm_body};
 
 async fn server(cluster: &Cluster) -> Api {
     let endpoints = cluster.clients.clone();
@@ -515,19 +515,8 @@ async fn a_write_naming_what_another_server_just_made_is_accepted() {
     let subnet = format!("{}/subnets/default", v["id"].as_str().expect("id"));
     for i in 0..20 {
         let nic = a.net("net", &format!("networkInterfaces/nic{i}"));
-        put(
-            &b,
-            nic.clone(),
-            json!({"location": "westeurope", "properties": {"ipConfigurations": [
-                {"name": "ip", "properties": {"subnet": {"id": subnet}}}]}}),
-        )
-        .await;
+        put(&b, nic.clone(), nic_body(&subnet)).await;
         let vm = format!("{}/resourceGroups/net/providers/Microsoft.Compute/virtualMachines/vm{i}", a.sub());
-        put(
-            &a,
-            vm,
-            json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": nic}]}}}),
-        )
-        .await;
+        put(&a, vm, vm_body(&nic)).await;
     }
 }

@@ -40,10 +40,10 @@ pub struct Matrix {
     pub cells: Vec<Cell>,
 }
 
-/// Computes the matrix over `vms` (all VMs when empty).
-pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: &[ResourceId]) -> Matrix {
+/// Computes the matrix over `vms` (`None`: every VM; an empty list gives an empty matrix).
+pub fn matrix(engine: &Engine, proto: Protocol, port: u16, vms: Option<&[ResourceId]>) -> Matrix {
     let st = engine.state();
-    let chosen: Vec<ResourceId> = if vms.is_empty() { st.vms.keys().cloned().collect() } else { vms.to_vec() };
+    let chosen: Vec<ResourceId> = vms.map_or_else(|| st.vms.keys().cloned().collect(), <[ResourceId]>::to_vec);
     let programs: Vec<_> = chosen
         .iter()
         .filter_map(|vm| {
